@@ -1,0 +1,55 @@
+//! `quarry`: the command-line front of the embedded default. Thin: parse arguments, load the
+//! configuration once, hand off to the subcommand, and turn any error into one line on stderr with
+//! its whole cause chain and a non-zero exit, never a panic.
+
+// Printing to the terminal is this binary's job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "quarry", version, about = "Semantic search over a folder or an S3 bucket")]
+struct Cli {
+    /// Configuration file (TOML); QUARRY_* environment variables override it.
+    #[arg(long, global = true, env = "QUARRY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show how a file will be indexed: detected type, pages, redactions and chunks with spans.
+    Inspect(inspect::Args),
+}
+
+/// Exit codes: 1 for a file Quarry cannot index (bad input), 3 for a broken setup (config, model).
+/// clap uses 2 for usage errors.
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
+                // The parsers' own warnings are about the file, which the typed error already
+                // reports in one line; QUARRY_LOG=debug shows them.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lopdf=off,pdf_extract=off")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(cli.config.as_deref(), &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quarry: {err:#}");
+            let bad_input = err.chain().any(|e| e.is::<quarry_text::ExtractError>());
+            ExitCode::from(if bad_input { 1 } else { 3 })
+        }
+    }
+}

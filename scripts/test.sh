@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every check and every test: the README's test command, and exactly what .ci/run calls.
+# Installs what the tests need first (the model; cargo-deny if absent). A missing tool is a
+# failure here, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "test: installing cargo-deny from crates.io (one time, a few minutes)"
+  cargo install --locked cargo-deny@0.20.2
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny check licenses bans sources"
+cargo deny check licenses bans sources
+echo "== cargo test"
+cargo test --workspace --locked

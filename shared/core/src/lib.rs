@@ -1,0 +1,16 @@
+//! Quarry's core: the domain types every adapter speaks, the ports (traits) the pipeline is written
+//! against, the error taxonomy that says whether a failure is worth retrying, and the typed
+//! configuration.
+//!
+//! This crate depends on no cloud SDK and no database on purpose: the Lambda functions and the
+//! embedded default are the same pipeline over different adapters, and the adapters live in their own
+//! crates (see `docs/ARCHITECTURE.md`).
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ports;
+
+pub use config::{Config, ConfigError};
+pub use domain::*;
+pub use error::{Classify, ErrorClass, PortError};

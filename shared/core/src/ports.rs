@@ -1,0 +1,175 @@
+//! The ports the pipeline is written against. Each is narrow and named for one role, so that an
+//! adapter implements only what its backend does (S3 is a blob source, not a state store) and a
+//! handler asks only for what it uses.
+//!
+//! Every method is an idempotent operation keyed by deterministic ids, so that at-least-once
+//! delivery (SQS, S3 events, a resumed local batch) never indexes a document twice. None of them
+//! spans two stores: a document's checkpoint is written only after its vectors are, which is what
+//! makes a crash between the two safe (the retry redoes the upsert, then checkpoints).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure, PageRange};
+use crate::error::PortError;
+
+/// What a source says about a blob without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    pub key: DocumentKey,
+    pub size: u64,
+    /// ETag on S3, a modification stamp locally; a cheap "may have changed" signal. The content
+    /// hash decides.
+    pub version: Option<String>,
+    pub content_type: Option<String>,
+    /// User metadata (S3 object metadata or a sidecar file), filterable at search time.
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub info: BlobInfo,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads documents from where users put them: an S3 bucket or a local folder.
+pub trait BlobSource: Send + Sync {
+    fn head(&self, key: &DocumentKey) -> impl Future<Output = Result<BlobInfo, PortError>> + Send;
+    fn get(&self, key: &DocumentKey) -> impl Future<Output = Result<Blob, PortError>> + Send;
+    /// Every blob under `prefix` ("" for all), in key order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<BlobInfo>, PortError>> + Send;
+}
+
+/// What a worker is asked to do with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    Index,
+    Delete,
+}
+
+/// A small pointer message: the key, never the document's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexJob {
+    pub action: JobAction,
+    pub key: DocumentKey,
+    pub version: Option<String>,
+    pub batch: Option<BatchId>,
+}
+
+/// Fans jobs out to workers (SQS on AWS, a bounded channel locally).
+pub trait JobQueue: Send + Sync {
+    fn enqueue(&self, jobs: &[IndexJob]) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// The outcome of trying to take a document for processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This worker holds the document until `expires_in` elapses.
+    Acquired { attempt: u32, expires_in: Duration },
+    /// The same content is already indexed: nothing to do (duplicate delivery, unchanged file).
+    AlreadyIndexed,
+    /// Another worker holds an unexpired lease; retry later.
+    Busy,
+}
+
+/// What the checkpoint records once a document's vectors are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub document: DocumentId,
+    pub key: DocumentKey,
+    pub content_hash: ContentHash,
+    pub chunks: u32,
+    pub model: String,
+}
+
+/// Per-document state with leases, so that concurrent or duplicate deliveries process a document
+/// once (a DynamoDB conditional write on AWS, a SQLite row locally).
+pub trait CheckpointStore: Send + Sync {
+    fn acquire(
+        &self,
+        document: &DocumentId,
+        content_hash: &ContentHash,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Lease, PortError>> + Send;
+    /// Marks the document indexed. Call only after its vectors are durably written.
+    fn checkpoint(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn fail(&self, document: &DocumentId, failure: &Failure) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn forget(&self, document: &DocumentId) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Tracks batches with counters that can be bumped atomically from many workers.
+pub trait BatchTracker: Send + Sync {
+    fn counters(&self, batch: &BatchId) -> impl Future<Output = Result<BatchCounters, PortError>> + Send;
+    fn record(
+        &self,
+        batch: &BatchId,
+        document: &DocumentKey,
+        outcome: &BatchOutcome,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// How one document of a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum BatchOutcome {
+    Indexed { chunks: u32, bytes: u64 },
+    Unchanged { bytes: u64 },
+    Failed { failure: Failure, bytes: u64 },
+}
+
+/// The embedding model's identity: vectors from different models never mix in one index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub dimension: usize,
+    /// Longest input in model tokens, special tokens included.
+    pub max_tokens: usize,
+}
+
+/// Turns text into unit-length vectors.
+pub trait Embedder: Send + Sync {
+    fn model(&self) -> &ModelInfo;
+    fn embed(&self, texts: &[String]) -> impl Future<Output = Result<Vec<Vec<f32>>, PortError>> + Send;
+}
+
+/// A chunk's vector with what search needs to show and filter it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorRecord {
+    pub id: ChunkId,
+    pub document: DocumentId,
+    pub vector: Vec<f32>,
+    pub text: String,
+    pub pages: Option<PageRange>,
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Writes vectors. Upserts by chunk id; removal by document keeps ordinals below `keep` so that a
+/// shorter new version drops exactly its stale tail.
+pub trait VectorWriter: Send + Sync {
+    fn upsert(&self, records: &[VectorRecord]) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn delete_from(&self, document: &DocumentId, keep: u32) -> impl Future<Output = Result<u64, PortError>> + Send;
+}
+
+/// A nearest-neighbour query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorQuery {
+    pub vector: Vec<f32>,
+    pub top_k: usize,
+}
+
+/// One hit, scored as a similarity in [0, 1] whatever the backend's distance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorHit {
+    pub id: ChunkId,
+    pub document: DocumentId,
+    pub score: f32,
+}
+
+/// Searches vectors. Separate from the writer: the search Lambda gets read-only access.
+pub trait VectorSearcher: Send + Sync {
+    fn search(&self, query: &VectorQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;
+}

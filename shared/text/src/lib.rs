@@ -1,0 +1,64 @@
+//! From raw bytes to redacted, chunked text with provenance: the first stage of Quarry's pipeline,
+//! shared by the embed-worker Lambda and the embedded default. Pure computation: no I/O beyond
+//! what the caller hands in.
+
+pub mod chunk;
+pub mod extract;
+pub mod redact;
+pub mod wordpiece;
+
+pub use chunk::{ChunkOptions, Chunker, TokenCounter};
+pub use extract::{ExtractError, Extractor};
+pub use redact::{Redacted, Redactor};
+pub use wordpiece::{TokenizerError, WordPiece};
+
+use quarry_core::{Chunk, Config, ExtractedDocument, RedactionCounts};
+
+/// A document prepared for embedding.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The redacted text and its pages: what chunk spans point into.
+    pub document: ExtractedDocument,
+    pub redactions: RedactionCounts,
+    pub chunks: Vec<Chunk>,
+}
+
+/// Extraction, redaction and chunking, configured once and reused for every document.
+#[derive(Debug)]
+pub struct Preparer<T: TokenCounter> {
+    extractor: Extractor,
+    redactor: Redactor,
+    counter: T,
+    options: ChunkOptions,
+}
+
+impl<T: TokenCounter> Preparer<T> {
+    pub fn new(config: &Config, counter: T) -> Self {
+        Preparer {
+            extractor: Extractor::new(config.limits.clone()),
+            redactor: Redactor::new(&config.redaction.kinds()),
+            counter,
+            options: ChunkOptions::from(&config.chunking),
+        }
+    }
+
+    pub fn extractor(&self) -> &Extractor {
+        &self.extractor
+    }
+
+    pub fn counter(&self) -> &T {
+        &self.counter
+    }
+
+    /// `name` is the file name or key (for its extension).
+    pub fn prepare(&self, name: Option<&str>, bytes: &[u8]) -> Result<Prepared, ExtractError> {
+        let extracted = self.extractor.extract(name, bytes)?;
+        Ok(self.prepare_extracted(&extracted))
+    }
+
+    pub fn prepare_extracted(&self, extracted: &ExtractedDocument) -> Prepared {
+        let (document, redactions) = self.redactor.redact_document(extracted);
+        let chunks = Chunker::new(&self.counter, self.options).chunk(&document);
+        Prepared { document, redactions, chunks }
+    }
+}
