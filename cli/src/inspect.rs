@@ -21,17 +21,13 @@ pub struct Args {
 }
 
 pub fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
-    let config = Config::from_env(config_file).context("invalid configuration")?;
+    let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
     let model_dir = config.model.resolved_dir();
     let tokenizer_path = model_dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {
-        anyhow::bail!(
-            "the embedding model is not installed in {} (run `{}` to install it, or set QUARRY_MODEL_DIR)",
-            model_dir.display(),
-            quarry_core::config::Model::SETUP_COMMAND
-        );
+        return Err(crate::SetupError::ModelMissing { dir: model_dir }.into());
     }
-    let tokenizer = WordPiece::from_file(&tokenizer_path)?;
+    let tokenizer = WordPiece::from_file(&tokenizer_path).map_err(crate::SetupError::Tokenizer)?;
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let name = args.file.file_name().and_then(|n| n.to_str());
     let preparer = Preparer::new(&config, tokenizer);

@@ -28,8 +28,23 @@ enum Command {
     Inspect(inspect::Args),
 }
 
-/// Exit codes: 1 for a file Quarry cannot index (bad input), 3 for a broken setup (config, model).
-/// clap uses 2 for usage errors.
+/// What is wrong with the installation rather than with the input: exit code 3.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("invalid configuration")]
+    Config(#[source] quarry_core::ConfigError),
+    #[error(
+        "the embedding model is not installed in {} (run `{}` to install it, or set QUARRY_MODEL_DIR)",
+        dir.display(),
+        quarry_core::config::Model::SETUP_COMMAND
+    )]
+    ModelMissing { dir: PathBuf },
+    #[error("cannot load the tokenizer")]
+    Tokenizer(#[source] quarry_text::TokenizerError),
+}
+
+/// Exit codes: 1 for input Quarry cannot use (a missing or unindexable file), 3 for a broken setup
+/// (configuration, model). clap uses 2 for usage errors.
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -48,8 +63,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("quarry: {err:#}");
-            let bad_input = err.chain().any(|e| e.is::<quarry_text::ExtractError>());
-            ExitCode::from(if bad_input { 1 } else { 3 })
+            let setup = err.chain().any(|e| e.is::<SetupError>());
+            ExitCode::from(if setup { 3 } else { 1 })
         }
     }
 }

@@ -74,8 +74,10 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
         assert!(err.starts_with("quarry: ") && err.contains(needle), "{file}: {err}");
         assert!(!err.contains("panicked"), "{file}: {err}");
     }
-    let (code, _, err) = quarry(&["inspect", "empty.txt"], &dir);
-    assert_eq!(code, 1, "bad input exits 1: {err}");
+    for file in ["empty.txt", "missing.txt"] {
+        let (code, _, err) = quarry(&["inspect", file], &dir);
+        assert_eq!(code, 1, "{file}: bad input exits 1: {err}");
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 
