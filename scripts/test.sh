@@ -18,4 +18,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo deny check licenses bans sources"
 cargo deny check licenses bans sources
 echo "== cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# cargo ends on the last crate's doc-test block (often "0 passed"); the total says what ran.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log"
