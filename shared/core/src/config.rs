@@ -24,17 +24,22 @@ pub struct Limits {
     pub docx_max_uncompressed_bytes: u64,
     /// Deepest nesting of JSON arrays and objects.
     pub json_max_depth: u32,
+    /// Deepest nesting of HTML elements: HTML tree building is quadratic in depth, so a 1 MB page
+    /// of nested `<div>`s would otherwise take seconds.
+    pub html_max_depth: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_file_bytes: 50 * 1000 * 1000,
-            max_chars: 20_000_000,
+            // As many characters as the largest accepted text file can hold.
+            max_chars: 50_000_000,
             max_pdf_pages: 2_000,
             docx_max_ratio: 100,
             docx_max_uncompressed_bytes: 200 * 1000 * 1000,
             json_max_depth: 64,
+            html_max_depth: 512,
         }
     }
 }
@@ -153,6 +158,7 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_DOCX_MAX_RATIO", "limits.docx_max_ratio"),
     ("QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES", "limits.docx_max_uncompressed_bytes"),
     ("QUARRY_JSON_MAX_DEPTH", "limits.json_max_depth"),
+    ("QUARRY_HTML_MAX_DEPTH", "limits.html_max_depth"),
     ("QUARRY_CHUNK_MAX_TOKENS", "chunking.max_tokens"),
     ("QUARRY_CHUNK_OVERLAP_TOKENS", "chunking.overlap_tokens"),
     ("QUARRY_REDACT", "redaction.enabled"),
@@ -236,6 +242,7 @@ impl Config {
             "QUARRY_DOCX_MAX_RATIO" => l.docx_max_ratio = parse_num(name, v)?,
             "QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES" => l.docx_max_uncompressed_bytes = parse_bytes(name, v)?,
             "QUARRY_JSON_MAX_DEPTH" => l.json_max_depth = parse_num(name, v)?,
+            "QUARRY_HTML_MAX_DEPTH" => l.html_max_depth = parse_num(name, v)?,
             "QUARRY_CHUNK_MAX_TOKENS" => self.chunking.max_tokens = parse_num(name, v)?,
             "QUARRY_CHUNK_OVERLAP_TOKENS" => self.chunking.overlap_tokens = parse_num(name, v)?,
             "QUARRY_REDACT" => self.redaction.enabled = parse_bool(name, v)?,
@@ -281,6 +288,12 @@ impl Config {
             "limits.json_max_depth",
             l.json_max_depth.to_string(),
             "must be between 2 and 128",
+        )?;
+        check(
+            (8..=100_000).contains(&l.html_max_depth),
+            "limits.html_max_depth",
+            l.html_max_depth.to_string(),
+            "must be between 8 and 100000",
         )?;
         check(
             (16..=8192).contains(&c.max_tokens),

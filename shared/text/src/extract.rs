@@ -54,8 +54,8 @@ pub enum ExtractError {
     CsvQuote { line: usize },
     #[error("the JSON is not valid")]
     Json(#[source] serde_json::Error),
-    #[error("the JSON nests deeper than {limit} levels (limits.json_max_depth)")]
-    TooDeep { limit: u32 },
+    #[error("the {format} nests deeper than {limit} levels (limits.{format}_max_depth)")]
+    TooDeep { format: Format, limit: u32 },
     #[error("the document has over {limit} characters of text (limits.max_chars)")]
     TooMuchText { limit: usize },
     #[error("the {format} file has no text to index")]
@@ -217,7 +217,14 @@ impl Extractor {
             Format::Docx => self.docx(bytes)?,
             Format::Text => ExtractedDocument::single_page(format, decode(bytes)?.into_owned(), None),
             Format::Markdown => markdown(&decode(bytes)?),
-            Format::Html => html(&decode(bytes)?),
+            Format::Html => {
+                let src = decode(bytes)?;
+                let limit = self.limits.html_max_depth;
+                if html_depth(&src) > limit as usize {
+                    return Err(ExtractError::TooDeep { format: Format::Html, limit });
+                }
+                html(&src)
+            }
             Format::Csv => csv_text(&decode(bytes)?, tsv)?,
             Format::Json => self.json(&decode(bytes)?)?,
         };
@@ -362,7 +369,7 @@ impl Extractor {
     fn json(&self, text: &str) -> Result<ExtractedDocument, ExtractError> {
         let limit = self.limits.json_max_depth;
         if json_depth(text.as_bytes()) > limit as usize {
-            return Err(ExtractError::TooDeep { limit });
+            return Err(ExtractError::TooDeep { format: Format::Json, limit });
         }
         let mut out = String::new();
         // A stream of values: a .json file holds one, JSON Lines hold one a line.
@@ -639,6 +646,54 @@ fn html(src: &str) -> ExtractedDocument {
     }
     let text = tidy_breaks(&out);
     ExtractedDocument::single_page(Format::Html, clean(&text).into_owned(), title)
+}
+
+/// Nesting depth of HTML elements, estimated in one pass without building a tree: start tags
+/// open, end tags close, and elements that never nest (void elements, self-closed tags, and the
+/// ones HTML closes implicitly, such as `p` and `li`) are not counted. Text inside `script`,
+/// `style` and comments is skipped. An upper bound for well-formed pages, exact for the nested-div
+/// bombs it exists to stop.
+fn html_depth(src: &str) -> usize {
+    const FLAT: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
+        "p", "li", "dt", "dd", "tr", "td", "th", "option", "!doctype",
+    ];
+    let b = src.as_bytes();
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'<', &b[i..]) {
+        i += off + 1;
+        if b[i..].starts_with(b"!--") {
+            i = memchr::memmem::find(&b[i..], b"-->").map_or(b.len(), |e| i + e + 3);
+            continue;
+        }
+        let closing = b.get(i) == Some(&b'/');
+        let start = if closing { i + 1 } else { i };
+        let end = b[start..]
+            .iter()
+            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'!' || *c == b'-'))
+            .map_or(b.len(), |e| start + e);
+        if end == start {
+            continue;
+        }
+        let name = src[start..end].to_ascii_lowercase();
+        let tag_end = memchr::memchr(b'>', &b[end..]).map_or(b.len(), |e| end + e);
+        let self_closed = tag_end > 0 && b.get(tag_end - 1) == Some(&b'/');
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if !self_closed && !FLAT.contains(&name.as_str()) {
+            depth += 1;
+            max = max.max(depth);
+            if name == "script" || name == "style" {
+                let close = format!("</{name}");
+                let rest = &src[tag_end.min(b.len())..];
+                i = rest.to_ascii_lowercase().find(&close).map_or(b.len(), |e| tag_end + e);
+                continue;
+            }
+        }
+        i = tag_end.min(b.len());
+    }
+    max
 }
 
 /// Collapses the runs of blank lines and trailing spaces that block elements leave behind.

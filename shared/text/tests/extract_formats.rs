@@ -121,6 +121,25 @@ fn json_and_json_lines() {
 }
 
 #[test]
+fn ordinary_html_is_well_under_the_depth_limit() {
+    // Unclosed p and li, void elements, self-closed tags, comments and script text do not count.
+    let page = format!(
+        "<!DOCTYPE html><html><head><meta charset=utf-8><script>{}</script></head><body>{}<ul>{}</ul><!-- <div><div> --></body></html>",
+        "if (a < b) { x = '<div>'; }".repeat(200),
+        "<p>para<br>line<img src=x.png/>".repeat(2000),
+        "<li>item".repeat(2000),
+    );
+    let d = ex().extract(Some("page.html"), page.as_bytes()).expect("an ordinary page extracts");
+    assert!(d.text.contains("para"));
+    let deep = format!("<html><body>{}x{}</body></html>", "<div>".repeat(600), "</div>".repeat(600));
+    let err = ex().extract(Some("d.html"), deep.as_bytes()).expect_err("600 levels");
+    assert_eq!(quarry_core::Classify::code(&err), "too_deeply_nested");
+    assert!(err.to_string().contains("limits.html_max_depth"), "{err}");
+    let roomy = Extractor::new(Limits { html_max_depth: 1000, ..Limits::default() });
+    assert!(roomy.extract(Some("d.html"), deep.as_bytes()).is_ok());
+}
+
+#[test]
 fn a_ten_megabyte_line_is_text_not_an_error() {
     let line = "word ".repeat(2_000_000);
     let d = ex().extract(Some("one-line.txt"), line.as_bytes()).expect("10 MB line");
@@ -145,6 +164,8 @@ fn bad_inputs_give_typed_errors() {
     // 5 MB of markup that deflates ~1000:1.
     let bomb = docx_with_body(&vec![b' '; 5_000_000], None);
     let deep_json = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    // Tree building is quadratic in depth: this 1.1 MB page took 14 s before the depth check.
+    let deep_html = format!("<html><body>{}deep{}</body></html>", "<div>".repeat(100_000), "</div>".repeat(100_000));
     let mut over_pages = Vec::new();
     for i in 0..5 {
         over_pages.push(lines(&[&format!("page {i}")]));
@@ -208,6 +229,7 @@ fn bad_inputs_give_typed_errors() {
         ("PNG image", &d, Some("photo.png"), b"\x89PNG\r\n\x1a\n....".to_vec(), "unsupported_type"),
         ("unsupported extension", &d, Some("sheet.xlsx"), b"whatever".to_vec(), "unsupported_type"),
         ("deeply nested JSON", &d, Some("deep.json"), deep_json.into_bytes(), "too_deeply_nested"),
+        ("deeply nested HTML", &d, Some("deep.html"), deep_html.into_bytes(), "too_deeply_nested"),
         ("invalid JSON", &d, Some("bad.json"), br#"{"a": [1, 2,}"#.to_vec(), "invalid_json"),
         (
             "HTML with only scripts",
