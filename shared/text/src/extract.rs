@@ -502,6 +502,23 @@ fn markdown(src: &str) -> ExtractedDocument {
     let mut in_meta = false;
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
     for ev in Parser::new_ext(src, opts) {
+        if let Event::Start(
+            Tag::Paragraph
+            | Tag::Heading { .. }
+            | Tag::BlockQuote(_)
+            | Tag::CodeBlock(_)
+            | Tag::List(_)
+            | Tag::Item
+            | Tag::Table(_)
+            | Tag::TableRow,
+        ) = &ev
+        {
+            // Blocks also end together when nested (an item's text, then its sub-list): separate
+            // them where they start too, or "item" and "sub-item" glue into one word.
+            if !out.is_empty() && !out.ends_with(['\n', ' ']) {
+                out.push('\n');
+            }
+        }
         match ev {
             Event::Start(Tag::MetadataBlock(_)) => in_meta = true,
             Event::End(TagEnd::MetadataBlock(_)) => in_meta = false,
@@ -575,6 +592,10 @@ fn html(src: &str) -> ExtractedDocument {
                         | "dl"
                 );
                 let line = matches!(name, "li" | "tr" | "dt" | "dd" | "figcaption" | "caption" | "summary");
+                if !closing && (block || line) && !out.is_empty() && !out.ends_with(['\n', ' ']) {
+                    // Nested blocks close together; separate them where they open too.
+                    out.push('\n');
+                }
                 if closing {
                     if block {
                         out.push_str("\n\n");

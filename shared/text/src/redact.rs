@@ -68,7 +68,12 @@ re!(
     r"(?:\+[1-9]\d{0,2}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{1,4}){1,5}|(?:\(\d{3}\) ?|(?-u:\b)\d{3}[ .\-])\d{3}[ .\-]\d{4})(?-u:\b)"
 );
 re!(SSN, r"(?-u:\b)\d{3}[ \-]\d{2}[ \-]\d{4}(?-u:\b)");
-re!(CARD, r"(?-u:\b)(?:\d[ \-]?){12,18}\d(?-u:\b)");
+// Cards as they are written: contiguous, 4-4-4-4(-3) or Amex's 4-6-5. A separator after any digit
+// would make every run of spaced digits a candidate, and Luhn passes one random candidate in ten.
+re!(
+    CARD,
+    r"(?-u:\b)(?:\d{13,19}|\d{4}[ \-]\d{4}[ \-]\d{4}[ \-]\d{4}(?:[ \-]\d{3})?|\d{4}[ \-]\d{6}[ \-]\d{5})(?-u:\b)"
+);
 re!(IBAN, r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)");
 re!(IPV4, r"(?-u:\b)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?-u:\b)");
 re!(IPV6, r"(?i)(?:[0-9a-f]{1,4}|:)?(?::[0-9a-f]{0,4}){2,7}(?:(?:\d{1,3}\.){3}\d{1,3})?");
@@ -119,6 +124,10 @@ fn ssn(m: &str, _: &str, _: usize) -> bool {
 }
 
 fn luhn(m: &str, _: &str, _: usize) -> bool {
+    let seps: Vec<u8> = m.bytes().filter(|b| !b.is_ascii_digit()).collect();
+    if seps.windows(2).any(|w| w[0] != w[1]) {
+        return false;
+    }
     let d: Vec<u32> = digits(m).collect();
     if !(13..=19).contains(&d.len()) || d.iter().all(|&x| x == d[0]) {
         return false;
@@ -450,6 +459,15 @@ mod tests {
         ] {
             assert_eq!(r(s), s, "should not be redacted");
         }
+    }
+
+    #[test]
+    fn spaced_digits_are_not_cards() {
+        let dump =
+            "3 1 4 1 5 9 2 6 5 3 5 8 9 7 9 3 2 3 8 4 6 2 6 4 3 3 8 3 2 7 9 5 0 2 8 8 4 1 9 7 1 6 9 3 9 9 3 7 5 1";
+        assert_eq!(r(dump), dump);
+        assert_eq!(r("amex 3782 822463 10005 ok"), "amex [CARD] ok");
+        assert_eq!(r("card 4111-1111 1111-1111 mixed"), "card 4111-1111 1111-1111 mixed");
     }
 
     #[test]

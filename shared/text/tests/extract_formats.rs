@@ -48,6 +48,20 @@ fn markdown_keeps_text_and_structure() {
 }
 
 #[test]
+fn nested_blocks_do_not_glue_words() {
+    let md = "- outer item\n  - inner item\n    - innermost item\n- last\n\n> quote\n> > nested quote\n";
+    let d = ex().extract(Some("n.md"), md.as_bytes()).expect("markdown");
+    for w in ["outer item", "inner item", "innermost item", "last", "quote", "nested quote"] {
+        assert!(d.text.split('\n').any(|l| l.trim() == w), "{w:?} should stand on its own line in {:?}", d.text);
+    }
+    let html = "<html><body><div>alpha<div>beta<p>gamma</p></div>delta</div><ul><li>one<ul><li>two</li></ul></li></ul></body></html>";
+    let d = ex().extract(Some("n.html"), html.as_bytes()).expect("html");
+    for w in ["alpha", "beta", "gamma", "delta", "one", "two"] {
+        assert!(d.text.split_whitespace().any(|t| t == w), "{w:?} glued in {:?}", d.text);
+    }
+}
+
+#[test]
 fn html_visible_text_only() {
     let html = r#"<!DOCTYPE html><html><head><title>The  Title</title><style>body{color:red}</style>
         <script>var secret = "do not index";</script></head>
