@@ -543,8 +543,9 @@ fn markdown(src: &str) -> ExtractedDocument {
             Event::End(TagEnd::Paragraph | TagEnd::CodeBlock | TagEnd::BlockQuote(_) | TagEnd::Table) => {
                 out.push_str("\n\n")
             }
-            Event::End(TagEnd::Item | TagEnd::TableRow | TagEnd::TableHead) => out.push('\n'),
-            Event::End(TagEnd::TableCell) => out.push_str(" | "),
+            Event::End(TagEnd::Item) => out.push('\n'),
+            Event::End(TagEnd::TableRow | TagEnd::TableHead) => end_row(&mut out),
+            Event::End(TagEnd::TableCell) => end_cell(&mut out),
             Event::Rule => out.push_str("\n\n"),
             _ => {}
         }
@@ -597,12 +598,14 @@ fn html(src: &str) -> ExtractedDocument {
                     out.push('\n');
                 }
                 if closing {
-                    if block {
+                    if name == "tr" {
+                        end_row(&mut out);
+                    } else if block {
                         out.push_str("\n\n");
                     } else if line {
                         out.push('\n');
                     } else if matches!(name, "td" | "th") {
-                        out.push_str(" | ");
+                        end_cell(&mut out);
                     }
                     continue;
                 }
@@ -881,6 +884,8 @@ fn docx_text(xml: &[u8]) -> Result<String, ExtractError> {
     let mut reader = quick_xml::Reader::from_reader(xml);
     let mut out = String::new();
     let mut in_text = false;
+    // Inside a table cell, paragraphs are lines of one cell, not paragraphs of the document.
+    let mut cell_depth = 0usize;
     let mut buf = Vec::new();
     loop {
         let ev = reader.read_event_into(&mut buf).map_err(|e| ExtractError::CorruptDocx {
@@ -892,6 +897,8 @@ fn docx_text(xml: &[u8]) -> Result<String, ExtractError> {
                 "t" => in_text = true,
                 "tab" => out.push('\t'),
                 "br" | "cr" => out.push('\n'),
+                "tc" => cell_depth += 1,
+                "tbl" if !out.is_empty() && !out.ends_with('\n') => out.push_str("\n\n"),
                 _ => {}
             },
             Event::Empty(e) => match e.local_name().into_inner() {
@@ -902,9 +909,14 @@ fn docx_text(xml: &[u8]) -> Result<String, ExtractError> {
             },
             Event::End(e) => match e.local_name().into_inner() {
                 "t" => in_text = false,
+                "p" if cell_depth > 0 => out.push(' '),
                 "p" => out.push_str("\n\n"),
-                "tc" => out.push_str(" | "),
-                "tr" => out.push('\n'),
+                "tc" => {
+                    cell_depth = cell_depth.saturating_sub(1);
+                    end_cell(&mut out);
+                }
+                "tr" => end_row(&mut out),
+                "tbl" => out.push('\n'),
                 _ => {}
             },
             Event::Text(t) if in_text => {
@@ -931,6 +943,18 @@ fn docx_text(xml: &[u8]) -> Result<String, ExtractError> {
         buf.clear();
     }
     Ok(tidy_breaks(&out))
+}
+
+/// Ends a table cell: ` | ` before the next one.
+fn end_cell(out: &mut String) {
+    out.truncate(out.trim_end_matches([' ', '\t']).len());
+    out.push_str(" | ");
+}
+
+/// Ends a table row on its own line, without the separator its last cell left.
+fn end_row(out: &mut String) {
+    out.truncate(out.trim_end_matches([' ', '|']).len());
+    out.push('\n');
 }
 
 fn docx_title(xml: &[u8]) -> Option<String> {

@@ -110,6 +110,19 @@ fn docx_paragraphs_and_title() {
 }
 
 #[test]
+fn tables_keep_rows_on_lines_and_cells_apart() {
+    let xml = br#"<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Intro</w:t></w:r></w:p><w:tbl><w:tr><w:tc><w:p><w:r><w:t>Food</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Protein</w:t></w:r></w:p><w:p><w:r><w:t>per cup</w:t></w:r></w:p></w:tc></w:tr><w:tr><w:tc><w:p><w:r><w:t>Lentils</w:t></w:r></w:p></w:tc><w:tc><w:p><w:hyperlink><w:r><w:t>18 g</w:t></w:r></w:hyperlink></w:p></w:tc></w:tr></w:tbl><w:p><w:r><w:t>Done</w:t></w:r></w:p></w:body></w:document>"#;
+    let d = ex().extract(Some("t.docx"), &docx_with_body(xml, None)).expect("docx");
+    assert_eq!(d.text, "Intro\n\nFood | Protein per cup\nLentils | 18 g\n\nDone");
+    let html = "<table><tr><th>Food</th><th>Protein</th></tr><tr><td>Lentils</td><td>18 g</td></tr></table>";
+    let h = ex().extract(Some("t.html"), html.as_bytes()).expect("html");
+    assert_eq!(h.text, "Food | Protein\nLentils | 18 g");
+    let md = "| Food | Protein |\n|---|---|\n| Lentils | 18 g |\n";
+    let m = ex().extract(Some("t.md"), md.as_bytes()).expect("markdown");
+    assert_eq!(m.text.trim_end(), "Food | Protein\nLentils | 18 g");
+}
+
+#[test]
 fn csv_rows_become_labelled_lines() {
     let d = ex().extract(Some("people.csv"), b"name,city,age\nAda,London,36\nAlan,,41\n").expect("csv");
     assert_eq!(d.format, Format::Csv);
