@@ -1,0 +1,270 @@
+//! An in-memory flat vector index for unit-length embeddings.
+//!
+//! Measured on one core at 100,000 x 384 (see `benches/vector_index.rs`): an exact f32 scan costs
+//! ~7.5 ms a query, bound by memory bandwidth (154 MB read per query; AVX2 does not help), which
+//! leaves little margin under the 10 ms p95 target. Scanning int8 codes (a quarter of the bytes)
+//! and re-ranking the best 100 with the f32 vectors costs ~3.4 ms with recall@10 of 1.000 against
+//! the exact scan. So: exact f32 below [`EXACT_BELOW`] vectors (small corpora stay exactly
+//! right), int8 + f32 re-rank above. Filters are checked before any scoring, so a selective filter
+//! makes a query cheaper, and top-k stays full: nothing is post-filtered.
+//!
+//! HNSW was not chosen: the issue's own measurement put usearch at 0.35 ms unfiltered but 16-60 ms
+//! under a 1% filter, and filtered search is the common case here.
+
+use quarry_core::{ChunkId, DocumentId};
+use rustc_hash::FxHashMap;
+
+/// Below this many candidates every query is an exact f32 scan.
+pub const EXACT_BELOW: usize = 4096;
+/// How many int8 candidates are re-scored exactly.
+pub const RERANK: usize = 100;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IndexError {
+    #[error("vector has {got} dimensions, the index holds {want}")]
+    Dimension { got: usize, want: usize },
+    #[error("vector has a non-finite component")]
+    NotFinite,
+    #[error("vector has zero length")]
+    Zero,
+}
+
+impl quarry_core::Classify for IndexError {
+    fn class(&self) -> quarry_core::ErrorClass {
+        quarry_core::ErrorClass::BadInput
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            IndexError::Dimension { .. } => "dimension_mismatch",
+            IndexError::NotFinite | IndexError::Zero => "invalid_vector",
+        }
+    }
+}
+
+/// One search result; `score` is a similarity in [0, 1]: (1 + cosine) / 2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexHit {
+    pub id: ChunkId,
+    pub document: DocumentId,
+    pub score: f32,
+}
+
+/// Vectors by chunk id, stored contiguously (slot-major) in f32 and as int8 codes.
+#[derive(Debug, Clone)]
+pub struct FlatIndex {
+    dim: usize,
+    vectors: Vec<f32>,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    ids: Vec<ChunkId>,
+    /// Each slot's document, as an index into `documents`: filters run once per document (they
+    /// test document metadata), and slots are then checked against a bitmap.
+    slot_doc: Vec<u32>,
+    documents: Vec<DocumentId>,
+    doc_index: FxHashMap<DocumentId, u32>,
+    slots: FxHashMap<ChunkId, usize>,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Independent accumulators let the compiler keep several vector lanes busy.
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 32];
+    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
+    let tail: i32 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..32 {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    acc.iter().sum::<i32>() + tail
+}
+
+/// Symmetric int8 codes with one scale per vector.
+fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    out.extend(v.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8));
+    scale
+}
+
+/// The k best of `scored`, best first; ties broken by slot for a stable order.
+fn top_k(scored: &mut Vec<(f32, usize)>, k: usize) {
+    let by_score = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if scored.len() > k && k > 0 {
+        scored.select_nth_unstable_by(k - 1, by_score);
+    }
+    scored.truncate(k);
+    scored.sort_unstable_by(by_score);
+}
+
+impl FlatIndex {
+    pub fn new(dim: usize) -> Self {
+        FlatIndex {
+            dim,
+            vectors: Vec::new(),
+            codes: Vec::new(),
+            scales: Vec::new(),
+            ids: Vec::new(),
+            slot_doc: Vec::new(),
+            documents: Vec::new(),
+            doc_index: FxHashMap::default(),
+            slots: FxHashMap::default(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    fn check(&self, v: &[f32]) -> Result<(), IndexError> {
+        if v.len() != self.dim {
+            return Err(IndexError::Dimension { got: v.len(), want: self.dim });
+        }
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(IndexError::NotFinite);
+        }
+        if v.iter().all(|x| *x == 0.0) {
+            return Err(IndexError::Zero);
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a chunk's vector (normalised here, so callers need not).
+    pub fn upsert(&mut self, id: ChunkId, document: DocumentId, vector: &[f32]) -> Result<(), IndexError> {
+        self.check(vector)?;
+        let norm = dot(vector, vector).sqrt();
+        let unit: Vec<f32> = vector.iter().map(|x| x / norm).collect();
+        let mut code = Vec::with_capacity(self.dim);
+        let scale = quantize(&unit, &mut code);
+        let d = self.dim;
+        let doc = match self.doc_index.get(&document) {
+            Some(&i) => i,
+            None => {
+                let i = self.documents.len() as u32;
+                self.documents.push(document.clone());
+                self.doc_index.insert(document, i);
+                i
+            }
+        };
+        if let Some(&slot) = self.slots.get(&id) {
+            self.vectors[slot * d..(slot + 1) * d].copy_from_slice(&unit);
+            self.codes[slot * d..(slot + 1) * d].copy_from_slice(&code);
+            self.scales[slot] = scale;
+            self.slot_doc[slot] = doc;
+        } else {
+            self.slots.insert(id.clone(), self.ids.len());
+            self.vectors.extend_from_slice(&unit);
+            self.codes.extend_from_slice(&code);
+            self.scales.push(scale);
+            self.ids.push(id);
+            self.slot_doc.push(doc);
+        }
+        Ok(())
+    }
+
+    /// Removes a chunk; the last slot moves into its place.
+    pub fn remove(&mut self, id: &ChunkId) -> bool {
+        let Some(slot) = self.slots.remove(id) else { return false };
+        let last = self.ids.len() - 1;
+        let d = self.dim;
+        if slot != last {
+            self.vectors.copy_within(last * d..(last + 1) * d, slot * d);
+            self.codes.copy_within(last * d..(last + 1) * d, slot * d);
+            self.scales[slot] = self.scales[last];
+            self.ids.swap(slot, last);
+            self.slot_doc.swap(slot, last);
+            self.slots.insert(self.ids[slot].clone(), slot);
+        }
+        self.vectors.truncate(last * d);
+        self.codes.truncate(last * d);
+        self.scales.truncate(last);
+        self.ids.truncate(last);
+        self.slot_doc.truncate(last);
+        true
+    }
+
+    /// Removes a document's chunks with ordinal `keep` and above: what a shorter new version of
+    /// the document leaves stale (`VectorWriter::delete_from`). Returns how many were removed.
+    pub fn remove_document_from(&mut self, document: &DocumentId, keep: u32) -> usize {
+        let Some(&doc) = self.doc_index.get(document) else { return 0 };
+        let stale: Vec<ChunkId> = self
+            .ids
+            .iter()
+            .zip(&self.slot_doc)
+            .filter(|(id, d)| **d == doc && id.parts().is_none_or(|(_, ord)| ord >= keep))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &stale {
+            self.remove(id);
+        }
+        stale.len()
+    }
+
+    /// Scores the candidate slots: exactly when they are few, else int8 first and the best
+    /// [`RERANK`] (or 4k) exactly.
+    fn score(&self, q: &[f32], slots: impl Iterator<Item = usize>, count: usize, k: usize) -> Vec<(f32, usize)> {
+        let d = self.dim;
+        let exact = |slot: usize| dot(q, &self.vectors[slot * d..(slot + 1) * d]);
+        if count < EXACT_BELOW {
+            return slots.map(|s| (exact(s), s)).collect();
+        }
+        let mut qc = Vec::with_capacity(d);
+        let qs = quantize(q, &mut qc);
+        let mut approx: Vec<(f32, usize)> =
+            slots.map(|s| (dot_i8(&qc, &self.codes[s * d..(s + 1) * d]) as f32 * self.scales[s] * qs, s)).collect();
+        top_k(&mut approx, RERANK.max(k * 4));
+        approx.into_iter().map(|(_, s)| (exact(s), s)).collect()
+    }
+
+    /// The `k` nearest chunks to `query` among the documents `filter` accepts (all when `None`).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(&DocumentId) -> bool>,
+    ) -> Result<Vec<IndexHit>, IndexError> {
+        self.check(query)?;
+        let norm = dot(query, query).sqrt();
+        let q: Vec<f32> = query.iter().map(|x| x / norm).collect();
+        let mut scored = match filter {
+            Some(f) => {
+                let allowed: Vec<bool> = self.documents.iter().map(f).collect();
+                let accepted: Vec<usize> = (0..self.len()).filter(|&s| allowed[self.slot_doc[s] as usize]).collect();
+                self.score(&q, accepted.iter().copied(), accepted.len(), k)
+            }
+            None => self.score(&q, 0..self.len(), self.len(), k),
+        };
+        top_k(&mut scored, k);
+        Ok(scored
+            .into_iter()
+            .map(|(cos, s)| IndexHit {
+                id: self.ids[s].clone(),
+                document: self.documents[self.slot_doc[s] as usize].clone(),
+                score: ((1.0 + cos) / 2.0).clamp(0.0, 1.0),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,157 @@
+//! The flat index against brute force: exact on small sets, recall@10 >= 0.98 on large ones,
+//! filters that keep top-k full, and writes that keep ids and slots consistent.
+
+use proptest::prelude::*;
+use quarry_core::{ChunkId, DocumentId, DocumentKey};
+use quarry_embedded::{FlatIndex, IndexError};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn doc(i: usize) -> DocumentId {
+    DocumentId::for_key(&DocumentKey::new(format!("doc-{i}")))
+}
+
+/// `n` vectors around 50 topics, so that neighbours are meaningful as with real embeddings.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut r = Rng(seed);
+    let centers: Vec<Vec<f32>> = (0..50).map(|_| (0..dim).map(|_| r.unit()).collect()).collect();
+    (0..n).map(|i| centers[i % 50].iter().map(|c| c + r.unit() * 0.8).collect()).collect()
+}
+
+fn brute(vs: &[Vec<f32>], q: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut s: Vec<(f32, usize)> = vs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>() / (norm(v) * norm(q)), i))
+        .collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0));
+    s.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
+fn build(vs: &[Vec<f32>], docs_of: impl Fn(usize) -> usize) -> FlatIndex {
+    let mut idx = FlatIndex::new(vs[0].len());
+    for (i, v) in vs.iter().enumerate() {
+        let d = doc(docs_of(i));
+        idx.upsert(ChunkId::new(&d, i as u32), d, v).expect("valid vector");
+    }
+    idx
+}
+
+fn ordinals(hits: &[quarry_embedded::IndexHit]) -> Vec<usize> {
+    hits.iter().map(|h| h.id.parts().expect("chunk id").1 as usize).collect()
+}
+
+#[test]
+fn small_sets_are_exact_and_scores_are_similarities() {
+    let vs = clustered(500, 64, 7);
+    let idx = build(&vs, |i| i);
+    for qi in [0, 17, 333] {
+        let hits = idx.search(&vs[qi], 10, None).expect("search");
+        assert_eq!(ordinals(&hits), brute(&vs, &vs[qi], 10, |_| true));
+        assert!((hits[0].score - 1.0).abs() < 1e-5, "a vector is its own nearest neighbour at similarity 1");
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        assert!(hits.iter().all(|h| (0.0..=1.0).contains(&h.score)));
+    }
+}
+
+#[test]
+fn large_sets_keep_recall_at_10_above_098() {
+    let vs = clustered(12_000, 384, 11);
+    let idx = build(&vs, |i| i);
+    let queries = clustered(40, 384, 99);
+    let mut found = 0;
+    for q in &queries {
+        let got = ordinals(&idx.search(q, 10, None).expect("search"));
+        let want = brute(&vs, q, 10, |_| true);
+        found += got.iter().filter(|g| want.contains(g)).count();
+    }
+    let recall = found as f64 / (queries.len() * 10) as f64;
+    assert!(recall >= 0.98, "recall@10 {recall}");
+}
+
+#[test]
+fn filters_are_applied_before_ranking_so_top_k_stays_full() {
+    let vs = clustered(9_000, 128, 5);
+    let idx = build(&vs, |i| i % 300);
+    let wanted = doc(7);
+    let keep = |d: &DocumentId| *d == wanted;
+    let hits = idx.search(&vs[0], 10, Some(&keep)).expect("search");
+    assert_eq!(hits.len(), 10, "30 chunks match the filter; all 10 slots are filled");
+    assert!(hits.iter().all(|h| h.document == wanted));
+    assert_eq!(ordinals(&hits), brute(&vs, &vs[0], 10, |i| i % 300 == 7));
+}
+
+#[test]
+fn writes_upsert_remove_and_drop_stale_tails() {
+    let mut idx = FlatIndex::new(4);
+    let d = doc(1);
+    for ord in 0..5u32 {
+        idx.upsert(ChunkId::new(&d, ord), d.clone(), &[1.0, ord as f32, 0.0, 0.5]).expect("upsert");
+    }
+    let other = doc(2);
+    idx.upsert(ChunkId::new(&other, 0), other.clone(), &[0.0, 0.0, 1.0, 0.0]).expect("upsert");
+    assert_eq!(idx.len(), 6);
+    // Re-upserting an id replaces it rather than duplicating it.
+    idx.upsert(ChunkId::new(&d, 0), d.clone(), &[0.0, 0.0, 0.0, 1.0]).expect("upsert");
+    assert_eq!(idx.len(), 6);
+    let top = idx.search(&[0.0, 0.0, 0.0, 1.0], 1, None).expect("search");
+    assert_eq!(top[0].id, ChunkId::new(&d, 0));
+    // A new version with 2 chunks drops ordinals 2.. of that document only.
+    assert_eq!(idx.remove_document_from(&d, 2), 3);
+    assert_eq!(idx.len(), 3);
+    assert!(idx.contains(&ChunkId::new(&d, 1)) && !idx.contains(&ChunkId::new(&d, 2)));
+    assert!(idx.contains(&ChunkId::new(&other, 0)));
+    assert!(idx.remove(&ChunkId::new(&other, 0)));
+    assert!(!idx.remove(&ChunkId::new(&other, 0)));
+    let all = idx.search(&[1.0, 1.0, 0.0, 0.0], 10, None).expect("search");
+    assert_eq!(all.len(), 2);
+}
+
+#[test]
+fn bad_vectors_are_refused() {
+    let mut idx = FlatIndex::new(3);
+    let d = doc(1);
+    assert_eq!(idx.upsert(ChunkId::new(&d, 0), d.clone(), &[1.0, 2.0]), Err(IndexError::Dimension { got: 2, want: 3 }));
+    assert_eq!(idx.upsert(ChunkId::new(&d, 0), d.clone(), &[1.0, f32::NAN, 0.0]), Err(IndexError::NotFinite));
+    assert_eq!(idx.upsert(ChunkId::new(&d, 0), d.clone(), &[0.0, 0.0, 0.0]), Err(IndexError::Zero));
+    assert!(idx.search(&[1.0, 0.0], 5, None).is_err());
+    assert!(idx.is_empty());
+    assert!(idx.search(&[1.0, 0.0, 0.0], 5, None).expect("empty index searches").is_empty());
+}
+
+proptest! {
+    /// Any sequence of upserts and removals leaves the index equal to a plain map of the survivors.
+    #[test]
+    fn writes_match_a_model(ops in prop::collection::vec((0u32..30, any::<bool>(), -1.0f32..1.0), 1..200)) {
+        let mut idx = FlatIndex::new(2);
+        let mut model = std::collections::BTreeMap::new();
+        let d = doc(0);
+        for (ord, insert, x) in ops {
+            let id = ChunkId::new(&d, ord);
+            if insert {
+                idx.upsert(id.clone(), d.clone(), &[x, 1.0]).expect("valid");
+                model.insert(ord, x);
+            } else {
+                prop_assert_eq!(idx.remove(&id), model.remove(&ord).is_some());
+            }
+            prop_assert_eq!(idx.len(), model.len());
+        }
+        let hits = idx.search(&[0.0, 1.0], 100, None).expect("search");
+        let mut got: Vec<u32> = hits.iter().map(|h| h.id.parts().expect("id").1).collect();
+        got.sort_unstable();
+        prop_assert_eq!(got, model.keys().copied().collect::<Vec<_>>());
+    }
+}
