@@ -83,6 +83,10 @@ impl ChunkId {
         // Zero-padded so that lexicographic order (S3 Vectors, SQLite TEXT keys) is ordinal order.
         ChunkId(format!("{}-{ordinal:06}", doc.as_str()))
     }
+    /// An id read back from a store that wrote [`ChunkId::new`]'s output.
+    pub fn from_stored(id: String) -> Self {
+        ChunkId(id)
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -9,6 +9,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+pub mod contract;
+
 /// The model folder the setup script fills, honouring `QUARRY_MODEL_DIR`.
 pub fn model_dir() -> PathBuf {
     let dir =

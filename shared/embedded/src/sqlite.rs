@@ -1,0 +1,335 @@
+//! State and vectors in one SQLite file (WAL): per-document leases and checkpoints, and chunks with
+//! their vectors, from which the in-memory [`FlatIndex`] is rebuilt at open.
+//!
+//! Each port call is its own short transaction, as a DynamoDB conditional write or an S3 Vectors
+//! upsert would be: nothing spans the vectors and the checkpoint, so the embedded default behaves
+//! like the AWS deployment it is the reference for. The calls are quick local I/O and run on the
+//! caller's thread.
+
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use quarry_core::ports::{
+    Checkpoint, CheckpointStore, Lease, VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+};
+use quarry_core::{ChunkId, ContentHash, DocumentId, Failure, PortError};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::vector_index::{FlatIndex, IndexError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r"
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        key TEXT,
+        content_hash TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until_ms INTEGER,
+        chunks INTEGER,
+        model TEXT,
+        failure_code TEXT,
+        failure_message TEXT,
+        failure_retryable INTEGER,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE chunks (
+        id TEXT PRIMARY KEY,
+        document_id TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        page_first INTEGER,
+        page_last INTEGER,
+        metadata TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX chunks_by_document ON chunks (document_id, ordinal);
+"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot migrate the state database to schema version {version}")]
+    Migrate {
+        version: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the state database has schema version {found}, newer than this build knows ({known})")]
+    TooNew { found: usize, known: usize },
+    #[error("a stored vector is corrupt")]
+    Vector(#[source] IndexError),
+    #[error("cannot read the stored vectors")]
+    Load(#[source] rusqlite::Error),
+}
+
+impl quarry_core::Classify for StoreError {
+    fn class(&self) -> quarry_core::ErrorClass {
+        quarry_core::ErrorClass::Permanent
+    }
+    fn code(&self) -> &'static str {
+        "state_unavailable"
+    }
+}
+
+fn db_error(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> PortError {
+    move |e| match e.sqlite_error_code() {
+        // Another process holds the write lock past the busy timeout: try again later.
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            PortError::Transient { operation, source: Box::new(e) }
+        }
+        _ => PortError::Permanent { operation, source: Box::new(e) },
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// The embedded default's state store and vector store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    index: RwLock<FlatIndex>,
+    clock: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` for vectors of `dim` dimensions, migrates
+    /// it, and loads the stored vectors into the index.
+    pub fn open(path: &Path, dim: usize) -> Result<Self, StoreError> {
+        let open = |source| StoreError::Open { path: path.to_owned(), source };
+        let mut conn = Connection::open(path).map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        migrate(&mut conn)?;
+        let mut index = FlatIndex::new(dim);
+        {
+            let mut stmt = conn.prepare("SELECT id, document_id, vector FROM chunks").map_err(StoreError::Load)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))
+                .map_err(StoreError::Load)?;
+            for row in rows {
+                let (id, doc, blob) = row.map_err(StoreError::Load)?;
+                let id = ChunkId::from_stored(id);
+                let doc = DocumentId::parse(&doc).ok_or(StoreError::Vector(IndexError::Zero))?;
+                index.upsert(id, doc, &from_blob(&blob)).map_err(StoreError::Vector)?;
+            }
+        }
+        tracing::info!(chunks = index.len(), "state database opened");
+        Ok(SqliteStore { conn: Mutex::new(conn), index: RwLock::new(index), clock: Box::new(now_ms) })
+    }
+
+    /// Replaces the clock (milliseconds since the epoch): tests use it to expire leases.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // The connection holds no half-done state between calls (each is one transaction).
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Chunks stored for a document, in ordinal order.
+    pub fn chunk_ids(&self, document: &DocumentId) -> Result<Vec<ChunkId>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM chunks WHERE document_id = ?1 ORDER BY ordinal")
+            .map_err(db_error("chunks.list"))?;
+        let ids = stmt
+            .query_map([document.as_str()], |r| r.get::<_, String>(0))
+            .map_err(db_error("chunks.list"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error("chunks.list"))?;
+        Ok(ids.into_iter().map(ChunkId::from_stored).collect())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(|source| StoreError::Migrate { version: 0, source })? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let v = i + 1;
+        let tx = conn.transaction().map_err(|source| StoreError::Migrate { version: v, source })?;
+        tx.execute_batch(sql).map_err(|source| StoreError::Migrate { version: v, source })?;
+        tx.pragma_update(None, "user_version", v as i64)
+            .map_err(|source| StoreError::Migrate { version: v, source })?;
+        tx.commit().map_err(|source| StoreError::Migrate { version: v, source })?;
+    }
+    Ok(())
+}
+
+impl CheckpointStore for SqliteStore {
+    async fn acquire(
+        &self,
+        document: &DocumentId,
+        content_hash: &ContentHash,
+        lease: Duration,
+    ) -> Result<Lease, PortError> {
+        let now = (self.clock)();
+        let mut conn = self.conn();
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error("documents.acquire"))?;
+        let row: Option<(String, Option<String>, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT status, content_hash, attempts, lease_until_ms FROM documents WHERE id = ?1",
+                [document.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(db_error("documents.acquire"))?;
+        let attempts = match &row {
+            Some((status, hash, _, _)) if status == "indexed" && hash.as_deref() == Some(content_hash.as_str()) => {
+                return Ok(Lease::AlreadyIndexed);
+            }
+            Some((status, _, _, Some(until))) if status == "processing" && *until > now => return Ok(Lease::Busy),
+            // Attempts count per content: a new version starts again at 1.
+            Some((_, hash, attempts, _)) if hash.as_deref() == Some(content_hash.as_str()) => attempts + 1,
+            _ => 1,
+        };
+        let until = now + lease.as_millis() as i64;
+        tx.execute(
+            "INSERT INTO documents (id, content_hash, status, attempts, lease_until_ms, updated_ms)
+             VALUES (?1, ?2, 'processing', ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET content_hash = ?2, status = 'processing', attempts = ?3,
+                 lease_until_ms = ?4, updated_ms = ?5",
+            params![document.as_str(), content_hash.as_str(), attempts, until, now],
+        )
+        .map_err(db_error("documents.acquire"))?;
+        tx.commit().map_err(db_error("documents.acquire"))?;
+        Ok(Lease::Acquired { attempt: attempts as u32, expires_in: lease })
+    }
+
+    async fn checkpoint(&self, c: &Checkpoint) -> Result<(), PortError> {
+        let now = (self.clock)();
+        self.conn()
+            .execute(
+                "INSERT INTO documents (id, key, content_hash, status, chunks, model, updated_ms)
+                 VALUES (?1, ?2, ?3, 'indexed', ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET key = ?2, content_hash = ?3, status = 'indexed', chunks = ?4,
+                     model = ?5, lease_until_ms = NULL, failure_code = NULL, failure_message = NULL,
+                     failure_retryable = NULL, updated_ms = ?6",
+                params![c.document.as_str(), c.key.as_str(), c.content_hash.as_str(), c.chunks, c.model, now],
+            )
+            .map_err(db_error("documents.checkpoint"))?;
+        Ok(())
+    }
+
+    async fn fail(&self, document: &DocumentId, failure: &Failure) -> Result<(), PortError> {
+        let now = (self.clock)();
+        self.conn()
+            .execute(
+                "INSERT INTO documents (id, status, failure_code, failure_message, failure_retryable, updated_ms)
+                 VALUES (?1, 'failed', ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET status = 'failed', lease_until_ms = NULL, failure_code = ?2,
+                     failure_message = ?3, failure_retryable = ?4, updated_ms = ?5",
+                params![document.as_str(), failure.code, failure.message, failure.retryable, now],
+            )
+            .map_err(db_error("documents.fail"))?;
+        Ok(())
+    }
+
+    async fn forget(&self, document: &DocumentId) -> Result<(), PortError> {
+        self.conn()
+            .execute("DELETE FROM documents WHERE id = ?1", [document.as_str()])
+            .map_err(db_error("documents.forget"))?;
+        Ok(())
+    }
+}
+
+impl VectorWriter for SqliteStore {
+    async fn upsert(&self, records: &[VectorRecord]) -> Result<(), PortError> {
+        let dim = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).dim();
+        for r in records {
+            if r.vector.len() != dim {
+                return Err(PortError::InvalidInput {
+                    operation: "chunks.upsert",
+                    reason: format!("vector of {} dimensions for an index of {dim}", r.vector.len()),
+                });
+            }
+        }
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction().map_err(db_error("chunks.upsert"))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO chunks (id, document_id, ordinal, text, page_first, page_last, metadata, vector)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(db_error("chunks.upsert"))?;
+                for r in records {
+                    let ordinal = r.id.parts().map_or(0, |(_, o)| o);
+                    let metadata = serde_json::to_string(&r.metadata).map_err(|e| PortError::InvalidInput {
+                        operation: "chunks.upsert",
+                        reason: format!("metadata is not serialisable: {e}"),
+                    })?;
+                    stmt.execute(params![
+                        r.id.as_str(),
+                        r.document.as_str(),
+                        ordinal,
+                        r.text,
+                        r.pages.map(|p| p.first),
+                        r.pages.map(|p| p.last),
+                        metadata,
+                        to_blob(&r.vector),
+                    ])
+                    .map_err(db_error("chunks.upsert"))?;
+                }
+            }
+            tx.commit().map_err(db_error("chunks.upsert"))?;
+        }
+        // The database is the truth; the index follows once the write is durable.
+        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for r in records {
+            index
+                .upsert(r.id.clone(), r.document.clone(), &r.vector)
+                .map_err(|e| PortError::InvalidInput { operation: "chunks.upsert", reason: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    async fn delete_from(&self, document: &DocumentId, keep: u32) -> Result<u64, PortError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2", params![document.as_str(), keep])
+            .map_err(db_error("chunks.delete"))?;
+        self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove_document_from(document, keep);
+        Ok(n as u64)
+    }
+}
+
+impl VectorSearcher for SqliteStore {
+    async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
+        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hits = index
+            .search(&query.vector, query.top_k, None)
+            .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?;
+        Ok(hits.into_iter().map(|h| VectorHit { id: h.id, document: h.document, score: h.score }).collect())
+    }
+}

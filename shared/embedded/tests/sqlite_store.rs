@@ -1,0 +1,80 @@
+//! The SQLite store: the port contract suites, and what only a file-backed store must do
+//! (survive a reopen, refuse a schema from the future).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quarry_core::ports::{Checkpoint, CheckpointStore, Lease, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
+use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey};
+use quarry_embedded::{SqliteStore, StoreError};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quarry-sqlite-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir.join("state.db")
+}
+
+#[tokio::test]
+async fn checkpoint_store_contract() {
+    let store = SqliteStore::open(&scratch("checkpoint"), 8).expect("open");
+    quarry_testkit::contract::checkpoint_store(&store).await;
+}
+
+#[tokio::test]
+async fn vector_store_contract() {
+    let store = SqliteStore::open(&scratch("vectors"), 8).expect("open");
+    quarry_testkit::contract::vector_store(&store, 8).await;
+}
+
+#[tokio::test]
+async fn state_and_vectors_survive_a_reopen() {
+    let path = scratch("reopen");
+    let key = DocumentKey::new("notes/a.md");
+    let id = DocumentId::for_key(&key);
+    let hash = ContentHash::of(b"content");
+    {
+        let store = SqliteStore::open(&path, 4).expect("open");
+        store.acquire(&id, &hash, Duration::from_secs(60)).await.expect("acquire");
+        let rec = VectorRecord {
+            id: ChunkId::new(&id, 0),
+            document: id.clone(),
+            vector: vec![0.1, 0.9, 0.0, 0.0],
+            text: "stored text".into(),
+            pages: None,
+            metadata: Default::default(),
+        };
+        store.upsert(&[rec]).await.expect("upsert");
+        let cp = Checkpoint {
+            document: id.clone(),
+            key: key.clone(),
+            content_hash: hash.clone(),
+            chunks: 1,
+            model: "m".into(),
+        };
+        store.checkpoint(&cp).await.expect("checkpoint");
+    }
+    let store = SqliteStore::open(&path, 4).expect("reopen");
+    assert_eq!(store.acquire(&id, &hash, Duration::from_secs(60)).await.expect("acquire"), Lease::AlreadyIndexed);
+    let hits = store.search(&VectorQuery { vector: vec![0.1, 0.9, 0.0, 0.0], top_k: 5 }).await.expect("search");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].id, ChunkId::new(&id, 0));
+    assert_eq!(store.chunk_ids(&id).expect("list"), vec![ChunkId::new(&id, 0)]);
+}
+
+#[test]
+fn a_schema_from_a_newer_build_is_refused() {
+    let path = scratch("future");
+    drop(SqliteStore::open(&path, 4).expect("open"));
+    set_schema_version(&path, 99);
+    let err = SqliteStore::open(&path, 4).expect_err("newer schema");
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+}
+
+/// Sets the schema version to 99 through the sqlite3 file header (user_version lives at byte 60,
+/// big-endian), so the test needs no second SQLite binding.
+fn set_schema_version(path: &std::path::Path, version: u32) {
+    let mut bytes = std::fs::read(path).expect("read db");
+    bytes[60..64].copy_from_slice(&version.to_be_bytes());
+    std::fs::write(path, bytes).expect("write db");
+}

@@ -1,0 +1,111 @@
+//! Port contract suites: the behaviour every adapter of a port must show, whatever its backend.
+//! The embedded adapters run them on SQLite; the AWS adapters will run the same suites on moto.
+//! Each suite takes a fresh, empty store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quarry_core::ports::{Checkpoint, CheckpointStore, Lease, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
+use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey, Failure};
+
+fn doc(name: &str) -> (DocumentKey, DocumentId) {
+    let key = DocumentKey::new(name);
+    let id = DocumentId::for_key(&key);
+    (key, id)
+}
+
+fn acquired(l: &Lease) -> Option<u32> {
+    match l {
+        Lease::Acquired { attempt, .. } => Some(*attempt),
+        _ => None,
+    }
+}
+
+/// Leases, checkpoints, duplicate deliveries, changed content, failures, expiry and forgetting.
+pub async fn checkpoint_store<S: CheckpointStore>(store: &S) {
+    let (key, id) = doc("contract/a.txt");
+    let (h1, h2) = (ContentHash::of(b"version one"), ContentHash::of(b"version two"));
+    let long = Duration::from_secs(60);
+
+    let first = store.acquire(&id, &h1, long).await.expect("acquire");
+    assert_eq!(acquired(&first), Some(1), "a new document is acquired on attempt 1: {first:?}");
+    assert_eq!(store.acquire(&id, &h1, long).await.expect("acquire"), Lease::Busy, "a held lease is busy");
+
+    let cp =
+        Checkpoint { document: id.clone(), key: key.clone(), content_hash: h1.clone(), chunks: 3, model: "m".into() };
+    store.checkpoint(&cp).await.expect("checkpoint");
+    assert_eq!(store.checkpoint(&cp).await.map(|_| ()).ok(), Some(()), "checkpoints are idempotent");
+    assert_eq!(
+        store.acquire(&id, &h1, long).await.expect("acquire"),
+        Lease::AlreadyIndexed,
+        "a duplicate delivery of indexed content does nothing"
+    );
+
+    let changed = store.acquire(&id, &h2, long).await.expect("acquire");
+    assert_eq!(acquired(&changed), Some(1), "changed content is processed again: {changed:?}");
+    let failure = Failure { code: "corrupt_pdf".into(), message: "the PDF is corrupt".into(), retryable: false };
+    store.fail(&id, &failure).await.expect("fail");
+    let retry = store.acquire(&id, &h2, long).await.expect("acquire");
+    assert_eq!(acquired(&retry), Some(2), "a failed document can be retried, counting attempts: {retry:?}");
+
+    // A worker that dies holding a lease delays the document only until the lease expires.
+    let (_, crashed) = doc("contract/crashed.txt");
+    let short = Duration::from_millis(300);
+    assert_eq!(acquired(&store.acquire(&crashed, &h1, short).await.expect("acquire")), Some(1));
+    assert_eq!(store.acquire(&crashed, &h1, short).await.expect("acquire"), Lease::Busy);
+    // A blocking sleep keeps the suite independent of any async runtime.
+    std::thread::sleep(Duration::from_millis(450));
+    let after = store.acquire(&crashed, &h1, short).await.expect("acquire");
+    assert_eq!(acquired(&after), Some(2), "an expired lease is taken over: {after:?}");
+
+    store.forget(&id).await.expect("forget");
+    store.forget(&id).await.expect("forgetting twice is fine");
+    assert_eq!(acquired(&store.acquire(&id, &h1, long).await.expect("acquire")), Some(1), "forgotten means new");
+}
+
+fn record(id: &DocumentId, ordinal: u32, vector: Vec<f32>) -> VectorRecord {
+    VectorRecord {
+        id: ChunkId::new(id, ordinal),
+        document: id.clone(),
+        vector,
+        text: format!("chunk {ordinal}"),
+        pages: None,
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// Upserts by chunk id, stale tails dropped by ordinal, similarity scores in [0, 1].
+pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usize) {
+    let axis = |i: usize| -> Vec<f32> { (0..dim).map(|j| if j == i { 1.0 } else { 0.01 }).collect() };
+    let (_, a) = doc("contract/a.md");
+    let (_, b) = doc("contract/b.md");
+    let recs: Vec<VectorRecord> = (0..3)
+        .map(|o| record(&a, o, axis(o as usize)))
+        .chain((0..2).map(|o| record(&b, o, axis(3 + o as usize))))
+        .collect();
+    store.upsert(&recs).await.expect("upsert");
+    store.upsert(&recs).await.expect("a duplicate delivery upserts the same ids");
+
+    let search = |v: Vec<f32>, k: usize| VectorQuery { vector: v, top_k: k };
+    let hits = store.search(&search(axis(1), 100)).await.expect("search");
+    assert_eq!(hits.len(), 5, "upserting twice does not duplicate: {hits:?}");
+    assert_eq!(hits[0].id, ChunkId::new(&a, 1));
+    assert_eq!(hits[0].document, a);
+    assert!((hits[0].score - 1.0).abs() < 1e-3, "identical vectors score 1: {}", hits[0].score);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+    assert!(hits.iter().all(|h| (0.0..=1.0).contains(&h.score)), "similarities in [0, 1]");
+    assert_eq!(store.search(&search(axis(1), 2)).await.expect("search").len(), 2, "top_k is honoured");
+
+    // A new version of `a` with one chunk drops ordinals 1 and 2.
+    assert_eq!(store.delete_from(&a, 1).await.expect("delete"), 2);
+    assert_eq!(store.delete_from(&a, 1).await.expect("delete again"), 0, "deletes are idempotent");
+    let left: Vec<ChunkId> =
+        store.search(&search(axis(0), 100)).await.expect("search").into_iter().map(|h| h.id).collect();
+    assert_eq!(left.len(), 3);
+    assert!(left.contains(&ChunkId::new(&a, 0)) && !left.contains(&ChunkId::new(&a, 1)));
+    assert_eq!(store.delete_from(&b, 0).await.expect("delete"), 2, "a deleted document loses every chunk");
+    assert_eq!(store.search(&search(axis(0), 100)).await.expect("search").len(), 1);
+
+    let bad = store.upsert(&[record(&a, 9, vec![1.0; dim + 1])]).await;
+    assert!(bad.is_err(), "a vector of the wrong dimension is refused");
+}
