@@ -101,8 +101,19 @@ pub trait CheckpointStore: Send + Sync {
     fn forget(&self, document: &DocumentId) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// Tracks batches with counters that can be bumped atomically from many workers.
+/// Tracks batches with counters that many workers update at once.
+///
+/// Recording is idempotent per (batch, document): the same outcome twice counts once, and a new
+/// outcome for a document (a retry that succeeds) moves it from one counter to the other, so that
+/// `total = pending + done + failed + skipped` always holds.
 pub trait BatchTracker: Send + Sync {
+    /// Starts a batch over validated documents with their sizes in bytes. Creating the same batch
+    /// again adds documents it lacks and leaves recorded outcomes alone.
+    fn create(
+        &self,
+        batch: &BatchId,
+        items: &[(DocumentKey, u64)],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn counters(&self, batch: &BatchId) -> impl Future<Output = Result<BatchCounters, PortError>> + Send;
     fn record(
         &self,
@@ -110,6 +121,8 @@ pub trait BatchTracker: Send + Sync {
         document: &DocumentKey,
         outcome: &BatchOutcome,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The documents that failed, with why, in key order.
+    fn failures(&self, batch: &BatchId) -> impl Future<Output = Result<Vec<(DocumentKey, Failure)>, PortError>> + Send;
 }
 
 /// How one document of a batch ended.

@@ -1,5 +1,6 @@
-//! State and vectors in one SQLite file (WAL): per-document leases and checkpoints, and chunks with
-//! their vectors, from which the in-memory [`FlatIndex`] is rebuilt at open.
+//! State and vectors in one SQLite file (WAL): per-document leases and checkpoints, batches with
+//! per-document outcomes, and chunks with their vectors, from which the in-memory [`FlatIndex`] is
+//! rebuilt at open.
 //!
 //! Each port call is its own short transaction, as a DynamoDB conditional write or an S3 Vectors
 //! upsert would be: nothing spans the vectors and the checkpoint, so the embedded default behaves
@@ -11,15 +12,17 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use quarry_core::ports::{
-    Checkpoint, CheckpointStore, Lease, VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, Lease, VectorHit, VectorQuery, VectorRecord,
+    VectorSearcher, VectorWriter,
 };
-use quarry_core::{ChunkId, ContentHash, DocumentId, Failure, PortError};
+use quarry_core::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure, PortError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::vector_index::{FlatIndex, IndexError};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
     CREATE TABLE documents (
         id TEXT PRIMARY KEY,
         key TEXT,
@@ -45,7 +48,28 @@ const MIGRATIONS: &[&str] = &[r"
         vector BLOB NOT NULL
     );
     CREATE INDEX chunks_by_document ON chunks (document_id, ordinal);
-"];
+",
+    r"
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        created_ms INTEGER NOT NULL
+    );
+    -- Counters are derived from these rows, never stored: a duplicate or retried outcome cannot
+    -- be counted twice.
+    CREATE TABLE batch_items (
+        batch_id TEXT NOT NULL REFERENCES batches (id),
+        key TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        chunks INTEGER,
+        failure_code TEXT,
+        failure_message TEXT,
+        failure_retryable INTEGER,
+        updated_ms INTEGER,
+        PRIMARY KEY (batch_id, key)
+    );
+",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -121,6 +145,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
         migrate(&mut conn)?;
         let mut index = FlatIndex::new(dim);
@@ -331,5 +356,114 @@ impl VectorSearcher for SqliteStore {
             .search(&query.vector, query.top_k, None)
             .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?;
         Ok(hits.into_iter().map(|h| VectorHit { id: h.id, document: h.document, score: h.score }).collect())
+    }
+}
+
+impl BatchTracker for SqliteStore {
+    async fn create(&self, batch: &BatchId, items: &[(DocumentKey, u64)]) -> Result<(), PortError> {
+        let now = (self.clock)();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_error("batches.create"))?;
+        tx.execute("INSERT OR IGNORE INTO batches (id, created_ms) VALUES (?1, ?2)", params![batch.as_str(), now])
+            .map_err(db_error("batches.create"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT OR IGNORE INTO batch_items (batch_id, key, bytes) VALUES (?1, ?2, ?3)")
+                .map_err(db_error("batches.create"))?;
+            for (key, bytes) in items {
+                stmt.execute(params![batch.as_str(), key.as_str(), *bytes as i64])
+                    .map_err(db_error("batches.create"))?;
+            }
+        }
+        tx.commit().map_err(db_error("batches.create"))
+    }
+
+    async fn counters(&self, batch: &BatchId) -> Result<BatchCounters, PortError> {
+        let conn = self.conn();
+        let exists: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM batches WHERE id = ?1)", [batch.as_str()], |r| r.get(0))
+            .map_err(db_error("batches.counters"))?;
+        if !exists {
+            return Err(PortError::NotFound { what: format!("batch {batch}") });
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT outcome, COUNT(*), SUM(bytes) FROM batch_items WHERE batch_id = ?1 GROUP BY outcome",
+            )
+            .map_err(db_error("batches.counters"))?;
+        let rows = stmt
+            .query_map([batch.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(db_error("batches.counters"))?;
+        let mut c = BatchCounters::default();
+        for row in rows {
+            let (outcome, n, bytes) = row.map_err(db_error("batches.counters"))?;
+            let (n, bytes) = (n as u64, bytes as u64);
+            c.total += n;
+            c.bytes_total += bytes;
+            match outcome.as_str() {
+                "pending" => c.pending += n,
+                "failed" => c.failed += n,
+                "unchanged" => c.skipped += n,
+                _ => c.done += n,
+            }
+            if outcome != "pending" {
+                c.bytes_done += bytes;
+            }
+        }
+        Ok(c)
+    }
+
+    async fn record(&self, batch: &BatchId, document: &DocumentKey, outcome: &BatchOutcome) -> Result<(), PortError> {
+        let now = (self.clock)();
+        let (name, chunks, failure) = match outcome {
+            BatchOutcome::Indexed { chunks, .. } => ("indexed", Some(*chunks), None),
+            BatchOutcome::Unchanged { .. } => ("unchanged", None, None),
+            BatchOutcome::Failed { failure, .. } => ("failed", None, Some(failure)),
+        };
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE batch_items SET outcome = ?3, chunks = ?4, failure_code = ?5, failure_message = ?6,
+                     failure_retryable = ?7, updated_ms = ?8
+                 WHERE batch_id = ?1 AND key = ?2",
+                params![
+                    batch.as_str(),
+                    document.as_str(),
+                    name,
+                    chunks,
+                    failure.map(|f| f.code.as_str()),
+                    failure.map(|f| f.message.as_str()),
+                    failure.map(|f| f.retryable),
+                    now
+                ],
+            )
+            .map_err(db_error("batches.record"))?;
+        if n == 0 {
+            return Err(PortError::NotFound { what: format!("document {document} in batch {batch}") });
+        }
+        Ok(())
+    }
+
+    async fn failures(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, Failure)>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, failure_code, failure_message, failure_retryable FROM batch_items
+                 WHERE batch_id = ?1 AND outcome = 'failed' ORDER BY key",
+            )
+            .map_err(db_error("batches.failures"))?;
+        let rows = stmt
+            .query_map([batch.as_str()], |r| {
+                Ok((
+                    DocumentKey::new(r.get::<_, String>(0)?),
+                    Failure {
+                        code: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        message: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        retryable: r.get::<_, Option<bool>>(3)?.unwrap_or(false),
+                    },
+                ))
+            })
+            .map_err(db_error("batches.failures"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.failures"))
     }
 }

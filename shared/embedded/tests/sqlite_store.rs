@@ -28,6 +28,12 @@ async fn vector_store_contract() {
 }
 
 #[tokio::test]
+async fn batch_tracker_contract() {
+    let store = SqliteStore::open(&scratch("batches"), 8).expect("open");
+    quarry_testkit::contract::batch_tracker(&store).await;
+}
+
+#[tokio::test]
 async fn state_and_vectors_survive_a_reopen() {
     let path = scratch("reopen");
     let key = DocumentKey::new("notes/a.md");

@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quarry_core::ports::{Checkpoint, CheckpointStore, Lease, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
-use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey, Failure};
+use quarry_core::ports::{
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, Lease, VectorQuery, VectorRecord, VectorSearcher,
+    VectorWriter,
+};
+use quarry_core::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure};
 
 fn doc(name: &str) -> (DocumentKey, DocumentId) {
     let key = DocumentKey::new(name);
@@ -108,4 +111,55 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
 
     let bad = store.upsert(&[record(&a, 9, vec![1.0; dim + 1])]).await;
     assert!(bad.is_err(), "a vector of the wrong dimension is refused");
+}
+
+/// Counters that always add up, whatever the order or repetition of outcomes.
+pub async fn batch_tracker<S: BatchTracker>(store: &S) {
+    let batch = BatchId::new("contract-batch-1");
+    let k = |n: &str| DocumentKey::new(format!("contract/{n}"));
+    assert!(store.counters(&batch).await.is_err(), "an unknown batch is not found");
+    let items = [(k("a.txt"), 100), (k("b.pdf"), 2_000), (k("c.md"), 300), (k("d.csv"), 40)];
+    store.create(&batch, &items).await.expect("create");
+    let want = |pending, done, failed, skipped, bytes_done| BatchCounters {
+        total: 4,
+        pending,
+        done,
+        failed,
+        skipped,
+        bytes_total: 2_440,
+        bytes_done,
+    };
+    assert_eq!(store.counters(&batch).await.expect("counters"), want(4, 0, 0, 0, 0));
+
+    let broken = Failure {
+        code: "encrypted_pdf".into(),
+        message: "the PDF is encrypted with a password".into(),
+        retryable: false,
+    };
+    store.record(&batch, &k("a.txt"), &BatchOutcome::Indexed { chunks: 2, bytes: 100 }).await.expect("record");
+    store.record(&batch, &k("a.txt"), &BatchOutcome::Indexed { chunks: 2, bytes: 100 }).await.expect("again");
+    store
+        .record(&batch, &k("b.pdf"), &BatchOutcome::Failed { failure: broken.clone(), bytes: 2_000 })
+        .await
+        .expect("record");
+    store.record(&batch, &k("c.md"), &BatchOutcome::Unchanged { bytes: 300 }).await.expect("record");
+    assert_eq!(store.counters(&batch).await.expect("counters"), want(1, 1, 1, 1, 2_400), "duplicates count once");
+    assert_eq!(store.failures(&batch).await.expect("failures"), vec![(k("b.pdf"), broken)]);
+
+    // Creating again (a resumed run) keeps what was recorded.
+    store.create(&batch, &items).await.expect("create again");
+    assert_eq!(store.counters(&batch).await.expect("counters"), want(1, 1, 1, 1, 2_400));
+
+    // A retry that succeeds moves the document from failed to done.
+    store.record(&batch, &k("b.pdf"), &BatchOutcome::Indexed { chunks: 9, bytes: 2_000 }).await.expect("retry");
+    store.record(&batch, &k("d.csv"), &BatchOutcome::Indexed { chunks: 1, bytes: 40 }).await.expect("record");
+    let c = store.counters(&batch).await.expect("counters");
+    assert_eq!(c, want(0, 3, 0, 1, 2_440));
+    assert_eq!(c.total, c.pending + c.done + c.failed + c.skipped);
+    assert!(store.failures(&batch).await.expect("failures").is_empty());
+
+    assert!(
+        store.record(&batch, &k("not-in-batch.txt"), &BatchOutcome::Unchanged { bytes: 1 }).await.is_err(),
+        "a document outside the batch is refused"
+    );
 }
