@@ -1,0 +1,107 @@
+//! A local folder as the bucket: keys are paths relative to the root with `/` separators, the
+//! version is the modification time, and nothing outside the root can be named.
+
+use std::path::{Component, Path, PathBuf};
+
+use quarry_core::ports::{Blob, BlobInfo, BlobSource};
+use quarry_core::{DocumentKey, PortError};
+
+#[derive(Debug, Clone)]
+pub struct FolderSource {
+    root: PathBuf,
+}
+
+fn io_error<'a>(operation: &'static str, what: &'a str) -> impl FnOnce(std::io::Error) -> PortError + 'a {
+    move |e| match e.kind() {
+        std::io::ErrorKind::NotFound => PortError::NotFound { what: what.to_owned() },
+        std::io::ErrorKind::PermissionDenied => {
+            PortError::InvalidInput { operation, reason: format!("{what}: permission denied") }
+        }
+        _ => PortError::Transient { operation, source: Box::new(e) },
+    }
+}
+
+impl FolderSource {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FolderSource { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file behind a key; keys that would leave the root (`..`, absolute paths) are refused.
+    pub fn path_of(&self, key: &DocumentKey) -> Result<PathBuf, PortError> {
+        let rel = Path::new(key.as_str());
+        if key.as_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(PortError::InvalidInput {
+                operation: "folder.path",
+                reason: format!("key {key:?} is not inside the folder"),
+            });
+        }
+        Ok(self.root.join(rel))
+    }
+
+    /// The key of a file under the root.
+    pub fn key_of(&self, path: &Path) -> Option<DocumentKey> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+        Some(DocumentKey::new(parts?.join("/")))
+    }
+
+    async fn info(&self, key: &DocumentKey, path: &Path) -> Result<BlobInfo, PortError> {
+        let what = format!("file {key}");
+        let meta = tokio::fs::metadata(path).await.map_err(io_error("folder.head", &what))?;
+        if !meta.is_file() {
+            return Err(PortError::NotFound { what });
+        }
+        let version = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos().to_string());
+        Ok(BlobInfo { key: key.clone(), size: meta.len(), version, content_type: None, metadata: Default::default() })
+    }
+}
+
+impl BlobSource for FolderSource {
+    async fn head(&self, key: &DocumentKey) -> Result<BlobInfo, PortError> {
+        let path = self.path_of(key)?;
+        self.info(key, &path).await
+    }
+
+    async fn get(&self, key: &DocumentKey) -> Result<Blob, PortError> {
+        let path = self.path_of(key)?;
+        let info = self.info(key, &path).await?;
+        let what = format!("file {key}");
+        let bytes = tokio::fs::read(&path).await.map_err(io_error("folder.get", &what))?;
+        Ok(Blob { info, bytes })
+    }
+
+    /// Every regular file under `prefix`, in key order; hidden files and folders are skipped.
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, PortError> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let what = format!("folder {}", dir.display());
+            let mut entries = tokio::fs::read_dir(&dir).await.map_err(io_error("folder.list", &what))?;
+            while let Some(entry) = entries.next_entry().await.map_err(io_error("folder.list", &what))? {
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                let kind = entry.file_type().await.map_err(io_error("folder.list", &what))?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() {
+                    if let Some(key) = self.key_of(&path).filter(|k| k.as_str().starts_with(prefix)) {
+                        out.push(self.info(&key, &path).await?);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}

@@ -1,0 +1,134 @@
+//! Indexing one document through the ports: fetch, hash, lease, extract + redact + chunk, embed,
+//! upsert, drop the stale tail, checkpoint. The embed-worker Lambda and the local batch runner
+//! both call [`Indexer::index`]; only the adapters differ.
+//!
+//! Every step is idempotent and keyed by deterministic ids, and the checkpoint is written last:
+//! a crash anywhere leaves a lease that expires, and the retry redoes the upsert (same chunk ids)
+//! and then checkpoints. Duplicate deliveries of unchanged content stop at the lease.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quarry_core::ports::{BlobSource, Checkpoint, CheckpointStore, Embedder, Lease, VectorRecord, VectorWriter};
+use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
+use quarry_text::{Preparer, TokenCounter};
+
+/// How indexing one document ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Indexed {
+        chunks: u32,
+        bytes: u64,
+    },
+    /// The same content is already indexed: nothing was embedded.
+    Unchanged {
+        bytes: u64,
+    },
+    /// The document itself is at fault (recorded with its reason; retrying will not help).
+    Failed {
+        failure: Failure,
+        bytes: u64,
+    },
+    /// Another worker holds the document's lease; try again later.
+    Busy,
+}
+
+/// The ports and the preparer one indexing step needs.
+#[derive(Debug)]
+pub struct Indexer<'a, B, S, E, W, T: TokenCounter> {
+    pub source: &'a B,
+    pub state: &'a S,
+    pub embedder: &'a E,
+    pub writer: &'a W,
+    pub preparer: &'a Preparer<T>,
+    /// How long a worker may hold a document before another may take it over.
+    pub lease: Duration,
+}
+
+impl<B, S, E, W, T> Indexer<'_, B, S, E, W, T>
+where
+    B: BlobSource,
+    S: CheckpointStore,
+    E: Embedder,
+    W: VectorWriter,
+    T: TokenCounter,
+{
+    /// Indexes the document at `key`. Port failures (throttling, I/O) are returned for the caller
+    /// to retry; a bad document is an [`Outcome::Failed`], already recorded.
+    #[tracing::instrument(skip_all, err, fields(key = %key))]
+    pub async fn index(&self, key: &DocumentKey) -> Result<Outcome, PortError> {
+        let blob = self.source.get(key).await?;
+        let bytes = blob.bytes.len() as u64;
+        let document = DocumentId::for_key(key);
+        let hash = ContentHash::of(&blob.bytes);
+        match self.state.acquire(&document, &hash, self.lease).await? {
+            Lease::AlreadyIndexed => return Ok(Outcome::Unchanged { bytes }),
+            Lease::Busy => return Ok(Outcome::Busy),
+            Lease::Acquired { .. } => {}
+        }
+        let prepared = match self.preparer.prepare(Some(key.as_str()), &blob.bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                let failure = Failure::from_error(&e);
+                tracing::warn!(code = e.code(), "document cannot be indexed");
+                // Sync semantics: a file replaced by one that cannot be read leaves no stale
+                // chunks of its old version in the results.
+                self.writer.delete_from(&document, 0).await?;
+                self.state.fail(&document, &failure).await?;
+                return Ok(Outcome::Failed { failure, bytes });
+            }
+        };
+        let texts: Vec<String> = prepared.chunks.iter().map(|c| c.text.clone()).collect();
+        let vectors = self.embedder.embed(&texts).await?;
+        if vectors.len() != texts.len() {
+            return Err(PortError::InvalidInput {
+                operation: "embed",
+                reason: format!("{} vectors for {} chunks", vectors.len(), texts.len()),
+            });
+        }
+        let mut metadata = BTreeMap::new();
+        metadata.insert("key".to_owned(), serde_json::Value::from(key.as_str()));
+        metadata.insert("format".to_owned(), serde_json::Value::from(prepared.document.format.name()));
+        if let Some(t) = &prepared.document.title {
+            metadata.insert("title".to_owned(), serde_json::Value::from(t.as_str()));
+        }
+        for (k, v) in &blob.info.metadata {
+            metadata.entry(format!("user.{k}")).or_insert_with(|| serde_json::Value::from(v.as_str()));
+        }
+        let records: Vec<VectorRecord> = prepared
+            .chunks
+            .iter()
+            .zip(vectors)
+            .map(|(c, vector)| VectorRecord {
+                id: ChunkId::new(&document, c.ordinal),
+                document: document.clone(),
+                vector,
+                text: c.text.clone(),
+                pages: c.pages,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let chunks = records.len() as u32;
+        self.writer.upsert(&records).await?;
+        // A shorter new version leaves ordinals past its end: drop them before checkpointing.
+        self.writer.delete_from(&document, chunks).await?;
+        let checkpoint = Checkpoint {
+            document,
+            key: key.clone(),
+            content_hash: hash,
+            chunks,
+            model: self.embedder.model().id.clone(),
+        };
+        self.state.checkpoint(&checkpoint).await?;
+        tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "indexed");
+        Ok(Outcome::Indexed { chunks, bytes })
+    }
+
+    /// Removes a deleted document's chunks and state.
+    pub async fn remove(&self, key: &DocumentKey) -> Result<u64, PortError> {
+        let document = DocumentId::for_key(key);
+        let removed = self.writer.delete_from(&document, 0).await?;
+        self.state.forget(&document).await?;
+        Ok(removed)
+    }
+}
