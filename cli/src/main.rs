@@ -5,7 +5,9 @@
 // Printing to the terminal is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod ingest;
 mod inspect;
+mod search;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Show how a file will be indexed: detected type, pages, redactions and chunks with spans.
     Inspect(inspect::Args),
+    /// Index a folder on this machine and keep the index in sync with it.
+    Ingest(ingest::Args),
+    /// Search a folder indexed with `quarry ingest`.
+    Search(search::Args),
 }
 
 /// What is wrong with the installation rather than with the input: exit code 3.
@@ -41,6 +47,12 @@ pub enum SetupError {
     ModelMissing { dir: PathBuf },
     #[error("cannot load the tokenizer")]
     Tokenizer(#[source] quarry_text::TokenizerError),
+    #[error("cannot load the embedding model")]
+    Model(#[source] quarry_embed::EmbedError),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// Exit codes: 1 for input Quarry cannot use (a missing or unindexable file), 3 for a broken setup
@@ -58,6 +70,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(cli.config.as_deref(), &args),
+        Command::Ingest(args) => runtime().and_then(|rt| rt.block_on(ingest::run(cli.config.as_deref(), &args))),
+        Command::Search(args) => runtime().and_then(|rt| rt.block_on(search::run(cli.config.as_deref(), &args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

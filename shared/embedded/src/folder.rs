@@ -94,10 +94,10 @@ impl BlobSource for FolderSource {
                 let kind = entry.file_type().await.map_err(io_error("folder.list", &what))?;
                 if kind.is_dir() {
                     stack.push(path);
-                } else if kind.is_file() {
-                    if let Some(key) = self.key_of(&path).filter(|k| k.as_str().starts_with(prefix)) {
-                        out.push(self.info(&key, &path).await?);
-                    }
+                } else if kind.is_file()
+                    && let Some(key) = self.key_of(&path).filter(|k| k.as_str().starts_with(prefix))
+                {
+                    out.push(self.info(&key, &path).await?);
                 }
             }
         }

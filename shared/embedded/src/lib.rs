@@ -7,5 +7,5 @@ pub mod sqlite;
 pub mod vector_index;
 
 pub use folder::FolderSource;
-pub use sqlite::{SqliteStore, StoreError};
+pub use sqlite::{ChunkDetails, SqliteStore, StoreError};
 pub use vector_index::{FlatIndex, IndexError, IndexHit};

@@ -124,6 +124,15 @@ fn from_blob(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// What search results show of a chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkDetails {
+    pub text: String,
+    pub page_first: Option<u32>,
+    pub page_last: Option<u32>,
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 /// The embedded default's state store and vector store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -174,6 +183,46 @@ impl SqliteStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // The connection holds no half-done state between calls (each is one transaction).
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Expires every lease. Call only when no other writer can be running (the embedded default
+    /// holds an exclusive lock on its state folder): leases left then belong to a killed run, and
+    /// waiting for them to expire would leave their documents behind.
+    pub fn release_leases(&self) -> Result<usize, PortError> {
+        let n = self
+            .conn()
+            .execute("UPDATE documents SET lease_until_ms = 0 WHERE status = 'processing'", [])
+            .map_err(db_error("documents.release"))?;
+        Ok(n)
+    }
+
+    /// Keys of the documents currently indexed: what a sync compares with the folder.
+    pub fn indexed_keys(&self) -> Result<Vec<DocumentKey>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT key FROM documents WHERE status = 'indexed' AND key IS NOT NULL ORDER BY key")
+            .map_err(db_error("documents.list"))?;
+        let keys = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_error("documents.list"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error("documents.list"))?;
+        Ok(keys.into_iter().map(DocumentKey::new).collect())
+    }
+
+    /// Text, page range and metadata of stored chunks, for showing search results.
+    pub fn chunk_details(&self, id: &ChunkId) -> Result<Option<ChunkDetails>, PortError> {
+        let conn = self.conn();
+        conn.query_row("SELECT text, page_first, page_last, metadata FROM chunks WHERE id = ?1", [id.as_str()], |r| {
+            Ok(ChunkDetails {
+                text: r.get(0)?,
+                page_first: r.get(1)?,
+                page_last: r.get(2)?,
+                metadata: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+            })
+        })
+        .optional()
+        .map_err(db_error("chunks.get"))
     }
 
     /// Chunks stored for a document, in ordinal order.

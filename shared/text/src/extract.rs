@@ -397,7 +397,7 @@ fn pdf_string(bytes: &[u8]) -> String {
 /// a lossy guess.
 pub fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, ExtractError> {
     let utf16 = |body: &[u8], le: bool, what: &str| -> Result<Cow<'static, str>, ExtractError> {
-        if body.len() % 2 != 0 {
+        if !body.len().is_multiple_of(2) {
             return Err(ExtractError::Encoding { detail: format!("{what} text has an odd number of bytes") });
         }
         let units = body
@@ -527,10 +527,8 @@ fn markdown(src: &str) -> ExtractedDocument {
                 title = Some(String::new());
             }
             Event::Text(t) | Event::Code(t) if !in_meta => {
-                if in_h1 {
-                    if let Some(tt) = title.as_mut() {
-                        tt.push_str(&t);
-                    }
+                if in_h1 && let Some(tt) = title.as_mut() {
+                    tt.push_str(&t);
                 }
                 out.push_str(&t);
             }

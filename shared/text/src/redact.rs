@@ -138,7 +138,7 @@ fn luhn(m: &str, _: &str, _: usize) -> bool {
         .enumerate()
         .map(|(i, &x)| if i % 2 == 1 { if x * 2 > 9 { x * 2 - 9 } else { x * 2 } } else { x })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn iban(m: &str, _: &str, _: usize) -> bool {

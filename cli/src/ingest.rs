@@ -1,0 +1,195 @@
+//! `quarry ingest DIR`: index a folder on this machine and keep the index in sync with it.
+//!
+//! Every file is checked before work starts (size, type), the run is recorded as a batch, two
+//! documents are processed at a time (one extracting while the other embeds), progress and ETA are
+//! computed from bytes, and the run ends with a summary. Files gone from the folder leave the
+//! index. Re-running over an unchanged folder embeds nothing; a run killed at any moment picks up
+//! where it stopped, because every step is idempotent and a document is checkpointed only after
+//! its vectors are written.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use quarry_core::ports::{BatchOutcome, BatchTracker, BlobSource};
+use quarry_core::{BatchId, Classify, Config, DocumentKey, Failure};
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embedded::{FolderSource, SqliteStore};
+use quarry_pipeline::{Indexer, Outcome};
+use quarry_text::{Preparer, WordPiece};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder to index (the local "bucket").
+    dir: PathBuf,
+    /// Documents processed at once.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// No progress bar (for logs and scripts).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Where the embedded default keeps its state for a folder.
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join(".quarry").join("state.db")
+}
+
+pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
+    let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
+    let model_dir = config.model.resolved_dir();
+    let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).map_err(crate::SetupError::Model)?;
+    let tokenizer = WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
+    let preparer = Preparer::new(&config, tokenizer);
+    anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
+    let state = state_path(&args.dir);
+    std::fs::create_dir_all(state.parent().unwrap_or(&args.dir))
+        .with_context(|| format!("cannot create {}", state.display()))?;
+    // One ingest per folder at a time. The OS drops the lock when a process dies, even by
+    // SIGKILL, so holding it proves that leases left in the database are from a dead run.
+    let lock_path = state.with_file_name("lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another `quarry ingest` is running on {}", args.dir.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the state folder"),
+    }
+    let store = SqliteStore::open(&state, quarry_embed::DIMENSION)?;
+    let stale = store.release_leases()?;
+    if stale > 0 {
+        tracing::info!(stale, "resuming: released leases of an interrupted run");
+    }
+    let source = FolderSource::new(&args.dir);
+    let started = Instant::now();
+
+    // 1. Validate everything up front.
+    let listed = source.list("").await?;
+    let limit = config.limits.max_file_bytes;
+    let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+    for b in &listed {
+        let reason = if b.size == 0 {
+            Some(quarry_text::ExtractError::Empty)
+        } else if b.size > limit {
+            Some(quarry_text::ExtractError::TooLarge { size: b.size, limit })
+        } else {
+            let head = read_head(&source, &b.key).unwrap_or_default();
+            preparer.extractor().detect(Some(b.key.as_str()), &head).err().filter(|e| e.code() == "unsupported_type")
+        };
+        match reason {
+            Some(e) => invalid.push((b.key.clone(), b.size, Failure::from_error(&e))),
+            None => valid.push((b.key.clone(), b.size)),
+        }
+    }
+
+    // 2. The batch: its id follows from what is indexed, so a killed run resumes the same batch.
+    let mut h = Sha256::new();
+    for b in &listed {
+        h.update(b.key.as_str());
+        h.update([0]);
+        h.update(b.version.as_deref().unwrap_or(""));
+        h.update(b.size.to_le_bytes());
+    }
+    let batch = BatchId::new(format!("b-{}", &format!("{:x}", h.finalize())[..12]));
+    let all: Vec<(DocumentKey, u64)> =
+        valid.iter().cloned().chain(invalid.iter().map(|(k, s, _)| (k.clone(), *s))).collect();
+    store.create(&batch, &all).await?;
+    for (key, bytes, failure) in &invalid {
+        store.record(&batch, key, &BatchOutcome::Failed { failure: failure.clone(), bytes: *bytes }).await?;
+    }
+
+    // 3. Index, two at a time, with progress by bytes.
+    let total_bytes: u64 = valid.iter().map(|(_, s)| s).sum();
+    let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total_bytes) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let indexer = Indexer {
+        source: &source,
+        state: &store,
+        embedder: &embedder,
+        writer: &store,
+        preparer: &preparer,
+        lease: Duration::from_secs(300),
+    };
+    let mut results = futures::stream::iter(valid.iter())
+        .map(|(key, size)| {
+            let indexer = &indexer;
+            async move { (key, *size, indexer.index(key).await) }
+        })
+        .buffer_unordered(args.workers.max(1));
+    let (mut indexed, mut chunks, mut unchanged, mut failed, mut busy) = (0, 0u64, 0, invalid.len(), 0);
+    let mut failures: Vec<(DocumentKey, Failure)> = invalid.iter().map(|(k, _, f)| (k.clone(), f.clone())).collect();
+    while let Some((key, size, result)) = results.next().await {
+        let outcome = match result {
+            Ok(Outcome::Indexed { chunks: n, bytes }) => {
+                indexed += 1;
+                chunks += u64::from(n);
+                BatchOutcome::Indexed { chunks: n, bytes }
+            }
+            Ok(Outcome::Unchanged { bytes }) => {
+                unchanged += 1;
+                BatchOutcome::Unchanged { bytes }
+            }
+            Ok(Outcome::Failed { failure, bytes }) => {
+                failed += 1;
+                failures.push((key.clone(), failure.clone()));
+                BatchOutcome::Failed { failure, bytes }
+            }
+            Ok(Outcome::Busy) => {
+                // Another process holds it: leave it pending for that process or the next run.
+                busy += 1;
+                bar.inc(size);
+                continue;
+            }
+            Err(e) => {
+                failed += 1;
+                let failure = Failure::from_error(&e);
+                failures.push((key.clone(), failure.clone()));
+                BatchOutcome::Failed { failure, bytes: size }
+            }
+        };
+        store.record(&batch, key, &outcome).await?;
+        bar.inc(size);
+        bar.set_message(format!("{indexed} indexed, {unchanged} unchanged, {failed} failed"));
+    }
+    drop(results);
+    bar.finish_and_clear();
+
+    // 4. Sync: what is indexed but no longer in the folder leaves the index.
+    let present: std::collections::BTreeSet<&DocumentKey> = listed.iter().map(|b| &b.key).collect();
+    let mut removed = 0;
+    for key in store.indexed_keys()? {
+        if !present.contains(&key) {
+            indexer.remove(&key).await?;
+            removed += 1;
+        }
+    }
+
+    let c = store.counters(&batch).await?;
+    drop(lock);
+    println!(
+        "batch {batch}: {} documents, {indexed} indexed ({chunks} chunks), {unchanged} unchanged, {failed} failed, {removed} removed{} in {:.1}s",
+        c.total,
+        if busy > 0 { format!(", {busy} busy elsewhere") } else { String::new() },
+        started.elapsed().as_secs_f64()
+    );
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, f) in &failures {
+        println!("  failed {key}: {} ({})", f.message, f.code);
+    }
+    Ok(())
+}
+
+/// The first 8 KiB of a file: enough for magic-number sniffing.
+fn read_head(source: &FolderSource, key: &DocumentKey) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let path = source.path_of(key).ok()?;
+    let mut buf = Vec::with_capacity(8192);
+    std::fs::File::open(path).ok()?.take(8192).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}

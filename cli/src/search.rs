@@ -1,0 +1,54 @@
+//! `quarry search "QUERY"`: semantic search over a folder indexed with `quarry ingest`.
+
+use std::path::{Path, PathBuf};
+
+use quarry_core::Config;
+use quarry_core::ports::{VectorQuery, VectorSearcher};
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embedded::SqliteStore;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to search for.
+    query: String,
+    /// The folder indexed with `quarry ingest`.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// How many results (1 to 100).
+    #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    top_k: u16,
+}
+
+pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.query.trim().is_empty(), "the query is empty");
+    let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
+    let state = crate::ingest::state_path(&args.dir);
+    anyhow::ensure!(
+        state.is_file(),
+        "{} has no index yet: run `quarry ingest {}` first",
+        args.dir.display(),
+        args.dir.display()
+    );
+    let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
+        .map_err(crate::SetupError::Model)?;
+    let store = SqliteStore::open(&state, quarry_embed::DIMENSION)?;
+    let vector = embedder.embed_blocking(&[args.query.as_str()])?.remove(0);
+    let hits = store.search(&VectorQuery { vector, top_k: usize::from(args.top_k) }).await?;
+    if hits.is_empty() {
+        println!("no results");
+    }
+    for (rank, hit) in hits.iter().enumerate() {
+        let Some(d) = store.chunk_details(&hit.id)? else { continue };
+        let key = d.metadata.get("key").and_then(|v| v.as_str()).unwrap_or("?");
+        let page = match (d.page_first, d.page_last) {
+            (Some(a), Some(b)) if a != b => format!(" p.{a}-{b}"),
+            (Some(a), _) if d.metadata.get("format").and_then(|v| v.as_str()) == Some("pdf") => format!(" p.{a}"),
+            _ => String::new(),
+        };
+        let text: String = d.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let preview: String = text.chars().take(160).collect();
+        let more = if text.chars().count() > 160 { "…" } else { "" };
+        println!("{:>2}. {:.3}  {key}{page}\n    {preview}{more}", rank + 1, hit.score);
+    }
+    Ok(())
+}
