@@ -5,6 +5,7 @@
 // Printing to the terminal is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod batches;
 mod ingest;
 mod inspect;
 mod search;
@@ -32,6 +33,10 @@ enum Command {
     Ingest(ingest::Args),
     /// Search a folder indexed with `quarry ingest`.
     Search(search::Args),
+    /// Show past batches, or one batch's counts and failures.
+    Batches(batches::ShowArgs),
+    /// Index a batch's failed documents again.
+    Retry(batches::RetryArgs),
 }
 
 /// What is wrong with the installation rather than with the input: exit code 3.
@@ -72,6 +77,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(cli.config.as_deref(), &args),
         Command::Ingest(args) => runtime().and_then(|rt| rt.block_on(ingest::run(cli.config.as_deref(), &args))),
         Command::Search(args) => runtime().and_then(|rt| rt.block_on(search::run(cli.config.as_deref(), &args))),
+        Command::Batches(args) => runtime().and_then(|rt| rt.block_on(batches::show(&args))),
+        Command::Retry(args) => runtime().and_then(|rt| rt.block_on(batches::retry(cli.config.as_deref(), &args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

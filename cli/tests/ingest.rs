@@ -66,6 +66,22 @@ fn ingest_search_rerun_change_and_delete() {
     assert!(out.contains("9 documents, 8 indexed"), "{out}");
     assert!(out.contains("1 failed") && out.contains("failed broken.pdf:") && out.contains("(corrupt_pdf)"), "{out}");
 
+    // The batch is listed with its failure; fixing the file and retrying moves it to done.
+    let batch = out.split_whitespace().nth(1).unwrap_or("").trim_end_matches(':').to_owned();
+    assert!(batch.starts_with("b-"), "{out}");
+    let listed = ok(&quarry(&["batches", "--dir"]).arg(&dir).output().expect("runs"));
+    assert!(listed.contains(&batch) && listed.contains("9 documents: 8 done, 0 unchanged, 1 failed"), "{listed}");
+    let shown = ok(&quarry(&["batches", &batch, "--dir"]).arg(&dir).output().expect("runs"));
+    assert!(shown.contains("failed broken.pdf:") && shown.contains("(corrupt_pdf)"), "{shown}");
+    let page = quarry_testkit::PdfPage::Text(vec!["A repaired report on potassium intake.".into()]);
+    std::fs::write(dir.join("broken.pdf"), quarry_testkit::pdf(&[page], None)).expect("write");
+    let retried = ok(&quarry(&["retry", &batch, "--dir"]).arg(&dir).output().expect("runs"));
+    assert!(retried.contains("retried 1, 1 now indexed, 0 still failing"), "{retried}");
+    let shown = ok(&quarry(&["batches", &batch, "--dir"]).arg(&dir).output().expect("runs"));
+    assert!(shown.contains("done       9") && shown.contains("failed     0"), "{shown}");
+    let nothing = ok(&quarry(&["retry", &batch, "--dir"]).arg(&dir).output().expect("runs"));
+    assert!(nothing.contains("has no failed documents"), "{nothing}");
+
     let hits = ok(&quarry(&["search", "-k", "3", "--dir"])
         .arg(&dir)
         .arg("salt intake and hypertension")
@@ -75,7 +91,7 @@ fn ingest_search_rerun_change_and_delete() {
     assert!(first.contains("note-3.txt") || first.contains("note-7.txt"), "the sodium notes rank first: {hits}");
 
     let again = ok(&quarry(&["ingest", "--quiet"]).arg(&dir).output().expect("runs"));
-    assert!(again.contains("0 indexed (0 chunks), 8 unchanged"), "a re-run embeds nothing: {again}");
+    assert!(again.contains("0 indexed (0 chunks), 9 unchanged"), "a re-run embeds nothing: {again}");
 
     std::fs::write(dir.join("note-1.txt"), "Short now: oats.").expect("write");
     std::fs::remove_file(dir.join("note-2.txt")).expect("rm");

@@ -196,6 +196,18 @@ impl SqliteStore {
         Ok(n)
     }
 
+    /// Batches, newest first, with when they started (milliseconds since the epoch).
+    pub fn batches(&self) -> Result<Vec<(BatchId, i64)>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, created_ms FROM batches ORDER BY created_ms DESC, id")
+            .map_err(db_error("batches.list"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((BatchId::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)))
+            .map_err(db_error("batches.list"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.list"))
+    }
+
     /// Keys of the documents currently indexed: what a sync compares with the folder.
     pub fn indexed_keys(&self) -> Result<Vec<DocumentKey>, PortError> {
         let conn = self.conn();
