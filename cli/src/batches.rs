@@ -1,14 +1,11 @@
 //! `quarry batches [ID]` and `quarry retry ID`: what past ingests did, and another go at what failed.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use quarry_core::ports::{BatchOutcome, BatchTracker};
-use quarry_core::{BatchId, Config, Failure};
-use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::{FolderSource, SqliteStore};
-use quarry_pipeline::{Indexer, Outcome};
-use quarry_text::{Preparer, WordPiece};
+use quarry_core::{BatchId, Config};
+use quarry_embedded::SqliteStore;
+use quarry_pipeline::batch_outcome;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -76,35 +73,18 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
         println!("batch {batch} has no failed documents");
         return Ok(());
     }
-    let model_dir = config.model.resolved_dir();
-    let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).map_err(crate::SetupError::Model)?;
-    let tokenizer = WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
-    let preparer = Preparer::new(&config, tokenizer);
-    let source = FolderSource::new(&args.dir);
-    let indexer = Indexer {
-        source: &source,
-        state: &store,
-        embedder: &embedder,
-        writer: &store,
-        preparer: &preparer,
-        lease: Duration::from_secs(300),
-    };
+    let local = crate::engine::Local::load(&config, &args.dir, store)?;
+    let indexer = local.indexer();
     let (mut fixed, mut still) = (0, 0);
     for (key, _) in &failed {
-        let outcome = match indexer.index(key).await {
-            Ok(Outcome::Indexed { chunks, bytes }) => BatchOutcome::Indexed { chunks, bytes },
-            Ok(Outcome::Unchanged { bytes }) => BatchOutcome::Unchanged { bytes },
-            Ok(Outcome::Failed { failure, bytes }) => BatchOutcome::Failed { failure, bytes },
-            Ok(Outcome::Busy) => continue,
-            Err(e) => BatchOutcome::Failed { failure: Failure::from_error(&e), bytes: 0 },
-        };
+        let Some(outcome) = batch_outcome(&indexer.index(key).await, 0) else { continue };
         if let BatchOutcome::Failed { failure, .. } = &outcome {
             still += 1;
             println!("  still failing {key}: {} ({})", failure.message, failure.code);
         } else {
             fixed += 1;
         }
-        store.record(&batch, key, &outcome).await?;
+        local.store.record(&batch, key, &outcome).await?;
     }
     println!("batch {batch}: retried {}, {fixed} now indexed, {still} still failing", failed.len());
     Ok(())

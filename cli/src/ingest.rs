@@ -8,16 +8,14 @@
 //! its vectors are written.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use futures::StreamExt;
 use quarry_core::ports::{BatchOutcome, BatchTracker, BlobSource};
 use quarry_core::{BatchId, Classify, Config, DocumentKey, Failure};
-use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embedded::{FolderSource, SqliteStore};
-use quarry_pipeline::{Indexer, Outcome};
-use quarry_text::{Preparer, WordPiece};
+use quarry_pipeline::batch_outcome;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, clap::Args)]
@@ -39,10 +37,6 @@ pub fn state_path(dir: &Path) -> PathBuf {
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
-    let model_dir = config.model.resolved_dir();
-    let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).map_err(crate::SetupError::Model)?;
-    let tokenizer = WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
-    let preparer = Preparer::new(&config, tokenizer);
     anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
     let state = state_path(&args.dir);
     std::fs::create_dir_all(state.parent().unwrap_or(&args.dir))
@@ -63,7 +57,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     if stale > 0 {
         tracing::info!(stale, "resuming: released leases of an interrupted run");
     }
-    let source = FolderSource::new(&args.dir);
+    let local = crate::engine::Local::load(&config, &args.dir, store)?;
+    let (source, store, preparer) = (&local.source, &local.store, &local.preparer);
     let started = Instant::now();
 
     // 1. Validate everything up front.
@@ -76,7 +71,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         } else if b.size > limit {
             Some(quarry_text::ExtractError::TooLarge { size: b.size, limit })
         } else {
-            let head = read_head(&source, &b.key).unwrap_or_default();
+            let head = read_head(source, &b.key).unwrap_or_default();
             preparer.extractor().detect(Some(b.key.as_str()), &head).err().filter(|e| e.code() == "unsupported_type")
         };
         match reason {
@@ -108,14 +103,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let indexer = Indexer {
-        source: &source,
-        state: &store,
-        embedder: &embedder,
-        writer: &store,
-        preparer: &preparer,
-        lease: Duration::from_secs(300),
-    };
+    let indexer = local.indexer();
     let mut results = futures::stream::iter(valid.iter())
         .map(|(key, size)| {
             let indexer = &indexer;
@@ -125,34 +113,23 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let (mut indexed, mut chunks, mut unchanged, mut failed, mut busy) = (0, 0u64, 0, invalid.len(), 0);
     let mut failures: Vec<(DocumentKey, Failure)> = invalid.iter().map(|(k, _, f)| (k.clone(), f.clone())).collect();
     while let Some((key, size, result)) = results.next().await {
-        let outcome = match result {
-            Ok(Outcome::Indexed { chunks: n, bytes }) => {
-                indexed += 1;
-                chunks += u64::from(n);
-                BatchOutcome::Indexed { chunks: n, bytes }
-            }
-            Ok(Outcome::Unchanged { bytes }) => {
-                unchanged += 1;
-                BatchOutcome::Unchanged { bytes }
-            }
-            Ok(Outcome::Failed { failure, bytes }) => {
-                failed += 1;
-                failures.push((key.clone(), failure.clone()));
-                BatchOutcome::Failed { failure, bytes }
-            }
-            Ok(Outcome::Busy) => {
-                // Another process holds it: leave it pending for that process or the next run.
-                busy += 1;
-                bar.inc(size);
-                continue;
-            }
-            Err(e) => {
-                failed += 1;
-                let failure = Failure::from_error(&e);
-                failures.push((key.clone(), failure.clone()));
-                BatchOutcome::Failed { failure, bytes: size }
-            }
+        let Some(outcome) = batch_outcome(&result, size) else {
+            // Another process holds it: leave it pending for that process or the next run.
+            busy += 1;
+            bar.inc(size);
+            continue;
         };
+        match &outcome {
+            BatchOutcome::Indexed { chunks: n, .. } => {
+                indexed += 1;
+                chunks += u64::from(*n);
+            }
+            BatchOutcome::Unchanged { .. } => unchanged += 1,
+            BatchOutcome::Failed { failure, .. } => {
+                failed += 1;
+                failures.push((key.clone(), failure.clone()));
+            }
+        }
         store.record(&batch, key, &outcome).await?;
         bar.inc(size);
         bar.set_message(format!("{indexed} indexed, {unchanged} unchanged, {failed} failed"));

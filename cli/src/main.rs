@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod batches;
+mod engine;
 mod ingest;
 mod inspect;
 mod search;

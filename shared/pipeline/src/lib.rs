@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quarry_core::ports::{BlobSource, Checkpoint, CheckpointStore, Embedder, Lease, VectorRecord, VectorWriter};
+use quarry_core::ports::{
+    BatchOutcome, BlobSource, Checkpoint, CheckpointStore, Embedder, Lease, VectorRecord, VectorWriter,
+};
 use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
 use quarry_text::{Preparer, TokenCounter};
 
@@ -31,6 +33,19 @@ pub enum Outcome {
     },
     /// Another worker holds the document's lease; try again later.
     Busy,
+}
+
+/// What a batch records for one indexing result (`bytes` is the document's size, for a result
+/// that failed before the document was read); `None` when another worker holds the document, which
+/// stays pending.
+pub fn batch_outcome(result: &Result<Outcome, PortError>, bytes: u64) -> Option<BatchOutcome> {
+    Some(match result {
+        Ok(Outcome::Indexed { chunks, bytes }) => BatchOutcome::Indexed { chunks: *chunks, bytes: *bytes },
+        Ok(Outcome::Unchanged { bytes }) => BatchOutcome::Unchanged { bytes: *bytes },
+        Ok(Outcome::Failed { failure, bytes }) => BatchOutcome::Failed { failure: failure.clone(), bytes: *bytes },
+        Ok(Outcome::Busy) => return None,
+        Err(e) => BatchOutcome::Failed { failure: Failure::from_error(e), bytes },
+    })
 }
 
 /// The ports and the preparer one indexing step needs.
