@@ -29,11 +29,14 @@ impl Local {
         Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source: FolderSource::new(dir), store })
     }
 
-    pub fn indexer(&self) -> Indexer<'_, FolderSource, SqliteStore, LocalEmbedder, SqliteStore, WordPiece> {
+    pub fn indexer(
+        &self,
+    ) -> Indexer<'_, FolderSource, SqliteStore, LocalEmbedder, SqliteStore, SqliteStore, WordPiece> {
         Indexer {
             source: &self.source,
             state: &self.store,
             embedder: &self.embedder,
+            cache: &self.store,
             writer: &self.store,
             preparer: &self.preparer,
             lease: LEASE,

@@ -149,6 +149,22 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: &[String]) -> impl Future<Output = Result<Vec<Vec<f32>>, PortError>> + Send;
 }
 
+/// Vectors already computed, by model and content: a document edited in one place re-embeds only
+/// the chunks whose text changed (SQLite locally, DynamoDB with a TTL on AWS).
+pub trait EmbeddingCache: Send + Sync {
+    /// One entry per hash, in order; `None` where nothing is cached.
+    fn get(
+        &self,
+        model: &ModelInfo,
+        texts: &[ContentHash],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<f32>>>, PortError>> + Send;
+    fn put(
+        &self,
+        model: &ModelInfo,
+        entries: &[(ContentHash, Vec<f32>)],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
 /// A chunk's vector with what search needs to show and filter it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VectorRecord {

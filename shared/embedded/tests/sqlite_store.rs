@@ -34,6 +34,12 @@ async fn batch_tracker_contract() {
 }
 
 #[tokio::test]
+async fn embedding_cache_contract() {
+    let store = SqliteStore::open(&scratch("cache"), 8).expect("open");
+    quarry_testkit::contract::embedding_cache(&store).await;
+}
+
+#[tokio::test]
 async fn state_and_vectors_survive_a_reopen() {
     let path = scratch("reopen");
     let key = DocumentKey::new("notes/a.md");

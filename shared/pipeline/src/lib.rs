@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quarry_core::ports::{
-    BatchOutcome, BlobSource, Checkpoint, CheckpointStore, Embedder, Lease, VectorRecord, VectorWriter,
+    BatchOutcome, BlobSource, Checkpoint, CheckpointStore, Embedder, EmbeddingCache, Lease, VectorRecord, VectorWriter,
 };
 use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
 use quarry_text::{Preparer, TokenCounter};
@@ -50,21 +50,24 @@ pub fn batch_outcome(result: &Result<Outcome, PortError>, bytes: u64) -> Option<
 
 /// The ports and the preparer one indexing step needs.
 #[derive(Debug)]
-pub struct Indexer<'a, B, S, E, W, T: TokenCounter> {
+pub struct Indexer<'a, B, S, E, C, W, T: TokenCounter> {
     pub source: &'a B,
     pub state: &'a S,
     pub embedder: &'a E,
+    /// Vectors by chunk text: an edited document re-embeds only the chunks that changed.
+    pub cache: &'a C,
     pub writer: &'a W,
     pub preparer: &'a Preparer<T>,
     /// How long a worker may hold a document before another may take it over.
     pub lease: Duration,
 }
 
-impl<B, S, E, W, T> Indexer<'_, B, S, E, W, T>
+impl<B, S, E, C, W, T> Indexer<'_, B, S, E, C, W, T>
 where
     B: BlobSource,
     S: CheckpointStore,
     E: Embedder,
+    C: EmbeddingCache,
     W: VectorWriter,
     T: TokenCounter,
 {
@@ -93,14 +96,7 @@ where
                 return Ok(Outcome::Failed { failure, bytes });
             }
         };
-        let texts: Vec<String> = prepared.chunks.iter().map(|c| c.text.clone()).collect();
-        let vectors = self.embedder.embed(&texts).await?;
-        if vectors.len() != texts.len() {
-            return Err(PortError::InvalidInput {
-                operation: "embed",
-                reason: format!("{} vectors for {} chunks", vectors.len(), texts.len()),
-            });
-        }
+        let vectors = self.vectors(&prepared.chunks).await?;
         let mut metadata = BTreeMap::new();
         metadata.insert("key".to_owned(), serde_json::Value::from(key.as_str()));
         metadata.insert("format".to_owned(), serde_json::Value::from(prepared.document.format.name()));
@@ -137,6 +133,34 @@ where
         self.state.checkpoint(&checkpoint).await?;
         tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "indexed");
         Ok(Outcome::Indexed { chunks, bytes })
+    }
+
+    /// One vector per chunk: from the cache where the same text was embedded by the same model,
+    /// from the embedder for the rest (which are then cached).
+    async fn vectors(&self, chunks: &[quarry_core::Chunk]) -> Result<Vec<Vec<f32>>, PortError> {
+        let model = self.embedder.model();
+        let hashes: Vec<ContentHash> = chunks.iter().map(|c| ContentHash::of_text(&c.text)).collect();
+        let mut vectors = self.cache.get(model, &hashes).await?;
+        let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors.get(i).is_none_or(Option::is_none)).collect();
+        if !missing.is_empty() {
+            let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
+            let fresh = self.embedder.embed(&texts).await?;
+            if fresh.len() != texts.len() {
+                return Err(PortError::InvalidInput {
+                    operation: "embed",
+                    reason: format!("{} vectors for {} chunks", fresh.len(), texts.len()),
+                });
+            }
+            let entries: Vec<(ContentHash, Vec<f32>)> =
+                missing.iter().zip(&fresh).map(|(&i, v)| (hashes[i].clone(), v.clone())).collect();
+            self.cache.put(model, &entries).await?;
+            vectors.resize(chunks.len(), None);
+            for (&i, v) in missing.iter().zip(fresh) {
+                vectors[i] = Some(v);
+            }
+        }
+        tracing::debug!(cached = chunks.len() - missing.len(), embedded = missing.len(), "chunk vectors");
+        Ok(vectors.into_iter().flatten().collect())
     }
 
     /// Removes a deleted document's chunks and state.

@@ -67,6 +67,7 @@ async fn indexes_a_folder_and_follows_its_changes() {
         source: &source,
         state: &store,
         embedder: &embedder,
+        cache: &store,
         writer: &store,
         preparer: &preparer,
         lease: Duration::from_secs(60),
@@ -105,6 +106,20 @@ async fn indexes_a_folder_and_follows_its_changes() {
         assert!(matches!(indexer.index(k).await.expect("index"), Outcome::Unchanged { .. }), "{k}");
     }
     assert_eq!(embedder.texts.load(Ordering::SeqCst), before, "a re-run embeds 0 chunks");
+
+    // Editing the end of a long file re-embeds only the chunks whose text changed.
+    let edited = format!("# Fiber\n\n{long}A closing remark on whole grains, added later.\n");
+    std::fs::write(files.join("notes/fiber.md"), &edited).expect("write");
+    let before = embedder.texts.load(Ordering::SeqCst);
+    let Outcome::Indexed { chunks: n, .. } = indexer.index(&DocumentKey::new("notes/fiber.md")).await.expect("index")
+    else {
+        panic!("the edited file is re-indexed");
+    };
+    let embedded = embedder.texts.load(Ordering::SeqCst) - before;
+    assert!(
+        embedded >= 1 && embedded < n as usize,
+        "{embedded} of {n} chunks re-embedded; the rest came from the cache"
+    );
 
     // A shorter new version drops the stale tail; a file replaced by a corrupt one loses its chunks.
     let shorter = "# Fiber\n\nOats are rich in soluble fiber.";

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, Lease, VectorQuery, VectorRecord, VectorSearcher,
-    VectorWriter,
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, EmbeddingCache, Lease, ModelInfo, VectorQuery,
+    VectorRecord, VectorSearcher, VectorWriter,
 };
 use quarry_core::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure};
 
@@ -162,4 +162,27 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
         store.record(&batch, &k("not-in-batch.txt"), &BatchOutcome::Unchanged { bytes: 1 }).await.is_err(),
         "a document outside the batch is refused"
     );
+}
+
+/// Cached vectors come back only for the same model, dimension and text.
+pub async fn embedding_cache<S: EmbeddingCache>(store: &S) {
+    let model = ModelInfo { id: "contract/model-a".into(), dimension: 3, max_tokens: 256 };
+    let other = ModelInfo { id: "contract/model-b".into(), dimension: 3, max_tokens: 256 };
+    let wider = ModelInfo { id: "contract/model-a".into(), dimension: 4, max_tokens: 256 };
+    let (a, b, c) = (ContentHash::of_text("alpha"), ContentHash::of_text("beta"), ContentHash::of_text("gamma"));
+    assert_eq!(store.get(&model, &[a.clone(), b.clone()]).await.expect("get"), vec![None, None]);
+    store.put(&model, &[(a.clone(), vec![1.0, 0.0, 0.0]), (b.clone(), vec![0.0, 1.0, 0.0])]).await.expect("put");
+    store.put(&model, &[(a.clone(), vec![1.0, 0.0, 0.0])]).await.expect("putting again is fine");
+    assert_eq!(
+        store.get(&model, &[b.clone(), c.clone(), a.clone()]).await.expect("get"),
+        vec![Some(vec![0.0, 1.0, 0.0]), None, Some(vec![1.0, 0.0, 0.0])],
+        "entries come back in the order asked, None where missing"
+    );
+    assert_eq!(
+        store.get(&other, std::slice::from_ref(&a)).await.expect("get"),
+        vec![None],
+        "another model's vectors never mix in"
+    );
+    assert_eq!(store.get(&wider, &[a]).await.expect("get"), vec![None], "nor another dimension's");
+    assert!(store.get(&model, &[]).await.expect("empty").is_empty());
 }
