@@ -10,24 +10,10 @@ use std::time::Instant;
 
 use quarry_core::{ChunkId, DocumentId, DocumentKey};
 use quarry_embedded::FlatIndex;
+use quarry_testkit::XorShift;
 
 const D: usize = 384;
 const N: usize = 100_000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn gauss(&mut self) -> f32 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64 + 1e-12;
-        let v = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
-    }
-}
 
 fn pct(v: &[f64], p: f64) -> f64 {
     let mut v = v.to_vec();
@@ -36,7 +22,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let mut r = Rng(42);
+    let mut r = XorShift::new(42);
     let centers: Vec<Vec<f32>> = (0..200).map(|_| (0..D).map(|_| r.gauss() * 0.35).collect()).collect();
     let docs: Vec<DocumentId> = (0..N / 10).map(|i| DocumentId::for_key(&DocumentKey::new(format!("d{i}")))).collect();
     let mut idx = FlatIndex::new(D);

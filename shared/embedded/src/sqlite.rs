@@ -98,6 +98,8 @@ pub enum StoreError {
     TooNew { found: usize, known: usize },
     #[error("a stored vector is corrupt")]
     Vector(#[source] IndexError),
+    #[error("chunk {chunk} has a corrupt document id {document:?}")]
+    CorruptId { chunk: String, document: String },
     #[error("cannot read the stored vectors")]
     Load(#[source] rusqlite::Error),
 }
@@ -174,8 +176,9 @@ impl SqliteStore {
                 .map_err(StoreError::Load)?;
             for row in rows {
                 let (id, doc, blob) = row.map_err(StoreError::Load)?;
+                let doc = DocumentId::parse(&doc)
+                    .ok_or_else(|| StoreError::CorruptId { chunk: id.clone(), document: doc.clone() })?;
                 let id = ChunkId::from_stored(id);
-                let doc = DocumentId::parse(&doc).ok_or(StoreError::Vector(IndexError::Zero))?;
                 index.upsert(id, doc, &from_blob(&blob)).map_err(StoreError::Vector)?;
             }
         }

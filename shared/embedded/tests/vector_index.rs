@@ -4,19 +4,7 @@
 use proptest::prelude::*;
 use quarry_core::{ChunkId, DocumentId, DocumentKey};
 use quarry_embedded::{FlatIndex, IndexError};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
+use quarry_testkit::XorShift;
 
 fn doc(i: usize) -> DocumentId {
     DocumentId::for_key(&DocumentKey::new(format!("doc-{i}")))
@@ -24,7 +12,7 @@ fn doc(i: usize) -> DocumentId {
 
 /// `n` vectors around 50 topics, so that neighbours are meaningful as with real embeddings.
 fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut r = Rng(seed);
+    let mut r = XorShift::new(seed);
     let centers: Vec<Vec<f32>> = (0..50).map(|_| (0..dim).map(|_| r.unit()).collect()).collect();
     (0..n).map(|i| centers[i % 50].iter().map(|c| c + r.unit() * 0.8).collect()).collect()
 }

@@ -11,6 +11,38 @@ use std::path::PathBuf;
 
 pub mod contract;
 
+/// A seeded xorshift64 generator: repeatable test data and benchmarks without a dependency.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// `seed` must not be 0 (xorshift stays at 0 forever).
+    pub fn new(seed: u64) -> Self {
+        assert!(seed != 0, "xorshift needs a non-zero seed");
+        XorShift(seed)
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn gauss(&mut self) -> f32 {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64 + 1e-12;
+        let v = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    }
+}
+
 /// The model folder the setup script fills, honouring `QUARRY_MODEL_DIR`.
 pub fn model_dir() -> PathBuf {
     let dir =

@@ -38,13 +38,8 @@ fn corpus_paragraphs() -> (Vec<String>, &'static str) {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut rnd = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = quarry_testkit::XorShift::new(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move || rng.next();
     let mut paras = Vec::new();
     for _ in 0..4000 {
         let mut p = String::new();

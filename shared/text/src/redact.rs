@@ -43,10 +43,6 @@ impl std::ops::Deref for Pattern {
     }
 }
 
-fn pattern_of(p: &Pattern) -> &'static str {
-    p.source
-}
-
 macro_rules! re {
     ($name:ident, $pat:expr) => {
         static $name: Pattern = Pattern {
@@ -94,7 +90,7 @@ re!(
 /// scans leftmost-first, so it cannot step over a position where one of its alternatives matches),
 /// and no rule's match is longer than [`GATED_MAX_LEN`].
 static GATE: LazyLock<Regex> = LazyLock::new(|| {
-    let parts = [&PHONE, &SSN, &CARD, &IBAN, &IPV4, &IPV6].map(|r| format!("(?:{})", pattern_of(r)));
+    let parts = [&PHONE, &SSN, &CARD, &IBAN, &IPV4, &IPV6].map(|r| format!("(?:{})", r.source));
     #[allow(clippy::expect_used)]
     Regex::new(&parts.join("|")).expect("the gate is an alternation of tested patterns")
 });
