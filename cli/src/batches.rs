@@ -4,35 +4,34 @@ use std::path::{Path, PathBuf};
 
 use quarry_core::ports::{BatchOutcome, BatchTracker};
 use quarry_core::{BatchId, Config};
-use quarry_embedded::SqliteStore;
 use quarry_pipeline::batch_outcome;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// A batch id; without it, every batch.
     id: Option<String>,
-    /// The folder indexed with `quarry ingest`.
+    /// The folder (or .jsonl file) indexed with `quarry ingest`.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Where its index is kept, if `quarry ingest --state` put it elsewhere.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RetryArgs {
     /// The batch whose failed documents to index again.
     id: String,
-    /// The folder indexed with `quarry ingest`.
+    /// The folder (or .jsonl file) indexed with `quarry ingest`.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-}
-
-fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
-    let state = crate::ingest::state_path(dir);
-    anyhow::ensure!(state.is_file(), "{} has no index yet: run `quarry ingest {}` first", dir.display(), dir.display());
-    Ok(SqliteStore::open(&state, quarry_embed::DIMENSION)?)
+    /// Where its index is kept, if `quarry ingest --state` put it elsewhere.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
-    let store = open(&args.dir)?;
+    let store = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?.open_existing()?;
     match &args.id {
         None => {
             let batches = store.batches()?;
@@ -66,14 +65,17 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
 
 pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
-    let store = open(&args.dir)?;
+    let target = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?;
+    let store = target.open_existing()?;
     let batch = BatchId::new(args.id.as_str());
     let failed = store.failures(&batch).await?;
     if failed.is_empty() {
         println!("batch {batch} has no failed documents");
         return Ok(());
     }
-    let local = crate::engine::Local::load(&config, &args.dir, store)?;
+    // Lines of a JSONL file that are not documents are still not documents; the rest can be retried.
+    let (source, _) = target.source()?;
+    let local = crate::engine::Local::load(&config, source, store)?;
     let indexer = local.indexer();
     let (mut fixed, mut still) = (0, 0);
     for (key, _) in &failed {

@@ -1,37 +1,131 @@
-//! What `ingest` and `retry` share: the local model, the preparer and the folder, loaded once, and
-//! the indexer over them.
+//! What the commands share: where an input's index lives, the input as a blob source (a folder or
+//! a JSONL file of records), and the local model, preparer and store, loaded once, with the
+//! indexer over them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quarry_core::Config;
+use anyhow::Context;
+use quarry_core::ports::{Blob, BlobInfo, BlobSource};
+use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::{FolderSource, SqliteStore};
-use quarry_pipeline::Indexer;
+use quarry_embedded::{FolderSource, JsonlSource, Rejected, SqliteStore};
+use quarry_pipeline::{CoalescingEmbedder, Indexer};
 use quarry_text::{Preparer, WordPiece};
 
 /// How long one run may hold a document before another may take it over.
 const LEASE: Duration = Duration::from_secs(300);
 
+/// Texts per merged model call: a few hundred chunks sort into batches that pad almost nothing.
+const MERGED_TEXTS: usize = 256;
+
+/// What the user points Quarry at, and where its index is kept.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub input: PathBuf,
+    pub jsonl: bool,
+    /// The folder holding `state.db` and the ingest lock.
+    pub state_dir: PathBuf,
+}
+
+impl Target {
+    /// A folder keeps its index inside itself (`DIR/.quarry`); a `.jsonl` file beside itself
+    /// (`corpus.jsonl` → `corpus.quarry`), unless `state` says otherwise.
+    pub fn resolve(input: &Path, state: Option<&Path>) -> anyhow::Result<Self> {
+        let jsonl = input.is_file() && is_jsonl(input);
+        anyhow::ensure!(jsonl || input.is_dir(), "{} is neither a folder nor a .jsonl file", input.display());
+        let state_dir = match state {
+            Some(s) => s.to_owned(),
+            None if jsonl => input.with_extension("quarry"),
+            None => input.join(".quarry"),
+        };
+        Ok(Target { input: input.to_owned(), jsonl, state_dir })
+    }
+
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir.join("state.db")
+    }
+
+    /// The store of an input that has been ingested; a clear error if it has not.
+    pub fn open_existing(&self) -> anyhow::Result<SqliteStore> {
+        let db = self.state_db();
+        anyhow::ensure!(
+            db.is_file(),
+            "{} has no index yet: run `quarry ingest {}` first",
+            self.input.display(),
+            self.input.display()
+        );
+        Ok(SqliteStore::open(&db, quarry_embed::DIMENSION)?)
+    }
+
+    /// The input as a blob source, with the JSONL lines that are not documents.
+    pub fn source(&self) -> anyhow::Result<(Source, Vec<Rejected>)> {
+        if self.jsonl {
+            let (s, rejected) =
+                JsonlSource::open(&self.input).with_context(|| format!("cannot read {}", self.input.display()))?;
+            Ok((Source::Jsonl(s), rejected))
+        } else {
+            Ok((Source::Folder(FolderSource::new(&self.input)), Vec::new()))
+        }
+    }
+}
+
+fn is_jsonl(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"))
+}
+
+/// The inputs the CLI indexes.
+#[derive(Debug)]
+pub enum Source {
+    Folder(FolderSource),
+    Jsonl(JsonlSource),
+}
+
+impl BlobSource for Source {
+    async fn head(&self, key: &DocumentKey) -> Result<BlobInfo, PortError> {
+        match self {
+            Source::Folder(s) => s.head(key).await,
+            Source::Jsonl(s) => s.head(key).await,
+        }
+    }
+
+    async fn get(&self, key: &DocumentKey) -> Result<Blob, PortError> {
+        match self {
+            Source::Folder(s) => s.get(key).await,
+            Source::Jsonl(s) => s.get(key).await,
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, PortError> {
+        match self {
+            Source::Folder(s) => s.list(prefix).await,
+            Source::Jsonl(s) => s.list(prefix).await,
+        }
+    }
+}
+
 pub struct Local {
-    pub embedder: LocalEmbedder,
+    /// The local model behind a merging queue: documents in flight share model calls.
+    pub embedder: CoalescingEmbedder,
     pub preparer: Preparer<WordPiece>,
-    pub source: FolderSource,
+    pub source: Source,
     pub store: SqliteStore,
 }
 
 impl Local {
-    pub fn load(config: &Config, dir: &Path, store: SqliteStore) -> Result<Self, crate::SetupError> {
+    /// Call inside the tokio runtime (the merging queue runs on it).
+    pub fn load(config: &Config, source: Source, store: SqliteStore) -> Result<Self, crate::SetupError> {
         let model_dir = config.model.resolved_dir();
         let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).map_err(crate::SetupError::Model)?;
         let tokenizer =
             WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
-        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source: FolderSource::new(dir), store })
+        let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
+        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source, store })
     }
 
-    pub fn indexer(
-        &self,
-    ) -> Indexer<'_, FolderSource, SqliteStore, LocalEmbedder, SqliteStore, SqliteStore, WordPiece> {
+    pub fn indexer(&self) -> Indexer<'_, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, WordPiece> {
         Indexer {
             source: &self.source,
             state: &self.store,

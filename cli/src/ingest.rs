@@ -1,7 +1,8 @@
-//! `quarry ingest DIR`: index a folder on this machine and keep the index in sync with it.
+//! `quarry ingest DIR` / `quarry ingest FILE.jsonl`: index a folder (or a JSONL file of records,
+//! one document a line) on this machine and keep the index in sync with it.
 //!
-//! Every file is checked before work starts (size, type), the run is recorded as a batch, two
-//! documents are processed at a time (one extracting while the other embeds), progress and ETA are
+//! Every file is checked before work starts (size, type), the run is recorded as a batch, documents
+//! are processed concurrently (extraction overlaps embedding, and their chunks share model calls), progress and ETA are
 //! computed from bytes, and the run ends with a summary. Files gone from the folder leave the
 //! index. Re-running over an unchanged folder embeds nothing; a run killed at any moment picks up
 //! where it stopped, because every step is idempotent and a document is checkpointed only after
@@ -14,33 +15,33 @@ use anyhow::Context;
 use futures::StreamExt;
 use quarry_core::ports::{BatchOutcome, BatchTracker, BlobSource};
 use quarry_core::{BatchId, Classify, Config, DocumentKey, Failure};
-use quarry_embedded::{FolderSource, SqliteStore};
+use quarry_embedded::SqliteStore;
+
+use crate::engine::Source;
 use quarry_pipeline::batch_outcome;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The folder to index (the local "bucket").
-    dir: PathBuf,
-    /// Documents processed at once.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    /// The folder to index (the local "bucket"), or a .jsonl file of {"_id", "title", "text"} records.
+    input: PathBuf,
+    /// Where to keep the index [default: DIR/.quarry, or FILE.quarry beside a .jsonl file].
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Documents in flight at once: their chunks share model calls, so more in flight pads less.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: u16,
     /// No progress bar (for logs and scripts).
     #[arg(long)]
     quiet: bool,
 }
 
-/// Where the embedded default keeps its state for a folder.
-pub fn state_path(dir: &Path) -> PathBuf {
-    dir.join(".quarry").join("state.db")
-}
-
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
-    anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
-    let state = state_path(&args.dir);
-    std::fs::create_dir_all(state.parent().unwrap_or(&args.dir))
-        .with_context(|| format!("cannot create {}", state.display()))?;
+    let target = crate::engine::Target::resolve(&args.input, args.state.as_deref())?;
+    let state = target.state_db();
+    std::fs::create_dir_all(&target.state_dir)
+        .with_context(|| format!("cannot create {}", target.state_dir.display()))?;
     // One ingest per folder at a time. The OS drops the lock when a process dies, even by
     // SIGKILL, so holding it proves that leases left in the database are from a dead run.
     let lock_path = state.with_file_name("lock");
@@ -48,7 +49,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            anyhow::bail!("another `quarry ingest` is running on {}", args.dir.display())
+            anyhow::bail!("another `quarry ingest` is running on {}", args.input.display())
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the state folder"),
     }
@@ -57,7 +58,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     if stale > 0 {
         tracing::info!(stale, "resuming: released leases of an interrupted run");
     }
-    let local = crate::engine::Local::load(&config, &args.dir, store)?;
+    let (source, rejected) = target.source()?;
+    let local = crate::engine::Local::load(&config, source, store)?;
     let (source, store, preparer) = (&local.source, &local.store, &local.preparer);
     let started = Instant::now();
 
@@ -65,6 +67,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let listed = source.list("").await?;
     let limit = config.limits.max_file_bytes;
     let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+    for r in &rejected {
+        invalid.push((r.key.clone(), r.size, Failure::from_error(&r.error)));
+    }
     for b in &listed {
         let reason = if b.size == 0 {
             Some(quarry_text::ExtractError::Empty)
@@ -72,7 +77,11 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             Some(quarry_text::ExtractError::TooLarge { size: b.size, limit })
         } else {
             let head = read_head(source, &b.key).unwrap_or_default();
-            preparer.extractor().detect(Some(b.key.as_str()), &head).err().filter(|e| e.code() == "unsupported_type")
+            preparer
+                .extractor()
+                .detect_as(Some(b.key.as_str()), b.content_type.as_deref(), &head)
+                .err()
+                .filter(|e| e.code() == "unsupported_type")
         };
         match reason {
             Some(e) => invalid.push((b.key.clone(), b.size, Failure::from_error(&e))),
@@ -82,6 +91,10 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
 
     // 2. The batch: its id follows from what is indexed, so a killed run resumes the same batch.
     let mut h = Sha256::new();
+    for r in &rejected {
+        h.update(r.key.as_str());
+        h.update([1]);
+    }
     for b in &listed {
         h.update(b.key.as_str());
         h.update([0]);
@@ -96,7 +109,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         store.record(&batch, key, &BatchOutcome::Failed { failure: failure.clone(), bytes: *bytes }).await?;
     }
 
-    // 3. Index, two at a time, with progress by bytes.
+    // 3. Index, many documents in flight, with progress by bytes.
     let total_bytes: u64 = valid.iter().map(|(_, s)| s).sum();
     let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total_bytes) };
     bar.set_style(
@@ -109,7 +122,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             let indexer = &indexer;
             async move { (key, *size, indexer.index(key).await) }
         })
-        .buffer_unordered(args.workers.max(1));
+        .buffer_unordered(usize::from(args.workers));
     let (mut indexed, mut chunks, mut unchanged, mut failed, mut busy) = (0, 0u64, 0, invalid.len(), 0);
     let mut failures: Vec<(DocumentKey, Failure)> = invalid.iter().map(|(k, _, f)| (k.clone(), f.clone())).collect();
     while let Some((key, size, result)) = results.next().await {
@@ -162,10 +175,11 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The first 8 KiB of a file: enough for magic-number sniffing.
-fn read_head(source: &FolderSource, key: &DocumentKey) -> Option<Vec<u8>> {
+/// The first 8 KiB of a file: enough for magic-number sniffing. (A JSONL record's type is declared.)
+fn read_head(source: &Source, key: &DocumentKey) -> Option<Vec<u8>> {
     use std::io::Read;
-    let path = source.path_of(key).ok()?;
+    let Source::Folder(folder) = source else { return None };
+    let path = folder.path_of(key).ok()?;
     let mut buf = Vec::with_capacity(8192);
     std::fs::File::open(path).ok()?.take(8192).read_to_end(&mut buf).ok()?;
     Some(buf)

@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use quarry_core::Config;
 use quarry_core::ports::{VectorQuery, VectorSearcher};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::SqliteStore;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// What to search for.
     query: String,
-    /// The folder indexed with `quarry ingest`.
+    /// The folder (or .jsonl file) indexed with `quarry ingest`.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Where its index is kept, if `quarry ingest --state` put it elsewhere.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// How many results (1 to 100).
     #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     top_k: u16,
@@ -22,16 +24,9 @@ pub struct Args {
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(!args.query.trim().is_empty(), "the query is empty");
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
-    let state = crate::ingest::state_path(&args.dir);
-    anyhow::ensure!(
-        state.is_file(),
-        "{} has no index yet: run `quarry ingest {}` first",
-        args.dir.display(),
-        args.dir.display()
-    );
+    let store = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?.open_existing()?;
     let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
         .map_err(crate::SetupError::Model)?;
-    let store = SqliteStore::open(&state, quarry_embed::DIMENSION)?;
     let vector = embedder.embed_blocking(&[args.query.as_str()])?.remove(0);
     let hits = store.search(&VectorQuery { vector, top_k: usize::from(args.top_k) }).await?;
     if hits.is_empty() {

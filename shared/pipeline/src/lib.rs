@@ -6,6 +6,10 @@
 //! a crash anywhere leaves a lease that expires, and the retry redoes the upsert (same chunk ids)
 //! and then checkpoints. Duplicate deliveries of unchanged content stop at the lease.
 
+pub mod coalesce;
+
+pub use coalesce::CoalescingEmbedder;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -84,18 +88,19 @@ where
             Lease::Busy => return Ok(Outcome::Busy),
             Lease::Acquired { .. } => {}
         }
-        let prepared = match self.preparer.prepare(Some(key.as_str()), &blob.bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                let failure = Failure::from_error(&e);
-                tracing::warn!(code = e.code(), "document cannot be indexed");
-                // Sync semantics: a file replaced by one that cannot be read leaves no stale
-                // chunks of its old version in the results.
-                self.writer.delete_from(&document, 0).await?;
-                self.state.fail(&document, &failure).await?;
-                return Ok(Outcome::Failed { failure, bytes });
-            }
-        };
+        let prepared =
+            match self.preparer.prepare_as(Some(key.as_str()), blob.info.content_type.as_deref(), &blob.bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    let failure = Failure::from_error(&e);
+                    tracing::warn!(code = e.code(), "document cannot be indexed");
+                    // Sync semantics: a file replaced by one that cannot be read leaves no stale
+                    // chunks of its old version in the results.
+                    self.writer.delete_from(&document, 0).await?;
+                    self.state.fail(&document, &failure).await?;
+                    return Ok(Outcome::Failed { failure, bytes });
+                }
+            };
         let vectors = self.vectors(&prepared.chunks).await?;
         let mut metadata = BTreeMap::new();
         metadata.insert("key".to_owned(), serde_json::Value::from(key.as_str()));

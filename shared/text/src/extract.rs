@@ -132,6 +132,22 @@ fn ext_format(ext: &str) -> Option<Format> {
     })
 }
 
+/// The format a declared content type names; generic types (`application/octet-stream`, which
+/// S3 gives objects uploaded without one) name none.
+fn mime_format(content_type: &str) -> Option<Format> {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    Some(match essence.as_str() {
+        "text/plain" => Format::Text,
+        "text/markdown" | "text/x-markdown" => Format::Markdown,
+        "text/html" | "application/xhtml+xml" => Format::Html,
+        "application/pdf" => Format::Pdf,
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => Format::Docx,
+        "text/csv" | "text/tab-separated-values" => Format::Csv,
+        "application/json" | "application/x-ndjson" | "application/jsonl" => Format::Json,
+        _ => return None,
+    })
+}
+
 /// Extensions of files we recognise as not being documents; better a clear "unsupported" than
 /// mojibake from a text decoder that happened to succeed.
 const UNSUPPORTED_EXT: &[&str] = &[
@@ -151,6 +167,18 @@ impl Extractor {
 
     /// Decides the format from the bytes and, for text, the file name's extension.
     pub fn detect(&self, name: Option<&str>, bytes: &[u8]) -> Result<Format, ExtractError> {
+        self.detect_as(name, None, bytes)
+    }
+
+    /// [`Extractor::detect`] with the content type the source declares (S3's `Content-Type`, a
+    /// JSONL record's text), consulted after magic bytes and extension and before sniffing: keys
+    /// without an extension are common in buckets, and sniffing cannot tell markdown from text.
+    pub fn detect_as(
+        &self,
+        name: Option<&str>,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Format, ExtractError> {
         let ext = name.and_then(|n| quarry_core::DocumentKey::new(n).extension());
         let ext = ext.as_deref();
         if bytes.starts_with(b"%PDF-") {
@@ -185,6 +213,9 @@ impl Extractor {
             }
             None => {}
         }
+        if let Some(f) = content_type.and_then(mime_format) {
+            return Ok(f);
+        }
         // No telling extension: look at the start of the text.
         let head = &bytes[..bytes.len().min(1024)];
         let head = String::from_utf8_lossy(head);
@@ -203,6 +234,16 @@ impl Extractor {
 
     /// Extracts the text of a document. `name` is the file name or key, used for its extension.
     pub fn extract(&self, name: Option<&str>, bytes: &[u8]) -> Result<ExtractedDocument, ExtractError> {
+        self.extract_as(name, None, bytes)
+    }
+
+    /// [`Extractor::extract`] with the source's declared content type (see [`Extractor::detect_as`]).
+    pub fn extract_as(
+        &self,
+        name: Option<&str>,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<ExtractedDocument, ExtractError> {
         if bytes.is_empty() {
             return Err(ExtractError::Empty);
         }
@@ -210,7 +251,7 @@ impl Extractor {
         if size > self.limits.max_file_bytes {
             return Err(ExtractError::TooLarge { size, limit: self.limits.max_file_bytes });
         }
-        let format = self.detect(name, bytes)?;
+        let format = self.detect_as(name, content_type, bytes)?;
         let tsv = name.is_some_and(|n| n.to_ascii_lowercase().ends_with(".tsv"));
         let doc = match format {
             Format::Pdf => self.pdf(bytes)?,

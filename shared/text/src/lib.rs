@@ -52,7 +52,17 @@ impl<T: TokenCounter> Preparer<T> {
 
     /// `name` is the file name or key (for its extension).
     pub fn prepare(&self, name: Option<&str>, bytes: &[u8]) -> Result<Prepared, ExtractError> {
-        let extracted = self.extractor.extract(name, bytes)?;
+        self.prepare_as(name, None, bytes)
+    }
+
+    /// [`Preparer::prepare`] with the content type the source declares.
+    pub fn prepare_as(
+        &self,
+        name: Option<&str>,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Prepared, ExtractError> {
+        let extracted = self.extractor.extract_as(name, content_type, bytes)?;
         Ok(self.prepare_extracted(&extracted))
     }
 

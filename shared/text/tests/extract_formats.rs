@@ -315,3 +315,21 @@ fn random_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn declared_content_type_decides_after_magic_and_extension() {
+    let cases: &[(Option<&str>, Option<&str>, &[u8], Format)] = &[
+        // A key without an extension: the declared type decides, where sniffing would say text.
+        (Some("notes"), Some("text/markdown; charset=utf-8"), b"# Title\n\nbody", Format::Markdown),
+        (Some("MED-10"), Some("text/plain"), b"{ not json, a title in braces }", Format::Text),
+        (Some("MED-10"), Some("TEXT/HTML"), b"<p>hi</p>", Format::Html),
+        // A generic type names nothing: sniffing goes on.
+        (Some("page"), Some("application/octet-stream"), b"<!doctype html><p>x</p>", Format::Html),
+        // The extension outranks the declared type, and magic outranks both.
+        (Some("a.csv"), Some("text/plain"), b"a,b\n1,2\n", Format::Csv),
+        (Some("a.txt"), Some("text/plain"), b"%PDF-1.4 ...", Format::Pdf),
+    ];
+    for (name, ct, bytes, want) in cases {
+        assert_eq!(ex().detect_as(*name, *ct, bytes).expect("detect"), *want, "{name:?} {ct:?}");
+    }
+}
