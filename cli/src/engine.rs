@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use quarry_core::ports::{Blob, BlobInfo, BlobSource};
-use quarry_core::{Config, DocumentKey, PortError};
+use futures::StreamExt;
+use quarry_core::ports::{BatchOutcome, BatchTracker, Blob, BlobInfo, BlobSource};
+use quarry_core::{BatchId, Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embedded::{FolderSource, JsonlSource, Rejected, SqliteStore};
-use quarry_pipeline::{CoalescingEmbedder, Indexer};
+use quarry_pipeline::{CoalescingEmbedder, Indexer, batch_outcome};
 use quarry_text::{Preparer, WordPiece};
 
 /// How long one run may hold a document before another may take it over.
@@ -135,5 +136,37 @@ impl Local {
             preparer: &self.preparer,
             lease: LEASE,
         }
+    }
+}
+
+impl Local {
+    /// Indexes `items` (keys with their sizes) as part of `batch`, `workers` documents in flight,
+    /// recording each outcome in the batch and reporting it to `progress` (`None`: another process
+    /// holds the document, which stays pending).
+    pub async fn run_batch(
+        &self,
+        batch: &BatchId,
+        items: &[(DocumentKey, u64)],
+        workers: usize,
+        mut progress: impl FnMut(&DocumentKey, u64, Option<&BatchOutcome>),
+    ) -> Result<(), PortError> {
+        let indexer = self.indexer();
+        // By index rather than by reference: a closure over `&(key, size)` is not general enough
+        // in lifetimes for the future to be spawned (as `quarry serve` does).
+        let mut results = futures::stream::iter(0..items.len())
+            .map(|i| {
+                let indexer = &indexer;
+                let (key, size) = &items[i];
+                async move { (key, *size, indexer.index(key).await) }
+            })
+            .buffer_unordered(workers.max(1));
+        while let Some((key, size, result)) = results.next().await {
+            let outcome = batch_outcome(&result, size);
+            if let Some(o) = &outcome {
+                self.store.record(batch, key, o).await?;
+            }
+            progress(key, size, outcome.as_ref());
+        }
+        Ok(())
     }
 }

@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use futures::StreamExt;
 use quarry_core::ports::{BatchOutcome, BatchTracker, BlobSource};
 use quarry_core::{BatchId, Classify, Config, DocumentKey, Failure};
 use quarry_embedded::SqliteStore;
 
 use crate::engine::Source;
-use quarry_pipeline::batch_outcome;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, clap::Args)]
@@ -116,39 +114,29 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let indexer = local.indexer();
-    let mut results = futures::stream::iter(valid.iter())
-        .map(|(key, size)| {
-            let indexer = &indexer;
-            async move { (key, *size, indexer.index(key).await) }
-        })
-        .buffer_unordered(usize::from(args.workers));
     let (mut indexed, mut chunks, mut unchanged, mut failed, mut busy) = (0, 0u64, 0, invalid.len(), 0);
     let mut failures: Vec<(DocumentKey, Failure)> = invalid.iter().map(|(k, _, f)| (k.clone(), f.clone())).collect();
-    while let Some((key, size, result)) = results.next().await {
-        let Some(outcome) = batch_outcome(&result, size) else {
-            // Another process holds it: leave it pending for that process or the next run.
-            busy += 1;
+    local
+        .run_batch(&batch, &valid, usize::from(args.workers), |key, size, outcome| {
+            match outcome {
+                // Another process holds it: left pending for that process or the next run.
+                None => busy += 1,
+                Some(BatchOutcome::Indexed { chunks: n, .. }) => {
+                    indexed += 1;
+                    chunks += u64::from(*n);
+                }
+                Some(BatchOutcome::Unchanged { .. }) => unchanged += 1,
+                Some(BatchOutcome::Failed { failure, .. }) => {
+                    failed += 1;
+                    failures.push((key.clone(), failure.clone()));
+                }
+            }
             bar.inc(size);
-            continue;
-        };
-        match &outcome {
-            BatchOutcome::Indexed { chunks: n, .. } => {
-                indexed += 1;
-                chunks += u64::from(*n);
-            }
-            BatchOutcome::Unchanged { .. } => unchanged += 1,
-            BatchOutcome::Failed { failure, .. } => {
-                failed += 1;
-                failures.push((key.clone(), failure.clone()));
-            }
-        }
-        store.record(&batch, key, &outcome).await?;
-        bar.inc(size);
-        bar.set_message(format!("{indexed} indexed, {unchanged} unchanged, {failed} failed"));
-    }
-    drop(results);
+            bar.set_message(format!("{indexed} indexed, {unchanged} unchanged, {failed} failed"));
+        })
+        .await?;
     bar.finish_and_clear();
+    let indexer = local.indexer();
 
     // 4. Sync: what is indexed but no longer in the folder leaves the index.
     let present: std::collections::BTreeSet<&DocumentKey> = listed.iter().map(|b| &b.key).collect();

@@ -10,6 +10,7 @@ mod engine;
 mod ingest;
 mod inspect;
 mod search;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Ingest(ingest::Args),
     /// Search a folder indexed with `quarry ingest`.
     Search(search::Args),
+    /// Serve the HTTP API on this machine (with --watch, keep a folder indexed while serving).
+    Serve(serve::Args),
     /// Show past batches, or one batch's counts and failures.
     Batches(batches::ShowArgs),
     /// Index a batch's failed documents again.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(cli.config.as_deref(), &args),
         Command::Ingest(args) => runtime().and_then(|rt| rt.block_on(ingest::run(cli.config.as_deref(), &args))),
         Command::Search(args) => runtime().and_then(|rt| rt.block_on(search::run(cli.config.as_deref(), &args))),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(cli.config.as_deref(), &args))),
         Command::Batches(args) => runtime().and_then(|rt| rt.block_on(batches::show(&args))),
         Command::Retry(args) => runtime().and_then(|rt| rt.block_on(batches::retry(cli.config.as_deref(), &args))),
     };

@@ -110,6 +110,55 @@ impl Model {
     }
 }
 
+/// A secret from the environment: never in a config file, never printed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The HTTP API's limits and access (`quarry serve`, the search Lambda).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Address to listen on. Anything but a loopback address requires `QUARRY_API_KEY`.
+    pub bind: String,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// Longest query, in characters.
+    pub max_query_chars: u32,
+    /// Requests served at once; more get 503 with `Retry-After` instead of queueing unboundedly.
+    pub max_concurrency: u32,
+    /// Bearer token clients must send (`QUARRY_API_KEY` only: secrets stay out of files).
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            max_query_chars: 2_000,
+            max_concurrency: 64,
+            api_key: None,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -118,6 +167,7 @@ pub struct Config {
     pub chunking: Chunking,
     pub redaction: Redaction,
     pub model: Model,
+    pub server: Server,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +214,11 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_REDACT", "redaction.enabled"),
     ("QUARRY_REDACT_DISABLE", "redaction.disabled"),
     ("QUARRY_MODEL_DIR", "model.dir"),
+    ("QUARRY_BIND", "server.bind"),
+    ("QUARRY_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("QUARRY_MAX_QUERY_CHARS", "server.max_query_chars"),
+    ("QUARRY_MAX_CONCURRENCY", "server.max_concurrency"),
+    ("QUARRY_API_KEY", "server.api_key (environment only)"),
 ];
 
 fn invalid(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -258,6 +313,11 @@ impl Config {
                 self.redaction.disabled = set;
             }
             "QUARRY_MODEL_DIR" => self.model.dir = Some(PathBuf::from(v)),
+            "QUARRY_BIND" => self.server.bind = v.to_owned(),
+            "QUARRY_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_bytes(name, v)?,
+            "QUARRY_MAX_QUERY_CHARS" => self.server.max_query_chars = parse_num(name, v)?,
+            "QUARRY_MAX_CONCURRENCY" => self.server.max_concurrency = parse_num(name, v)?,
+            "QUARRY_API_KEY" => self.server.api_key = Some(Secret::new(v)),
             _ => {
                 let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
@@ -273,6 +333,25 @@ impl Config {
         let check = |ok: bool, setting: &str, value: String, reason: &str| {
             if ok { Ok(()) } else { Err(invalid(setting, &value, reason)) }
         };
+        let srv = &self.server;
+        check(
+            srv.bind.parse::<std::net::SocketAddr>().is_ok(),
+            "server.bind",
+            srv.bind.clone(),
+            "must be IP:PORT, such as 127.0.0.1:8080",
+        )?;
+        check(
+            srv.max_body_bytes >= 1024,
+            "server.max_body_bytes",
+            srv.max_body_bytes.to_string(),
+            "must be at least 1KiB",
+        )?;
+        check(srv.max_query_chars > 0, "server.max_query_chars", srv.max_query_chars.to_string(), "must be above 0")?;
+        check(srv.max_concurrency > 0, "server.max_concurrency", srv.max_concurrency.to_string(), "must be above 0")?;
+        if let Some(k) = &srv.api_key {
+            // A short key is guessable; say so now rather than serve with it.
+            check(k.expose().len() >= 16, "QUARRY_API_KEY", "(hidden)".into(), "must be at least 16 characters")?;
+        }
         check(l.max_file_bytes > 0, "limits.max_file_bytes", l.max_file_bytes.to_string(), "must be above 0")?;
         check(l.max_chars > 0, "limits.max_chars", l.max_chars.to_string(), "must be above 0")?;
         check(l.max_pdf_pages > 0, "limits.max_pdf_pages", l.max_pdf_pages.to_string(), "must be above 0")?;

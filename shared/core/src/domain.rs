@@ -112,6 +112,11 @@ impl ContentHash {
     pub fn of(bytes: &[u8]) -> Self {
         ContentHash(hex(&Sha256::digest(bytes)))
     }
+    /// A hash read back from a store that wrote [`ContentHash::as_str`].
+    pub fn from_stored(hex: String) -> Self {
+        ContentHash(hex)
+    }
+
     pub fn of_text(text: &str) -> Self {
         Self::of(text.as_bytes())
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure, PageRange};
+use crate::domain::{
+    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PageRange,
+};
 use crate::error::PortError;
 
 /// What a source says about a blob without reading it.
@@ -97,8 +99,23 @@ pub trait CheckpointStore: Send + Sync {
     ) -> impl Future<Output = Result<Lease, PortError>> + Send;
     /// Marks the document indexed. Call only after its vectors are durably written.
     fn checkpoint(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<(), PortError>> + Send;
-    fn fail(&self, document: &DocumentId, failure: &Failure) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Records that the document at `key` cannot be indexed, releasing its lease. The key is kept
+    /// so that a sync can forget a document that only ever failed once its file is gone.
+    fn fail(
+        &self,
+        document: &DocumentId,
+        key: &DocumentKey,
+        failure: &Failure,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn forget(&self, document: &DocumentId) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// A batch's clock, in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchTiming {
+    pub created_ms: i64,
+    /// `None` until the first outcome is recorded.
+    pub updated_ms: Option<i64>,
 }
 
 /// Tracks batches with counters that many workers update at once.
@@ -115,6 +132,8 @@ pub trait BatchTracker: Send + Sync {
         items: &[(DocumentKey, u64)],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn counters(&self, batch: &BatchId) -> impl Future<Output = Result<BatchCounters, PortError>> + Send;
+    /// When the batch was created and last recorded an outcome: what its rate and ETA follow from.
+    fn timing(&self, batch: &BatchId) -> impl Future<Output = Result<BatchTiming, PortError>> + Send;
     fn record(
         &self,
         batch: &BatchId,
@@ -173,6 +192,8 @@ pub struct VectorRecord {
     pub vector: Vec<f32>,
     pub text: String,
     pub pages: Option<PageRange>,
+    /// Where the chunk's text sits in the document's (redacted) text, in characters.
+    pub span: CharSpan,
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
@@ -190,15 +211,62 @@ pub struct VectorQuery {
     pub top_k: usize,
 }
 
-/// One hit, scored as a similarity in [0, 1] whatever the backend's distance.
+/// One hit, scored as a similarity in [0, 1] whatever the backend's distance, with what was
+/// stored beside its vector (S3 Vectors returns it with the query; no second read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VectorHit {
     pub id: ChunkId,
     pub document: DocumentId,
     pub score: f32,
+    pub text: String,
+    pub pages: Option<PageRange>,
+    pub span: CharSpan,
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 /// Searches vectors. Separate from the writer: the search Lambda gets read-only access.
 pub trait VectorSearcher: Send + Sync {
     fn search(&self, query: &VectorQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;
+}
+
+/// What is known about one document: the API's `GET /v1/documents/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    pub id: DocumentId,
+    /// Unknown for a document that failed before it was ever indexed under its key.
+    pub key: Option<DocumentKey>,
+    pub content_hash: Option<ContentHash>,
+    pub model: Option<String>,
+    #[serde(flatten)]
+    pub status: DocumentStatus,
+    /// Milliseconds since the Unix epoch.
+    pub updated_ms: i64,
+}
+
+/// Reads document state. Apart from [`CheckpointStore`]: the search side reads, never leases.
+pub trait DocumentReader: Send + Sync {
+    fn document(&self, id: &DocumentId) -> impl Future<Output = Result<Option<DocumentRecord>, PortError>> + Send;
+}
+
+/// What to index as one tracked batch: a key prefix, a list of keys, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<DocumentKey>,
+}
+
+/// A batch accepted for work: its id, and the requested keys that do not exist (reported up
+/// front, and recorded in the batch as failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStarted {
+    pub batch: BatchId,
+    pub documents: u64,
+    pub missing: Vec<DocumentKey>,
+}
+
+/// Starts batches: locally a background task, on AWS the same jobs sent to SQS.
+pub trait BatchStarter: Send + Sync {
+    fn start(&self, request: &BatchRequest) -> impl Future<Output = Result<BatchStarted, PortError>> + Send;
 }

@@ -12,10 +12,13 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, EmbeddingCache, Lease, ModelInfo, VectorHit, VectorQuery,
-    VectorRecord, VectorSearcher, VectorWriter,
+    BatchOutcome, BatchTiming, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, DocumentRecord,
+    EmbeddingCache, Lease, ModelInfo, VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
-use quarry_core::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure, PortError};
+use quarry_core::{
+    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure,
+    PageRange, PortError,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::vector_index::{FlatIndex, IndexError};
@@ -77,6 +80,11 @@ const MIGRATIONS: &[&str] = &[
         vector BLOB NOT NULL,
         PRIMARY KEY (model, dimension, content_hash)
     ) WITHOUT ROWID;
+",
+    // Where each chunk sits in its document, for the API's `source.start`/`source.end`.
+    r"
+    ALTER TABLE chunks ADD COLUMN char_start INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chunks ADD COLUMN char_end INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 
@@ -220,11 +228,18 @@ impl SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.list"))
     }
 
-    /// Keys of the documents currently indexed: what a sync compares with the folder.
+    /// Readiness: the database answers a query.
+    pub fn ping(&self) -> Result<(), PortError> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(db_error("ping"))
+    }
+
+    /// Keys of the documents indexed or failed: what a sync compares with the folder.
     pub fn indexed_keys(&self) -> Result<Vec<DocumentKey>, PortError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT key FROM documents WHERE status = 'indexed' AND key IS NOT NULL ORDER BY key")
+            .prepare_cached(
+                "SELECT key FROM documents WHERE status IN ('indexed', 'failed') AND key IS NOT NULL ORDER BY key",
+            )
             .map_err(db_error("documents.list"))?;
         let keys = stmt
             .query_map([], |r| r.get::<_, String>(0))
@@ -338,15 +353,15 @@ impl CheckpointStore for SqliteStore {
         Ok(())
     }
 
-    async fn fail(&self, document: &DocumentId, failure: &Failure) -> Result<(), PortError> {
+    async fn fail(&self, document: &DocumentId, key: &DocumentKey, failure: &Failure) -> Result<(), PortError> {
         let now = (self.clock)();
         self.conn()
             .execute(
-                "INSERT INTO documents (id, status, failure_code, failure_message, failure_retryable, updated_ms)
-                 VALUES (?1, 'failed', ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET status = 'failed', lease_until_ms = NULL, failure_code = ?2,
+                "INSERT INTO documents (id, key, status, failure_code, failure_message, failure_retryable, updated_ms)
+                 VALUES (?1, ?6, 'failed', ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET key = ?6, status = 'failed', lease_until_ms = NULL, failure_code = ?2,
                      failure_message = ?3, failure_retryable = ?4, updated_ms = ?5",
-                params![document.as_str(), failure.code, failure.message, failure.retryable, now],
+                params![document.as_str(), failure.code, failure.message, failure.retryable, now, key.as_str()],
             )
             .map_err(db_error("documents.fail"))?;
         Ok(())
@@ -357,6 +372,55 @@ impl CheckpointStore for SqliteStore {
             .execute("DELETE FROM documents WHERE id = ?1", [document.as_str()])
             .map_err(db_error("documents.forget"))?;
         Ok(())
+    }
+}
+
+impl DocumentReader for SqliteStore {
+    async fn document(&self, id: &DocumentId) -> Result<Option<DocumentRecord>, PortError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT key, content_hash, model, status, attempts, chunks, failure_code, failure_message,
+                        failure_retryable, updated_ms
+                 FROM documents WHERE id = ?1",
+                [id.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, u32>(4)?,
+                        r.get::<_, Option<u32>>(5)?,
+                        (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?, r.get::<_, Option<bool>>(8)?),
+                        r.get::<_, i64>(9)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_error("documents.get"))?;
+        let Some((key, hash, model, status, attempts, chunks, (code, message, retryable), updated_ms)) = row else {
+            return Ok(None);
+        };
+        let status = match status.as_str() {
+            "indexed" => DocumentStatus::Indexed { chunks: chunks.unwrap_or(0) },
+            "failed" => DocumentStatus::Failed {
+                failure: Failure {
+                    code: code.unwrap_or_default(),
+                    message: message.unwrap_or_default(),
+                    retryable: retryable.unwrap_or(false),
+                },
+            },
+            _ => DocumentStatus::Processing { attempt: attempts },
+        };
+        Ok(Some(DocumentRecord {
+            id: id.clone(),
+            key: key.map(DocumentKey::new),
+            content_hash: hash.map(ContentHash::from_stored),
+            model,
+            status,
+            updated_ms,
+        }))
     }
 }
 
@@ -377,8 +441,9 @@ impl VectorWriter for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO chunks (id, document_id, ordinal, text, page_first, page_last, metadata, vector)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        "INSERT OR REPLACE INTO chunks
+                             (id, document_id, ordinal, text, page_first, page_last, metadata, vector, char_start, char_end)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(db_error("chunks.upsert"))?;
                 for r in records {
@@ -396,6 +461,8 @@ impl VectorWriter for SqliteStore {
                         r.pages.map(|p| p.last),
                         metadata,
                         to_blob(&r.vector),
+                        r.span.start as i64,
+                        r.span.end as i64,
                     ])
                     .map_err(db_error("chunks.upsert"))?;
                 }
@@ -424,11 +491,47 @@ impl VectorWriter for SqliteStore {
 
 impl VectorSearcher for SqliteStore {
     async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
-        let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let hits = index
-            .search(&query.vector, query.top_k, None)
-            .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?;
-        Ok(hits.into_iter().map(|h| VectorHit { id: h.id, document: h.document, score: h.score }).collect())
+        let hits = {
+            let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            index
+                .search(&query.vector, query.top_k, None)
+                .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?
+        };
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT text, page_first, page_last, char_start, char_end, metadata FROM chunks WHERE id = ?1",
+            )
+            .map_err(db_error("chunks.search"))?;
+        let mut out = Vec::with_capacity(hits.len());
+        for h in hits {
+            // A chunk deleted between the index read and this one is simply not a result.
+            let row = stmt
+                .query_row([h.id.as_str()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<u32>>(1)?,
+                        r.get::<_, Option<u32>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })
+                .optional()
+                .map_err(db_error("chunks.search"))?;
+            let Some((text, first, last, start, end, metadata)) = row else { continue };
+            out.push(VectorHit {
+                id: h.id,
+                document: h.document,
+                score: h.score,
+                text,
+                pages: first.zip(last).map(|(first, last)| PageRange { first, last }),
+                span: CharSpan { start: start as usize, end: end as usize },
+                metadata: serde_json::from_str(&metadata)
+                    .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -484,6 +587,18 @@ impl BatchTracker for SqliteStore {
             }
         }
         Ok(c)
+    }
+
+    async fn timing(&self, batch: &BatchId) -> Result<BatchTiming, PortError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT created_ms, (SELECT MAX(updated_ms) FROM batch_items WHERE batch_id = ?1) FROM batches WHERE id = ?1",
+            [batch.as_str()],
+            |r| Ok(BatchTiming { created_ms: r.get(0)?, updated_ms: r.get(1)? }),
+        )
+        .optional()
+        .map_err(db_error("batches.timing"))?
+        .ok_or_else(|| PortError::NotFound { what: format!("batch {batch}") })
     }
 
     async fn record(&self, batch: &BatchId, document: &DocumentKey, outcome: &BatchOutcome) -> Result<(), PortError> {

@@ -54,6 +54,7 @@ async fn state_and_vectors_survive_a_reopen() {
             vector: vec![0.1, 0.9, 0.0, 0.0],
             text: "stored text".into(),
             pages: None,
+            span: quarry_core::CharSpan { start: 0, end: 11 },
             metadata: Default::default(),
         };
         store.upsert(&[rec]).await.expect("upsert");

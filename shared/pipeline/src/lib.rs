@@ -97,7 +97,7 @@ where
                     // Sync semantics: a file replaced by one that cannot be read leaves no stale
                     // chunks of its old version in the results.
                     self.writer.delete_from(&document, 0).await?;
-                    self.state.fail(&document, &failure).await?;
+                    self.state.fail(&document, key, &failure).await?;
                     return Ok(Outcome::Failed { failure, bytes });
                 }
             };
@@ -121,6 +121,7 @@ where
                 vector,
                 text: c.text.clone(),
                 pages: c.pages,
+                span: c.span,
                 metadata: metadata.clone(),
             })
             .collect();

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, EmbeddingCache, Lease, ModelInfo, VectorQuery,
-    VectorRecord, VectorSearcher, VectorWriter,
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, Lease, ModelInfo,
+    VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
-use quarry_core::{BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, Failure};
+use quarry_core::{
+    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PageRange,
+};
 
 fn doc(name: &str) -> (DocumentKey, DocumentId) {
     let key = DocumentKey::new(name);
@@ -24,8 +26,9 @@ fn acquired(l: &Lease) -> Option<u32> {
     }
 }
 
-/// Leases, checkpoints, duplicate deliveries, changed content, failures, expiry and forgetting.
-pub async fn checkpoint_store<S: CheckpointStore>(store: &S) {
+/// Leases, checkpoints, duplicate deliveries, changed content, failures, expiry and forgetting, as
+/// the document reader sees them.
+pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
     let (key, id) = doc("contract/a.txt");
     let (h1, h2) = (ContentHash::of(b"version one"), ContentHash::of(b"version two"));
     let long = Duration::from_secs(60);
@@ -36,8 +39,18 @@ pub async fn checkpoint_store<S: CheckpointStore>(store: &S) {
 
     let cp =
         Checkpoint { document: id.clone(), key: key.clone(), content_hash: h1.clone(), chunks: 3, model: "m".into() };
+    assert_eq!(
+        store.document(&id).await.expect("read").map(|d| d.status),
+        Some(DocumentStatus::Processing { attempt: 1 })
+    );
     store.checkpoint(&cp).await.expect("checkpoint");
     assert_eq!(store.checkpoint(&cp).await.map(|_| ()).ok(), Some(()), "checkpoints are idempotent");
+    let read = store.document(&id).await.expect("read").expect("a checkpointed document is known");
+    assert_eq!(
+        (read.key.as_ref(), read.content_hash.as_ref(), read.model.as_deref(), &read.status),
+        (Some(&key), Some(&h1), Some("m"), &DocumentStatus::Indexed { chunks: 3 })
+    );
+    assert_eq!(store.document(&doc("contract/never.txt").1).await.expect("read"), None, "an unknown id is None");
     assert_eq!(
         store.acquire(&id, &h1, long).await.expect("acquire"),
         Lease::AlreadyIndexed,
@@ -47,7 +60,9 @@ pub async fn checkpoint_store<S: CheckpointStore>(store: &S) {
     let changed = store.acquire(&id, &h2, long).await.expect("acquire");
     assert_eq!(acquired(&changed), Some(1), "changed content is processed again: {changed:?}");
     let failure = Failure { code: "corrupt_pdf".into(), message: "the PDF is corrupt".into(), retryable: false };
-    store.fail(&id, &failure).await.expect("fail");
+    store.fail(&id, &key, &failure).await.expect("fail");
+    let read = store.document(&id).await.expect("read").expect("a failed document is known");
+    assert_eq!((read.key.as_ref(), &read.status), (Some(&key), &DocumentStatus::Failed { failure: failure.clone() }));
     let retry = store.acquire(&id, &h2, long).await.expect("acquire");
     assert_eq!(acquired(&retry), Some(2), "a failed document can be retried, counting attempts: {retry:?}");
 
@@ -63,6 +78,7 @@ pub async fn checkpoint_store<S: CheckpointStore>(store: &S) {
 
     store.forget(&id).await.expect("forget");
     store.forget(&id).await.expect("forgetting twice is fine");
+    assert_eq!(store.document(&id).await.expect("read"), None, "a forgotten document is unknown");
     assert_eq!(acquired(&store.acquire(&id, &h1, long).await.expect("acquire")), Some(1), "forgotten means new");
 }
 
@@ -72,8 +88,9 @@ fn record(id: &DocumentId, ordinal: u32, vector: Vec<f32>) -> VectorRecord {
         document: id.clone(),
         vector,
         text: format!("chunk {ordinal}"),
-        pages: None,
-        metadata: BTreeMap::new(),
+        pages: (ordinal > 0).then_some(PageRange { first: ordinal, last: ordinal + 1 }),
+        span: CharSpan { start: 10 * ordinal as usize, end: 10 * ordinal as usize + 7 },
+        metadata: BTreeMap::from([("format".to_owned(), serde_json::Value::from("md"))]),
     }
 }
 
@@ -94,6 +111,12 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
     assert_eq!(hits.len(), 5, "upserting twice does not duplicate: {hits:?}");
     assert_eq!(hits[0].id, ChunkId::new(&a, 1));
     assert_eq!(hits[0].document, a);
+    let stored = record(&a, 1, Vec::new());
+    assert_eq!(
+        (&hits[0].text, hits[0].pages, hits[0].span, &hits[0].metadata),
+        (&stored.text, stored.pages, stored.span, &stored.metadata),
+        "a hit carries what was stored with its vector"
+    );
     assert!((hits[0].score - 1.0).abs() < 1e-3, "identical vectors score 1: {}", hits[0].score);
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
     assert!(hits.iter().all(|h| (0.0..=1.0).contains(&h.score)), "similarities in [0, 1]");
@@ -130,6 +153,9 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
         bytes_done,
     };
     assert_eq!(store.counters(&batch).await.expect("counters"), want(4, 0, 0, 0, 0));
+    let created = store.timing(&batch).await.expect("timing");
+    assert!(created.created_ms > 0 && created.updated_ms.is_none(), "{created:?}");
+    assert!(store.timing(&BatchId::new("contract-no-such-batch")).await.is_err(), "an unknown batch has no timing");
 
     let broken = Failure {
         code: "encrypted_pdf".into(),
@@ -144,6 +170,8 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
         .expect("record");
     store.record(&batch, &k("c.md"), &BatchOutcome::Unchanged { bytes: 300 }).await.expect("record");
     assert_eq!(store.counters(&batch).await.expect("counters"), want(1, 1, 1, 1, 2_400), "duplicates count once");
+    let t = store.timing(&batch).await.expect("timing");
+    assert!(t.created_ms == created.created_ms && t.updated_ms >= Some(t.created_ms), "{t:?}");
     assert_eq!(store.failures(&batch).await.expect("failures"), vec![(k("b.pdf"), broken)]);
 
     // Creating again (a resumed run) keeps what was recorded.

@@ -318,7 +318,8 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn declared_content_type_decides_after_magic_and_extension() {
-    let cases: &[(Option<&str>, Option<&str>, &[u8], Format)] = &[
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a [u8], Format);
+    let cases: &[Case] = &[
         // A key without an extension: the declared type decides, where sniffing would say text.
         (Some("notes"), Some("text/markdown; charset=utf-8"), b"# Title\n\nbody", Format::Markdown),
         (Some("MED-10"), Some("text/plain"), b"{ not json, a title in braces }", Format::Text),

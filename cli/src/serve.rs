@@ -1,0 +1,301 @@
+//! `quarry serve`: the HTTP API on this machine, over the embedded store. With `--watch DIR` the
+//! folder is kept in sync while serving: a file dropped in becomes searchable, a deleted one
+//! leaves the results.
+//!
+//! The router is quarry-api's, the same one the search Lambda runs; this module only supplies the
+//! embedded backend, binds the socket and runs the watcher.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use quarry_api::{Backend, CursorKey};
+use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource};
+use quarry_core::{BatchId, Config, DocumentKey, Failure, PortError};
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embedded::SqliteStore;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Local, Target};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder (or .jsonl file) whose index to serve.
+    #[arg(long, default_value = ".", conflicts_with = "watch")]
+    dir: PathBuf,
+    /// Serve this folder and keep its index in sync with it while serving.
+    #[arg(long, value_name = "DIR")]
+    watch: Option<PathBuf>,
+    /// Where the index is kept, if `quarry ingest --state` put it elsewhere.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Address to listen on [default: server.bind, 127.0.0.1:8080]. Any address but loopback
+    /// requires QUARRY_API_KEY.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Seconds between two looks at the watched folder.
+    #[arg(long, default_value_t = 1.0)]
+    poll: f64,
+}
+
+/// Documents in flight for batches started over the API.
+const WORKERS: usize = 32;
+
+struct LocalBackend {
+    local: Arc<Local>,
+    /// Its own session: a query never waits behind a batch's merged embedding calls.
+    queries: LocalEmbedder,
+    starter: LocalStarter,
+    started: Arc<AtomicBool>,
+    root: PathBuf,
+    jsonl: bool,
+}
+
+impl Backend for LocalBackend {
+    type Embedder = LocalEmbedder;
+    type Searcher = SqliteStore;
+    type Documents = SqliteStore;
+    type Writer = SqliteStore;
+    type State = SqliteStore;
+    type Batches = SqliteStore;
+    type Starter = LocalStarter;
+
+    fn embedder(&self) -> &LocalEmbedder {
+        &self.queries
+    }
+    fn searcher(&self) -> &SqliteStore {
+        &self.local.store
+    }
+    fn documents(&self) -> &SqliteStore {
+        &self.local.store
+    }
+    fn writer(&self) -> &SqliteStore {
+        &self.local.store
+    }
+    fn state(&self) -> &SqliteStore {
+        &self.local.store
+    }
+    fn batches(&self) -> &SqliteStore {
+        &self.local.store
+    }
+    fn starter(&self) -> &LocalStarter {
+        &self.starter
+    }
+
+    fn uri(&self, key: &str) -> String {
+        if self.jsonl {
+            format!("{}#{key}", self.root.display())
+        } else {
+            format!("file://{}", self.root.join(key).display())
+        }
+    }
+
+    async fn ready(&self) -> Result<(), PortError> {
+        self.local.store.ping()
+    }
+
+    fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+}
+
+/// Batches over the API: validated and recorded at once, indexed in the background.
+struct LocalStarter {
+    local: Arc<Local>,
+}
+
+impl BatchStarter for LocalStarter {
+    async fn start(&self, request: &BatchRequest) -> Result<BatchStarted, PortError> {
+        let source = &self.local.source;
+        let mut items: BTreeMap<DocumentKey, u64> = BTreeMap::new();
+        if let Some(prefix) = &request.prefix {
+            for b in source.list(prefix).await? {
+                items.insert(b.key, b.size);
+            }
+        }
+        let mut missing = Vec::new();
+        for key in &request.keys {
+            match source.head(key).await {
+                Ok(info) => {
+                    items.insert(key.clone(), info.size);
+                }
+                Err(PortError::NotFound { .. }) => missing.push(key.clone()),
+                // A key that names nothing inside the folder is the caller's mistake, not ours.
+                Err(PortError::InvalidInput { .. }) => missing.push(key.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                .to_le_bytes(),
+        );
+        for k in items.keys().chain(&missing) {
+            h.update(k.as_str());
+            h.update([0]);
+        }
+        let batch = BatchId::new(format!("b-{}", &format!("{:x}", h.finalize())[..12]));
+        let all: Vec<(DocumentKey, u64)> =
+            items.iter().map(|(k, s)| (k.clone(), *s)).chain(missing.iter().map(|k| (k.clone(), 0))).collect();
+        let store = &self.local.store;
+        store.create(&batch, &all).await?;
+        for key in &missing {
+            let failure =
+                Failure { code: "not_found".into(), message: format!("{key} does not exist"), retryable: false };
+            store.record(&batch, key, &BatchOutcome::Failed { failure, bytes: 0 }).await?;
+        }
+        let work: Vec<(DocumentKey, u64)> = items.into_iter().collect();
+        let documents = all.len() as u64;
+        let local = Arc::clone(&self.local);
+        let id = batch.clone();
+        tokio::spawn(async move {
+            if let Err(e) = local.run_batch(&id, &work, WORKERS, no_progress).await {
+                tracing::error!(batch = %id, error = %anyhow::Error::from(e), "batch stopped");
+            }
+        });
+        Ok(BatchStarted { batch, documents, missing })
+    }
+}
+
+/// Batches over the API report progress through `GET /v1/batches/{id}`, not here. (A fn item
+/// rather than a closure: a closure's lifetimes are not general enough for a spawned future.)
+fn no_progress(_: &DocumentKey, _: u64, _: Option<&BatchOutcome>) {}
+
+pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
+    let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
+    let input = args.watch.as_deref().unwrap_or(&args.dir);
+    let target = Target::resolve(input, args.state.as_deref())?;
+    anyhow::ensure!(!(args.watch.is_some() && target.jsonl), "--watch takes a folder, not a .jsonl file");
+    anyhow::ensure!(args.poll.is_finite() && args.poll >= 0.05, "--poll must be at least 0.05 seconds");
+    let mut limits = config.server.clone();
+    if let Some(b) = &args.bind {
+        limits.bind = b.clone();
+    }
+    let addr: SocketAddr = limits
+        .bind
+        .parse()
+        .with_context(|| format!("--bind {:?} is not an address such as 127.0.0.1:8080", limits.bind))?;
+    if !addr.ip().is_loopback() && limits.api_key.is_none() {
+        anyhow::bail!(
+            "refusing to serve on {addr} without an API key: set QUARRY_API_KEY (16+ characters), or bind to 127.0.0.1"
+        );
+    }
+
+    std::fs::create_dir_all(&target.state_dir)
+        .with_context(|| format!("cannot create {}", target.state_dir.display()))?;
+    // The same lock as `quarry ingest`: one writer per index, and leftover leases are provably stale.
+    let lock_path = target.state_dir.join("lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the state folder"),
+    }
+    let store = SqliteStore::open(&target.state_db(), quarry_embed::DIMENSION)?;
+    store.release_leases()?;
+    let (source, _) = target.source()?;
+    let local = Arc::new(Local::load(&config, source, store)?);
+    let queries = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
+        .map_err(crate::SetupError::Model)?;
+    let started = Arc::new(AtomicBool::new(args.watch.is_none()));
+    let root = std::path::absolute(input).unwrap_or_else(|_| input.to_owned());
+    let backend = LocalBackend {
+        local: Arc::clone(&local),
+        queries,
+        starter: LocalStarter { local: Arc::clone(&local) },
+        started: Arc::clone(&started),
+        root,
+        jsonl: target.jsonl,
+    };
+    let cursor_key = CursorKey::random().context("no randomness for the cursor key")?;
+    let app = quarry_api::router(backend, limits, cursor_key);
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("listening on http://{bound}");
+    if args.watch.is_some() {
+        let local = Arc::clone(&local);
+        let every = Duration::from_secs_f64(args.poll);
+        tokio::spawn(async move { watch(&local, &started, every).await });
+    }
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("the server stopped")?;
+    drop(lock);
+    Ok(())
+}
+
+async fn shutdown() {
+    // Ctrl-C, or the runtime going away: either way, stop taking requests and finish those in flight.
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Keeps the index in step with the folder: every `every`, new and changed files are indexed and
+/// deleted ones removed. Polling rather than filesystem events: it works the same on network and
+/// container mounts, where inotify is silent, and a listing of a folder costs little.
+async fn watch(local: &Local, started: &AtomicBool, every: Duration) {
+    let mut seen: BTreeMap<DocumentKey, Option<String>> = BTreeMap::new();
+    loop {
+        match sync_once(local, &mut seen).await {
+            Ok((indexed, removed)) if indexed + removed > 0 => {
+                tracing::info!(indexed, removed, "folder changes indexed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %anyhow::Error::from(e), "watch pass failed; retrying"),
+        }
+        started.store(true, Ordering::Release);
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn sync_once(
+    local: &Local,
+    seen: &mut BTreeMap<DocumentKey, Option<String>>,
+) -> Result<(usize, usize), PortError> {
+    let listed = local.source.list("").await?;
+    let changed: Vec<(DocumentKey, u64)> =
+        listed.iter().filter(|b| seen.get(&b.key) != Some(&b.version)).map(|b| (b.key.clone(), b.size)).collect();
+    let (mut indexed, mut retry) = (0, std::collections::BTreeSet::new());
+    if !changed.is_empty() {
+        let indexer = local.indexer();
+        // Unchanged content stops at the lease check; a file caught mid-write is read again when
+        // its modification time moves.
+        for chunk in changed.chunks(WORKERS) {
+            let results = futures::future::join_all(chunk.iter().map(|(k, _)| indexer.index(k))).await;
+            for ((key, _), r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(quarry_pipeline::Outcome::Indexed { .. }) => indexed += 1,
+                    Ok(quarry_pipeline::Outcome::Failed { failure, .. }) => {
+                        tracing::warn!(key = %key, code = %failure.code, "cannot index");
+                    }
+                    Ok(quarry_pipeline::Outcome::Unchanged { .. }) => {}
+                    // Held elsewhere, or a transient failure: the next pass tries again.
+                    Ok(quarry_pipeline::Outcome::Busy) => {
+                        retry.insert(key.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %key, error = %anyhow::Error::from(e), "indexing failed; will retry");
+                        retry.insert(key.clone());
+                    }
+                }
+            }
+        }
+    }
+    let present: std::collections::BTreeSet<&DocumentKey> = listed.iter().map(|b| &b.key).collect();
+    let mut removed = 0;
+    for key in local.store.indexed_keys()? {
+        if !present.contains(&key) {
+            local.indexer().remove(&key).await?;
+            removed += 1;
+        }
+    }
+    *seen = listed.into_iter().filter(|b| !retry.contains(&b.key)).map(|b| (b.key, b.version)).collect();
+    Ok((indexed, removed))
+}

@@ -1,0 +1,287 @@
+//! `quarry serve` as a client meets it: the real binary on a real socket, the real model and
+//! SQLite, spoken to over plain HTTP/1.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quarry-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    c.arg("serve")
+        .args(args)
+        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
+        .env_remove("QUARRY_CONFIG")
+        .env_remove("QUARRY_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("quarry serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("got {line:?}")).to_owned();
+    Server { child, addr }
+}
+
+/// One request on its own connection; (status, JSON body).
+fn call(s: &Server, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(&s.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", s.addr);
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    (status, serde_json::from_str(&payload).unwrap_or(Value::String(payload)))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn search(s: &Server, body: Value) -> (u16, Value) {
+    call(s, "POST", "/v1/search", Some(&body.to_string()), &[])
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v["results"]
+        .as_array()
+        .map_or_else(Vec::new, |a| a.iter().map(|r| r["metadata"]["key"].as_str().unwrap_or("").to_owned()).collect())
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(90), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+#[test]
+fn serve_watch_search_documents_batches_and_errors() {
+    let dir = scratch("watch");
+    write(
+        &dir,
+        "bones.txt",
+        "Vitamin D helps the body absorb calcium and keeps bones strong.\n\nSunlight makes vitamin D in the skin.",
+    );
+    write(&dir, "heart.md", "# Salt\n\nEating less sodium lowers blood pressure and the risk of stroke.");
+    write(&dir, "fish.txt", "Oily fish such as salmon are rich in omega-3 fatty acids.");
+    write(&dir, "broken.pdf", "%PDF-1.7 truncated");
+    let s = start(&["--watch", dir.to_str().expect("utf-8"), "--bind", "127.0.0.1:0", "--poll", "0.2"], &[]);
+
+    assert_eq!(call(&s, "GET", "/health/live", None, &[]).0, 200);
+    wait_for("start-up sync", || call(&s, "GET", "/health/startup", None, &[]).0 == 200);
+    assert_eq!(call(&s, "GET", "/health/ready", None, &[]).0, 200);
+
+    // Search: the right document first, with score, text, and offsets that point into it.
+    let (st, r) = search(&s, json!({"query": "how does the body get calcium into bones?", "top_k": 3}));
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(keys(&r).first().map(String::as_str), Some("bones.txt"), "{r}");
+    let top = &r["results"][0];
+    let score = top["score"].as_f64().expect("score");
+    assert!((0.0..=1.0).contains(&score), "{score}");
+    let text = std::fs::read_to_string(dir.join("bones.txt")).expect("read");
+    let (a, b) = (
+        top["source"]["start"].as_u64().expect("start") as usize,
+        top["source"]["end"].as_u64().expect("end") as usize,
+    );
+    let slice: String = text.chars().skip(a).take(b - a).collect();
+    assert_eq!(top["text"].as_str(), Some(slice.as_str()), "source offsets point at the chunk's text");
+    assert!(
+        top["source"]["uri"].as_str().is_some_and(|u| u.starts_with("file://") && u.ends_with("bones.txt")),
+        "{top}"
+    );
+    assert!(r["took_ms"].as_f64().is_some());
+
+    // Pagination: a cursor leads to the next page; a changed cursor or query is refused.
+    let (_, p1) = search(&s, json!({"query": "nutrition", "top_k": 1}));
+    let cursor = p1["next_cursor"].as_str().expect("a next page").to_owned();
+    let (st, p2) = search(&s, json!({"query": "nutrition", "top_k": 1, "cursor": cursor}));
+    assert_eq!(st, 200, "{p2}");
+    assert_ne!(p1["results"][0]["chunk_id"], p2["results"][0]["chunk_id"], "page 2 is not page 1");
+    let mut tampered = cursor.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    for (body, code) in [
+        (json!({"query": "nutrition", "top_k": 1, "cursor": tampered}), "invalid_cursor"),
+        (json!({"query": "other query", "top_k": 1, "cursor": cursor}), "invalid_cursor"),
+        (json!({"query": "   "}), "empty_query"),
+        (json!({"query": "x", "top_k": 0}), "invalid_top_k"),
+        (json!({"query": "x", "top_k": 101}), "invalid_top_k"),
+        (json!({"query": "x".repeat(2001)}), "query_too_long"),
+        (json!({"query": "x", "filter": {"format": "pdf"}}), "unsupported_filter"),
+        (json!({"query": "x", "topk": 3}), "invalid_request"),
+        (json!({"top_k": 3}), "invalid_request"),
+    ] {
+        let (st, e) = search(&s, body.clone());
+        assert_eq!((st, e["error"]["code"].as_str()), (400, Some(code)), "{body} -> {e}");
+        assert!(e["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    }
+    let (st, e) = call(&s, "POST", "/v1/search", Some("{not json"), &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_request")), "{e}");
+    let big = json!({"query": "y".repeat(70_000)}).to_string();
+    let (st, e) = call(&s, "POST", "/v1/search", Some(&big), &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (413, Some("request_too_large")), "{e}");
+    let (st, e) = call(&s, "GET", "/v1/nothing-here", None, &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+
+    // A dropped file becomes searchable; a deleted one leaves.
+    write(&dir, "tea.txt", "Green tea contains catechins, antioxidants studied for heart health.");
+    wait_for("tea.txt to be searchable", || {
+        keys(&search(&s, json!({"query": "green tea catechins"})).1).first().map(String::as_str) == Some("tea.txt")
+    });
+    std::fs::remove_file(dir.join("fish.txt")).expect("rm");
+    wait_for("fish.txt to leave", || {
+        !keys(&search(&s, json!({"query": "omega-3 salmon", "top_k": 10})).1).contains(&"fish.txt".to_owned())
+    });
+
+    // Documents: read, delete, and gone.
+    let id = top["document_id"].as_str().expect("id").to_owned();
+    let (st, d) = call(&s, "GET", &format!("/v1/documents/{id}"), None, &[]);
+    assert_eq!((st, d["status"].as_str(), d["key"].as_str()), (200, Some("indexed"), Some("bones.txt")), "{d}");
+    let broken = quarry_core::DocumentId::for_key(&quarry_core::DocumentKey::new("broken.pdf"));
+    let (st, d) = call(&s, "GET", &format!("/v1/documents/{}", broken.as_str()), None, &[]);
+    assert_eq!(
+        (st, d["status"].as_str(), d["failure"]["code"].as_str()),
+        (200, Some("failed"), Some("corrupt_pdf")),
+        "{d}"
+    );
+    let (st, d) = call(&s, "DELETE", &format!("/v1/documents/{id}"), None, &[]);
+    assert_eq!(st, 200, "{d}");
+    assert!(d["removed_chunks"].as_u64().is_some_and(|n| n > 0), "{d}");
+    assert_eq!(call(&s, "GET", &format!("/v1/documents/{id}"), None, &[]).0, 404);
+    assert_eq!(call(&s, "DELETE", &format!("/v1/documents/{id}"), None, &[]).0, 404);
+    let (st, e) = call(&s, "GET", "/v1/documents/not-an-id", None, &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_document_id")), "{e}");
+
+    // Batches: a missing key is reported up front and recorded as failed; the rest are indexed.
+    let (st, b) = call(&s, "POST", "/v1/batches", Some(r#"{"keys": ["bones.txt", "nope.txt"]}"#), &[]);
+    assert_eq!(st, 202, "{b}");
+    assert_eq!(b["missing"], json!(["nope.txt"]), "{b}");
+    let batch = b["batch"].as_str().expect("batch id").to_owned();
+    let mut view = Value::Null;
+    wait_for("the batch to finish", || {
+        view = call(&s, "GET", &format!("/v1/batches/{batch}"), None, &[]).1;
+        view["status"] == "done"
+    });
+    assert_eq!(view["documents"]["total"], 2, "{view}");
+    assert_eq!(view["documents"]["indexed"], 1, "{view}");
+    assert_eq!(view["failures"][0]["key"], "nope.txt", "{view}");
+    assert_eq!(call(&s, "GET", &format!("/v1/documents/{id}"), None, &[]).0, 200, "the batch re-indexed bones.txt");
+    let (st, e) = call(&s, "POST", "/v1/batches", Some("{}"), &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("empty_batch")), "{e}");
+    assert_eq!(call(&s, "GET", "/v1/batches/b-nope", None, &[]).0, 404);
+}
+
+#[test]
+fn api_key_and_concurrency_cap() {
+    let dir = scratch("auth");
+    write(&dir, "a.txt", "Lentils are a good source of plant protein and iron.");
+    let ingest = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["ingest", dir.to_str().expect("utf-8"), "--quiet"])
+        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
+        .env_remove("QUARRY_CONFIG")
+        .output()
+        .expect("ingest");
+    assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
+
+    // Anything but loopback without a key: refused at start, with the way out in the message.
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["serve", "--dir", dir.to_str().expect("utf-8"), "--bind", "0.0.0.0:0"])
+        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
+        .env_remove("QUARRY_API_KEY")
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("QUARRY_API_KEY"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let key = "k3y-for-tests-0123456789";
+    let mut s = start(
+        &["--dir", dir.to_str().expect("utf-8"), "--bind", "0.0.0.0:0"],
+        &[("QUARRY_API_KEY", key), ("QUARRY_MAX_CONCURRENCY", "1")],
+    );
+    s.addr = s.addr.replace("0.0.0.0", "127.0.0.1");
+    let body = json!({"query": "protein"}).to_string();
+    let (st, e) = call(&s, "POST", "/v1/search", Some(&body), &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (401, Some("unauthorized")), "{e}");
+    let (st, _) = call(&s, "POST", "/v1/search", Some(&body), &[("Authorization", "Bearer wrong-key-0123456789")]);
+    assert_eq!(st, 401);
+    assert_eq!(call(&s, "GET", "/health/live", None, &[]).0, 200, "probes need no key");
+    let bearer = format!("Bearer {key}");
+    let (st, r) = call(&s, "POST", "/v1/search", Some(&body), &[("Authorization", &bearer)]);
+    assert_eq!((st, keys(&r)), (200, vec!["a.txt".to_owned()]), "{r}");
+
+    // With one slot, a request arriving while another is in flight gets 503 and Retry-After.
+    // The first holds its slot while its body trickles in.
+    let mut slow = TcpStream::connect(&s.addr).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let head = format!(
+        "POST /v1/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).expect("send head");
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, e) = call(&s, "POST", "/v1/search", Some(&body), &[("Authorization", &bearer)]);
+    assert_eq!((st, e["error"]["code"].as_str()), (503, Some("overloaded")), "{e}");
+    slow.write_all(body.as_bytes()).expect("send body");
+    let mut reply = String::new();
+    let _ = slow.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}

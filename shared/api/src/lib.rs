@@ -1,0 +1,417 @@
+//! Quarry's HTTP API as one axum [`Router`], generic over the ports: `quarry serve` runs it on the
+//! embedded adapters, and the search Lambda will run the same router under `lambda_http` on the
+//! AWS ones. Nothing here knows about folders, sockets or processes.
+//!
+//! Every error is JSON, `{"error": {"code", "message"}}`, with a stable code: 400 for bad input,
+//! 401 without the API key, 404 for what does not exist, 413 for an oversized body, 503 when the
+//! server is at its concurrency cap or a backend is throttled, 500 (details only in the log) for
+//! the rest.
+
+pub mod cursor;
+mod error;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use quarry_core::config::Server;
+use quarry_core::ports::{
+    BatchRequest, BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, VectorQuery, VectorSearcher,
+    VectorWriter,
+};
+use quarry_core::{BatchId, DocumentId, PortError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+pub use cursor::CursorKey;
+pub use error::ApiError;
+
+/// Deepest result a page sequence may reach (offset + page size).
+pub const MAX_DEPTH: usize = 1_000;
+/// Largest page.
+pub const MAX_TOP_K: u32 = 100;
+/// Most keys in one `POST /v1/batches`.
+pub const MAX_BATCH_KEYS: usize = 10_000;
+
+/// The adapters behind the API. One implementation per deployment (embedded, AWS); the handlers
+/// are written once against it.
+pub trait Backend: Send + Sync + 'static {
+    type Embedder: Embedder;
+    type Searcher: VectorSearcher;
+    type Documents: DocumentReader;
+    type Writer: VectorWriter;
+    type State: CheckpointStore;
+    type Batches: BatchTracker;
+    type Starter: BatchStarter;
+
+    fn embedder(&self) -> &Self::Embedder;
+    fn searcher(&self) -> &Self::Searcher;
+    fn documents(&self) -> &Self::Documents;
+    fn writer(&self) -> &Self::Writer;
+    fn state(&self) -> &Self::State;
+    fn batches(&self) -> &Self::Batches;
+    fn starter(&self) -> &Self::Starter;
+
+    /// Where a document's key points, for `source.uri` (`s3://bucket/key`, a file path).
+    fn uri(&self, key: &str) -> String;
+    /// Readiness: can the stores be reached right now?
+    fn ready(&self) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Start-up work (an initial sync) is over.
+    fn started(&self) -> bool;
+}
+
+struct App<B> {
+    backend: B,
+    limits: Server,
+    cursor_key: CursorKey,
+    slots: Arc<Semaphore>,
+}
+
+/// The API over `backend`. `limits` sets the body, query and concurrency caps and, when it holds
+/// an API key, requires it as a bearer token on every `/v1` route (health probes stay open, as
+/// load balancers and Lambda extensions call them without credentials).
+pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> Router {
+    let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
+    let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let app = Arc::new(App { backend, limits, cursor_key, slots });
+    let v1 = Router::new()
+        .route("/v1/search", post(search::<B>))
+        .route("/v1/documents/{id}", get(get_document::<B>).delete(delete_document::<B>))
+        .route("/v1/batches", post(start_batch::<B>))
+        .route("/v1/batches/{id}", get(get_batch::<B>))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard::<B>))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/health/ready", get(ready::<B>))
+        .route("/health/startup", get(startup::<B>))
+        .merge(v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(app)
+}
+
+/// Authentication, then a concurrency slot: an unauthenticated caller cannot use up slots.
+async fn guard<B: Backend>(State(app): State<Arc<App<B>>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &app.limits.api_key {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(presented.as_bytes(), key.expose().as_bytes()) {
+            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+                .into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    }
+    let Ok(_slot) = Arc::clone(&app.slots).try_acquire_owned() else {
+        let mut r = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the server is at its limit of {} requests at once; retry shortly", app.limits.max_concurrency),
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    next.run(request).await
+}
+
+/// Compares without an early exit, so that response time does not reveal how much of a guessed
+/// key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, &y) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ y;
+    }
+    diff == 0
+}
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload.map(|Json(t)| t).map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
+        } else {
+            ApiError::bad_request("invalid_request", r.body_text())
+        }
+    })
+}
+
+// ------------------------------------------------------------------ search
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default = "default_top_k")]
+    pub top_k: u32,
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+fn default_top_k() -> u32 {
+    10
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub results: Vec<SearchResult>,
+    pub next_cursor: Option<String>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub document_id: String,
+    pub chunk_id: String,
+    pub score: f32,
+    pub text: String,
+    pub source: Source,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Source {
+    pub uri: String,
+    pub page: Option<u32>,
+    /// Character offsets of `text` in the document's text.
+    pub start: usize,
+    pub end: usize,
+}
+
+async fn search<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    payload: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let started = Instant::now();
+    let req = body(payload)?;
+    let query = req.query.trim();
+    if query.is_empty() {
+        return Err(ApiError::bad_request("empty_query", "query must contain some text"));
+    }
+    let chars = query.chars().count();
+    if chars > app.limits.max_query_chars as usize {
+        return Err(ApiError::bad_request(
+            "query_too_long",
+            format!("query has {chars} characters; the limit is {}", app.limits.max_query_chars),
+        ));
+    }
+    if !(1..=MAX_TOP_K).contains(&req.top_k) {
+        return Err(ApiError::bad_request("invalid_top_k", format!("top_k must be 1 to {MAX_TOP_K}")));
+    }
+    if req.filter.as_ref().is_some_and(|f| !f.is_null()) {
+        return Err(ApiError::bad_request("unsupported_filter", "metadata filters are not supported yet"));
+    }
+    let top_k = req.top_k as usize;
+    let fingerprint = cursor::fingerprint(query, req.top_k);
+    let offset = match &req.cursor {
+        Some(c) => app.cursor_key.open(c, &fingerprint)?,
+        None => 0,
+    };
+    if offset + top_k > MAX_DEPTH {
+        return Err(ApiError::bad_request("too_deep", format!("results stop at depth {MAX_DEPTH}")));
+    }
+    let vector = app.backend.embedder().embed(&[query.to_owned()]).await?.pop().ok_or_else(|| {
+        ApiError::internal(PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })
+    })?;
+    // One more than the page: whether there is a next page.
+    let hits = app.backend.searcher().search(&VectorQuery { vector, top_k: offset + top_k + 1 }).await?;
+    let more = hits.len() > offset + top_k;
+    let results = hits
+        .into_iter()
+        .skip(offset)
+        .take(top_k)
+        .map(|h| {
+            let key = h.metadata.get("key").and_then(|v| v.as_str()).unwrap_or_default();
+            SearchResult {
+                document_id: h.document.as_str().to_owned(),
+                chunk_id: h.id.as_str().to_owned(),
+                score: h.score,
+                source: Source {
+                    uri: app.backend.uri(key),
+                    page: h.pages.map(|p| p.first),
+                    start: h.span.start,
+                    end: h.span.end,
+                },
+                text: h.text,
+                metadata: h.metadata.into_iter().collect(),
+            }
+        })
+        .collect();
+    let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, &fingerprint));
+    Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
+}
+
+// ------------------------------------------------------------------ documents
+
+fn document_id(raw: &str) -> Result<DocumentId, ApiError> {
+    DocumentId::parse(raw).ok_or_else(|| {
+        ApiError::bad_request("invalid_document_id", "a document id is the 32 hex characters search results return")
+    })
+}
+
+async fn get_document<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = document_id(&id)?;
+    match app.backend.documents().document(&id).await? {
+        Some(d) => Ok(Json(d).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "document_not_found", format!("no document {}", id.as_str()))),
+    }
+}
+
+/// Removes a document from the index (its chunks and state). The source file or object is not
+/// touched: deleting that is what keeps a document out for good, as the next sync re-indexes it.
+async fn delete_document<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = document_id(&id)?;
+    let known = app.backend.documents().document(&id).await?.is_some();
+    let removed = app.backend.writer().delete_from(&id, 0).await?;
+    app.backend.state().forget(&id).await?;
+    if !known && removed == 0 {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "document_not_found", format!("no document {}", id.as_str())));
+    }
+    Ok(Json(serde_json::json!({"document_id": id.as_str(), "removed_chunks": removed})).into_response())
+}
+
+// ------------------------------------------------------------------ batches
+
+async fn start_batch<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    payload: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(payload)?;
+    if req.prefix.is_none() && req.keys.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "give a prefix, a list of keys, or both"));
+    }
+    if req.keys.len() > MAX_BATCH_KEYS {
+        return Err(ApiError::bad_request(
+            "too_many_keys",
+            format!("{} keys; one batch takes up to {MAX_BATCH_KEYS}", req.keys.len()),
+        ));
+    }
+    if req.keys.iter().any(|k| k.as_str().trim().is_empty()) {
+        return Err(ApiError::bad_request("invalid_key", "keys must not be empty"));
+    }
+    let started = app.backend.starter().start(&req).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchView {
+    pub batch_id: String,
+    /// `running` while documents are pending, then `done`.
+    pub status: String,
+    pub documents: BatchDocuments,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub created_ms: i64,
+    pub updated_ms: Option<i64>,
+    /// Bytes per second so far, and the time left at that rate: bytes, not documents, because
+    /// one large PDF can outweigh a thousand notes.
+    pub rate_bytes_per_s: Option<f64>,
+    pub eta_s: Option<f64>,
+    pub failures: Vec<BatchFailure>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchDocuments {
+    pub total: u64,
+    pub pending: u64,
+    pub indexed: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchFailure {
+    pub key: String,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+async fn get_batch<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    Path(id): Path<String>,
+) -> Result<Json<BatchView>, ApiError> {
+    let id = BatchId::new(id);
+    let tracker = app.backend.batches();
+    let c = tracker.counters(&id).await?;
+    let t = tracker.timing(&id).await?;
+    let failures = tracker.failures(&id).await?;
+    let elapsed_s = t.updated_ms.map(|u| (u - t.created_ms).max(1) as f64 / 1e3);
+    let rate = elapsed_s.filter(|_| c.bytes_done > 0).map(|s| c.bytes_done as f64 / s);
+    let eta = rate.map(|r| (c.bytes_total - c.bytes_done) as f64 / r);
+    Ok(Json(BatchView {
+        batch_id: id.as_str().to_owned(),
+        status: if c.pending > 0 { "running" } else { "done" }.to_owned(),
+        documents: BatchDocuments {
+            total: c.total,
+            pending: c.pending,
+            indexed: c.done,
+            unchanged: c.skipped,
+            failed: c.failed,
+        },
+        bytes_total: c.bytes_total,
+        bytes_done: c.bytes_done,
+        created_ms: t.created_ms,
+        updated_ms: t.updated_ms,
+        rate_bytes_per_s: rate,
+        eta_s: eta,
+        failures: failures
+            .into_iter()
+            .map(|(k, f)| BatchFailure {
+                key: k.as_str().to_owned(),
+                code: f.code,
+                message: f.message,
+                retryable: f.retryable,
+            })
+            .collect(),
+    }))
+}
+
+// ------------------------------------------------------------------ health
+
+async fn ready<B: Backend>(State(app): State<Arc<App<B>>>) -> Result<Json<serde_json::Value>, ApiError> {
+    app.backend.ready().await.map_err(|e| {
+        tracing::warn!(error = %error::chain(&e), "not ready");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "a backing store cannot be reached")
+    })?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}
+
+async fn startup<B: Backend>(State(app): State<Arc<App<B>>>) -> Result<Json<serde_json::Value>, ApiError> {
+    if app.backend.started() {
+        Ok(Json(serde_json::json!({"status": "started"})))
+    } else {
+        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "start-up work is still running"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn key_comparison() {
+        assert!(constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdeX", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdef0", b"0123456789abcdef"), "a longer guess is wrong");
+        assert!(!constant_time_eq(b"", b"0123456789abcdef"));
+    }
+}
