@@ -18,7 +18,7 @@ use quarry_text::{Preparer, WordPiece};
 const LEASE: Duration = Duration::from_secs(300);
 
 /// Texts per merged model call: a few hundred chunks sort into batches that pad almost nothing.
-const MERGED_TEXTS: usize = 256;
+const MERGED_TEXTS: usize = 512;
 
 /// What the user points Quarry at, and where its index is kept.
 #[derive(Debug, Clone)]

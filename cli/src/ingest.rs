@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     state: Option<PathBuf>,
     /// Documents in flight at once: their chunks share model calls, so more in flight pads less.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
     /// No progress bar (for logs and scripts).
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use quarry_core::Config;
 use quarry_core::ports::{VectorQuery, VectorSearcher};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
@@ -19,6 +20,9 @@ pub struct Args {
     /// How many results (1 to 100).
     #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     top_k: u16,
+    /// Metadata filter in the API's JSON language, e.g. '{"format": "pdf"}' (see docs/API.md).
+    #[arg(long)]
+    filter: Option<String>,
 }
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
@@ -27,20 +31,26 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let store = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?.open_existing()?;
     let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
         .map_err(crate::SetupError::Model)?;
+    let filter = match &args.filter {
+        None => None,
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(text).context("--filter is not valid JSON")?;
+            Some(quarry_core::Filter::parse(&value)?)
+        }
+    };
     let vector = embedder.embed_blocking(&[args.query.as_str()])?.remove(0);
-    let hits = store.search(&VectorQuery { vector, top_k: usize::from(args.top_k) }).await?;
+    let hits = store.search(&VectorQuery { vector, top_k: usize::from(args.top_k), filter }).await?;
     if hits.is_empty() {
         println!("no results");
     }
     for (rank, hit) in hits.iter().enumerate() {
-        let Some(d) = store.chunk_details(&hit.id)? else { continue };
-        let key = d.metadata.get("key").and_then(|v| v.as_str()).unwrap_or("?");
-        let page = match (d.page_first, d.page_last) {
-            (Some(a), Some(b)) if a != b => format!(" p.{a}-{b}"),
-            (Some(a), _) if d.metadata.get("format").and_then(|v| v.as_str()) == Some("pdf") => format!(" p.{a}"),
+        let key = hit.metadata.get("key").and_then(|v| v.as_str()).unwrap_or("?");
+        let page = match hit.pages {
+            Some(p) if p.first != p.last => format!(" p.{}-{}", p.first, p.last),
+            Some(p) if hit.metadata.get("format").and_then(|v| v.as_str()) == Some("pdf") => format!(" p.{}", p.first),
             _ => String::new(),
         };
-        let text: String = d.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let preview: String = text.chars().take(160).collect();
         let more = if text.chars().count() > 160 { "…" } else { "" };
         println!("{:>2}. {:.3}  {key}{page}\n    {preview}{more}", rank + 1, hit.score);

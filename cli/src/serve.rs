@@ -272,10 +272,8 @@ async fn sync_once(
             for ((key, _), r) in chunk.iter().zip(results) {
                 match r {
                     Ok(quarry_pipeline::Outcome::Indexed { .. }) => indexed += 1,
-                    Ok(quarry_pipeline::Outcome::Failed { failure, .. }) => {
-                        tracing::warn!(key = %key, code = %failure.code, "cannot index");
-                    }
-                    Ok(quarry_pipeline::Outcome::Unchanged { .. }) => {}
+                    // Already logged and recorded by the indexer.
+                    Ok(quarry_pipeline::Outcome::Failed { .. } | quarry_pipeline::Outcome::Unchanged { .. }) => {}
                     // Held elsewhere, or a transient failure: the next pass tries again.
                     Ok(quarry_pipeline::Outcome::Busy) => {
                         retry.insert(key.clone());

@@ -111,7 +111,12 @@ fn ingest_search_rerun_change_and_delete() {
 
     let missing = quarry(&["search", "--dir"]).arg(dir.join("nowhere")).arg("x").output().expect("runs");
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no index yet"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("is neither a folder nor a .jsonl file"));
+    let empty = scratch("never-indexed");
+    let never = quarry(&["search", "--dir"]).arg(&empty).arg("x").output().expect("runs");
+    assert_eq!(never.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&never.stderr).contains("has no index yet"));
+    let _ = std::fs::remove_dir_all(&empty);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -121,7 +126,9 @@ fn a_killed_run_resumes_to_the_same_index() {
     corpus(&reference, 24);
     ok(&quarry(&["ingest", "--quiet"]).arg(&reference).output().expect("runs"));
     let want = snapshot(&reference);
-    assert_eq!(want.len(), 24);
+    // 24 notes, and the broken PDF: known (failed, with its key) but without chunks.
+    assert_eq!(want.len(), 25);
+    assert!(want.iter().any(|(k, chunks)| k == "broken.pdf" && chunks.is_empty()), "{want:?}");
 
     let dir = scratch("killed");
     corpus(&dir, 24);

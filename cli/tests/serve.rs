@@ -1,25 +1,14 @@
 //! `quarry serve` as a client meets it: the real binary on a real socket, the real model and
 //! SQLite, spoken to over plain HTTP/1.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use quarry_testkit::http::Server;
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("quarry-serve-{name}-{}", std::process::id()));
@@ -29,62 +18,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
-    c.arg("serve")
-        .args(args)
-        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
-        .env_remove("QUARRY_CONFIG")
-        .env_remove("QUARRY_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().expect("quarry serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("got {line:?}")).to_owned();
-    Server { child, addr }
+    Server::start(env!("CARGO_BIN_EXE_quarry"), args, env)
 }
 
-/// One request on its own connection; (status, JSON body).
 fn call(s: &Server, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut stream = TcpStream::connect(&s.addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", s.addr);
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(payload)
-    } else {
-        payload.to_owned()
-    };
-    (status, serde_json::from_str(&payload).unwrap_or(Value::String(payload)))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
+    s.call(method, path, body, headers)
 }
 
 fn search(s: &Server, body: Value) -> (u16, Value) {
@@ -146,6 +84,15 @@ fn serve_watch_search_documents_batches_and_errors() {
     );
     assert!(r["took_ms"].as_f64().is_some());
 
+    // A filter runs inside the search: the best markdown chunk for a query about bones is heart.md.
+    let (st, r) = search(&s, json!({"query": "calcium and bones", "top_k": 3, "filter": {"format": "markdown"}}));
+    assert_eq!((st, keys(&r)), (200, vec!["heart.md".to_owned()]), "{r}");
+    let (_, r) = search(
+        &s,
+        json!({"query": "calcium and bones", "filter": {"format": {"$in": ["text"]}, "key": {"$startsWith": "b"}}}),
+    );
+    assert_eq!(keys(&r), ["bones.txt"], "{r}");
+
     // Pagination: a cursor leads to the next page; a changed cursor or query is refused.
     let (_, p1) = search(&s, json!({"query": "nutrition", "top_k": 1}));
     let cursor = p1["next_cursor"].as_str().expect("a next page").to_owned();
@@ -162,7 +109,9 @@ fn serve_watch_search_documents_batches_and_errors() {
         (json!({"query": "x", "top_k": 0}), "invalid_top_k"),
         (json!({"query": "x", "top_k": 101}), "invalid_top_k"),
         (json!({"query": "x".repeat(2001)}), "query_too_long"),
-        (json!({"query": "x", "filter": {"format": "pdf"}}), "unsupported_filter"),
+        (json!({"query": "x", "filter": {"format": {"$gtx": 1}}}), "filter_unknown_operator"),
+        (json!({"query": "x", "filter": {"year": {"$gt": "2020"}}}), "filter_wrong_type"),
+        (json!({"query": "x", "filter": "pdf"}), "filter_wrong_type"),
         (json!({"query": "x", "topk": 3}), "invalid_request"),
         (json!({"top_k": 3}), "invalid_request"),
     ] {

@@ -26,12 +26,13 @@ impl std::fmt::Debug for CursorKey {
     }
 }
 
-/// What a cursor is bound to: the query and the page size.
-pub fn fingerprint(query: &str, top_k: u32) -> [u8; FINGERPRINT] {
+/// What a cursor is bound to: the query, the page size and the filter (as sent).
+pub fn fingerprint(query: &str, top_k: u32, filter: &str) -> [u8; FINGERPRINT] {
     let mut h = Sha256::new();
     h.update(query.as_bytes());
     h.update([0]);
     h.update(top_k.to_le_bytes());
+    h.update(filter.as_bytes());
     let mut out = [0u8; FINGERPRINT];
     out.copy_from_slice(&h.finalize()[..FINGERPRINT]);
     out
@@ -95,7 +96,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_tampering() {
         let key = CursorKey::from_bytes([7; 32]);
-        let fp = fingerprint("vitamin d", 10);
+        let fp = fingerprint("vitamin d", 10, "");
         let c = key.seal(30, &fp);
         assert_eq!(key.open(&c, &fp).expect("valid"), 30);
 
@@ -104,8 +105,9 @@ mod tests {
         let forged = URL_SAFE_NO_PAD.encode(&raw);
         let cases = [
             ("flipped offset bit", forged.as_str(), fp),
-            ("other query", c.as_str(), fingerprint("vitamin c", 10)),
-            ("other page size", c.as_str(), fingerprint("vitamin d", 20)),
+            ("other query", c.as_str(), fingerprint("vitamin c", 10, "")),
+            ("other page size", c.as_str(), fingerprint("vitamin d", 20, "")),
+            ("other filter", c.as_str(), fingerprint("vitamin d", 10, r#"{"format":"pdf"}"#)),
             ("not base64", "!!!", fp),
             ("truncated", &c[..c.len() - 2], fp),
             ("empty", "", fp),

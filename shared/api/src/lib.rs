@@ -26,7 +26,7 @@ use quarry_core::ports::{
     BatchRequest, BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, VectorQuery, VectorSearcher,
     VectorWriter,
 };
-use quarry_core::{BatchId, DocumentId, PortError};
+use quarry_core::{BatchId, DocumentId, Filter, PortError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -210,11 +210,15 @@ async fn search<B: Backend>(
     if !(1..=MAX_TOP_K).contains(&req.top_k) {
         return Err(ApiError::bad_request("invalid_top_k", format!("top_k must be 1 to {MAX_TOP_K}")));
     }
-    if req.filter.as_ref().is_some_and(|f| !f.is_null()) {
-        return Err(ApiError::bad_request("unsupported_filter", "metadata filters are not supported yet"));
-    }
+    // `null` and `{}` mean no filter.
+    let filter = match &req.filter {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(m)) if m.is_empty() => None,
+        Some(f) => Some(Filter::parse(f).map_err(|e| ApiError::bad_request(e.code, e.to_string()))?),
+    };
     let top_k = req.top_k as usize;
-    let fingerprint = cursor::fingerprint(query, req.top_k);
+    let filter_text = req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default();
+    let fingerprint = cursor::fingerprint(query, req.top_k, &filter_text);
     let offset = match &req.cursor {
         Some(c) => app.cursor_key.open(c, &fingerprint)?,
         None => 0,
@@ -226,7 +230,7 @@ async fn search<B: Backend>(
         ApiError::internal(PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })
     })?;
     // One more than the page: whether there is a next page.
-    let hits = app.backend.searcher().search(&VectorQuery { vector, top_k: offset + top_k + 1 }).await?;
+    let hits = app.backend.searcher().search(&VectorQuery { vector, top_k: offset + top_k + 1, filter }).await?;
     let more = hits.len() > offset + top_k;
     let results = hits
         .into_iter()

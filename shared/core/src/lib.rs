@@ -9,8 +9,10 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod filter;
 pub mod ports;
 
 pub use config::{Config, ConfigError};
 pub use domain::*;
 pub use error::{Classify, ErrorClass, PortError};
+pub use filter::{Filter, FilterError};

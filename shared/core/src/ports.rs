@@ -204,11 +204,13 @@ pub trait VectorWriter: Send + Sync {
     fn delete_from(&self, document: &DocumentId, keep: u32) -> impl Future<Output = Result<u64, PortError>> + Send;
 }
 
-/// A nearest-neighbour query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A nearest-neighbour query. The filter is applied inside the search (translated to the
+/// backend's own), never to its results, so that `top_k` stays full when a filter is selective.
+#[derive(Debug, Clone, PartialEq)]
 pub struct VectorQuery {
     pub vector: Vec<f32>,
     pub top_k: usize,
+    pub filter: Option<crate::Filter>,
 }
 
 /// One hit, scored as a similarity in [0, 1] whatever the backend's distance, with what was

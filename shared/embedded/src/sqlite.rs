@@ -152,10 +152,15 @@ pub struct ChunkDetails {
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+type Metadata = std::collections::BTreeMap<String, serde_json::Value>;
+
 /// The embedded default's state store and vector store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     index: RwLock<FlatIndex>,
+    /// Each document's metadata (the same on all its chunks), for filters: a filter is decided
+    /// once per document, inside the index scan.
+    metadata: RwLock<rustc_hash::FxHashMap<DocumentId, Metadata>>,
     clock: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
@@ -190,8 +195,27 @@ impl SqliteStore {
                 index.upsert(id, doc, &from_blob(&blob)).map_err(StoreError::Vector)?;
             }
         }
+        let mut metadata = rustc_hash::FxHashMap::default();
+        {
+            let mut stmt =
+                conn.prepare("SELECT document_id, metadata FROM chunks WHERE ordinal = 0").map_err(StoreError::Load)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(StoreError::Load)?;
+            for row in rows {
+                let (doc, json) = row.map_err(StoreError::Load)?;
+                if let (Some(doc), Ok(m)) = (DocumentId::parse(&doc), serde_json::from_str::<Metadata>(&json)) {
+                    metadata.insert(doc, m);
+                }
+            }
+        }
         tracing::info!(chunks = index.len(), "state database opened");
-        Ok(SqliteStore { conn: Mutex::new(conn), index: RwLock::new(index), clock: Box::new(now_ms) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            index: RwLock::new(index),
+            metadata: RwLock::new(metadata),
+            clock: Box::new(now_ms),
+        })
     }
 
     /// Replaces the clock (milliseconds since the epoch): tests use it to expire leases.
@@ -470,6 +494,12 @@ impl VectorWriter for SqliteStore {
             tx.commit().map_err(db_error("chunks.upsert"))?;
         }
         // The database is the truth; the index follows once the write is durable.
+        {
+            let mut metadata = self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for r in records {
+                metadata.insert(r.document.clone(), r.metadata.clone());
+            }
+        }
         let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for r in records {
             index
@@ -485,6 +515,9 @@ impl VectorWriter for SqliteStore {
             .execute("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2", params![document.as_str(), keep])
             .map_err(db_error("chunks.delete"))?;
         self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove_document_from(document, keep);
+        if keep == 0 {
+            self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(document);
+        }
         Ok(n as u64)
     }
 }
@@ -493,8 +526,12 @@ impl VectorSearcher for SqliteStore {
     async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
         let hits = {
             let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let accept =
+                |d: &DocumentId| query.filter.as_ref().is_none_or(|f| metadata.get(d).is_some_and(|m| f.matches(m)));
+            let filter: Option<&dyn Fn(&DocumentId) -> bool> = query.filter.as_ref().map(|_| &accept as _);
             index
-                .search(&query.vector, query.top_k, None)
+                .search(&query.vector, query.top_k, filter)
                 .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?
         };
         let conn = self.conn();

@@ -69,7 +69,8 @@ async fn state_and_vectors_survive_a_reopen() {
     }
     let store = SqliteStore::open(&path, 4).expect("reopen");
     assert_eq!(store.acquire(&id, &hash, Duration::from_secs(60)).await.expect("acquire"), Lease::AlreadyIndexed);
-    let hits = store.search(&VectorQuery { vector: vec![0.1, 0.9, 0.0, 0.0], top_k: 5 }).await.expect("search");
+    let hits =
+        store.search(&VectorQuery { vector: vec![0.1, 0.9, 0.0, 0.0], top_k: 5, filter: None }).await.expect("search");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].id, ChunkId::new(&id, 0));
     assert_eq!(store.chunk_ids(&id).expect("list"), vec![ChunkId::new(&id, 0)]);

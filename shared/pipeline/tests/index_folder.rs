@@ -30,7 +30,7 @@ impl Embedder for Counting {
 
 async fn search(e: &LocalEmbedder, store: &SqliteStore, q: &str) -> Vec<quarry_core::ports::VectorHit> {
     let v = e.embed_blocking(&[q]).expect("embed").remove(0);
-    store.search(&VectorQuery { vector: v, top_k: 3 }).await.expect("search")
+    store.search(&VectorQuery { vector: v, top_k: 3, filter: None }).await.expect("search")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,7 +106,7 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
     store.upsert(&recs).await.expect("upsert");
     store.upsert(&recs).await.expect("a duplicate delivery upserts the same ids");
 
-    let search = |v: Vec<f32>, k: usize| VectorQuery { vector: v, top_k: k };
+    let search = |v: Vec<f32>, k: usize| VectorQuery { vector: v, top_k: k, filter: None };
     let hits = store.search(&search(axis(1), 100)).await.expect("search");
     assert_eq!(hits.len(), 5, "upserting twice does not duplicate: {hits:?}");
     assert_eq!(hits[0].id, ChunkId::new(&a, 1));
@@ -121,6 +121,28 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
     assert!(hits.iter().all(|h| (0.0..=1.0).contains(&h.score)), "similarities in [0, 1]");
     assert_eq!(store.search(&search(axis(1), 2)).await.expect("search").len(), 2, "top_k is honoured");
+
+    // Filters run inside the search: b's two chunks come back for k = 2 although a's are nearer.
+    let as_txt: Vec<VectorRecord> = recs[3..]
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.metadata.insert("format".into(), serde_json::Value::from("txt"));
+            r
+        })
+        .collect();
+    store.upsert(&as_txt).await.expect("upsert b as txt");
+    let filtered = |f: serde_json::Value, k: usize| VectorQuery {
+        vector: axis(1),
+        top_k: k,
+        filter: Some(quarry_core::Filter::parse(&f).expect("valid filter")),
+    };
+    let hits = store.search(&filtered(serde_json::json!({"format": "txt"}), 2)).await.expect("search");
+    assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b, &b], "a filtered top-k stays full");
+    let hits = store.search(&filtered(serde_json::json!({"format": {"$ne": "txt"}}), 100)).await.expect("search");
+    assert!(hits.len() == 3 && hits.iter().all(|h| h.document == a), "{hits:?}");
+    let hits = store.search(&filtered(serde_json::json!({"format": {"$in": ["pdf"]}}), 10)).await.expect("search");
+    assert!(hits.is_empty(), "nothing matches: {hits:?}");
 
     // A new version of `a` with one chunk drops ordinals 1 and 2.
     assert_eq!(store.delete_from(&a, 1).await.expect("delete"), 2);

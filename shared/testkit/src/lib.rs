@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub mod contract;
+pub mod http;
 
 /// A seeded xorshift64 generator: repeatable test data and benchmarks without a dependency.
 #[derive(Debug, Clone)]

@@ -1,0 +1,160 @@
+//! Search latency at 100,000 chunks, end to end: `POST /v1/search` over HTTP to `quarry serve`
+//! (query embedding, vector search, payload read, JSON), then the two big parts alone in process.
+//!
+//!     cargo bench -p quarry-cli --bench search                   # NFCorpus beside the checkout
+//!     QUARRY_BENCH_DATA=path/to/beir-dataset cargo bench -p quarry-cli --bench search
+//!
+//! The store: the first 1,000 NFCorpus chunks embedded by the real model, then 100 jittered,
+//! re-normalised copies of each (cosine ~0.9 to its source), so that 100k vectors keep the topical
+//! clustering of real embeddings and every chunk has real text. Queries: the dataset's real queries,
+//! embedded by the server as a client's would be. Latency does not depend on which chunks match.
+
+#![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use quarry_core::ports::{BlobSource, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
+use quarry_core::{ChunkId, Config, DocumentId, DocumentKey};
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embedded::{JsonlSource, SqliteStore};
+use quarry_testkit::XorShift;
+use quarry_testkit::http::Server;
+use quarry_text::{Preparer, WordPiece};
+
+const SEED_CHUNKS: usize = 1_000;
+const COPIES: usize = 100;
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let data = std::env::var_os("QUARRY_BENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/nfcorpus"));
+    let corpus = data.join("corpus.jsonl");
+    assert!(corpus.is_file(), "no corpus at {} (set QUARRY_BENCH_DATA)", corpus.display());
+    let queries: Vec<String> = std::fs::read_to_string(data.join("queries.jsonl"))
+        .expect("queries.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().unwrap_or("").to_owned())
+        .filter(|q| !q.is_empty())
+        .collect();
+
+    // 1. Real chunks, real vectors.
+    let model_dir = quarry_testkit::model_dir();
+    let preparer =
+        Preparer::new(&Config::default(), WordPiece::from_file(&model_dir.join("tokenizer.json")).expect("tokenizer"));
+    let (source, _) = JsonlSource::open(&corpus).expect("corpus");
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let mut seeds = Vec::new();
+    for info in rt.block_on(source.list("")).expect("list") {
+        let blob = rt.block_on(source.get(&info.key)).expect("get");
+        if let Ok(p) = preparer.prepare_as(Some(info.key.as_str()), info.content_type.as_deref(), &blob.bytes) {
+            seeds.extend(p.chunks.into_iter().map(|c| (info.key.clone(), c)));
+        }
+        if seeds.len() >= SEED_CHUNKS {
+            break;
+        }
+    }
+    seeds.truncate(SEED_CHUNKS);
+    let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).expect("model");
+    let t = Instant::now();
+    let texts: Vec<&str> = seeds.iter().map(|(_, c)| c.text.as_str()).collect();
+    let vectors = embedder.embed_blocking(&texts).expect("embed");
+    println!("embedded {} seed chunks in {:.1}s", seeds.len(), t.elapsed().as_secs_f64());
+
+    // 2. 100k chunks in a fresh store.
+    let state = std::env::temp_dir().join(format!("quarry-bench-search-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let t = Instant::now();
+    {
+        let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
+        let mut r = XorShift::new(7);
+        for copy in 0..COPIES {
+            let records: Vec<VectorRecord> = seeds
+                .iter()
+                .zip(&vectors)
+                .map(|((key, chunk), v)| {
+                    let key = DocumentKey::new(format!("{key}/copy-{copy}"));
+                    let document = DocumentId::for_key(&key);
+                    let mut v: Vec<f32> = v.iter().map(|x| x + 0.025 * r.gauss()).collect();
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    v.iter_mut().for_each(|x| *x /= norm);
+                    let metadata = BTreeMap::from([
+                        ("key".to_owned(), serde_json::Value::from(key.as_str())),
+                        ("format".to_owned(), serde_json::Value::from("text")),
+                    ]);
+                    VectorRecord {
+                        id: ChunkId::new(&document, chunk.ordinal),
+                        document,
+                        vector: v,
+                        text: chunk.text.clone(),
+                        pages: chunk.pages,
+                        span: chunk.span,
+                        metadata,
+                    }
+                })
+                .collect();
+            rt.block_on(store.upsert(&records)).expect("upsert");
+        }
+    }
+    let n = SEED_CHUNKS * COPIES;
+    println!("stored {n} chunks in {:.1}s", t.elapsed().as_secs_f64());
+
+    // 3. Over HTTP, one client, one query at a time.
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_quarry"),
+        &["--dir", corpus.to_str().expect("utf-8"), "--state", state.to_str().expect("utf-8"), "--bind", "127.0.0.1:0"],
+        &[],
+    );
+    let body = |q: &str| serde_json::json!({"query": q, "top_k": 10}).to_string();
+    for q in queries.iter().take(10) {
+        assert_eq!(server.call("POST", "/v1/search", Some(&body(q)), &[]).0, 200, "warm-up");
+    }
+    let (mut wall, mut took) = (Vec::new(), Vec::new());
+    for q in &queries {
+        let t = Instant::now();
+        let (status, r) = server.call("POST", "/v1/search", Some(&body(q)), &[]);
+        wall.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["results"].as_array().map(Vec::len), Some(10), "{r}");
+        took.push(r["took_ms"].as_f64().expect("took_ms"));
+    }
+    drop(server);
+
+    // 4. The parts, in process: query embedding alone, and the store's search alone.
+    let single = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 0, batch_size: 1 }).expect("model");
+    let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
+    let (mut embed, mut scan) = (Vec::new(), Vec::new());
+    for q in &queries {
+        let t = Instant::now();
+        let v = single.embed_blocking(&[q.as_str()]).expect("embed").remove(0);
+        embed.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let hits = rt.block_on(store.search(&VectorQuery { vector: v, top_k: 11, filter: None })).expect("search");
+        scan.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(hits.len(), 11);
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&state);
+
+    println!();
+    println!("{} queries, top 10 of {n} chunks, one client, 2 cores", queries.len());
+    println!();
+    println!("| measure | p50 ms | p95 ms |");
+    println!("| --- | --- | --- |");
+    for (name, v) in [
+        ("`POST /v1/search` over HTTP, client wall", &wall),
+        ("server `took_ms` (embed + search + payload)", &took),
+        ("query embedding alone (in process)", &embed),
+        ("store search alone: index + payload read (in process)", &scan),
+    ] {
+        println!("| {name} | {:.2} | {:.2} |", pct(v, 0.5), pct(v, 0.95));
+    }
+}
