@@ -7,6 +7,7 @@
 
 mod batches;
 mod engine;
+mod eval;
 mod ingest;
 mod inspect;
 mod search;
@@ -37,6 +38,8 @@ enum Command {
     Search(search::Args),
     /// Serve the HTTP API on this machine (with --watch, keep a folder indexed while serving).
     Serve(serve::Args),
+    /// Measure relevance on a BEIR-format dataset: nDCG@10, Recall@100, MRR@10 and latency per mode.
+    Eval(eval::Args),
     /// Show past batches, or one batch's counts and failures.
     Batches(batches::ShowArgs),
     /// Index a batch's failed documents again.
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => runtime().and_then(|rt| rt.block_on(ingest::run(cli.config.as_deref(), &args))),
         Command::Search(args) => runtime().and_then(|rt| rt.block_on(search::run(cli.config.as_deref(), &args))),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(cli.config.as_deref(), &args))),
+        Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(cli.config.as_deref(), &args))),
         Command::Batches(args) => runtime().and_then(|rt| rt.block_on(batches::show(&args))),
         Command::Retry(args) => runtime().and_then(|rt| rt.block_on(batches::retry(cli.config.as_deref(), &args))),
     };

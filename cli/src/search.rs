@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quarry_core::Config;
-use quarry_core::ports::{VectorQuery, VectorSearcher};
+use quarry_core::ports::{KeywordQuery, KeywordSearcher, VectorQuery, VectorSearcher};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 
 #[derive(Debug, clap::Args)]
@@ -20,9 +20,19 @@ pub struct Args {
     /// How many results (1 to 100).
     #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     top_k: u16,
+    /// semantic, keyword (BM25) or hybrid (both, fused), as in the API.
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    mode: Mode,
     /// Metadata filter in the API's JSON language, e.g. '{"format": "pdf"}' (see docs/API.md).
     #[arg(long)]
     filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Semantic,
+    Keyword,
+    Hybrid,
 }
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
@@ -38,8 +48,24 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             Some(quarry_core::Filter::parse(&value)?)
         }
     };
-    let vector = embedder.embed_blocking(&[args.query.as_str()])?.remove(0);
-    let hits = store.search(&VectorQuery { vector, top_k: usize::from(args.top_k), filter }).await?;
+    let top_k = usize::from(args.top_k);
+    let keyword = |n| KeywordQuery { text: args.query.clone(), top_k: n, filter: filter.clone() };
+    let hits = match args.mode {
+        Mode::Keyword => store.keyword_search(&keyword(top_k)).await?,
+        Mode::Semantic | Mode::Hybrid => {
+            let vector = embedder.embed_blocking(&[args.query.as_str()])?.remove(0);
+            let n = if args.mode == Mode::Hybrid { top_k.max(quarry_api::HYBRID_DEPTH) } else { top_k };
+            let semantic = store.search(&VectorQuery { vector, top_k: n, filter: filter.clone() }).await?;
+            if args.mode == Mode::Hybrid {
+                let mut fused =
+                    quarry_api::fuse(vec![semantic, store.keyword_search(&keyword(n)).await?], quarry_api::RRF_K);
+                fused.truncate(top_k);
+                fused
+            } else {
+                semantic
+            }
+        }
+    };
     if hits.is_empty() {
         println!("no results");
     }

@@ -63,9 +63,13 @@ impl Backend for LocalBackend {
     type State = SqliteStore;
     type Batches = SqliteStore;
     type Starter = LocalStarter;
+    type Keywords = SqliteStore;
 
     fn embedder(&self) -> &LocalEmbedder {
         &self.queries
+    }
+    fn keywords(&self) -> Option<&SqliteStore> {
+        Some(&self.local.store)
     }
     fn searcher(&self) -> &SqliteStore {
         &self.local.store

@@ -82,7 +82,7 @@ fn ingest_search_rerun_change_and_delete() {
     let nothing = ok(&quarry(&["retry", &batch, "--dir"]).arg(&dir).output().expect("runs"));
     assert!(nothing.contains("has no failed documents"), "{nothing}");
 
-    let hits = ok(&quarry(&["search", "-k", "3", "--dir"])
+    let hits = ok(&quarry(&["search", "--mode", "semantic", "-k", "3", "--dir"])
         .arg(&dir)
         .arg("salt intake and hypertension")
         .output()

@@ -84,8 +84,25 @@ fn serve_watch_search_documents_batches_and_errors() {
     );
     assert!(r["took_ms"].as_f64().is_some());
 
+    // Modes: keyword finds the literal word; semantic and hybrid (the default) find meaning.
+    let (st, r) = search(&s, json!({"query": "sodium", "mode": "keyword"}));
+    assert_eq!((st, keys(&r)), (200, vec!["heart.md".to_owned()]), "{r}");
+    let (_, r) = search(&s, json!({"query": "sunlight skin", "mode": "semantic", "top_k": 1}));
+    assert_eq!(keys(&r), ["bones.txt"], "{r}");
+    let (_, r) = search(&s, json!({"query": "salmon", "top_k": 1}));
+    assert_eq!(keys(&r), ["fish.txt"], "hybrid by default: {r}");
+    assert!(r["results"][0]["score"].as_f64().is_some_and(|x| x > 0.0 && x <= 1.0), "{r}");
+    let (_, all) = search(&s, json!({"query": "salmon", "mode": "semantic", "top_k": 10}));
+    let (_, high) = search(&s, json!({"query": "salmon", "mode": "semantic", "top_k": 10, "min_score": 0.6}));
+    let n = |v: &Value| v["results"].as_array().map_or(0, Vec::len);
+    assert!(n(&high) < n(&all) && n(&high) >= 1, "min_score cuts the tail: {high}");
+    assert!(high["results"].as_array().into_iter().flatten().all(|h| h["score"].as_f64().is_some_and(|x| x >= 0.6)));
+
     // A filter runs inside the search: the best markdown chunk for a query about bones is heart.md.
-    let (st, r) = search(&s, json!({"query": "calcium and bones", "top_k": 3, "filter": {"format": "markdown"}}));
+    let (st, r) = search(
+        &s,
+        json!({"query": "calcium and bones", "top_k": 3, "mode": "semantic", "filter": {"format": "markdown"}}),
+    );
     assert_eq!((st, keys(&r)), (200, vec!["heart.md".to_owned()]), "{r}");
     let (_, r) = search(
         &s,
@@ -112,6 +129,8 @@ fn serve_watch_search_documents_batches_and_errors() {
         (json!({"query": "x", "filter": {"format": {"$gtx": 1}}}), "filter_unknown_operator"),
         (json!({"query": "x", "filter": {"year": {"$gt": "2020"}}}), "filter_wrong_type"),
         (json!({"query": "x", "filter": "pdf"}), "filter_wrong_type"),
+        (json!({"query": "x", "mode": "fuzzy"}), "invalid_request"),
+        (json!({"query": "x", "min_score": 1.5}), "invalid_min_score"),
         (json!({"query": "x", "topk": 3}), "invalid_request"),
         (json!({"top_k": 3}), "invalid_request"),
     ] {

@@ -23,8 +23,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use quarry_core::config::Server;
 use quarry_core::ports::{
-    BatchRequest, BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, VectorQuery, VectorSearcher,
-    VectorWriter,
+    BatchRequest, BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, KeywordQuery, KeywordSearcher,
+    VectorHit, VectorQuery, VectorSearcher, VectorWriter,
 };
 use quarry_core::{BatchId, DocumentId, Filter, PortError};
 use serde::{Deserialize, Serialize};
@@ -50,8 +50,12 @@ pub trait Backend: Send + Sync + 'static {
     type State: CheckpointStore;
     type Batches: BatchTracker;
     type Starter: BatchStarter;
+    type Keywords: KeywordSearcher;
 
     fn embedder(&self) -> &Self::Embedder;
+    /// Full-text search, where the backend has it (SQLite FTS5 locally; not S3 Vectors): it makes
+    /// `keyword` and `hybrid` modes available, and `hybrid` the default.
+    fn keywords(&self) -> Option<&Self::Keywords>;
     fn searcher(&self) -> &Self::Searcher;
     fn documents(&self) -> &Self::Documents;
     fn writer(&self) -> &Self::Writer;
@@ -158,10 +162,52 @@ pub struct SearchRequest {
     pub filter: Option<serde_json::Value>,
     #[serde(default)]
     pub cursor: Option<String>,
+    /// `semantic`, `keyword` or `hybrid`; hybrid where the backend has full-text search.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Results scoring below this (0 to 1) are left out, before pagination.
+    #[serde(default)]
+    pub min_score: Option<f32>,
 }
 
 fn default_top_k() -> u32 {
     10
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Semantic,
+    Keyword,
+    Hybrid,
+}
+
+/// The reciprocal rank fusion constant (Cormack et al.; what the peer and Anserini use).
+pub const RRF_K: f32 = 60.0;
+/// How deep each list goes into a hybrid fusion, at least.
+pub const HYBRID_DEPTH: usize = 100;
+
+/// Reciprocal rank fusion of ranked lists of chunks: a chunk's score is the sum of 1/(k + rank)
+/// over the lists it is in, divided by the most it could get (first in every list), so that it
+/// lies in [0, 1]. Ties go to the smaller chunk id, so that pages are stable.
+pub fn fuse(lists: Vec<Vec<VectorHit>>, k: f32) -> Vec<VectorHit> {
+    let best = lists.len() as f32 / (k + 1.0);
+    let mut fused: std::collections::HashMap<String, (VectorHit, f32)> = std::collections::HashMap::new();
+    for list in lists {
+        for (rank, hit) in list.into_iter().enumerate() {
+            let add = 1.0 / (k + rank as f32 + 1.0);
+            fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
+        }
+    }
+    let mut out: Vec<VectorHit> = fused
+        .into_values()
+        .map(|(mut h, s)| {
+            h.score = (s / best).clamp(0.0, 1.0);
+            h
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.as_str().cmp(b.id.as_str())));
+    out
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -216,9 +262,19 @@ async fn search<B: Backend>(
         Some(serde_json::Value::Object(m)) if m.is_empty() => None,
         Some(f) => Some(Filter::parse(f).map_err(|e| ApiError::bad_request(e.code, e.to_string()))?),
     };
+    let keywords = app.backend.keywords();
+    let mode = req.mode.unwrap_or(if keywords.is_some() { Mode::Hybrid } else { Mode::Semantic });
+    if mode != Mode::Semantic && keywords.is_none() {
+        return Err(ApiError::bad_request("unsupported_mode", "this deployment has no full-text index: use semantic"));
+    }
+    let min_score = req.min_score.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(ApiError::bad_request("invalid_min_score", "min_score must be between 0 and 1"));
+    }
     let top_k = req.top_k as usize;
-    let filter_text = req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default();
-    let fingerprint = cursor::fingerprint(query, req.top_k, &filter_text);
+    let bound =
+        format!("{mode:?}|{min_score}|{}", req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default());
+    let fingerprint = cursor::fingerprint(query, req.top_k, &bound);
     let offset = match &req.cursor {
         Some(c) => app.cursor_key.open(c, &fingerprint)?,
         None => 0,
@@ -226,11 +282,24 @@ async fn search<B: Backend>(
     if offset + top_k > MAX_DEPTH {
         return Err(ApiError::bad_request("too_deep", format!("results stop at depth {MAX_DEPTH}")));
     }
-    let vector = app.backend.embedder().embed(&[query.to_owned()]).await?.pop().ok_or_else(|| {
-        ApiError::internal(PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })
-    })?;
     // One more than the page: whether there is a next page.
-    let hits = app.backend.searcher().search(&VectorQuery { vector, top_k: offset + top_k + 1, filter }).await?;
+    let depth = offset + top_k + 1;
+    let keyword = |n: usize| KeywordQuery { text: query.to_owned(), top_k: n, filter: filter.clone() };
+    let hits = match (mode, keywords) {
+        (Mode::Keyword, Some(kw)) => kw.keyword_search(&keyword(depth)).await?,
+        (Mode::Hybrid, Some(kw)) => {
+            let n = depth.max(HYBRID_DEPTH);
+            let vector = embed_query(&app.backend, query).await?;
+            let (vq, kq) = (VectorQuery { vector, top_k: n, filter: filter.clone() }, keyword(n));
+            let (semantic, words) = tokio::join!(app.backend.searcher().search(&vq), kw.keyword_search(&kq));
+            fuse(vec![semantic?, words?], RRF_K)
+        }
+        _ => {
+            let vector = embed_query(&app.backend, query).await?;
+            app.backend.searcher().search(&VectorQuery { vector, top_k: depth, filter }).await?
+        }
+    };
+    let hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
     let more = hits.len() > offset + top_k;
     let results = hits
         .into_iter()
@@ -255,6 +324,12 @@ async fn search<B: Backend>(
         .collect();
     let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, &fingerprint));
     Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
+}
+
+async fn embed_query<B: Backend>(backend: &B, query: &str) -> Result<Vec<f32>, ApiError> {
+    backend.embedder().embed(&[query.to_owned()]).await?.pop().ok_or_else(|| {
+        ApiError::internal(PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })
+    })
 }
 
 // ------------------------------------------------------------------ documents
@@ -409,7 +484,42 @@ async fn startup<B: Backend>(State(app): State<Arc<App<B>>>) -> Result<Json<serd
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use quarry_core::{CharSpan, ChunkId, DocumentId, DocumentKey};
+
+    use super::{VectorHit, constant_time_eq, fuse};
+
+    fn hit(doc: &str, ordinal: u32) -> VectorHit {
+        let document = DocumentId::for_key(&DocumentKey::new(doc));
+        VectorHit {
+            id: ChunkId::new(&document, ordinal),
+            document,
+            score: 0.5,
+            text: String::new(),
+            pages: None,
+            span: CharSpan { start: 0, end: 0 },
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn reciprocal_rank_fusion() {
+        let (a, b, c, d) = (hit("a", 0), hit("b", 0), hit("c", 0), hit("d", 0));
+        let fused = fuse(vec![vec![a.clone(), b.clone(), c.clone()], vec![b.clone(), d.clone(), a.clone()]], 60.0);
+        let order: Vec<&ChunkId> = fused.iter().map(|h| &h.id).collect();
+        // b: 1/62 + 1/61; a: 1/61 + 1/63; then c (1/63) and d (1/62): d before c.
+        assert_eq!(order, [&b.id, &a.id, &d.id, &c.id]);
+        let best = 2.0 / 61.0;
+        assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 61.0) / best).abs() < 1e-6);
+        assert!(fused.iter().all(|h| (0.0..=1.0).contains(&h.score)));
+        // First in every list scores exactly 1.
+        let top = fuse(vec![vec![a.clone()], vec![a.clone()]], 60.0);
+        assert!((top[0].score - 1.0).abs() < 1e-6);
+        // Equal scores: ordered by chunk id, whatever the input order.
+        let tie1 = fuse(vec![vec![c.clone()], vec![d.clone()]], 60.0);
+        let tie2 = fuse(vec![vec![d.clone()], vec![c.clone()]], 60.0);
+        assert_eq!(tie1.iter().map(|h| &h.id).collect::<Vec<_>>(), tie2.iter().map(|h| &h.id).collect::<Vec<_>>());
+        assert!(fuse(vec![vec![], vec![]], 60.0).is_empty());
+    }
 
     #[test]
     fn key_comparison() {

@@ -231,6 +231,21 @@ pub trait VectorSearcher: Send + Sync {
     fn search(&self, query: &VectorQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;
 }
 
+/// A keyword (full-text) query: words, not a query language; the adapter quotes every word.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordQuery {
+    pub text: String,
+    pub top_k: usize,
+    pub filter: Option<crate::Filter>,
+}
+
+/// Ranks chunks by BM25 over their text and their document's title. Hits are scored in [0, 1]
+/// relative to the best hit (BM25 has no absolute scale). Backends without full-text search
+/// (S3 Vectors) do not implement it, and search there is semantic only.
+pub trait KeywordSearcher: Send + Sync {
+    fn keyword_search(&self, query: &KeywordQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;
+}
+
 /// What is known about one document: the API's `GET /v1/documents/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentRecord {

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use quarry_core::ports::{
     BatchOutcome, BatchTiming, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, DocumentRecord,
-    EmbeddingCache, Lease, ModelInfo, VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+    EmbeddingCache, KeywordQuery, KeywordSearcher, Lease, ModelInfo, VectorHit, VectorQuery, VectorRecord,
+    VectorSearcher, VectorWriter,
 };
 use quarry_core::{
     BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure,
@@ -86,6 +87,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE chunks ADD COLUMN char_start INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE chunks ADD COLUMN char_end INTEGER NOT NULL DEFAULT 0;
 ",
+    // Full text for keyword and hybrid search: one row per chunk, keyed by the chunk's rowid
+    // (kept stable by upserting in place), with the document title as its own column so that
+    // BM25 can weigh it apart from the body.
+    r#"
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(title, body, tokenize = 'porter unicode61 remove_diacritics 2');
+    INSERT INTO chunks_fts (rowid, title, body)
+        SELECT rowid, COALESCE(json_extract(metadata, '$.title'), json_extract(metadata, '$."user.title"'), ''), text
+        FROM chunks;
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -463,12 +473,20 @@ impl VectorWriter for SqliteStore {
             let mut conn = self.conn();
             let tx = conn.transaction().map_err(db_error("chunks.upsert"))?;
             {
+                // In place (not INSERT OR REPLACE), so that the rowid the full-text row is keyed
+                // by survives an update.
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO chunks
+                        "INSERT INTO chunks
                              (id, document_id, ordinal, text, page_first, page_last, metadata, vector, char_start, char_end)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (id) DO UPDATE SET document_id = ?2, ordinal = ?3, text = ?4, page_first = ?5,
+                             page_last = ?6, metadata = ?7, vector = ?8, char_start = ?9, char_end = ?10
+                         RETURNING rowid",
                     )
+                    .map_err(db_error("chunks.upsert"))?;
+                let mut fts = tx
+                    .prepare_cached("INSERT OR REPLACE INTO chunks_fts (rowid, title, body) VALUES (?1, ?2, ?3)")
                     .map_err(db_error("chunks.upsert"))?;
                 for r in records {
                     let ordinal = r.id.parts().map_or(0, |(_, o)| o);
@@ -476,19 +494,28 @@ impl VectorWriter for SqliteStore {
                         operation: "chunks.upsert",
                         reason: format!("metadata is not serialisable: {e}"),
                     })?;
-                    stmt.execute(params![
-                        r.id.as_str(),
-                        r.document.as_str(),
-                        ordinal,
-                        r.text,
-                        r.pages.map(|p| p.first),
-                        r.pages.map(|p| p.last),
-                        metadata,
-                        to_blob(&r.vector),
-                        r.span.start as i64,
-                        r.span.end as i64,
-                    ])
-                    .map_err(db_error("chunks.upsert"))?;
+                    let rowid: i64 = stmt
+                        .query_row(
+                            params![
+                                r.id.as_str(),
+                                r.document.as_str(),
+                                ordinal,
+                                r.text,
+                                r.pages.map(|p| p.first),
+                                r.pages.map(|p| p.last),
+                                metadata,
+                                to_blob(&r.vector),
+                                r.span.start as i64,
+                                r.span.end as i64,
+                            ],
+                            |row| row.get(0),
+                        )
+                        .map_err(db_error("chunks.upsert"))?;
+                    let title = ["title", "user.title"]
+                        .iter()
+                        .find_map(|k| r.metadata.get(*k).and_then(|v| v.as_str()))
+                        .unwrap_or("");
+                    fts.execute(params![rowid, title, r.text]).map_err(db_error("chunks.upsert"))?;
                 }
             }
             tx.commit().map_err(db_error("chunks.upsert"))?;
@@ -510,10 +537,24 @@ impl VectorWriter for SqliteStore {
     }
 
     async fn delete_from(&self, document: &DocumentId, keep: u32) -> Result<u64, PortError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2", params![document.as_str(), keep])
+        let n = {
+            let mut conn = self.conn();
+            let tx = conn.transaction().map_err(db_error("chunks.delete"))?;
+            tx.execute(
+                "DELETE FROM chunks_fts WHERE rowid IN
+                     (SELECT rowid FROM chunks WHERE document_id = ?1 AND ordinal >= ?2)",
+                params![document.as_str(), keep],
+            )
             .map_err(db_error("chunks.delete"))?;
+            let n = tx
+                .execute(
+                    "DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2",
+                    params![document.as_str(), keep],
+                )
+                .map_err(db_error("chunks.delete"))?;
+            tx.commit().map_err(db_error("chunks.delete"))?;
+            n
+        };
         self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove_document_from(document, keep);
         if keep == 0 {
             self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(document);
@@ -536,37 +577,240 @@ impl VectorSearcher for SqliteStore {
         };
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT text, page_first, page_last, char_start, char_end, metadata FROM chunks WHERE id = ?1",
-            )
+            .prepare_cached(&format!("SELECT {PAYLOAD} FROM chunks WHERE id = ?1"))
             .map_err(db_error("chunks.search"))?;
         let mut out = Vec::with_capacity(hits.len());
         for h in hits {
             // A chunk deleted between the index read and this one is simply not a result.
-            let row = stmt
-                .query_row([h.id.as_str()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<u32>>(1)?,
-                        r.get::<_, Option<u32>>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                })
-                .optional()
-                .map_err(db_error("chunks.search"))?;
-            let Some((text, first, last, start, end, metadata)) = row else { continue };
-            out.push(VectorHit {
-                id: h.id,
-                document: h.document,
-                score: h.score,
-                text,
-                pages: first.zip(last).map(|(first, last)| PageRange { first, last }),
-                span: CharSpan { start: start as usize, end: end as usize },
-                metadata: serde_json::from_str(&metadata)
-                    .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?,
-            });
+            let row =
+                stmt.query_row([h.id.as_str()], |r| payload(r, 0)).optional().map_err(db_error("chunks.search"))?;
+            let Some(p) = row else { continue };
+            out.push(p.into_hit(h.id, h.document, h.score)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The columns a hit carries, in the order [`payload`] reads them.
+const PAYLOAD: &str = "text, page_first, page_last, char_start, char_end, metadata";
+
+struct Payload {
+    text: String,
+    pages: Option<PageRange>,
+    span: CharSpan,
+    metadata: String,
+}
+
+fn payload(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Payload> {
+    let (first, last): (Option<u32>, Option<u32>) = (r.get(at + 1)?, r.get(at + 2)?);
+    Ok(Payload {
+        text: r.get(at)?,
+        pages: first.zip(last).map(|(first, last)| PageRange { first, last }),
+        span: CharSpan { start: r.get::<_, i64>(at + 3)? as usize, end: r.get::<_, i64>(at + 4)? as usize },
+        metadata: r.get(at + 5)?,
+    })
+}
+
+impl Payload {
+    fn into_hit(self, id: ChunkId, document: DocumentId, score: f32) -> Result<VectorHit, PortError> {
+        Ok(VectorHit {
+            id,
+            document,
+            score,
+            text: self.text,
+            pages: self.pages,
+            span: self.span,
+            metadata: serde_json::from_str(&self.metadata)
+                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?,
+        })
+    }
+}
+
+/// BM25 weight of a chunk's document title against its body (1.0): titles are short and say what
+/// a document is about.
+const TITLE_WEIGHT: f64 = 2.0;
+/// Most words of a query that reach the full-text index.
+const MAX_QUERY_TERMS: usize = 64;
+
+/// English function words: with any-word matching they would pull in nearly every chunk, and BM25
+/// gives them almost no weight anyway (the list of the classic SMART/NLTK stopword sets).
+const STOPWORDS: &[&str] = &[
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "cannot",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "ought",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+];
+
+/// The query as an FTS5 expression: every word quoted (so nothing the user types is FTS5 syntax),
+/// any word may match, BM25 ranks. `None` when there is no word at all.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| STOPWORDS.binary_search(&w.as_str()).is_err())
+        .take(MAX_QUERY_TERMS)
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" OR "))
+}
+
+impl KeywordSearcher for SqliteStore {
+    async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<VectorHit>, PortError> {
+        let Some(expr) = fts_query(&query.text) else { return Ok(Vec::new()) };
+        let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT c.id, c.document_id, bm25(chunks_fts, ?2, 1.0) AS rank, {}
+                 FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid
+                 WHERE chunks_fts MATCH ?1 ORDER BY rank",
+                PAYLOAD.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+            ))
+            .map_err(db_error("chunks.keyword"))?;
+        let mut rows = stmt.query(params![expr, TITLE_WEIGHT]).map_err(db_error("chunks.keyword"))?;
+        let mut out: Vec<VectorHit> = Vec::with_capacity(query.top_k.min(1024));
+        while out.len() < query.top_k {
+            let Some(row) = rows.next().map_err(db_error("chunks.keyword"))? else { break };
+            let doc: String = row.get(1).map_err(db_error("chunks.keyword"))?;
+            let Some(document) = DocumentId::parse(&doc) else { continue };
+            // The filter is decided here, in rank order, so that top_k fills with matching chunks.
+            if let Some(f) = &query.filter
+                && !metadata.get(&document).is_some_and(|m| f.matches(m))
+            {
+                continue;
+            }
+            let id = ChunkId::from_stored(row.get(0).map_err(db_error("chunks.keyword"))?);
+            // FTS5's bm25() is negated: lower is better.
+            let bm25: f64 = row.get(2).map_err(db_error("chunks.keyword"))?;
+            let p = payload(row, 3).map_err(db_error("chunks.keyword"))?;
+            out.push(p.into_hit(id, document, (-bm25) as f32)?);
+        }
+        // BM25 has no absolute scale: scores relative to the best hit, in [0, 1].
+        let best = out.first().map_or(1.0, |h| h.score).max(f32::MIN_POSITIVE);
+        for h in &mut out {
+            h.score = (h.score / best).clamp(0.0, 1.0);
         }
         Ok(out)
     }

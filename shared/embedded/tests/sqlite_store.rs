@@ -28,6 +28,12 @@ async fn vector_store_contract() {
 }
 
 #[tokio::test]
+async fn keyword_store_contract() {
+    let store = SqliteStore::open(&scratch("keywords"), 8).expect("open");
+    quarry_testkit::contract::keyword_store(&store, 8).await;
+}
+
+#[tokio::test]
 async fn batch_tracker_contract() {
     let store = SqliteStore::open(&scratch("batches"), 8).expect("open");
     quarry_testkit::contract::batch_tracker(&store).await;

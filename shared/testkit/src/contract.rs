@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, Lease, ModelInfo,
-    VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, KeywordQuery,
+    KeywordSearcher, Lease, ModelInfo, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
 use quarry_core::{
     BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PageRange,
@@ -235,4 +235,59 @@ pub async fn embedding_cache<S: EmbeddingCache>(store: &S) {
     );
     assert_eq!(store.get(&wider, &[a]).await.expect("get"), vec![None], "nor another dimension's");
     assert!(store.get(&model, &[]).await.expect("empty").is_empty());
+}
+
+/// Full-text ranking over chunk text and title, filters inside the ranking, scores in [0, 1],
+/// deletes followed, and any user text accepted as words.
+pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: usize) {
+    let (_, a) = doc("contract/kw-a.md");
+    let (_, b) = doc("contract/kw-b.md");
+    let mk = |d: &DocumentId, ordinal: u32, text: &str, title: &str, format: &str| {
+        let mut r = record(d, ordinal, (0..dim).map(|j| if j == 0 { 1.0 } else { 0.0 }).collect());
+        r.text = text.to_owned();
+        r.metadata.insert("title".into(), serde_json::Value::from(title));
+        r.metadata.insert("format".into(), serde_json::Value::from(format));
+        r
+    };
+    store
+        .upsert(&[
+            mk(&a, 0, "Salmon and sardines are oily fish rich in omega-3 fatty acids.", "Oily fish", "md"),
+            mk(&a, 1, "Walnuts and flaxseed also provide plant omega-3.", "Oily fish", "md"),
+            mk(&b, 0, "Sodium raises blood pressure in salt-sensitive people.", "Salt and the heart", "txt"),
+        ])
+        .await
+        .expect("upsert");
+    let q = |text: &str, k: usize, filter: Option<serde_json::Value>| KeywordQuery {
+        text: text.to_owned(),
+        top_k: k,
+        filter: filter.map(|f| quarry_core::Filter::parse(&f).expect("valid filter")),
+    };
+    let hits = store.keyword_search(&q("salmon omega-3", 10, None)).await.expect("search");
+    assert_eq!(hits.first().map(|h| &h.id), Some(&ChunkId::new(&a, 0)), "{hits:?}");
+    assert!(hits.iter().all(|h| h.document == a), "only chunks with the words: {hits:?}");
+    assert!((hits[0].score - 1.0).abs() < 1e-6 && hits.iter().all(|h| (0.0..=1.0).contains(&h.score)), "{hits:?}");
+    assert_eq!(hits[0].text, "Salmon and sardines are oily fish rich in omega-3 fatty acids.", "hits carry their text");
+    // Stemming: "pressures" finds "pressure"; the title is searched too.
+    let hits = store.keyword_search(&q("pressures", 10, None)).await.expect("search");
+    assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b]);
+    let hits = store.keyword_search(&q("heart", 10, None)).await.expect("search");
+    assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b], "title words match");
+    // A filter decides inside the ranking.
+    let hits =
+        store.keyword_search(&q("omega-3 salt", 1, Some(serde_json::json!({"format": "txt"})))).await.expect("search");
+    assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b], "{hits:?}");
+    // Whatever the user types is words, never query syntax.
+    for odd in ["\"unbalanced", "AND OR NOT", "fish*", "(salt) NEAR/2", "col:umn", "   ", "!!!", "^salmon"] {
+        let r = store.keyword_search(&q(odd, 5, None)).await;
+        assert!(r.is_ok(), "{odd:?}: {r:?}");
+    }
+    assert!(store.keyword_search(&q("!!!", 5, None)).await.expect("search").is_empty());
+    // Updates and deletes are followed.
+    store.upsert(&[mk(&a, 1, "Chia seeds too.", "Oily fish", "md")]).await.expect("update");
+    let hits = store.keyword_search(&q("walnuts", 10, None)).await.expect("search");
+    assert!(hits.is_empty(), "an updated chunk's old words are gone: {hits:?}");
+    store.delete_from(&a, 0).await.expect("delete");
+    let hits = store.keyword_search(&q("salmon chia", 10, None)).await.expect("search");
+    assert!(hits.is_empty(), "a deleted document's chunks are gone: {hits:?}");
+    store.delete_from(&b, 0).await.expect("delete");
 }
