@@ -23,6 +23,9 @@ pub struct Args {
     /// semantic, keyword (BM25) or hybrid (both, fused), as in the API.
     #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
     mode: Mode,
+    /// Show the sentences that answer the query (marked »…«) instead of the start of each chunk.
+    #[arg(long)]
+    highlight: bool,
     /// Metadata filter in the API's JSON language, e.g. '{"format": "pdf"}' (see docs/API.md).
     #[arg(long)]
     filter: Option<String>,
@@ -76,10 +79,19 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             Some(p) if hit.metadata.get("format").and_then(|v| v.as_str()) == Some("pdf") => format!(" p.{}", p.first),
             _ => String::new(),
         };
-        let text: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let preview: String = text.chars().take(160).collect();
-        let more = if text.chars().count() > 160 { "…" } else { "" };
-        println!("{:>2}. {:.3}  {key}{page}\n    {preview}{more}", rank + 1, hit.score);
+        println!("{:>2}. {:.3}  {key}{page}", rank + 1, hit.score);
+        let marks = if args.highlight { quarry_api::highlight::highlights(&args.query, &hit.text) } else { Vec::new() };
+        if marks.is_empty() {
+            let text: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let preview: String = text.chars().take(160).collect();
+            let more = if text.chars().count() > 160 { "…" } else { "" };
+            println!("    {preview}{more}");
+        }
+        let chars: Vec<char> = hit.text.chars().collect();
+        for m in marks {
+            let sentence: String = chars[m.start..m.end].iter().collect();
+            println!("    »{}«", sentence.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
     }
     Ok(())
 }

@@ -83,6 +83,13 @@ fn serve_watch_search_documents_batches_and_errors() {
         "{top}"
     );
     assert!(r["took_ms"].as_f64().is_some());
+    // The highlight is the sentence that answers, by character offsets into `text`.
+    let (ha, hb) = (
+        top["highlights"][0]["start"].as_u64().expect("a highlight") as usize,
+        top["highlights"][0]["end"].as_u64().expect("end") as usize,
+    );
+    let lit: String = slice.chars().skip(ha).take(hb - ha).collect();
+    assert_eq!(lit, "Vitamin D helps the body absorb calcium and keeps bones strong.", "{top}");
 
     // Modes: keyword finds the literal word; semantic and hybrid (the default) find meaning.
     let (st, r) = search(&s, json!({"query": "sodium", "mode": "keyword"}));
@@ -116,6 +123,15 @@ fn serve_watch_search_documents_batches_and_errors() {
     let (st, p2) = search(&s, json!({"query": "nutrition", "top_k": 1, "cursor": cursor}));
     assert_eq!(st, 200, "{p2}");
     assert_ne!(p1["results"][0]["chunk_id"], p2["results"][0]["chunk_id"], "page 2 is not page 1");
+    // Page 2 repeated the query: its vector came from the query cache.
+    let (st, m) = call(&s, "GET", "/metrics", None, &[]);
+    let m = m.as_str().unwrap_or_default().to_owned();
+    let hits: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("quarry_query_cache_hits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(st == 200 && hits >= 1, "{m}");
     let mut tampered = cursor.clone().into_bytes();
     tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");

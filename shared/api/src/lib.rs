@@ -9,6 +9,8 @@
 
 pub mod cursor;
 mod error;
+pub mod highlight;
+pub mod query_cache;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use tokio::sync::Semaphore;
 
 pub use cursor::CursorKey;
 pub use error::ApiError;
+pub use query_cache::QueryCache;
 
 /// Deepest result a page sequence may reach (offset + page size).
 pub const MAX_DEPTH: usize = 1_000;
@@ -76,7 +79,13 @@ struct App<B> {
     limits: Server,
     cursor_key: CursorKey,
     slots: Arc<Semaphore>,
+    queries: QueryCache,
+    searches: std::sync::atomic::AtomicU64,
 }
+
+/// Query vectors kept (LRU) and for how long.
+pub const QUERY_CACHE_ENTRIES: usize = 4_096;
+pub const QUERY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// The API over `backend`. `limits` sets the body, query and concurrency caps and, when it holds
 /// an API key, requires it as a bearer token on every `/v1` route (health probes stay open, as
@@ -84,7 +93,8 @@ struct App<B> {
 pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> Router {
     let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
     let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
-    let app = Arc::new(App { backend, limits, cursor_key, slots });
+    let queries = QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL);
+    let app = Arc::new(App { backend, limits, cursor_key, slots, queries, searches: Default::default() });
     let v1 = Router::new()
         .route("/v1/search", post(search::<B>))
         .route("/v1/documents/{id}", get(get_document::<B>).delete(delete_document::<B>))
@@ -96,6 +106,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/ready", get(ready::<B>))
         .route("/health/startup", get(startup::<B>))
+        .route("/metrics", get(metrics::<B>))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(app)
@@ -223,6 +234,8 @@ pub struct SearchResult {
     pub chunk_id: String,
     pub score: f32,
     pub text: String,
+    /// The sentences of `text` that best answer the query, as character offsets into `text`.
+    pub highlights: Vec<highlight::Highlight>,
     pub source: Source,
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -241,6 +254,7 @@ async fn search<B: Backend>(
     payload: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
+    app.searches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let req = body(payload)?;
     let query = req.query.trim();
     if query.is_empty() {
@@ -289,13 +303,13 @@ async fn search<B: Backend>(
         (Mode::Keyword, Some(kw)) => kw.keyword_search(&keyword(depth)).await?,
         (Mode::Hybrid, Some(kw)) => {
             let n = depth.max(HYBRID_DEPTH);
-            let vector = embed_query(&app.backend, query).await?;
+            let vector = embed_query(&app, query).await?;
             let (vq, kq) = (VectorQuery { vector, top_k: n, filter: filter.clone() }, keyword(n));
             let (semantic, words) = tokio::join!(app.backend.searcher().search(&vq), kw.keyword_search(&kq));
             fuse(vec![semantic?, words?], RRF_K)
         }
         _ => {
-            let vector = embed_query(&app.backend, query).await?;
+            let vector = embed_query(&app, query).await?;
             app.backend.searcher().search(&VectorQuery { vector, top_k: depth, filter }).await?
         }
     };
@@ -317,6 +331,7 @@ async fn search<B: Backend>(
                     start: h.span.start,
                     end: h.span.end,
                 },
+                highlights: highlight::highlights(query, &h.text),
                 text: h.text,
                 metadata: h.metadata.into_iter().collect(),
             }
@@ -326,10 +341,29 @@ async fn search<B: Backend>(
     Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
 }
 
-async fn embed_query<B: Backend>(backend: &B, query: &str) -> Result<Vec<f32>, ApiError> {
-    backend.embedder().embed(&[query.to_owned()]).await?.pop().ok_or_else(|| {
+async fn embed_query<B: Backend>(app: &App<B>, query: &str) -> Result<Vec<f32>, ApiError> {
+    let model = &app.backend.embedder().model().id;
+    if let Some(v) = app.queries.get(model, query) {
+        return Ok(v);
+    }
+    let v = app.backend.embedder().embed(&[query.to_owned()]).await?.pop().ok_or_else(|| {
         ApiError::internal(PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })
-    })
+    })?;
+    app.queries.put(model, query, v.clone());
+    Ok(v)
+}
+
+/// Prometheus text: searches served and the query cache's hits and misses.
+async fn metrics<B: Backend>(State(app): State<Arc<App<B>>>) -> Response {
+    let body = format!(
+        "# TYPE quarry_searches_total counter\nquarry_searches_total {}\n\
+         # TYPE quarry_query_cache_hits_total counter\nquarry_query_cache_hits_total {}\n\
+         # TYPE quarry_query_cache_misses_total counter\nquarry_query_cache_misses_total {}\n",
+        app.searches.load(std::sync::atomic::Ordering::Relaxed),
+        app.queries.hits(),
+        app.queries.misses()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 // ------------------------------------------------------------------ documents

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod filter;
+pub mod lexicon;
 pub mod ports;
 
 pub use config::{Config, ConfigError};

@@ -1,0 +1,108 @@
+//! Which sentences of a result answer the query: character spans into the result's `text`.
+//!
+//! Sentences are scored by the distinct query words they contain (stopwords dropped, light
+//! stemming), so a sentence that names the query's subject beats one that only shares "the". Up to
+//! two best sentences are returned in reading order; none when no query word occurs (a purely
+//! semantic match: the whole chunk is the answer).
+
+use quarry_core::lexicon;
+use serde::{Deserialize, Serialize};
+
+/// A highlighted passage: `text[start..end]`, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Highlight {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Most sentences highlighted per result.
+pub const MAX_HIGHLIGHTS: usize = 2;
+
+/// Sentence spans in characters: a sentence ends after `.`, `!` or `?` followed by white space,
+/// or at a line break; surrounding white space is left out.
+fn sentences(text: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 0..chars.len() {
+        let end_here = chars[i] == '\n'
+            || (matches!(chars[i], '.' | '!' | '?') && chars.get(i + 1).is_none_or(|c| c.is_whitespace()));
+        if end_here || i + 1 == chars.len() {
+            let end = if chars[i] == '\n' { i } else { i + 1 };
+            let (mut a, mut b) = (start, end);
+            while a < b && chars[a].is_whitespace() {
+                a += 1;
+            }
+            while b > a && chars[b - 1].is_whitespace() {
+                b -= 1;
+            }
+            if b > a {
+                out.push((a, b));
+            }
+            start = i + 1;
+        }
+    }
+    out
+}
+
+pub fn highlights(query: &str, text: &str) -> Vec<Highlight> {
+    let terms: std::collections::HashSet<String> =
+        lexicon::words(query).filter(|w| !lexicon::is_stopword(w)).map(|w| lexicon::stem(&w).to_owned()).collect();
+    if terms.is_empty() {
+        return Vec::new();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut scored: Vec<(usize, (usize, usize))> = sentences(text)
+        .into_iter()
+        .filter_map(|(a, b)| {
+            let sentence: String = chars[a..b].iter().collect();
+            let found: std::collections::HashSet<String> =
+                lexicon::words(&sentence).map(|w| lexicon::stem(&w).to_owned()).filter(|w| terms.contains(w)).collect();
+            (!found.is_empty()).then_some((found.len(), (a, b)))
+        })
+        .collect();
+    // Most query words first; the earlier sentence on a tie.
+    scored.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.0.cmp(&y.1.0)));
+    let mut best: Vec<Highlight> =
+        scored.into_iter().take(MAX_HIGHLIGHTS).map(|(_, (start, end))| Highlight { start, end }).collect();
+    best.sort_by_key(|h| h.start);
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(query: &str, text: &str) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        highlights(query, text).iter().map(|h| chars[h.start..h.end].iter().collect()).collect()
+    }
+
+    #[test]
+    fn best_sentences_in_reading_order() {
+        let text =
+            "Fish is tasty. Sodium raises blood pressure in some people.\nPotassium lowers blood pressures!  The end.";
+        assert_eq!(
+            spans("does sodium raise blood pressure?", text),
+            ["Sodium raises blood pressure in some people.", "Potassium lowers blood pressures!"]
+        );
+        assert_eq!(spans("tasty fish", text), ["Fish is tasty."]);
+        assert!(spans("the of and", text).is_empty(), "stopwords alone highlight nothing");
+        assert!(spans("vitamin", text).is_empty(), "no query word, no highlight");
+    }
+
+    #[test]
+    fn offsets_are_characters_not_bytes() {
+        let text = "Grüße aus Köln. Café au lait contains caféine.";
+        assert_eq!(spans("caféine", text), ["Café au lait contains caféine."]);
+        let h = highlights("caféine", text)[0];
+        assert_eq!((h.start, h.end), (16, 46));
+    }
+
+    #[test]
+    fn sentence_splitting() {
+        assert_eq!(sentences("  One. Two?\n\nThree"), [(2, 6), (7, 11), (13, 18)]);
+        assert_eq!(sentences("3.5 grams. Next"), [(0, 10), (11, 15)], "a decimal point does not end a sentence");
+        assert!(sentences("   ").is_empty());
+    }
+}
