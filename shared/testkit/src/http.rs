@@ -32,11 +32,14 @@ impl Server {
             .env("QUARRY_MODEL_DIR", crate::model_dir())
             .env_remove("QUARRY_CONFIG")
             .env_remove("QUARRY_API_KEY")
-            // Benchmarks' own settings: Quarry refuses QUARRY_* variables it does not know.
-            .env_remove("QUARRY_BENCH_DATA")
-            .env_remove("QUARRY_BENCH_CORPUS")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // Benchmarks' own settings: Quarry refuses QUARRY_* variables it does not know.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("QUARRY_BENCH_") {
+                c.env_remove(k);
+            }
+        }
         for (k, v) in env {
             c.env(k, v);
         }
