@@ -159,6 +159,9 @@ fn serve_watch_search_documents_batches_and_errors() {
     let big = json!({"query": "y".repeat(70_000)}).to_string();
     let (st, e) = call(&s, "POST", "/v1/search", Some(&big), &[]);
     assert_eq!((st, e["error"]["code"].as_str()), (413, Some("request_too_large")), "{e}");
+    let (st, spec) = call(&s, "GET", "/openapi.json", None, &[]);
+    assert_eq!(st, 200);
+    assert!(spec["paths"]["/v1/search"]["post"].is_object(), "{spec}");
     let (st, e) = call(&s, "GET", "/v1/nothing-here", None, &[]);
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
 

@@ -9,7 +9,7 @@ use quarry_core::lexicon;
 use serde::{Deserialize, Serialize};
 
 /// A highlighted passage: `text[start..end]`, in characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Highlight {
     pub start: usize,
     pub end: usize,

@@ -94,6 +94,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
     let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
     let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
     let queries = QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL);
+    let spec = openapi_json();
     let app = Arc::new(App { backend, limits, cursor_key, slots, queries, searches: Default::default() });
     let v1 = Router::new()
         .route("/v1/search", post(search::<B>))
@@ -107,6 +108,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/health/ready", get(ready::<B>))
         .route("/health/startup", get(startup::<B>))
         .route("/metrics", get(metrics::<B>))
+        .route("/openapi.json", get(move || std::future::ready(Json(spec.clone()))))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(app)
@@ -165,11 +167,14 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct SearchRequest {
     pub query: String,
     #[serde(default = "default_top_k")]
     pub top_k: u32,
+    /// Metadata filter (see docs/API.md), e.g. `{"format": {"$in": ["pdf", "docx"]}}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
     #[serde(default)]
     pub cursor: Option<String>,
@@ -187,6 +192,7 @@ fn default_top_k() -> u32 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(utoipa::ToSchema)]
 pub enum Mode {
     Semantic,
     Keyword,
@@ -221,14 +227,14 @@ pub fn fuse(lists: Vec<Vec<VectorHit>>, k: f32) -> Vec<VectorHit> {
     out
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub results: Vec<SearchResult>,
     pub next_cursor: Option<String>,
     pub took_ms: f64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResult {
     pub document_id: String,
     pub chunk_id: String,
@@ -237,10 +243,11 @@ pub struct SearchResult {
     /// The sentences of `text` that best answer the query, as character offsets into `text`.
     pub highlights: Vec<highlight::Highlight>,
     pub source: Source,
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Source {
     pub uri: String,
     pub page: Option<u32>,
@@ -249,6 +256,9 @@ pub struct Source {
     pub end: usize,
 }
 
+#[utoipa::path(post, path = "/v1/search", request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn search<B: Backend>(
     State(app): State<Arc<App<B>>>,
     payload: Result<Json<SearchRequest>, JsonRejection>,
@@ -374,6 +384,8 @@ fn document_id(raw: &str) -> Result<DocumentId, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/documents/{id}", params(("id" = String, Path, description = "a result's document_id")),
+    responses((status = 200, body = quarry_core::ports::DocumentRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_document<B: Backend>(
     State(app): State<Arc<App<B>>>,
     Path(id): Path<String>,
@@ -387,6 +399,8 @@ async fn get_document<B: Backend>(
 
 /// Removes a document from the index (its chunks and state). The source file or object is not
 /// touched: deleting that is what keeps a document out for good, as the next sync re-indexes it.
+#[utoipa::path(delete, path = "/v1/documents/{id}", params(("id" = String, Path, description = "a result's document_id")),
+    responses((status = 200, body = Object, description = "{document_id, removed_chunks}"), (status = 404, body = ErrorBody)))]
 async fn delete_document<B: Backend>(
     State(app): State<Arc<App<B>>>,
     Path(id): Path<String>,
@@ -403,6 +417,8 @@ async fn delete_document<B: Backend>(
 
 // ------------------------------------------------------------------ batches
 
+#[utoipa::path(post, path = "/v1/batches", request_body = quarry_core::ports::BatchRequest,
+    responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 400, body = ErrorBody)))]
 async fn start_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
     payload: Result<Json<BatchRequest>, JsonRejection>,
@@ -424,7 +440,7 @@ async fn start_batch<B: Backend>(
     Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchView {
     pub batch_id: String,
     /// `running` while documents are pending, then `done`.
@@ -441,7 +457,7 @@ pub struct BatchView {
     pub failures: Vec<BatchFailure>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchDocuments {
     pub total: u64,
     pub pending: u64,
@@ -450,7 +466,7 @@ pub struct BatchDocuments {
     pub failed: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchFailure {
     pub key: String,
     pub code: String,
@@ -458,6 +474,8 @@ pub struct BatchFailure {
     pub retryable: bool,
 }
 
+#[utoipa::path(get, path = "/v1/batches/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = BatchView), (status = 404, body = ErrorBody)))]
 async fn get_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
     Path(id): Path<String>,
@@ -496,6 +514,47 @@ async fn get_batch<B: Backend>(
             })
             .collect(),
     }))
+}
+
+// ------------------------------------------------------------------ description
+
+/// The error shape every failure has.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `query_too_long`, `filter_unknown_operator`, ...
+    pub code: String,
+    pub message: String,
+}
+
+/// The OpenAPI description, generated from the handlers and types above.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(title = "Quarry", description = "Semantic, keyword and hybrid search over a bucket or a folder"),
+    paths(search, get_document, delete_document, start_batch, get_batch),
+    components(schemas(
+        SearchRequest,
+        SearchResponse,
+        SearchResult,
+        Source,
+        Mode,
+        highlight::Highlight,
+        BatchView,
+        BatchDocuments,
+        BatchFailure,
+        ErrorBody,
+        ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON (what `GET /openapi.json` serves).
+pub fn openapi_json() -> serde_json::Value {
+    serde_json::to_value(<ApiDoc as utoipa::OpenApi>::openapi()).unwrap_or(serde_json::Value::Null)
 }
 
 // ------------------------------------------------------------------ health
@@ -553,6 +612,32 @@ mod tests {
         let tie2 = fuse(vec![vec![d.clone()], vec![c.clone()]], 60.0);
         assert_eq!(tie1.iter().map(|h| &h.id).collect::<Vec<_>>(), tie2.iter().map(|h| &h.id).collect::<Vec<_>>());
         assert!(fuse(vec![vec![], vec![]], 60.0).is_empty());
+    }
+
+    #[test]
+    fn the_openapi_description_covers_every_route_and_error() {
+        let spec = super::openapi_json();
+        let paths = spec["paths"].as_object().expect("paths");
+        for (path, method) in [
+            ("/v1/search", "post"),
+            ("/v1/documents/{id}", "get"),
+            ("/v1/documents/{id}", "delete"),
+            ("/v1/batches", "post"),
+            ("/v1/batches/{id}", "get"),
+        ] {
+            assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+        }
+        let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+        for name in
+            ["SearchRequest", "SearchResponse", "SearchResult", "Highlight", "BatchView", "ErrorBody", "DocumentRecord"]
+        {
+            assert!(schemas.contains_key(name), "{name} missing from {:?}", schemas.keys().collect::<Vec<_>>());
+        }
+        let request = &schemas["SearchRequest"]["properties"];
+        for field in ["query", "top_k", "filter", "cursor", "mode", "min_score"] {
+            assert!(request.get(field).is_some(), "SearchRequest.{field} missing: {request}");
+        }
+        assert!(paths["/v1/search"]["post"]["responses"].get("400").is_some());
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn hex(bytes: &[u8]) -> String {
 /// "bucket" folder, always with `/` separators and already URL-decoded.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentKey(String);
 
 impl DocumentKey {
@@ -49,6 +50,7 @@ impl fmt::Display for DocumentKey {
 /// version's chunks overwrite the old ones and stale ones can be found by ordinal.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentId(String);
 
 impl DocumentId {
@@ -106,6 +108,7 @@ impl fmt::Display for ChunkId {
 /// SHA-256 of a document's bytes: "unchanged" means the same hash, whatever the timestamp says.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContentHash(String);
 
 impl ContentHash {
@@ -323,6 +326,7 @@ pub type RedactionCounts = BTreeMap<PiiKind, u32>;
 /// A batch of documents indexed together, tracked from validation to the last document.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchId(String);
 
 impl BatchId {
@@ -356,6 +360,7 @@ pub struct BatchCounters {
 /// Where one document stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DocumentStatus {
     Pending,
     Processing { attempt: u32 },
@@ -367,6 +372,7 @@ pub enum DocumentStatus {
 
 /// Why a document failed: a stable code, a message for people, and whether a retry may help.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Failure {
     pub code: String,
     pub message: String,

@@ -248,6 +248,7 @@ pub trait KeywordSearcher: Send + Sync {
 
 /// What is known about one document: the API's `GET /v1/documents/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentRecord {
     pub id: DocumentId,
     /// Unknown for a document that failed before it was ever indexed under its key.
@@ -267,6 +268,7 @@ pub trait DocumentReader: Send + Sync {
 
 /// What to index as one tracked batch: a key prefix, a list of keys, or both.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchRequest {
     #[serde(default)]
     pub prefix: Option<String>,
@@ -277,6 +279,7 @@ pub struct BatchRequest {
 /// A batch accepted for work: its id, and the requested keys that do not exist (reported up
 /// front, and recorded in the batch as failed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchStarted {
     pub batch: BatchId,
     pub documents: u64,
