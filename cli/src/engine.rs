@@ -59,6 +59,29 @@ impl Target {
         Ok(SqliteStore::open(&db, quarry_embed::DIMENSION)?)
     }
 
+    /// The index opened for writing: under an exclusive lock on `state_dir/lock`, with leases left
+    /// by a dead run released. One writer per index: the OS drops the lock when a process dies,
+    /// even by SIGKILL, so holding it proves that leftover leases are stale. `None` when another
+    /// process holds the lock; the returned file holds it until dropped.
+    pub fn open_for_writing(&self) -> anyhow::Result<Option<(std::fs::File, SqliteStore)>> {
+        std::fs::create_dir_all(&self.state_dir)
+            .with_context(|| format!("cannot create {}", self.state_dir.display()))?;
+        let lock_path = self.state_dir.join("lock");
+        let lock =
+            std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the state folder"),
+        }
+        let store = SqliteStore::open(&self.state_db(), quarry_embed::DIMENSION)?;
+        let stale = store.release_leases()?;
+        if stale > 0 {
+            tracing::info!(stale, "resuming: released leases of an interrupted run");
+        }
+        Ok(Some((lock, store)))
+    }
+
     /// The input as a blob source, with the JSONL lines that are not documents.
     pub fn source(&self) -> anyhow::Result<(Source, Vec<Rejected>)> {
         if self.jsonl {
@@ -140,6 +163,20 @@ impl Local {
 }
 
 impl Local {
+    /// Sync: documents indexed (or failed) earlier whose keys are not in `present` leave the
+    /// index. Returns how many left.
+    pub async fn remove_missing(&self, present: &std::collections::BTreeSet<&DocumentKey>) -> Result<usize, PortError> {
+        let indexer = self.indexer();
+        let mut removed = 0;
+        for key in self.store.indexed_keys()? {
+            if !present.contains(&key) {
+                indexer.remove(&key).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Indexes `items` (keys with their sizes) as part of `batch`, `workers` documents in flight,
     /// recording each outcome in the batch and reporting it to `progress` (`None`: another process
     /// holds the document, which stays pending).

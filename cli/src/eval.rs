@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use quarry_core::ports::{Embedder, KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorSearcher};
+use quarry_api::Mode;
+use quarry_core::ports::{Embedder, VectorHit};
 use quarry_core::{Config, DocumentId};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embedded::SqliteStore;
@@ -27,23 +28,6 @@ pub struct Args {
     /// Chunks each mode retrieves per query before documents are ranked.
     #[arg(long, default_value_t = 1000)]
     depth: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Semantic,
-    Keyword,
-    Hybrid,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Semantic => "semantic",
-            Mode::Keyword => "keyword",
-            Mode::Hybrid => "hybrid",
-        }
-    }
 }
 
 /// Query id → document key → graded relevance.
@@ -160,19 +144,12 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         let (mut sums, mut lat) = ((0.0, 0.0, 0.0), Vec::with_capacity(queries.len()));
         for (id, text) in &queries {
             let t = Instant::now();
-            let keyword = KeywordQuery { text: text.clone(), top_k: args.depth, filter: None };
-            let hits = match mode {
-                Mode::Keyword => store.keyword_search(&keyword).await?,
-                Mode::Semantic | Mode::Hybrid => {
-                    let vector = embedder.embed(std::slice::from_ref(text)).await?.remove(0);
-                    let semantic = store.search(&VectorQuery { vector, top_k: args.depth, filter: None }).await?;
-                    if mode == Mode::Semantic {
-                        semantic
-                    } else {
-                        quarry_api::fuse(vec![semantic, store.keyword_search(&keyword).await?], quarry_api::RRF_K)
-                    }
-                }
+            let vector = if mode.needs_vector() {
+                Some(embedder.embed(std::slice::from_ref(text)).await?.remove(0))
+            } else {
+                None
             };
+            let hits = quarry_api::retrieve(&store, Some(&store), mode, text, vector, args.depth, None).await?;
             let ranking = documents(&hits, &keys);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let (n, r, m) = metrics(&ranking, &qrels[id]);

@@ -11,10 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use quarry_core::ports::{BatchOutcome, BatchTracker, BlobSource};
 use quarry_core::{BatchId, Classify, Config, DocumentKey, Failure};
-use quarry_embedded::SqliteStore;
 
 use crate::engine::Source;
 use sha2::{Digest, Sha256};
@@ -37,25 +35,9 @@ pub struct Args {
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
     let target = crate::engine::Target::resolve(&args.input, args.state.as_deref())?;
-    let state = target.state_db();
-    std::fs::create_dir_all(&target.state_dir)
-        .with_context(|| format!("cannot create {}", target.state_dir.display()))?;
-    // One ingest per folder at a time. The OS drops the lock when a process dies, even by
-    // SIGKILL, so holding it proves that leases left in the database are from a dead run.
-    let lock_path = state.with_file_name("lock");
-    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            anyhow::bail!("another `quarry ingest` is running on {}", args.input.display())
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the state folder"),
-    }
-    let store = SqliteStore::open(&state, quarry_embed::DIMENSION)?;
-    let stale = store.release_leases()?;
-    if stale > 0 {
-        tracing::info!(stale, "resuming: released leases of an interrupted run");
-    }
+    let Some((lock, store)) = target.open_for_writing()? else {
+        anyhow::bail!("another `quarry ingest` is running on {}", args.input.display())
+    };
     let (source, rejected) = target.source()?;
     let local = crate::engine::Local::load(&config, source, store)?;
     let (source, store, preparer) = (&local.source, &local.store, &local.preparer);
@@ -136,17 +118,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         })
         .await?;
     bar.finish_and_clear();
-    let indexer = local.indexer();
 
     // 4. Sync: what is indexed but no longer in the folder leaves the index.
-    let present: std::collections::BTreeSet<&DocumentKey> = listed.iter().map(|b| &b.key).collect();
-    let mut removed = 0;
-    for key in store.indexed_keys()? {
-        if !present.contains(&key) {
-            indexer.remove(&key).await?;
-            removed += 1;
-        }
-    }
+    let removed = local.remove_missing(&listed.iter().map(|b| &b.key).collect()).await?;
 
     let c = store.counters(&batch).await?;
     drop(lock);

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quarry_core::Config;
-use quarry_core::ports::{KeywordQuery, KeywordSearcher, VectorQuery, VectorSearcher};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 
 #[derive(Debug, clap::Args)]
@@ -42,8 +41,6 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     anyhow::ensure!(!args.query.trim().is_empty(), "the query is empty");
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
     let store = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?.open_existing()?;
-    let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
-        .map_err(crate::SetupError::Model)?;
     let filter = match &args.filter {
         None => None,
         Some(text) => {
@@ -52,23 +49,20 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         }
     };
     let top_k = usize::from(args.top_k);
-    let keyword = |n| KeywordQuery { text: args.query.clone(), top_k: n, filter: filter.clone() };
-    let hits = match args.mode {
-        Mode::Keyword => store.keyword_search(&keyword(top_k)).await?,
-        Mode::Semantic | Mode::Hybrid => {
-            let vector = embedder.embed_blocking(&[args.query.as_str()])?.remove(0);
-            let n = if args.mode == Mode::Hybrid { top_k.max(quarry_api::HYBRID_DEPTH) } else { top_k };
-            let semantic = store.search(&VectorQuery { vector, top_k: n, filter: filter.clone() }).await?;
-            if args.mode == Mode::Hybrid {
-                let mut fused =
-                    quarry_api::fuse(vec![semantic, store.keyword_search(&keyword(n)).await?], quarry_api::RRF_K);
-                fused.truncate(top_k);
-                fused
-            } else {
-                semantic
-            }
-        }
+    let mode = match args.mode {
+        Mode::Semantic => quarry_api::Mode::Semantic,
+        Mode::Keyword => quarry_api::Mode::Keyword,
+        Mode::Hybrid => quarry_api::Mode::Hybrid,
     };
+    let vector = if mode.needs_vector() {
+        let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
+            .map_err(crate::SetupError::Model)?;
+        Some(embedder.embed_blocking(&[args.query.as_str()])?.remove(0))
+    } else {
+        None
+    };
+    let mut hits = quarry_api::retrieve(&store, Some(&store), mode, &args.query, vector, top_k, filter).await?;
+    hits.truncate(top_k);
     if hits.is_empty() {
         println!("no results");
     }

@@ -192,20 +192,10 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         );
     }
 
-    std::fs::create_dir_all(&target.state_dir)
-        .with_context(|| format!("cannot create {}", target.state_dir.display()))?;
-    // The same lock as `quarry ingest`: one writer per index, and leftover leases are provably stale.
-    let lock_path = target.state_dir.join("lock");
-    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the state folder"),
-    }
-    let store = SqliteStore::open(&target.state_db(), quarry_embed::DIMENSION)?;
-    store.release_leases()?;
+    // The same lock as `quarry ingest`: one writer per index.
+    let Some((lock, store)) = target.open_for_writing()? else {
+        anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
+    };
     let (source, _) = target.source()?;
     let local = Arc::new(Local::load(&config, source, store)?);
     let queries = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
@@ -290,14 +280,7 @@ async fn sync_once(
             }
         }
     }
-    let present: std::collections::BTreeSet<&DocumentKey> = listed.iter().map(|b| &b.key).collect();
-    let mut removed = 0;
-    for key in local.store.indexed_keys()? {
-        if !present.contains(&key) {
-            local.indexer().remove(&key).await?;
-            removed += 1;
-        }
-    }
+    let removed = local.remove_missing(&listed.iter().map(|b| &b.key).collect()).await?;
     *seen = listed.into_iter().filter(|b| !retry.contains(&b.key)).map(|b| (b.key, b.version)).collect();
     Ok((indexed, removed))
 }

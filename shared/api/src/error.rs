@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quarry_core::error::chain;
 use quarry_core::{Classify, ErrorClass, PortError};
 
 #[derive(Debug)]
@@ -34,18 +35,6 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 impl From<PortError> for ApiError {

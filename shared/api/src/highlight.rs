@@ -20,8 +20,7 @@ pub const MAX_HIGHLIGHTS: usize = 2;
 
 /// Sentence spans in characters: a sentence ends after `.`, `!` or `?` followed by white space,
 /// or at a line break; surrounding white space is left out.
-fn sentences(text: &str) -> Vec<(usize, usize)> {
-    let chars: Vec<char> = text.chars().collect();
+fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 0..chars.len() {
@@ -52,7 +51,7 @@ pub fn highlights(query: &str, text: &str) -> Vec<Highlight> {
         return Vec::new();
     }
     let chars: Vec<char> = text.chars().collect();
-    let mut scored: Vec<(usize, (usize, usize))> = sentences(text)
+    let mut scored: Vec<(usize, (usize, usize))> = sentences(&chars)
         .into_iter()
         .filter_map(|(a, b)| {
             let sentence: String = chars[a..b].iter().collect();
@@ -101,8 +100,9 @@ mod tests {
 
     #[test]
     fn sentence_splitting() {
-        assert_eq!(sentences("  One. Two?\n\nThree"), [(2, 6), (7, 11), (13, 18)]);
-        assert_eq!(sentences("3.5 grams. Next"), [(0, 10), (11, 15)], "a decimal point does not end a sentence");
-        assert!(sentences("   ").is_empty());
+        let of = |t: &str| sentences(&t.chars().collect::<Vec<_>>());
+        assert_eq!(of("  One. Two?\n\nThree"), [(2, 6), (7, 11), (13, 18)]);
+        assert_eq!(of("3.5 grams. Next"), [(0, 10), (11, 15)], "a decimal point does not end a sentence");
+        assert!(of("   ").is_empty());
     }
 }

@@ -199,6 +199,60 @@ pub enum Mode {
     Hybrid,
 }
 
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Semantic => "semantic",
+            Mode::Keyword => "keyword",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the query's embedding is needed.
+    pub fn needs_vector(self) -> bool {
+        self != Mode::Keyword
+    }
+}
+
+/// Ranked chunks for one query in one mode: the semantic list, the keyword list, or both fused
+/// (each at least [`HYBRID_DEPTH`] deep; the fused list is not cut to `depth`). `vector` is the
+/// query's embedding, which every mode but keyword needs. The one place a mode becomes port
+/// calls: the API, `quarry search` and `quarry eval` all rank through it.
+pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
+    searcher: &S,
+    keywords: Option<&K>,
+    mode: Mode,
+    text: &str,
+    vector: Option<Vec<f32>>,
+    depth: usize,
+    filter: Option<Filter>,
+) -> Result<Vec<VectorHit>, PortError> {
+    let missing = |what: &str| PortError::InvalidInput {
+        operation: "search",
+        reason: format!("{} mode needs {what}", mode.name()),
+    };
+    let keyword = |n: usize| KeywordQuery { text: text.to_owned(), top_k: n, filter: filter.clone() };
+    match mode {
+        Mode::Keyword => keywords.ok_or_else(|| missing("a full-text index"))?.keyword_search(&keyword(depth)).await,
+        Mode::Semantic => {
+            let vector = vector.ok_or_else(|| missing("the query vector"))?;
+            searcher.search(&VectorQuery { vector, top_k: depth, filter }).await
+        }
+        Mode::Hybrid => {
+            let kw = keywords.ok_or_else(|| missing("a full-text index"))?;
+            let n = depth.max(HYBRID_DEPTH);
+            let vq = VectorQuery {
+                vector: vector.ok_or_else(|| missing("the query vector"))?,
+                top_k: n,
+                filter: filter.clone(),
+            };
+            let kq = keyword(n);
+            let (semantic, words) = tokio::join!(searcher.search(&vq), kw.keyword_search(&kq));
+            Ok(fuse(vec![semantic?, words?], RRF_K))
+        }
+    }
+}
+
 /// The reciprocal rank fusion constant (Cormack et al.; what the peer and Anserini use).
 pub const RRF_K: f32 = 60.0;
 /// How deep each list goes into a hybrid fusion, at least.
@@ -308,21 +362,8 @@ async fn search<B: Backend>(
     }
     // One more than the page: whether there is a next page.
     let depth = offset + top_k + 1;
-    let keyword = |n: usize| KeywordQuery { text: query.to_owned(), top_k: n, filter: filter.clone() };
-    let hits = match (mode, keywords) {
-        (Mode::Keyword, Some(kw)) => kw.keyword_search(&keyword(depth)).await?,
-        (Mode::Hybrid, Some(kw)) => {
-            let n = depth.max(HYBRID_DEPTH);
-            let vector = embed_query(&app, query).await?;
-            let (vq, kq) = (VectorQuery { vector, top_k: n, filter: filter.clone() }, keyword(n));
-            let (semantic, words) = tokio::join!(app.backend.searcher().search(&vq), kw.keyword_search(&kq));
-            fuse(vec![semantic?, words?], RRF_K)
-        }
-        _ => {
-            let vector = embed_query(&app, query).await?;
-            app.backend.searcher().search(&VectorQuery { vector, top_k: depth, filter }).await?
-        }
-    };
+    let vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
+    let hits = retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter).await?;
     let hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
     let more = hits.len() > offset + top_k;
     let results = hits
@@ -561,7 +602,7 @@ pub fn openapi_json() -> serde_json::Value {
 
 async fn ready<B: Backend>(State(app): State<Arc<App<B>>>) -> Result<Json<serde_json::Value>, ApiError> {
     app.backend.ready().await.map_err(|e| {
-        tracing::warn!(error = %error::chain(&e), "not ready");
+        tracing::warn!(error = %quarry_core::error::chain(&e), "not ready");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "a backing store cannot be reached")
     })?;
     Ok(Json(serde_json::json!({"status": "ready"})))

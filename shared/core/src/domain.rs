@@ -383,13 +383,7 @@ impl Failure {
     /// Records an error with its whole source chain in the message: the chain is what a user
     /// needs to see why their file failed.
     pub fn from_error<E: std::error::Error + crate::Classify>(err: &E) -> Self {
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+        let message = crate::error::chain(err);
         Failure { code: err.code().to_owned(), message, retryable: err.class().is_retryable() }
     }
 }

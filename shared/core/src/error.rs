@@ -90,6 +90,19 @@ impl Classify for PortError {
     }
 }
 
+/// An error and all its sources on one line (`outer: inner: root`): what logs and recorded
+/// failures show, so that no cause is lost.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
