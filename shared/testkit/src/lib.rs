@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod contract;
 pub mod http;
+pub mod moto;
 
 /// A seeded xorshift64 generator: repeatable test data and benchmarks without a dependency.
 #[derive(Debug, Clone)]

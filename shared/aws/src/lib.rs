@@ -1,0 +1,204 @@
+//! The AWS adapters of Quarry's ports: S3 as the blob source, SQS as the job queue, one DynamoDB
+//! table for document state, checkpoints, batches and the embedding cache, and S3 Vectors as the
+//! vector store. The core knows none of this; the Lambdas build these once per cold start.
+//!
+//! Every call maps its SDK error into a [`PortError`] that says whether a retry may help
+//! (throttling, timeouts, 5xx) or not, keeping the SDK error as the source.
+
+pub mod dynamo;
+pub mod provision;
+pub mod s3;
+pub mod sqs;
+pub mod vectors;
+
+pub use dynamo::DynamoState;
+pub use s3::S3Source;
+pub use sqs::SqsQueue;
+pub use vectors::S3VectorStore;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response;
+use quarry_core::PortError;
+
+/// Where Quarry's AWS resources are: the names the template outputs and the Lambdas read from
+/// their environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub bucket: String,
+    pub queue_url: String,
+    pub table: String,
+    pub vector_bucket: String,
+    pub vector_index: String,
+}
+
+impl Resources {
+    /// Reads `QUARRY_BUCKET`, `QUARRY_QUEUE_URL`, `QUARRY_TABLE`, `QUARRY_VECTOR_BUCKET` and
+    /// `QUARRY_VECTOR_INDEX` from `env`; every missing one is named in the error.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Resources, MissingSettings> {
+        let mut missing = Vec::new();
+        let mut get = |name: &'static str| {
+            env(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
+                missing.push(name);
+                String::new()
+            })
+        };
+        let r = Resources {
+            bucket: get("QUARRY_BUCKET"),
+            queue_url: get("QUARRY_QUEUE_URL"),
+            table: get("QUARRY_TABLE"),
+            vector_bucket: get("QUARRY_VECTOR_BUCKET"),
+            vector_index: get("QUARRY_VECTOR_INDEX"),
+        };
+        if missing.is_empty() { Ok(r) } else { Err(MissingSettings { names: missing }) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("missing settings: {}", names.join(", "))]
+pub struct MissingSettings {
+    pub names: Vec<&'static str>,
+}
+
+/// The SDK clients, built once per cold start from one shared configuration.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3vectors: aws_sdk_s3vectors::Client,
+}
+
+impl Clients {
+    /// Loads the environment's AWS configuration (region, credentials). `endpoint` points every
+    /// client at one emulator (the tests' moto server); S3 then needs path-style addressing.
+    pub async fn load(endpoint: Option<&str>) -> Clients {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        Clients::new(&loader.load().await, endpoint.is_some())
+    }
+
+    /// Clients for an emulator at `endpoint` (the tests' moto server): fixed test credentials, one
+    /// region, path-style S3.
+    pub async fn emulator(endpoint: &str) -> Clients {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "emulator"))
+            .load()
+            .await;
+        Clients::new(&config, true)
+    }
+
+    pub fn new(config: &aws_config::SdkConfig, path_style: bool) -> Clients {
+        let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+        // PutVectors is throttled per index; the standard retry backs off (exponential, jittered)
+        // on 429 and 5xx, a few more times than the default 3 before the port sees an error.
+        let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(6);
+        let s3vectors = aws_sdk_s3vectors::config::Builder::from(config).retry_config(retry).build();
+        Clients {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            s3vectors: aws_sdk_s3vectors::Client::from_conf(s3vectors),
+        }
+    }
+}
+
+/// Error codes AWS services use for "slow down", across S3, SQS, DynamoDB and S3 Vectors.
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "RequestThrottled",
+    "RequestThrottledException",
+];
+
+/// Maps an SDK error to the port's taxonomy, keeping it as the source.
+pub(crate) fn port_error<E>(operation: &'static str, err: SdkError<E, Response>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_owned);
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            PortError::Transient { operation, source: Box::new(err) }
+        }
+        _ if status == Some(429) || code.as_deref().is_some_and(|c| THROTTLING.contains(&c)) => {
+            PortError::Throttled { operation, retry_after: None, source: Some(Box::new(err)) }
+        }
+        _ if status.is_some_and(|s| s >= 500) => PortError::Transient { operation, source: Box::new(err) },
+        _ => PortError::Permanent { operation, source: Box::new(err) },
+    }
+}
+
+/// A request the SDK refused to build (a required field missing): a bug, never retried.
+pub(crate) fn build_error(
+    operation: &'static str,
+) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> PortError {
+    move |e| PortError::Permanent { operation, source: Box::new(e) }
+}
+
+/// JSON values to Smithy documents (S3 Vectors metadata and filters) and back.
+pub(crate) mod document {
+    use aws_smithy_types::{Document, Number};
+    use serde_json::Value;
+
+    pub fn from_json(v: &Value) -> Document {
+        match v {
+            Value::Null => Document::Null,
+            Value::Bool(b) => Document::Bool(*b),
+            Value::Number(n) => Document::Number(if let Some(u) = n.as_u64() {
+                Number::PosInt(u)
+            } else if let Some(i) = n.as_i64() {
+                Number::NegInt(i)
+            } else {
+                Number::Float(n.as_f64().unwrap_or(0.0))
+            }),
+            Value::String(s) => Document::String(s.clone()),
+            Value::Array(items) => Document::Array(items.iter().map(from_json).collect()),
+            Value::Object(map) => Document::Object(map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
+        }
+    }
+
+    pub fn to_json(d: &Document) -> Value {
+        match d {
+            Document::Null => Value::Null,
+            Document::Bool(b) => Value::Bool(*b),
+            Document::Number(Number::PosInt(u)) => Value::from(*u),
+            Document::Number(Number::NegInt(i)) => Value::from(*i),
+            Document::Number(Number::Float(f)) => {
+                // Integers come back from JSON wire formats as floats; keep them integers.
+                if f.fract() == 0.0 && f.abs() < 9.0e15 { Value::from(*f as i64) } else { Value::from(*f) }
+            }
+            Document::String(s) => Value::String(s.clone()),
+            Document::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+            Document::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_name_every_missing_setting() {
+        let env = |name: &str| (name == "QUARRY_TABLE").then(|| "quarry".to_owned());
+        let err = Resources::from_env(env).expect_err("four are missing");
+        assert_eq!(err.names, ["QUARRY_BUCKET", "QUARRY_QUEUE_URL", "QUARRY_VECTOR_BUCKET", "QUARRY_VECTOR_INDEX"]);
+    }
+
+    #[test]
+    fn documents_round_trip_json() {
+        let v = serde_json::json!({"a": [1, -2, 2.5, "x", true, null], "b": {"c": "d"}});
+        assert_eq!(document::to_json(&document::from_json(&v)), v);
+    }
+}

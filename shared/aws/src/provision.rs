@@ -1,0 +1,149 @@
+//! Creates Quarry's resources the way `template.yaml` declares them, for tests against an emulator
+//! and for trying Quarry on an account without SAM. Production deploys use the template.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_s3vectors::types::{DataType, DistanceMetric, MetadataConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+use quarry_core::PortError;
+
+use crate::{Clients, Resources, build_error, port_error, vectors::NON_FILTERABLE};
+
+/// The document queue's DLQ takes a message after this many receives (the template's
+/// `maxReceiveCount`).
+pub const MAX_RECEIVES: u32 = 5;
+
+/// What [`create`] made, beyond [`Resources`].
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub resources: Resources,
+    pub queue_arn: String,
+    pub dlq_url: String,
+}
+
+/// Creates the bucket (with ObjectCreated/ObjectRemoved notifications to the queue), the queue and
+/// its DLQ, the table with TTL, and the vector bucket and index, all named from `name`.
+pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<Created, PortError> {
+    // The DLQ first: the queue's redrive policy names it.
+    let dlq_url = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .map_err(|e| port_error("sqs.create_queue", e))?
+        .queue_url
+        .unwrap_or_default();
+    let dlq_arn = queue_arn(clients, &dlq_url).await?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES}).to_string();
+    let queue_url = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-jobs"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .send()
+        .await
+        .map_err(|e| port_error("sqs.create_queue", e))?
+        .queue_url
+        .unwrap_or_default();
+    let queue_arn = queue_arn(clients, &queue_url).await?;
+
+    let bucket = format!("{name}-docs");
+    clients.s3.create_bucket().bucket(&bucket).send().await.map_err(|e| port_error("s3.create_bucket", e))?;
+    let notify = QueueConfiguration::builder()
+        .queue_arn(&queue_arn)
+        .events(Event::S3ObjectCreated)
+        .events(Event::S3ObjectRemoved)
+        .build()
+        .map_err(build_error("s3.put_bucket_notification_configuration"))?;
+    clients
+        .s3
+        .put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(NotificationConfiguration::builder().queue_configurations(notify).build())
+        .send()
+        .await
+        .map_err(|e| port_error("s3.put_bucket_notification_configuration", e))?;
+
+    let table = format!("{name}-state");
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build_error("dynamodb.create_table"))
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder().attribute_name(n).key_type(t).build().map_err(build_error("dynamodb.create_table"))
+    };
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| port_error("dynamodb.create_table", e))?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expires_at")
+                .enabled(true)
+                .build()
+                .map_err(build_error("dynamodb.update_time_to_live"))?,
+        )
+        .send()
+        .await
+        .map_err(|e| port_error("dynamodb.update_time_to_live", e))?;
+
+    let vector_bucket = format!("{name}-vectors");
+    let vector_index = "chunks".to_owned();
+    clients
+        .s3vectors
+        .create_vector_bucket()
+        .vector_bucket_name(&vector_bucket)
+        .send()
+        .await
+        .map_err(|e| port_error("s3vectors.create_vector_bucket", e))?;
+    clients
+        .s3vectors
+        .create_index()
+        .vector_bucket_name(&vector_bucket)
+        .index_name(&vector_index)
+        .data_type(DataType::Float32)
+        .dimension(dimension as i32)
+        .distance_metric(DistanceMetric::Cosine)
+        .metadata_configuration(
+            MetadataConfiguration::builder()
+                .set_non_filterable_metadata_keys(Some(NON_FILTERABLE.iter().map(|k| (*k).to_owned()).collect()))
+                .build()
+                .map_err(build_error("s3vectors.create_index"))?,
+        )
+        .send()
+        .await
+        .map_err(|e| port_error("s3vectors.create_index", e))?;
+
+    Ok(Created { resources: Resources { bucket, queue_url, table, vector_bucket, vector_index }, queue_arn, dlq_url })
+}
+
+async fn queue_arn(clients: &Clients, url: &str) -> Result<String, PortError> {
+    let out = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| port_error("sqs.get_queue_attributes", e))?;
+    Ok(out.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default())
+}
