@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quarry_api::{Backend, CursorKey};
-use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource};
-use quarry_core::{BatchId, Config, DocumentKey, Failure, PortError};
+use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource};
+use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embedded::SqliteStore;
-use sha2::{Digest, Sha256};
 
 use crate::engine::{Local, Target};
 
@@ -114,49 +113,8 @@ struct LocalStarter {
 
 impl BatchStarter for LocalStarter {
     async fn start(&self, request: &BatchRequest) -> Result<BatchStarted, PortError> {
-        let source = &self.local.source;
-        let mut items: BTreeMap<DocumentKey, u64> = BTreeMap::new();
-        if let Some(prefix) = &request.prefix {
-            for b in source.list(prefix).await? {
-                items.insert(b.key, b.size);
-            }
-        }
-        let mut missing = Vec::new();
-        for key in &request.keys {
-            match source.head(key).await {
-                Ok(info) => {
-                    items.insert(key.clone(), info.size);
-                }
-                Err(PortError::NotFound { .. }) => missing.push(key.clone()),
-                // A key that names nothing inside the folder is the caller's mistake, not ours.
-                Err(PortError::InvalidInput { .. }) => missing.push(key.clone()),
-                Err(e) => return Err(e),
-            }
-        }
-        let mut h = Sha256::new();
-        h.update(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-                .to_le_bytes(),
-        );
-        for k in items.keys().chain(&missing) {
-            h.update(k.as_str());
-            h.update([0]);
-        }
-        let batch = BatchId::new(format!("b-{}", &format!("{:x}", h.finalize())[..12]));
-        let all: Vec<(DocumentKey, u64)> =
-            items.iter().map(|(k, s)| (k.clone(), *s)).chain(missing.iter().map(|k| (k.clone(), 0))).collect();
-        let store = &self.local.store;
-        store.create(&batch, &all).await?;
-        for key in &missing {
-            let failure =
-                Failure { code: "not_found".into(), message: format!("{key} does not exist"), retryable: false };
-            store.record(&batch, key, &BatchOutcome::Failed { failure, bytes: 0 }).await?;
-        }
-        let work: Vec<(DocumentKey, u64)> = items.into_iter().collect();
-        let documents = all.len() as u64;
+        let (started, work) = quarry_pipeline::plan_batch(&self.local.source, &self.local.store, request).await?;
+        let batch = started.batch.clone();
         let local = Arc::clone(&self.local);
         let id = batch.clone();
         tokio::spawn(async move {
@@ -164,7 +122,7 @@ impl BatchStarter for LocalStarter {
                 tracing::error!(batch = %id, error = %anyhow::Error::from(e), "batch stopped");
             }
         });
-        Ok(BatchStarted { batch, documents, missing })
+        Ok(started)
     }
 }
 

@@ -74,6 +74,17 @@ pub trait Backend: Send + Sync + 'static {
     fn started(&self) -> bool;
 }
 
+/// The `Keywords` of a backend without full-text search (S3 Vectors): it has no values, so
+/// `keywords()` can only be `None`, and search there is semantic.
+#[derive(Debug, Clone, Copy)]
+pub enum NoKeywords {}
+
+impl KeywordSearcher for NoKeywords {
+    async fn keyword_search(&self, _: &KeywordQuery) -> Result<Vec<quarry_core::ports::VectorHit>, PortError> {
+        match *self {}
+    }
+}
+
 struct App<B> {
     backend: B,
     limits: Server,

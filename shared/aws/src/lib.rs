@@ -33,22 +33,24 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Reads `QUARRY_BUCKET`, `QUARRY_QUEUE_URL`, `QUARRY_TABLE`, `QUARRY_VECTOR_BUCKET` and
-    /// `QUARRY_VECTOR_INDEX` from `env`; every missing one is named in the error.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Resources, MissingSettings> {
+    /// The resources named in the configuration (`QUARRY_BUCKET`, `QUARRY_QUEUE_URL`,
+    /// `QUARRY_TABLE`, `QUARRY_VECTOR_BUCKET`, `QUARRY_VECTOR_INDEX`); every missing one is named
+    /// in the error.
+    pub fn from_config(aws: &quarry_core::config::Aws) -> Result<Resources, MissingSettings> {
         let mut missing = Vec::new();
-        let mut get = |name: &'static str| {
-            env(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
+        let mut get = |value: &Option<String>, name: &'static str| match value.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_owned(),
+            _ => {
                 missing.push(name);
                 String::new()
-            })
+            }
         };
         let r = Resources {
-            bucket: get("QUARRY_BUCKET"),
-            queue_url: get("QUARRY_QUEUE_URL"),
-            table: get("QUARRY_TABLE"),
-            vector_bucket: get("QUARRY_VECTOR_BUCKET"),
-            vector_index: get("QUARRY_VECTOR_INDEX"),
+            bucket: get(&aws.bucket, "QUARRY_BUCKET"),
+            queue_url: get(&aws.queue_url, "QUARRY_QUEUE_URL"),
+            table: get(&aws.table, "QUARRY_TABLE"),
+            vector_bucket: get(&aws.vector_bucket, "QUARRY_VECTOR_BUCKET"),
+            vector_index: get(&aws.vector_index, "QUARRY_VECTOR_INDEX"),
         };
         if missing.is_empty() { Ok(r) } else { Err(MissingSettings { names: missing }) }
     }
@@ -191,8 +193,9 @@ mod tests {
 
     #[test]
     fn resources_name_every_missing_setting() {
-        let env = |name: &str| (name == "QUARRY_TABLE").then(|| "quarry".to_owned());
-        let err = Resources::from_env(env).expect_err("four are missing");
+        let aws =
+            quarry_core::config::Aws { table: Some("quarry".into()), bucket: Some(" ".into()), ..Default::default() };
+        let err = Resources::from_config(&aws).expect_err("four are missing");
         assert_eq!(err.names, ["QUARRY_BUCKET", "QUARRY_QUEUE_URL", "QUARRY_VECTOR_BUCKET", "QUARRY_VECTOR_INDEX"]);
     }
 

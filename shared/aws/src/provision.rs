@@ -19,12 +19,15 @@ pub const MAX_RECEIVES: u32 = 5;
 #[derive(Debug, Clone)]
 pub struct Created {
     pub resources: Resources,
-    pub queue_arn: String,
+    /// Where the bucket's notifications go; the ingest function reads it.
+    pub events_url: String,
+    /// The jobs queue's DLQ.
     pub dlq_url: String,
 }
 
-/// Creates the bucket (with ObjectCreated/ObjectRemoved notifications to the queue), the queue and
-/// its DLQ, the table with TTL, and the vector bucket and index, all named from `name`.
+/// Creates the bucket with ObjectCreated/ObjectRemoved notifications to an events queue (read by
+/// ingest), the jobs queue and its DLQ (read by the embed-workers), the table with TTL, and the
+/// vector bucket and index, all named from `name`.
 pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<Created, PortError> {
     // The DLQ first: the queue's redrive policy names it.
     let dlq_url = clients
@@ -42,19 +45,29 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .sqs
         .create_queue()
         .queue_name(format!("{name}-jobs"))
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.clone())
         .attributes(QueueAttributeName::VisibilityTimeout, "60")
         .send()
         .await
         .map_err(|e| port_error("sqs.create_queue", e))?
         .queue_url
         .unwrap_or_default();
-    let queue_arn = queue_arn(clients, &queue_url).await?;
+    let events_url = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-events"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.clone())
+        .send()
+        .await
+        .map_err(|e| port_error("sqs.create_queue", e))?
+        .queue_url
+        .unwrap_or_default();
+    let events_arn = queue_arn(clients, &events_url).await?;
 
     let bucket = format!("{name}-docs");
     clients.s3.create_bucket().bucket(&bucket).send().await.map_err(|e| port_error("s3.create_bucket", e))?;
     let notify = QueueConfiguration::builder()
-        .queue_arn(&queue_arn)
+        .queue_arn(&events_arn)
         .events(Event::S3ObjectCreated)
         .events(Event::S3ObjectRemoved)
         .build()
@@ -133,7 +146,7 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .await
         .map_err(|e| port_error("s3vectors.create_index", e))?;
 
-    Ok(Created { resources: Resources { bucket, queue_url, table, vector_bucket, vector_index }, queue_arn, dlq_url })
+    Ok(Created { resources: Resources { bucket, queue_url, table, vector_bucket, vector_index }, events_url, dlq_url })
 }
 
 async fn queue_arn(clients: &Clients, url: &str) -> Result<String, PortError> {

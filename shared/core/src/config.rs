@@ -145,6 +145,11 @@ pub struct Server {
     /// Bearer token clients must send (`QUARRY_API_KEY` only: secrets stay out of files).
     #[serde(skip)]
     pub api_key: Option<Secret>,
+    /// Key that seals pagination cursors (`QUARRY_CURSOR_SECRET` only). Where several instances
+    /// serve one API (Lambda), they must share it for a cursor from one to work on another;
+    /// without it each process draws its own.
+    #[serde(skip)]
+    pub cursor_secret: Option<Secret>,
 }
 
 impl Default for Server {
@@ -155,8 +160,25 @@ impl Default for Server {
             max_query_chars: 2_000,
             max_concurrency: 64,
             api_key: None,
+            cursor_secret: None,
         }
     }
+}
+
+/// Where an AWS deployment's resources are: the Lambdas' environment, set by `template.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Aws {
+    /// The documents bucket.
+    pub bucket: Option<String>,
+    /// The jobs queue the embed-workers read.
+    pub queue_url: Option<String>,
+    /// The DynamoDB state table.
+    pub table: Option<String>,
+    pub vector_bucket: Option<String>,
+    pub vector_index: Option<String>,
+    /// Every AWS client's endpoint, for an emulator; unset on AWS.
+    pub endpoint_url: Option<String>,
 }
 
 /// The whole configuration.
@@ -168,6 +190,7 @@ pub struct Config {
     pub redaction: Redaction,
     pub model: Model,
     pub server: Server,
+    pub aws: Aws,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +242,13 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_MAX_QUERY_CHARS", "server.max_query_chars"),
     ("QUARRY_MAX_CONCURRENCY", "server.max_concurrency"),
     ("QUARRY_API_KEY", "server.api_key (environment only)"),
+    ("QUARRY_CURSOR_SECRET", "server.cursor_secret (environment only)"),
+    ("QUARRY_BUCKET", "aws.bucket"),
+    ("QUARRY_QUEUE_URL", "aws.queue_url"),
+    ("QUARRY_TABLE", "aws.table"),
+    ("QUARRY_VECTOR_BUCKET", "aws.vector_bucket"),
+    ("QUARRY_VECTOR_INDEX", "aws.vector_index"),
+    ("QUARRY_AWS_ENDPOINT_URL", "aws.endpoint_url"),
 ];
 
 fn invalid(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -318,6 +348,13 @@ impl Config {
             "QUARRY_MAX_QUERY_CHARS" => self.server.max_query_chars = parse_num(name, v)?,
             "QUARRY_MAX_CONCURRENCY" => self.server.max_concurrency = parse_num(name, v)?,
             "QUARRY_API_KEY" => self.server.api_key = Some(Secret::new(v)),
+            "QUARRY_CURSOR_SECRET" => self.server.cursor_secret = Some(Secret::new(v)),
+            "QUARRY_BUCKET" => self.aws.bucket = Some(v.to_owned()),
+            "QUARRY_QUEUE_URL" => self.aws.queue_url = Some(v.to_owned()),
+            "QUARRY_TABLE" => self.aws.table = Some(v.to_owned()),
+            "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
+            "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
+            "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),
             _ => {
                 let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
@@ -351,6 +388,9 @@ impl Config {
         if let Some(k) = &srv.api_key {
             // A short key is guessable; say so now rather than serve with it.
             check(k.expose().len() >= 16, "QUARRY_API_KEY", "(hidden)".into(), "must be at least 16 characters")?;
+        }
+        if let Some(k) = &srv.cursor_secret {
+            check(k.expose().len() >= 32, "QUARRY_CURSOR_SECRET", "(hidden)".into(), "must be at least 32 characters")?;
         }
         check(l.max_file_bytes > 0, "limits.max_file_bytes", l.max_file_bytes.to_string(), "must be above 0")?;
         check(l.max_chars > 0, "limits.max_chars", l.max_chars.to_string(), "must be above 0")?;

@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quarry_core::ports::{
-    BatchOutcome, BlobSource, Checkpoint, CheckpointStore, Embedder, EmbeddingCache, Lease, VectorRecord, VectorWriter,
+    BatchOutcome, BatchRequest, BatchStarted, BatchTracker, BlobSource, Checkpoint, CheckpointStore, Embedder,
+    EmbeddingCache, Lease, VectorRecord, VectorWriter,
 };
-use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
+use quarry_core::{BatchId, ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
 use quarry_text::{Preparer, TokenCounter};
 
 /// How indexing one document ended.
@@ -50,6 +51,56 @@ pub fn batch_outcome(result: &Result<Outcome, PortError>, bytes: u64) -> Option<
         Ok(Outcome::Busy) => return None,
         Err(e) => BatchOutcome::Failed { failure: Failure::from_error(e), bytes },
     })
+}
+
+/// Validates a batch request up front and records the batch: the documents under the prefix and
+/// the listed keys that exist, with their sizes; listed keys that do not exist are reported and
+/// recorded as failed (`not_found`), so that the batch's counts tell the whole story. Returns what
+/// to tell the caller and the documents to index. The local server runs them in the background;
+/// on AWS they become SQS jobs.
+pub async fn plan_batch<B: BlobSource, T: BatchTracker>(
+    source: &B,
+    tracker: &T,
+    request: &BatchRequest,
+) -> Result<(BatchStarted, Vec<(DocumentKey, u64)>), PortError> {
+    let mut items: BTreeMap<DocumentKey, u64> = BTreeMap::new();
+    if let Some(prefix) = &request.prefix {
+        for b in source.list(prefix).await? {
+            items.insert(b.key, b.size);
+        }
+    }
+    let mut missing = Vec::new();
+    for key in &request.keys {
+        match source.head(key).await {
+            Ok(info) => {
+                items.insert(key.clone(), info.size);
+            }
+            // A key that names nothing (or nothing inside a local folder) is the caller's mistake.
+            Err(PortError::NotFound { .. } | PortError::InvalidInput { .. }) => missing.push(key.clone()),
+            Err(e) => return Err(e),
+        }
+    }
+    // Unique per request: the same keys asked for twice are two batches, each with its own counts.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+        .to_le_bytes()
+        .to_vec();
+    for k in items.keys().chain(&missing) {
+        seed.extend_from_slice(k.as_str().as_bytes());
+        seed.push(0);
+    }
+    let batch = BatchId::new(format!("b-{}", &ContentHash::of(&seed).as_str()[..12]));
+    let all: Vec<(DocumentKey, u64)> =
+        items.iter().map(|(k, s)| (k.clone(), *s)).chain(missing.iter().map(|k| (k.clone(), 0))).collect();
+    tracker.create(&batch, &all).await?;
+    for key in &missing {
+        let failure = Failure { code: "not_found".into(), message: format!("{key} does not exist"), retryable: false };
+        tracker.record(&batch, key, &BatchOutcome::Failed { failure, bytes: 0 }).await?;
+    }
+    let documents = all.len() as u64;
+    Ok((BatchStarted { batch, documents, missing }, items.into_iter().collect()))
 }
 
 /// The ports and the preparer one indexing step needs.

@@ -165,6 +165,24 @@ impl Extractor {
         &self.limits
     }
 
+    /// What can be told before reading a byte, from an event's key and size alone: empty, over the
+    /// size limit, or a kind of file Quarry does not read. Everything else is decided by
+    /// [`Extractor::extract_as`] on the bytes.
+    pub fn screen(&self, name: &str, size: u64) -> Result<(), ExtractError> {
+        if size == 0 {
+            return Err(ExtractError::Empty);
+        }
+        if size > self.limits.max_file_bytes {
+            return Err(ExtractError::TooLarge { size, limit: self.limits.max_file_bytes });
+        }
+        match quarry_core::DocumentKey::new(name).extension() {
+            Some(e) if UNSUPPORTED_EXT.contains(&e.as_str()) => {
+                Err(ExtractError::Unsupported { what: format!("a .{e} file") })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Decides the format from the bytes and, for text, the file name's extension.
     pub fn detect(&self, name: Option<&str>, bytes: &[u8]) -> Result<Format, ExtractError> {
         self.detect_as(name, None, bytes)

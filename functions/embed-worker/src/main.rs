@@ -1,0 +1,49 @@
+//! Cold start: configuration, SDK clients, the model and the adapters once; then the handler.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore};
+use quarry_core::Config;
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embed_worker::Worker;
+use quarry_pipeline::{CoalescingEmbedder, Indexer};
+use quarry_text::{Preparer, WordPiece};
+
+/// Longer than the function's timeout: a lease outlives the invocation that took it only when that
+/// invocation died, and then the redelivery after the visibility timeout takes it over.
+const LEASE: Duration = Duration::from_secs(900);
+/// Texts per merged model call.
+const MERGED_TEXTS: usize = 256;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    quarry_lambda::init_logging();
+    let config = Config::from_env(None)?;
+    let resources = Resources::from_config(&config.aws)?;
+    let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
+    let model_dir = config.model.resolved_dir();
+    let embedder = CoalescingEmbedder::new(LocalEmbedder::load(&model_dir, EmbedOptions::default())?, MERGED_TEXTS);
+    let preparer = Preparer::new(&config, WordPiece::from_file(&model_dir.join("tokenizer.json"))?);
+    let source = S3Source::new(clients.s3.clone(), &resources.bucket);
+    let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);
+    let vectors = S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index);
+    let worker = Worker {
+        indexer: Indexer {
+            source: &source,
+            state: &state,
+            embedder: &embedder,
+            cache: &state,
+            writer: &vectors,
+            preparer: &preparer,
+            lease: LEASE,
+        },
+        batches: &state,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let worker = &worker;
+        async move { Ok::<_, Error>(worker.handle(event.payload).await) }
+    }))
+    .await
+}

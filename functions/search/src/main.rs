@@ -1,0 +1,31 @@
+//! Cold start: configuration, SDK clients, the model and the router once; then lambda_http serves
+//! API Gateway's requests with the same axum router as `quarry serve`.
+
+use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore, SqsQueue};
+use quarry_core::Config;
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_search::{AwsBackend, AwsStarter, cursor_key};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    quarry_lambda::init_logging();
+    let config = Config::from_env(None)?;
+    let resources = Resources::from_config(&config.aws)?;
+    let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
+    let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions::default())?;
+    let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);
+    let backend = AwsBackend {
+        embedder,
+        vectors: S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index),
+        state: state.clone(),
+        starter: AwsStarter {
+            source: S3Source::new(clients.s3.clone(), &resources.bucket),
+            state,
+            queue: SqsQueue::new(clients.sqs.clone(), &resources.queue_url),
+        },
+        bucket: resources.bucket.clone(),
+    };
+    let key = cursor_key(config.server.cursor_secret.as_ref())?;
+    let router = quarry_api::router(backend, config.server.clone(), key);
+    lambda_http::run(router).await
+}

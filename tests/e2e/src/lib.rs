@@ -1,0 +1,246 @@
+//! The harness of the AWS end-to-end tests: a fresh stack on the tests' moto server (bucket with
+//! notifications, queues, table, vector index), the real handlers over the real adapters, the real
+//! model, and the API reached through API Gateway v2 events as `lambda_http` decodes them.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::Message;
+use quarry_aws::provision::{self, Created};
+use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore, SqsQueue};
+use quarry_core::Config;
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embed_worker::Worker;
+use quarry_ingest::Ingest;
+use quarry_pipeline::{CoalescingEmbedder, Indexer};
+use quarry_search::{AwsBackend, AwsStarter};
+use quarry_text::{Extractor, Preparer, WordPiece};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// One test's stack and the adapters over it, built once as a cold start would.
+#[derive(Debug)]
+pub struct Stack {
+    pub clients: Clients,
+    pub created: Created,
+    pub source: S3Source,
+    pub state: DynamoState,
+    pub vectors: S3VectorStore,
+    pub queue: SqsQueue,
+    pub extractor: Extractor,
+    pub preparer: Preparer<WordPiece>,
+    pub embedder: CoalescingEmbedder,
+}
+
+pub type TheWorker<'a> =
+    Worker<'a, S3Source, DynamoState, CoalescingEmbedder, DynamoState, S3VectorStore, WordPiece, DynamoState>;
+
+impl Stack {
+    pub async fn new() -> Stack {
+        let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
+        let created = provision::create(&clients, &quarry_testkit::moto::unique_name("e2e"), quarry_embed::DIMENSION)
+            .await
+            .expect("provision");
+        let r = &created.resources;
+        let config = Config::default();
+        let model = quarry_testkit::model_dir();
+        let embedder = LocalEmbedder::load(&model, EmbedOptions::default()).expect("model");
+        Stack {
+            source: S3Source::new(clients.s3.clone(), &r.bucket),
+            state: DynamoState::new(clients.dynamodb.clone(), &r.table),
+            vectors: S3VectorStore::new(clients.s3vectors.clone(), &r.vector_bucket, &r.vector_index),
+            queue: SqsQueue::new(clients.sqs.clone(), &r.queue_url),
+            extractor: Extractor::new(config.limits.clone()),
+            preparer: Preparer::new(&config, WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer")),
+            embedder: CoalescingEmbedder::new(embedder, 256),
+            created,
+            clients,
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.created.resources.bucket
+    }
+
+    pub fn ingest(&self) -> Ingest<'_, SqsQueue, DynamoState, S3VectorStore> {
+        Ingest {
+            queue: &self.queue,
+            state: &self.state,
+            writer: &self.vectors,
+            extractor: &self.extractor,
+            bucket: self.bucket(),
+        }
+    }
+
+    pub fn worker(&self) -> TheWorker<'_> {
+        Worker {
+            indexer: Indexer {
+                source: &self.source,
+                state: &self.state,
+                embedder: &self.embedder,
+                cache: &self.state,
+                writer: &self.vectors,
+                preparer: &self.preparer,
+                lease: Duration::from_secs(900),
+            },
+            batches: &self.state,
+        }
+    }
+
+    /// The search function's router over this stack, as its `main` builds it.
+    pub fn router(&self) -> axum::Router {
+        let embedder = LocalEmbedder::load(&quarry_testkit::model_dir(), EmbedOptions::default()).expect("model");
+        let backend = AwsBackend {
+            embedder,
+            vectors: self.vectors.clone(),
+            state: self.state.clone(),
+            starter: AwsStarter { source: self.source.clone(), state: self.state.clone(), queue: self.queue.clone() },
+            bucket: self.bucket().to_owned(),
+        };
+        let secret = quarry_core::config::Secret::new("an e2e cursor secret of 32+ characters");
+        quarry_api::router(backend, Config::default().server, quarry_search::cursor_key(Some(&secret)).expect("key"))
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, metadata: &[(&str, &str)]) {
+        let mut req = self.clients.s3.put_object().bucket(self.bucket()).key(key).body(bytes.into());
+        for (k, v) in metadata {
+            req = req.metadata(*k, *v);
+        }
+        req.send().await.expect("put object");
+    }
+
+    pub async fn delete(&self, key: &str) {
+        self.clients.s3.delete_object().bucket(self.bucket()).key(key).send().await.expect("delete object");
+    }
+
+    /// Up to ten messages now on `queue_url`.
+    pub async fn receive(&self, queue_url: &str) -> Vec<Message> {
+        self.clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// Delivers every message on `queue_url` to `handle`, `times` times each (a duplicate delivery
+    /// when 2), deleting the ones it does not report as failed, as Lambda's SQS poller does; failed
+    /// ones are made visible again at once. Returns every body delivered and the failures seen.
+    pub async fn drain<'a, F, Fut>(&self, queue_url: &str, times: usize, handle: F) -> (Vec<String>, usize)
+    where
+        F: Fn(SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = SqsBatchResponse>,
+    {
+        let (mut bodies, mut failures) = (Vec::new(), 0);
+        for _ in 0..100 {
+            let messages = self.receive(queue_url).await;
+            if messages.is_empty() {
+                return (bodies, failures);
+            }
+            let mut failed = Vec::new();
+            for _ in 0..times {
+                let response = handle(sqs_event(&messages)).await;
+                failed = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+            }
+            failures += failed.len();
+            for m in &messages {
+                bodies.push(m.body.clone().unwrap_or_default());
+                let handle = m.receipt_handle.clone().unwrap_or_default();
+                if failed.iter().any(|f| Some(f) == m.message_id.as_ref()) {
+                    self.clients
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(queue_url)
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .send()
+                        .await
+                        .expect("release");
+                } else {
+                    self.clients
+                        .sqs
+                        .delete_message()
+                        .queue_url(queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete message");
+                }
+            }
+        }
+        panic!("{queue_url} never drained");
+    }
+
+    /// Every vector key in the index (ListVectors).
+    pub async fn vector_keys(&self) -> Vec<String> {
+        let r = &self.created.resources;
+        let out = self
+            .clients
+            .s3vectors
+            .list_vectors()
+            .vector_bucket_name(&r.vector_bucket)
+            .index_name(&r.vector_index)
+            .send()
+            .await
+            .expect("list vectors");
+        let mut keys: Vec<String> = out.vectors().iter().map(|v| v.key().to_owned()).collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// An SQS event as Lambda's poller builds it from received messages.
+pub fn sqs_event(messages: &[Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut s = SqsMessage::default();
+        s.message_id = m.message_id.clone();
+        s.receipt_handle = m.receipt_handle.clone();
+        s.body = m.body.clone();
+        s.event_source = Some("aws:sqs".into());
+        event.records.push(s);
+    }
+    event
+}
+
+/// A fixture from `tests/fixtures/events` with `${NAME}` placeholders filled in.
+pub fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events").join(name);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (k, v) in vars {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    text
+}
+
+/// Calls the API as API Gateway (HTTP API, payload 2.0) would: the request goes through the
+/// event JSON and `lambda_http`'s decoding into the router.
+pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let body_text = body.map(Value::to_string).unwrap_or_default();
+    let event = fixture(
+        "apigw-v2-http.json",
+        &[
+            ("METHOD", method),
+            ("PATH", path),
+            ("LENGTH", &body_text.len().to_string()),
+            ("BODY", &if body.is_some() { Value::from(body_text.clone()).to_string() } else { "null".into() }),
+        ],
+    );
+    let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");
+    let (parts, body) = request.into_parts();
+    let request = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
+    let response = router.clone().oneshot(request).await.expect("router");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.expect("body");
+    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    (status, json)
+}

@@ -1,0 +1,243 @@
+//! The AWS deployment end to end on moto, and each handler fed real AWS event JSON.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use quarry_core::ports::{BatchTracker, Checkpoint, CheckpointStore, DocumentReader, IndexJob, JobAction};
+use quarry_core::{BatchId, ContentHash, DocumentId, DocumentKey, DocumentStatus};
+use quarry_e2e::{Stack, api, fixture, sqs_event};
+use serde_json::{Value, json};
+
+fn id(key: &str) -> DocumentId {
+    DocumentId::for_key(&DocumentKey::new(key))
+}
+
+async fn status(stack: &Stack, key: &str) -> Option<DocumentStatus> {
+    stack.state.document(&id(key)).await.expect("read state").map(|d| d.status)
+}
+
+/// The keys of the documents a search returns, best first.
+fn keys(response: &Value) -> Vec<String> {
+    response["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["metadata"]["key"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+const ORCHARD: &str = "# Orchard care\n\nApple trees need pruning in late winter. Remove crossing branches \
+    and water young trees deeply during dry summers so the fruit sets well.";
+const ENGINES: &str = "Quarterly report. The turbine engines passed their vibration tests; fuel efficiency \
+    rose four percent after the compressor blades were replaced.";
+const BREAD: &str = "dish,notes\nsourdough bread,a starter of flour and water ferments overnight before baking\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_to_search_on_moto() {
+    let stack = Stack::new().await;
+    let events = stack.created.events_url.clone();
+    let jobs = stack.created.resources.queue_url.clone();
+
+    // Mixed formats, user metadata, a key with spaces and '+', unicode, and two bad files.
+    stack.put("notes/orchard care.md", ORCHARD.into(), &[("team", "garden")]).await;
+    stack.put("reports/Q1 2024+engines.txt", ENGINES.into(), &[("team", "ops")]).await;
+    stack.put("recettes/café/bread.csv", BREAD.into(), &[]).await;
+    stack
+        .put(
+            "manuals/pump.docx",
+            quarry_testkit::docx(&["Centrifugal pump manual.", "Prime the pump before starting the motor."], None),
+            &[],
+        )
+        .await;
+    stack.put("broken/scan.pdf", b"%PDF-1.7\nthis is not really a PDF".to_vec(), &[]).await;
+    stack.put("images/photo.png", b"\x89PNG\r\n\x1a\n not a document".to_vec(), &[]).await;
+
+    // S3 -> events queue (moto's notification, s3:TestEvent first) -> ingest, each message twice.
+    let ingest = stack.ingest();
+    let (bodies, failures) = stack.drain(&events, 2, |e| ingest.handle(e)).await;
+    assert_eq!(failures, 0);
+    assert!(bodies.iter().any(|b| b.contains("s3:TestEvent")), "moto sends a test event first; ingest ignores it");
+    assert!(bodies.iter().any(|b| b.contains("Q1+2024%2Bengines")), "keys arrive URL-encoded: {bodies:?}");
+    assert_eq!(
+        status(&stack, "images/photo.png").await.map(|s| match s {
+            DocumentStatus::Failed { failure } => failure.code,
+            other => format!("{other:?}"),
+        }),
+        Some("unsupported_type".into()),
+        "a PNG is refused by ingest, before any download"
+    );
+
+    // jobs queue -> embed-worker, every message delivered twice.
+    let worker = stack.worker();
+    // Ingest saw every event twice, so every document has two jobs; when both run at once, one
+    // finds the other's lease and goes back to the queue (reported as a batch item failure), to
+    // find the document indexed when it comes round again.
+    let (job_bodies, _) = stack.drain(&jobs, 2, |e| worker.handle(e)).await;
+    let sent: Vec<IndexJob> = job_bodies.iter().map(|b| serde_json::from_str(b).expect("a job")).collect();
+    assert!(sent.iter().any(|j| j.key.as_str() == "reports/Q1 2024+engines.txt"), "decoded key: {sent:?}");
+    assert!(!sent.iter().any(|j| j.key.as_str() == "images/photo.png"), "refused files are not queued");
+
+    for key in ["notes/orchard care.md", "reports/Q1 2024+engines.txt", "recettes/café/bread.csv", "manuals/pump.docx"]
+    {
+        assert!(
+            matches!(status(&stack, key).await, Some(DocumentStatus::Indexed { chunks }) if chunks >= 1),
+            "{key} is indexed"
+        );
+    }
+    match status(&stack, "broken/scan.pdf").await {
+        Some(DocumentStatus::Failed { failure }) => assert_eq!(failure.code, "corrupt_pdf"),
+        other => panic!("the broken PDF is recorded as failed with its reason: {other:?}"),
+    }
+    let vectors = stack.vector_keys().await;
+    assert_eq!(vectors.len(), 4, "one chunk each for four small documents, none doubled: {vectors:?}");
+
+    // Every job delivered once more: nothing changes.
+    let again: Vec<IndexJob> = sent.clone();
+    for job in &again {
+        worker.job(job).await.expect("a duplicate job succeeds");
+    }
+    assert_eq!(stack.vector_keys().await, vectors, "redelivery writes nothing new");
+
+    // Search through API Gateway v2 events.
+    let router = stack.router();
+    let search = |q: &str, filter: Option<Value>| {
+        let mut body = json!({"query": q, "top_k": 3});
+        if let Some(f) = filter {
+            body["filter"] = f;
+        }
+        body
+    };
+    let (code, r) = api(&router, "POST", "/v1/search", Some(&search("when should I prune apple trees", None))).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(keys(&r)[0], "notes/orchard care.md", "{r}");
+    let first = &r["results"][0];
+    assert!(first["score"].as_f64().is_some_and(|s| (0.0..=1.0).contains(&s)));
+    assert_eq!(first["source"]["uri"], format!("s3://{}/notes/orchard care.md", stack.bucket()));
+    assert_eq!(first["metadata"]["user.team"], "garden", "S3 object metadata is document metadata");
+
+    let (_, r) = api(&router, "POST", "/v1/search", Some(&search("turbine fuel efficiency", None))).await;
+    assert_eq!(keys(&r)[0], "reports/Q1 2024+engines.txt");
+    let (_, r) = api(&router, "POST", "/v1/search", Some(&search("how to start the pump motor", None))).await;
+    assert_eq!(keys(&r)[0], "manuals/pump.docx");
+
+    // Filters run inside S3 Vectors' query.
+    let (_, r) =
+        api(&router, "POST", "/v1/search", Some(&search("apple trees", Some(json!({"user.team": "ops"}))))).await;
+    assert_eq!(keys(&r), ["reports/Q1 2024+engines.txt"], "only ops documents: {r}");
+    let (_, r) = api(
+        &router,
+        "POST",
+        "/v1/search",
+        Some(&search("bread", Some(json!({"key": {"$startsWith": "recettes/café/"}})))),
+    )
+    .await;
+    assert_eq!(keys(&r), ["recettes/café/bread.csv"]);
+    let (_, r) =
+        api(&router, "POST", "/v1/search", Some(&search("x", Some(json!({"format": {"$in": ["markdown", "docx"]}})))))
+            .await;
+    let mut got = keys(&r);
+    got.sort();
+    assert_eq!(got, ["manuals/pump.docx", "notes/orchard care.md"]);
+    let (code, r) =
+        api(&router, "POST", "/v1/search", Some(&search("x", Some(json!({"key": {"$startsWith": "rep"}}))))).await;
+    assert_eq!(code, 400, "a filter S3 Vectors cannot run is refused, not run differently: {r}");
+
+    // Keyword and hybrid modes need full text, which S3 Vectors lacks.
+    let (code, r) = api(&router, "POST", "/v1/search", Some(&json!({"query": "pump", "mode": "keyword"}))).await;
+    assert_eq!(code, 400, "{r}");
+
+    // Documents through the API: indexed and failed, with the reason.
+    let (code, d) = api(&router, "GET", &format!("/v1/documents/{}", id("broken/scan.pdf")), None).await;
+    assert_eq!((code, d["status"].as_str(), d["failure"]["code"].as_str()), (200, Some("failed"), Some("corrupt_pdf")));
+
+    // Deleting the object removes it from results.
+    stack.delete("notes/orchard care.md").await;
+    let (_, failures) = stack.drain(&events, 1, |e| ingest.handle(e)).await;
+    assert_eq!(failures, 0);
+    let (_, r) = api(&router, "POST", "/v1/search", Some(&search("when should I prune apple trees", None))).await;
+    assert!(!keys(&r).contains(&"notes/orchard care.md".to_owned()), "{r}");
+    assert_eq!(status(&stack, "notes/orchard care.md").await, None);
+    assert_eq!(stack.vector_keys().await.len(), 3);
+
+    // A tracked batch over a prefix: the same jobs, progress in DynamoDB.
+    stack.put("reports/Q2 2024.txt", "Second quarter: the engines ran cooler.".into(), &[]).await;
+    let _ = stack.drain(&events, 1, |e| ingest.handle(e)).await; // the upload's own event
+    let (code, b) =
+        api(&router, "POST", "/v1/batches", Some(&json!({"prefix": "reports/", "keys": ["reports/missing.txt"]})))
+            .await;
+    assert_eq!(code, 202, "{b}");
+    assert_eq!((b["documents"].as_u64(), b["missing"][0].as_str()), (Some(3), Some("reports/missing.txt")));
+    // The upload's own job for Q2 is still queued beside the batch's: when both run at once, one
+    // finds the other's lease, goes back to the queue (a retryable failure) and, redelivered,
+    // finds Q2 indexed. Either way the batch's counts settle the same.
+    let _ = stack.drain(&jobs, 1, |e| worker.handle(e)).await;
+    let batch = BatchId::new(b["batch"].as_str().expect("batch id"));
+    let c = stack.state.counters(&batch).await.expect("counters");
+    assert_eq!((c.total, c.pending, c.done + c.skipped, c.failed), (3, 0, 2, 1), "{c:?}");
+    let (code, g) = api(&router, "GET", &format!("/v1/batches/{}", batch.as_str()), None).await;
+    assert_eq!(code, 200, "{g}");
+    assert_eq!(g["failures"][0]["key"], "reports/missing.txt", "{g}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_handles_a_real_sqs_event_of_s3_notifications() {
+    let stack = Stack::new().await;
+    // A document indexed earlier, whose removal event is in the fixture.
+    let gone = DocumentKey::new("old/retired notes.md");
+    let gone_id = DocumentId::for_key(&gone);
+    stack.state.acquire(&gone_id, &ContentHash::of(b"x"), std::time::Duration::from_secs(60)).await.expect("lease");
+    stack
+        .state
+        .checkpoint(&Checkpoint {
+            document: gone_id.clone(),
+            key: gone.clone(),
+            content_hash: ContentHash::of(b"x"),
+            chunks: 1,
+            model: "m".into(),
+        })
+        .await
+        .expect("checkpoint");
+
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&fixture("sqs-s3-object-created.json", &[("BUCKET", stack.bucket())])).expect("fixture");
+    let response = stack.ingest().handle(event).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let jobs = stack.receive(&stack.created.resources.queue_url).await;
+    let jobs: Vec<IndexJob> = jobs.iter().map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap()).collect();
+    assert_eq!(jobs.len(), 1, "one job: the PNG is refused, the test event ignored, the removal handled: {jobs:?}");
+    assert_eq!((jobs[0].action, jobs[0].key.as_str()), (JobAction::Index, "reports/Q1 2024 été+plan.txt"));
+    assert_eq!(jobs[0].version.as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
+    assert!(matches!(status(&stack, "images/diagram.png").await, Some(DocumentStatus::Failed { .. })));
+    assert_eq!(stack.state.document(&gone_id).await.expect("read"), None, "the removed document is forgotten");
+
+    // A body that is no S3 notification is dropped (logged), not retried forever.
+    let mut bad = sqs_event(&[]);
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some("m-1".into());
+    m.body = Some("{\"not\": \"an event\"".into());
+    bad.records.push(m);
+    assert!(stack.ingest().handle(bad).await.batch_item_failures.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_worker_handles_a_real_sqs_event_of_jobs() {
+    let stack = Stack::new().await;
+    stack.put("inbox/hello world.md", "# Hello\n\nA short note about tide pools.".into(), &[]).await;
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&fixture("sqs-index-jobs.json", &[("KEY", "inbox/hello world.md")])).expect("fixture");
+    let response = stack.worker().handle(event).await;
+    assert!(response.batch_item_failures.is_empty(), "a malformed job is not retried: {response:?}");
+    assert!(matches!(status(&stack, "inbox/hello world.md").await, Some(DocumentStatus::Indexed { chunks: 1 })));
+
+    // A job for an object that no longer exists leaves nothing behind and is not retried.
+    stack.delete("inbox/hello world.md").await;
+    let job = IndexJob {
+        action: JobAction::Index,
+        key: DocumentKey::new("inbox/hello world.md"),
+        version: None,
+        batch: None,
+    };
+    stack.worker().job(&job).await.expect("a vanished object is not an error to retry");
+    assert_eq!(status(&stack, "inbox/hello world.md").await, None);
+    assert!(stack.vector_keys().await.is_empty());
+}
