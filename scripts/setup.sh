@@ -5,6 +5,9 @@
 #   - ONNX Runtime's C library, from the PyPI package onnxruntime (pinned, hash-checked);
 #   - model.onnx, built from the model's safetensors by scripts/build_onnx.py (numpy and onnx in a
 #     throwaway folder; no torch), and checked against its pinned hash: the build is deterministic.
+#   - the AWS tools, in a virtual environment of their own under
+#     ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the moto server (the tests' local AWS),
+#     cfn-lint and the SAM CLI (template checks), cargo-lambda and zig (Lambda builds); pinned.
 # Nothing is fetched from a model hub. Safe to run again: a verified install is left as it is.
 set -euo pipefail
 
@@ -79,4 +82,20 @@ else
   python3 -m pip install --quiet --disable-pip-version-check --target "$tmp/pylib" $BUILD_TOOLS
   PYTHONPATH="$tmp/pylib" python3 "$here/build_onnx.py" "$MODEL_DIR"
   verify "$BUILT" || fail "model.onnx in $MODEL_DIR does not match its pinned hash (did scripts/build_onnx.py change?)"
+fi
+
+# 4. The AWS tools, pinned, in their own virtual environment.
+AWS_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools
+AWS_REQUIREMENTS="moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
+if [ -x "$AWS_TOOLS/bin/python" ] && [ "$(cat "$AWS_TOOLS/.requirements" 2>/dev/null)" = "$AWS_REQUIREMENTS" ]; then
+  echo "aws tools: already installed in $AWS_TOOLS"
+else
+  need_python "$AWS_REQUIREMENTS"
+  echo "aws tools: installing $AWS_REQUIREMENTS (one time, about a minute)"
+  rm -rf "$AWS_TOOLS"
+  python3 -m venv "$AWS_TOOLS" || fail "python3 -m venv failed (Debian: apt install python3-venv)"
+  # shellcheck disable=SC2086
+  "$AWS_TOOLS/bin/pip" install --quiet --disable-pip-version-check $AWS_REQUIREMENTS
+  printf '%s' "$AWS_REQUIREMENTS" > "$AWS_TOOLS/.requirements"
+  echo "aws tools: installed into $AWS_TOOLS"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test: the README's test command, and exactly what .ci/run calls.
-# Installs what the tests need first (the model; cargo-deny if absent). A missing tool is a
-# failure here, never a skip.
+# Installs what the tests need first (the model, the AWS tools; cargo-deny if absent). A missing
+# tool is a failure here, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +22,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 # cargo ends on the last crate's doc-test block (often "0 passed"); the total says what ran.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log"
+summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log") || { echo "$summary"; exit 1; }
+echo "$summary"
+
+AWS_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools
+echo "== cfn-lint template.yaml"
+"$AWS_TOOLS/bin/cfn-lint" template.yaml
+echo "== sam validate --lint"
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} "$AWS_TOOLS/bin/sam" validate --lint
+echo "== cargo lambda build --release (ingest, embed-worker, search)"
+PATH="$AWS_TOOLS/bin:$PATH" cargo lambda build --release --locked -p quarry-ingest -p quarry-embed-worker -p quarry-search
+echo "$summary"

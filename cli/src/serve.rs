@@ -168,7 +168,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         root,
         jsonl: target.jsonl,
     };
-    let cursor_key = CursorKey::random().context("no randomness for the cursor key")?;
+    let cursor_key =
+        CursorKey::from_config(config.server.cursor_secret.as_ref()).context("no randomness for the cursor key")?;
     let app = quarry_api::router(backend, limits, cursor_key);
 
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -3,12 +3,67 @@
 //! prefix or key list is validated against S3, recorded, and sent to the jobs queue for the
 //! embed-workers, the same jobs an upload makes.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use quarry_api::{Backend, NoKeywords};
 use quarry_aws::{DynamoState, S3Source, S3VectorStore, SqsQueue};
 use quarry_core::ports::{
-    BatchRequest, BatchStarted, BatchStarter, DocumentReader, Embedder, IndexJob, JobAction, JobQueue,
+    BatchRequest, BatchStarted, BatchStarter, DocumentReader, Embedder, IndexJob, JobAction, JobQueue, ModelInfo,
 };
 use quarry_core::{DocumentId, DocumentKey, PortError};
+use quarry_embed::{EmbedError, EmbedOptions, LocalEmbedder};
+
+/// The local model, loaded on a thread of its own while the function finishes its cold start and
+/// asks for its first request: init stays in milliseconds, and the first query waits only for
+/// what is left of the load.
+#[derive(Debug, Clone)]
+pub struct BackgroundEmbedder {
+    info: ModelInfo,
+    loaded: tokio::sync::watch::Receiver<Option<Loaded>>,
+}
+
+type Loaded = Result<Arc<LocalEmbedder>, Arc<EmbedError>>;
+
+impl BackgroundEmbedder {
+    pub fn load(dir: PathBuf, options: EmbedOptions) -> Self {
+        let (tx, loaded) = tokio::sync::watch::channel(None);
+        std::thread::spawn(move || {
+            let result = LocalEmbedder::load(&dir, options).map(Arc::new).map_err(Arc::new);
+            if let Err(e) = &result {
+                tracing::error!(error = %quarry_core::error::chain(e.as_ref()), "the embedding model did not load");
+            }
+            // No receiver left means the function is shutting down: nothing to tell.
+            let _ = tx.send(Some(result));
+        });
+        let info = ModelInfo {
+            id: quarry_embed::MODEL_ID.to_owned(),
+            dimension: quarry_embed::DIMENSION,
+            max_tokens: quarry_embed::MAX_TOKENS,
+        };
+        BackgroundEmbedder { info, loaded }
+    }
+}
+
+impl Embedder for BackgroundEmbedder {
+    fn model(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+        let mut rx = self.loaded.clone();
+        let loaded: Option<Loaded> = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|e| PortError::Permanent { operation: "embed.load_model", source: Box::new(e) })?
+            .clone();
+        match loaded {
+            Some(Ok(model)) => model.embed(texts).await,
+            Some(Err(e)) => Err(PortError::Permanent { operation: "embed.load_model", source: Box::new(e) }),
+            None => Err(PortError::Permanent { operation: "embed.load_model", source: "no model was loaded".into() }),
+        }
+    }
+}
 
 /// Starts batches: validated up front ([`quarry_pipeline::plan_batch`]), then one job per
 /// document on the queue, each carrying the batch id so the worker records its outcome.
@@ -100,12 +155,8 @@ impl<E: Embedder + 'static> Backend for AwsBackend<E> {
 /// every other's cursors; without it, a random key per instance (cursors then work only while the
 /// same instance answers, so the template always sets it).
 pub fn cursor_key(secret: Option<&quarry_core::config::Secret>) -> Result<quarry_api::CursorKey, getrandom::Error> {
-    use sha2::Digest;
-    match secret {
-        Some(s) => Ok(quarry_api::CursorKey::from_bytes(sha2::Sha256::digest(s.expose().as_bytes()).into())),
-        None => {
-            tracing::warn!("QUARRY_CURSOR_SECRET is not set: cursors are valid on this instance only");
-            quarry_api::CursorKey::random()
-        }
+    if secret.is_none() {
+        tracing::warn!("QUARRY_CURSOR_SECRET is not set: cursors are valid on this instance only");
     }
+    quarry_api::CursorKey::from_config(secret)
 }

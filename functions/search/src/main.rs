@@ -3,8 +3,8 @@
 
 use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore, SqsQueue};
 use quarry_core::Config;
-use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_search::{AwsBackend, AwsStarter, cursor_key};
+use quarry_embed::EmbedOptions;
+use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -12,7 +12,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env(None)?;
     let resources = Resources::from_config(&config.aws)?;
     let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
-    let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions::default())?;
+    // The model loads on its own thread: init ends at the first poll, in milliseconds.
+    let embedder = BackgroundEmbedder::load(config.model.resolved_dir(), EmbedOptions::default());
     let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);
     let backend = AwsBackend {
         embedder,

@@ -43,6 +43,15 @@ impl CursorKey {
         CursorKey(key)
     }
 
+    /// The key `QUARRY_CURSOR_SECRET` names (SHA-256 of it), or, without one, a fresh random key:
+    /// cursors then last as long as the process that issued them.
+    pub fn from_config(secret: Option<&quarry_core::config::Secret>) -> Result<Self, getrandom::Error> {
+        match secret {
+            Some(s) => Ok(CursorKey(Sha256::digest(s.expose().as_bytes()).into())),
+            None => Self::random(),
+        }
+    }
+
     /// A fresh key from the operating system's randomness.
     pub fn random() -> Result<Self, getrandom::Error> {
         let mut key = [0u8; 32];

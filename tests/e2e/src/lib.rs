@@ -135,7 +135,7 @@ impl Stack {
     /// Delivers every message on `queue_url` to `handle`, `times` times each (a duplicate delivery
     /// when 2), deleting the ones it does not report as failed, as Lambda's SQS poller does; failed
     /// ones are made visible again at once. Returns every body delivered and the failures seen.
-    pub async fn drain<'a, F, Fut>(&self, queue_url: &str, times: usize, handle: F) -> (Vec<String>, usize)
+    pub async fn drain<F, Fut>(&self, queue_url: &str, times: usize, handle: F) -> (Vec<String>, usize)
     where
         F: Fn(SqsEvent) -> Fut,
         Fut: std::future::Future<Output = SqsBatchResponse>,
