@@ -116,6 +116,12 @@ impl Stack {
         self.clients.s3.delete_object().bucket(self.bucket()).key(key).send().await.expect("delete object");
     }
 
+    /// Sends one job to the jobs queue, as ingest or a batch would.
+    pub async fn queue_send(&self, job: &quarry_core::ports::IndexJob) {
+        use quarry_core::ports::JobQueue;
+        self.queue.enqueue(std::slice::from_ref(job)).await.expect("enqueue");
+    }
+
     /// Up to ten messages now on `queue_url`.
     pub async fn receive(&self, queue_url: &str) -> Vec<Message> {
         self.clients

@@ -241,3 +241,37 @@ async fn embed_worker_handles_a_real_sqs_event_of_jobs() {
     assert_eq!(status(&stack, "inbox/hello world.md").await, None);
     assert!(stack.vector_keys().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_retryably_lands_in_the_dlq() {
+    let stack = Stack::new().await;
+    let key = "held/forever.txt";
+    stack.put(key, "Some text that another worker is holding.".into(), &[]).await;
+    // Another worker holds the document and never lets go (within this test): every delivery is
+    // `Busy`, a retryable failure, so the message goes back each time until the redrive policy
+    // moves it to the DLQ after its fifth receive.
+    let held = stack
+        .state
+        .acquire(
+            &id(key),
+            &ContentHash::of(b"Some text that another worker is holding."),
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .expect("lease");
+    assert!(matches!(held, quarry_core::ports::Lease::Acquired { .. }));
+    let job = IndexJob { action: JobAction::Index, key: DocumentKey::new(key), version: None, batch: None };
+    stack.queue_send(&job).await;
+
+    let worker = stack.worker();
+    let (bodies, failures) = stack.drain(&stack.created.resources.queue_url, 1, |e| worker.handle(e)).await;
+    assert_eq!(
+        (bodies.len(), failures),
+        (quarry_aws::provision::MAX_RECEIVES as usize, quarry_aws::provision::MAX_RECEIVES as usize)
+    );
+    let dead = stack.receive(&stack.created.dlq_url).await;
+    assert_eq!(dead.len(), 1, "the message is in the DLQ");
+    let dead_job: IndexJob = serde_json::from_str(dead[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(dead_job.key.as_str(), key);
+    assert!(matches!(status(&stack, key).await, Some(DocumentStatus::Processing { .. })), "nothing was indexed");
+}
