@@ -165,11 +165,27 @@ fn serve_watch_search_documents_batches_and_errors() {
     let (st, e) = call(&s, "GET", "/v1/nothing-here", None, &[]);
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
 
+    // A page sequence begun before a write is cut from the ranking its first page saw.
+    let q = json!({"query": "heart health antioxidants", "mode": "semantic", "top_k": 1});
+    let (_, before) = search(&s, json!({"query": "heart health antioxidants", "mode": "semantic", "top_k": 3}));
+    let (_, first) = search(&s, q.clone());
+    let sequence = first["next_cursor"].as_str().expect("more pages").to_owned();
+
     // A dropped file becomes searchable; a deleted one leaves.
     write(&dir, "tea.txt", "Green tea contains catechins, antioxidants studied for heart health.");
     wait_for("tea.txt to be searchable", || {
         keys(&search(&s, json!({"query": "green tea catechins"})).1).first().map(String::as_str) == Some("tea.txt")
     });
+    let (_, fresh) = search(&s, q.clone());
+    assert_eq!(keys(&fresh), ["tea.txt"], "a new sequence ranks the new file first: {fresh}");
+    let mut next = q.clone();
+    next["cursor"] = json!(sequence);
+    let (st, second) = search(&s, next);
+    assert_eq!(st, 200, "{second}");
+    assert_eq!(
+        second["results"][0]["chunk_id"], before["results"][1]["chunk_id"],
+        "page 2 of the old sequence is its second result, not the new file and not page 1 again: {second}"
+    );
     std::fs::remove_file(dir.join("fish.txt")).expect("rm");
     wait_for("fish.txt to leave", || {
         !keys(&search(&s, json!({"query": "omega-3 salmon", "top_k": 10})).1).contains(&"fish.txt".to_owned())

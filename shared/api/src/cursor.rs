@@ -68,33 +68,38 @@ impl CursorKey {
         out
     }
 
-    pub fn seal(&self, offset: usize, fingerprint: &[u8; FINGERPRINT]) -> String {
-        let mut payload = Vec::with_capacity(8 + FINGERPRINT + TAG);
+    /// A cursor for the page at `offset`, cut from `snapshot` (0: ranked live).
+    pub fn seal(&self, offset: usize, snapshot: u64, fingerprint: &[u8; FINGERPRINT]) -> String {
+        let mut payload = Vec::with_capacity(16 + FINGERPRINT + TAG);
         payload.extend_from_slice(&(offset as u64).to_le_bytes());
+        payload.extend_from_slice(&snapshot.to_le_bytes());
         payload.extend_from_slice(fingerprint);
         let tag = self.tag(&payload);
         payload.extend_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(payload)
     }
 
-    /// The offset a cursor carries, if this key sealed it for this fingerprint.
-    pub fn open(&self, cursor: &str, fingerprint: &[u8; FINGERPRINT]) -> Result<usize, ApiError> {
+    /// The offset and snapshot id a cursor carries, if this key sealed it for this fingerprint.
+    pub fn open(&self, cursor: &str, fingerprint: &[u8; FINGERPRINT]) -> Result<(usize, u64), ApiError> {
         let invalid =
             || ApiError::bad_request("invalid_cursor", "the cursor is not one this server issued for this query");
         let raw = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| invalid())?;
-        if raw.len() != 8 + FINGERPRINT + TAG {
+        if raw.len() != 16 + FINGERPRINT + TAG {
             return Err(invalid());
         }
-        let (payload, tag) = raw.split_at(8 + FINGERPRINT);
+        let (payload, tag) = raw.split_at(16 + FINGERPRINT);
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
         mac.update(payload);
         mac.verify_truncated_left(tag).map_err(|_| invalid())?;
-        if &payload[8..] != fingerprint {
+        if &payload[16..] != fingerprint {
             return Err(invalid());
         }
-        let mut off = [0u8; 8];
-        off.copy_from_slice(&payload[..8]);
-        usize::try_from(u64::from_le_bytes(off)).map_err(|_| invalid())
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&payload[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        Ok((usize::try_from(word(0)).map_err(|_| invalid())?, word(8)))
     }
 }
 
@@ -106,8 +111,8 @@ mod tests {
     fn cursors_round_trip_and_refuse_tampering() {
         let key = CursorKey::from_bytes([7; 32]);
         let fp = fingerprint("vitamin d", 10, "");
-        let c = key.seal(30, &fp);
-        assert_eq!(key.open(&c, &fp).expect("valid"), 30);
+        let c = key.seal(30, 9, &fp);
+        assert_eq!(key.open(&c, &fp).expect("valid"), (30, 9));
 
         let mut raw = URL_SAFE_NO_PAD.decode(&c).expect("base64");
         raw[0] ^= 1; // offset 30 -> 31

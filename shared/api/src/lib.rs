@@ -11,6 +11,7 @@ pub mod cursor;
 mod error;
 pub mod highlight;
 pub mod query_cache;
+pub mod snapshot;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ struct App<B> {
     cursor_key: CursorKey,
     slots: Arc<Semaphore>,
     queries: QueryCache,
+    snapshots: snapshot::Snapshots,
     searches: std::sync::atomic::AtomicU64,
 }
 
@@ -106,7 +108,15 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
     let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
     let queries = QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL);
     let spec = openapi_json();
-    let app = Arc::new(App { backend, limits, cursor_key, slots, queries, searches: Default::default() });
+    let mut seed = [0u8; 8];
+    // Ids only need to differ from a previous process's; a clock is enough when there is no randomness.
+    if getrandom::fill(&mut seed).is_err() {
+        seed = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            as u64)
+            .to_le_bytes();
+    }
+    let snapshots = snapshot::Snapshots::new(snapshot::SNAPSHOTS, snapshot::SNAPSHOT_TTL, u64::from_le_bytes(seed));
+    let app = Arc::new(App { backend, limits, cursor_key, slots, queries, snapshots, searches: Default::default() });
     let v1 = Router::new()
         .route("/v1/search", post(search::<B>))
         .route("/v1/documents/{id}", get(get_document::<B>).delete(delete_document::<B>))
@@ -268,6 +278,9 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
 pub const RRF_K: f32 = 60.0;
 /// How deep each list goes into a hybrid fusion, at least.
 pub const HYBRID_DEPTH: usize = 100;
+/// How deep a first page ranks and keeps for the pages after it: stable page sequences to here.
+/// As deep as hybrid ranks anyway, so a first page costs no more than it did.
+pub const SNAPSHOT_DEPTH: usize = 100;
 
 /// Reciprocal rank fusion of ranked lists of chunks: a chunk's score is the sum of 1/(k + rank)
 /// over the lists it is in, divided by the most it could get (first in every list), so that it
@@ -364,23 +377,46 @@ async fn search<B: Backend>(
     let bound =
         format!("{mode:?}|{min_score}|{}", req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default());
     let fingerprint = cursor::fingerprint(query, req.top_k, &bound);
-    let offset = match &req.cursor {
+    let (offset, snapshot) = match &req.cursor {
         Some(c) => app.cursor_key.open(c, &fingerprint)?,
-        None => 0,
+        None => (0, 0),
     };
     if offset + top_k > MAX_DEPTH {
         return Err(ApiError::bad_request("too_deep", format!("results stop at depth {MAX_DEPTH}")));
     }
-    // One more than the page: whether there is a next page.
-    let depth = offset + top_k + 1;
-    let vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
-    let hits = retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter).await?;
-    let hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
-    let more = hits.len() > offset + top_k;
-    let results = hits
+    let frozen = if snapshot == 0 { None } else { app.snapshots.get(snapshot) };
+    if snapshot != 0 && frozen.is_none() {
+        tracing::info!("the page sequence's snapshot has expired: ranking this page live");
+    }
+    let (page, more, next_snapshot) = match frozen {
+        // Inside the snapshot: the sequence stays as its first page ranked it.
+        Some(f) if f.hits.len() >= offset + top_k || !f.truncated => {
+            let page: Vec<VectorHit> = f.hits.iter().skip(offset).take(top_k).cloned().collect();
+            let within = f.hits.len() > offset + top_k;
+            (page, within || f.truncated, if within { snapshot } else { 0 })
+        }
+        _ => {
+            // A first page ranks deep enough for the pages after it and keeps that ranking; a page
+            // past a snapshot (or whose snapshot is gone) is ranked live at its offset.
+            let first = req.cursor.is_none();
+            let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
+            let vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
+            let hits = retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter).await?;
+            let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
+            let more = hits.len() > offset + top_k;
+            if first && more {
+                let truncated = hits.len() == depth;
+                hits.truncate(depth - 1);
+                let page = hits[..top_k].to_vec();
+                let id = app.snapshots.put(hits, truncated);
+                (page, true, id)
+            } else {
+                (hits.into_iter().skip(offset).take(top_k).collect(), more, 0)
+            }
+        }
+    };
+    let results = page
         .into_iter()
-        .skip(offset)
-        .take(top_k)
         .map(|h| {
             let key = h.metadata.get("key").and_then(|v| v.as_str()).unwrap_or_default();
             SearchResult {
@@ -399,7 +435,7 @@ async fn search<B: Backend>(
             }
         })
         .collect();
-    let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, &fingerprint));
+    let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, next_snapshot, &fingerprint));
     Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
 }
 
