@@ -54,19 +54,29 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         Mode::Keyword => quarry_api::Mode::Keyword,
         Mode::Hybrid => quarry_api::Mode::Hybrid,
     };
-    let vector = if mode.needs_vector() {
-        let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
-            .map_err(crate::SetupError::Model)?;
-        Some(embedder.embed_blocking(&[args.query.as_str()])?.remove(0))
+    let embedder = if mode.needs_vector() {
+        Some(
+            LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 16 })
+                .map_err(crate::SetupError::Model)?,
+        )
     } else {
         None
     };
-    let mut hits = quarry_api::retrieve(&store, Some(&store), mode, &args.query, vector, top_k, filter).await?;
+    let vector = match &embedder {
+        Some(e) => Some(e.embed_blocking(&[args.query.as_str()])?.remove(0)),
+        None => None,
+    };
+    let mut hits = quarry_api::retrieve(&store, Some(&store), mode, &args.query, vector.clone(), top_k, filter).await?;
     hits.truncate(top_k);
+    let marks = match (&embedder, args.highlight) {
+        (Some(e), true) => quarry_api::highlight_hits(e, &args.query, vector.as_deref(), &hits).await?,
+        (None, true) => hits.iter().map(|h| quarry_api::highlight::highlights(&args.query, &h.text)).collect(),
+        (_, false) => vec![Vec::new(); hits.len()],
+    };
     if hits.is_empty() {
         println!("no results");
     }
-    for (rank, hit) in hits.iter().enumerate() {
+    for (rank, (hit, marks)) in hits.iter().zip(marks).enumerate() {
         let key = hit.metadata.get("key").and_then(|v| v.as_str()).unwrap_or("?");
         let page = match hit.pages {
             Some(p) if p.first != p.last => format!(" p.{}-{}", p.first, p.last),
@@ -74,7 +84,6 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             _ => String::new(),
         };
         println!("{:>2}. {:.3}  {key}{page}", rank + 1, hit.score);
-        let marks = if args.highlight { quarry_api::highlight::highlights(&args.query, &hit.text) } else { Vec::new() };
         if marks.is_empty() {
             let text: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
             let preview: String = text.chars().take(160).collect();

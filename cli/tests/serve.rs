@@ -90,6 +90,20 @@ fn serve_watch_search_documents_batches_and_errors() {
     );
     let lit: String = slice.chars().skip(ha).take(hb - ha).collect();
     assert_eq!(lit, "Vitamin D helps the body absorb calcium and keeps bones strong.", "{top}");
+    // A result that shares no word with the query is highlighted by meaning: the sentence nearest
+    // the query's embedding.
+    let (_, r) = search(&s, json!({"query": "skeletal health", "mode": "semantic", "top_k": 1}));
+    let top = &r["results"][0];
+    let said = |h: &Value| -> String {
+        let t: Vec<char> = top["text"].as_str().unwrap_or_default().chars().collect();
+        t[h["start"].as_u64().unwrap_or(0) as usize..h["end"].as_u64().unwrap_or(0) as usize].iter().collect()
+    };
+    assert_eq!(keys(&r), ["bones.txt"], "{r}");
+    assert_eq!(
+        top["highlights"].as_array().map(|a| a.iter().map(said).collect::<Vec<_>>()),
+        Some(vec!["Vitamin D helps the body absorb calcium and keeps bones strong.".to_owned()]),
+        "{top}"
+    );
 
     // Modes: keyword finds the literal word; semantic and hybrid (the default) find meaning.
     let (st, r) = search(&s, json!({"query": "sodium", "mode": "keyword"}));

@@ -2,8 +2,10 @@
 //!
 //! Sentences are scored by the distinct query words they contain (stopwords dropped, light
 //! stemming), so a sentence that names the query's subject beats one that only shares "the". Up to
-//! two best sentences are returned in reading order; none when no query word occurs (a purely
-//! semantic match: the whole chunk is the answer).
+//! two best sentences are returned in reading order. A result that matched by meaning alone shares
+//! no word with the query; its sentences are then embedded with the query's model and the one most
+//! similar to the query is highlighted ([`semantic_candidates`], [`most_similar`]), so the
+//! highlight says why a result without the query's words is there.
 
 use quarry_core::lexicon;
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,31 @@ fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Sentences embedded per result at most, for a semantic highlight (the first ones: a chunk is a
+/// few hundred tokens).
+pub const MAX_EMBEDDED_SENTENCES: usize = 12;
+
+/// The sentences of `text` to embed for a semantic highlight, with their spans; empty when there
+/// is no choice to make (one sentence or none).
+pub fn semantic_candidates(text: &str) -> Vec<(Highlight, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let spans = sentences(&chars);
+    if spans.len() < 2 {
+        return Vec::new();
+    }
+    spans
+        .into_iter()
+        .take(MAX_EMBEDDED_SENTENCES)
+        .map(|(a, b)| (Highlight { start: a, end: b }, chars[a..b].iter().collect()))
+        .collect()
+}
+
+/// The candidate whose vector is nearest the query's (unit vectors: the dot product is the cosine).
+pub fn most_similar(query: &[f32], candidates: &[(Highlight, Vec<f32>)]) -> Option<Highlight> {
+    let dot = |v: &[f32]| v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
+    candidates.iter().max_by(|a, b| dot(&a.1).total_cmp(&dot(&b.1))).map(|(h, _)| *h)
+}
+
 pub fn highlights(query: &str, text: &str) -> Vec<Highlight> {
     let terms: std::collections::HashSet<String> =
         lexicon::words(query).filter(|w| !lexicon::is_stopword(w)).map(|w| lexicon::stem(&w).to_owned()).collect();
@@ -75,6 +102,19 @@ mod tests {
     fn spans(query: &str, text: &str) -> Vec<String> {
         let chars: Vec<char> = text.chars().collect();
         highlights(query, text).iter().map(|h| chars[h.start..h.end].iter().collect()).collect()
+    }
+
+    #[test]
+    fn the_most_similar_sentence_wins_when_no_word_is_shared() {
+        let text = "Sunlight makes vitamin D. Calcium keeps bones strong. Tea is hot.";
+        let c = semantic_candidates(text);
+        assert_eq!(c.len(), 3);
+        let chars: Vec<char> = text.chars().collect();
+        let said = |h: Highlight| chars[h.start..h.end].iter().collect::<String>();
+        assert_eq!(said(c[1].0), "Calcium keeps bones strong.");
+        let vectors = vec![(c[0].0, vec![0.6, 0.8]), (c[1].0, vec![1.0, 0.0]), (c[2].0, vec![0.0, 1.0])];
+        assert_eq!(most_similar(&[0.9, 0.1], &vectors).map(said).as_deref(), Some("Calcium keeps bones strong."));
+        assert!(semantic_candidates("One sentence only.").is_empty(), "nothing to choose");
     }
 
     #[test]

@@ -415,9 +415,13 @@ async fn search<B: Backend>(
             }
         }
     };
+    // The query's vector is in the cache by now (or was never needed: keyword mode).
+    let query_vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
+    let marks = highlight_hits(app.backend.embedder(), query, query_vector.as_deref(), &page).await?;
     let results = page
         .into_iter()
-        .map(|h| {
+        .zip(marks)
+        .map(|(h, marks)| {
             let key = h.metadata.get("key").and_then(|v| v.as_str()).unwrap_or_default();
             SearchResult {
                 document_id: h.document.as_str().to_owned(),
@@ -429,7 +433,7 @@ async fn search<B: Backend>(
                     start: h.span.start,
                     end: h.span.end,
                 },
-                highlights: highlight::highlights(query, &h.text),
+                highlights: marks,
                 text: h.text,
                 metadata: h.metadata.into_iter().collect(),
             }
@@ -437,6 +441,49 @@ async fn search<B: Backend>(
         .collect();
     let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, next_snapshot, &fingerprint));
     Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
+}
+
+/// The highlights of a page of hits: sentences by query words and, for hits that share no word
+/// with the query, the sentence nearest it in meaning, from one embedding call for all of them
+/// (`query_vector` is the query's own; without one, words alone decide).
+pub async fn highlight_hits<E: Embedder>(
+    embedder: &E,
+    query: &str,
+    query_vector: Option<&[f32]>,
+    hits: &[VectorHit],
+) -> Result<Vec<Vec<highlight::Highlight>>, PortError> {
+    let mut marks: Vec<Vec<highlight::Highlight>> =
+        hits.iter().map(|h| highlight::highlights(query, &h.text)).collect();
+    let Some(q) = query_vector else { return Ok(marks) };
+    let mut owners = Vec::new();
+    let mut texts = Vec::new();
+    let mut spans = Vec::new();
+    for (i, h) in hits.iter().enumerate() {
+        if !marks[i].is_empty() {
+            continue;
+        }
+        for (span, sentence) in highlight::semantic_candidates(&h.text) {
+            owners.push(i);
+            spans.push(span);
+            texts.push(sentence);
+        }
+    }
+    if texts.is_empty() {
+        return Ok(marks);
+    }
+    let vectors = embedder.embed(&texts).await?;
+    for (i, mark) in marks.iter_mut().enumerate() {
+        let mine: Vec<(highlight::Highlight, Vec<f32>)> = owners
+            .iter()
+            .zip(spans.iter().zip(&vectors))
+            .filter(|(o, _)| **o == i)
+            .map(|(_, (s, v))| (*s, v.clone()))
+            .collect();
+        if let Some(best) = highlight::most_similar(q, &mine) {
+            mark.push(best);
+        }
+    }
+    Ok(marks)
 }
 
 async fn embed_query<B: Backend>(app: &App<B>, query: &str) -> Result<Vec<f32>, ApiError> {
