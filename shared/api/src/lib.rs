@@ -235,7 +235,8 @@ impl Mode {
     }
 }
 
-/// Ranked chunks for one query in one mode: the semantic list, the keyword list, or both fused
+/// Ranked chunks for one query in one mode: the semantic list, the keyword list, or, for hybrid,
+/// both fused with a third: the keyword query expanded by pseudo-relevance feedback ([`expand`])
 /// (each at least [`HYBRID_DEPTH`] deep; the fused list is not cut to `depth`). `vector` is the
 /// query's embedding, which every mode but keyword needs. The one place a mode becomes port
 /// calls: the API, `quarry search` and `quarry eval` all rank through it.
@@ -269,9 +270,65 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
             };
             let kq = keyword(n);
             let (semantic, words) = tokio::join!(searcher.search(&vq), kw.keyword_search(&kq));
-            Ok(fuse(vec![semantic?, words?], RRF_K))
+            let (semantic, words) = (semantic?, words?);
+            // Pseudo-relevance feedback: the words that weigh most in the best keyword hits,
+            // added to the query, make a third list. It finds documents that say it in other
+            // words, which lifts recall and, fused, the top ten (docs/RELEVANCE.md).
+            let feedback: Vec<&VectorHit> = words.iter().take(FEEDBACK_HITS).collect();
+            let expanded = expand(text, &feedback, FEEDBACK_TERMS);
+            let third = if expanded == text {
+                Vec::new()
+            } else {
+                kw.keyword_search(&KeywordQuery { text: expanded, top_k: n, filter: filter.clone() }).await?
+            };
+            let lists = if third.is_empty() { vec![semantic, words] } else { vec![semantic, words, third] };
+            Ok(fuse(lists, RRF_K))
         }
     }
+}
+
+/// Keyword hits that feed the expansion of a hybrid query, and words added from them.
+pub const FEEDBACK_HITS: usize = 10;
+pub const FEEDBACK_TERMS: usize = 5;
+
+/// The query plus the `n` words that weigh most in the feedback hits: a relevance model (RM1):
+/// each word's frequency in a hit, over the hit's length, summed over hits weighted 1/rank. Only
+/// words in at least two hits count (one hit's jargon is noise), never stopwords, numbers, words
+/// of one or two letters, or the query's own words (by stem).
+pub fn expand(query: &str, hits: &[&VectorHit], n: usize) -> String {
+    use quarry_core::lexicon;
+    use std::collections::{HashMap, HashSet};
+    let own: HashSet<String> = lexicon::words(query).map(|w| lexicon::stem(&w).to_owned()).collect();
+    // stem -> (weight, a surface form, hits it occurs in)
+    let mut terms: HashMap<String, (f64, String, usize)> = HashMap::new();
+    for (rank, h) in hits.iter().enumerate() {
+        let words: Vec<String> = lexicon::words(&h.text)
+            .filter(|w| !lexicon::is_stopword(w) && w.chars().count() > 2 && !w.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        let len = words.len().max(1) as f64;
+        let weight = 1.0 / (rank as f64 + 1.0);
+        let mut seen = HashSet::new();
+        for w in words {
+            let stem = lexicon::stem(&w).to_owned();
+            if own.contains(&stem) {
+                continue;
+            }
+            let first = seen.insert(stem.clone());
+            let e = terms.entry(stem).or_insert_with(|| (0.0, w, 0));
+            e.0 += weight / len;
+            e.2 += usize::from(first);
+        }
+    }
+    let mut ranked: Vec<(f64, String)> =
+        terms.into_values().filter(|(_, _, hits)| *hits >= 2).map(|(w, word, _)| (w, word)).collect();
+    // Heaviest first; ties by the word, so that the same hits always give the same query.
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut out = query.to_owned();
+    for (_, w) in ranked.into_iter().take(n) {
+        out.push(' ');
+        out.push_str(&w);
+    }
+    out
 }
 
 /// The reciprocal rank fusion constant (Cormack et al.; what the peer and Anserini use).
@@ -727,6 +784,22 @@ mod tests {
             span: CharSpan { start: 0, end: 0 },
             metadata: Default::default(),
         }
+    }
+
+    #[test]
+    fn feedback_expands_the_query_with_words_its_best_hits_share() {
+        let with = |doc: &str, text: &str| VectorHit { text: text.to_owned(), ..hit(doc, 0) };
+        let hits = [
+            with("a", "Statins lower cholesterol. Cholesterol in the arteries causes plaque."),
+            with("b", "High cholesterol and arterial plaque: statins and diet."),
+            with("c", "Plaque builds up when LDL cholesterol is high; 2019 data."),
+            with("d", "A unique word appears once: zebrafish."),
+        ];
+        let refs: Vec<&VectorHit> = hits.iter().collect();
+        let out = super::expand("statin therapy", &refs, 2);
+        assert_eq!(out, "statin therapy cholesterol plaque", "shared, heavy words; not the query's own (statins)");
+        assert_eq!(super::expand("statin", &refs[3..], 5), "statin", "one hit's words are not evidence");
+        assert_eq!(super::expand("x", &[], 5), "x");
     }
 
     #[test]
