@@ -6,6 +6,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore};
 use quarry_core::Config;
+use quarry_core::ports::Either;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embed_worker::Worker;
 use quarry_pipeline::{CoalescingEmbedder, Indexer};
@@ -24,7 +25,11 @@ async fn main() -> Result<(), Error> {
     let resources = Resources::from_config(&config.aws)?;
     let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
     let model_dir = config.model.resolved_dir();
-    let embedder = CoalescingEmbedder::new(LocalEmbedder::load(&model_dir, EmbedOptions::default())?, MERGED_TEXTS);
+    let embedder = match quarry_openai::from_settings(&config.embedder)? {
+        Some(openai) => Either::Right(openai),
+        None => Either::Left(LocalEmbedder::load(&model_dir, EmbedOptions::default())?),
+    };
+    let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
     let preparer = Preparer::new(&config, WordPiece::from_file(&model_dir.join("tokenizer.json"))?);
     let source = S3Source::new(clients.s3.clone(), &resources.bucket);
     let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);

@@ -3,6 +3,7 @@
 
 use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore, SqsQueue};
 use quarry_core::Config;
+use quarry_core::ports::Either;
 use quarry_embed::EmbedOptions;
 use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
 
@@ -12,8 +13,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env(None)?;
     let resources = Resources::from_config(&config.aws)?;
     let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
-    // The model loads on its own thread: init ends at the first poll, in milliseconds.
-    let embedder = BackgroundEmbedder::load(config.model.resolved_dir(), EmbedOptions::default());
+    // The local model loads on its own thread: init ends at the first poll, in milliseconds.
+    let embedder = match quarry_openai::from_settings(&config.embedder)? {
+        Some(openai) => Either::Right(openai),
+        None => Either::Left(BackgroundEmbedder::load(config.model.resolved_dir(), EmbedOptions::default())),
+    };
     let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);
     let backend = AwsBackend {
         embedder,

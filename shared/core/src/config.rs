@@ -165,6 +165,43 @@ impl Default for Server {
     }
 }
 
+/// Which model embeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedderKind {
+    /// all-MiniLM-L6-v2 on ONNX Runtime, from `model.dir`.
+    #[default]
+    Local,
+    /// OpenAI's embeddings API (`QUARRY_OPENAI_API_KEY`).
+    Openai,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedderSettings {
+    pub kind: EmbedderKind,
+    pub openai_model: String,
+    /// Output dimension; must match the vector index (384, as the local model's).
+    pub openai_dimensions: u32,
+    /// Another base URL for the API (a proxy); the API's own when unset.
+    pub openai_base_url: Option<String>,
+    /// `QUARRY_OPENAI_API_KEY` only.
+    #[serde(skip)]
+    pub openai_api_key: Option<Secret>,
+}
+
+impl Default for EmbedderSettings {
+    fn default() -> Self {
+        EmbedderSettings {
+            kind: EmbedderKind::Local,
+            openai_model: "text-embedding-3-small".into(),
+            openai_dimensions: 384,
+            openai_base_url: None,
+            openai_api_key: None,
+        }
+    }
+}
+
 /// Where an AWS deployment's resources are: the Lambdas' environment, set by `template.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -191,6 +228,7 @@ pub struct Config {
     pub model: Model,
     pub server: Server,
     pub aws: Aws,
+    pub embedder: EmbedderSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +287,11 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_VECTOR_BUCKET", "aws.vector_bucket"),
     ("QUARRY_VECTOR_INDEX", "aws.vector_index"),
     ("QUARRY_AWS_ENDPOINT_URL", "aws.endpoint_url"),
+    ("QUARRY_EMBEDDER", "embedder.kind"),
+    ("QUARRY_OPENAI_MODEL", "embedder.openai_model"),
+    ("QUARRY_OPENAI_DIMENSIONS", "embedder.openai_dimensions"),
+    ("QUARRY_OPENAI_BASE_URL", "embedder.openai_base_url"),
+    ("QUARRY_OPENAI_API_KEY", "embedder.openai_api_key (environment only)"),
 ];
 
 fn invalid(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -355,6 +398,17 @@ impl Config {
             "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
             "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
             "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),
+            "QUARRY_EMBEDDER" => {
+                self.embedder.kind = match v.trim().to_ascii_lowercase().as_str() {
+                    "local" => EmbedderKind::Local,
+                    "openai" => EmbedderKind::Openai,
+                    _ => return Err(invalid(name, v, "expected local or openai")),
+                }
+            }
+            "QUARRY_OPENAI_MODEL" => self.embedder.openai_model = v.to_owned(),
+            "QUARRY_OPENAI_DIMENSIONS" => self.embedder.openai_dimensions = parse_num(name, v)?,
+            "QUARRY_OPENAI_BASE_URL" => self.embedder.openai_base_url = Some(v.to_owned()),
+            "QUARRY_OPENAI_API_KEY" => self.embedder.openai_api_key = Some(Secret::new(v)),
             _ => {
                 let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
@@ -388,6 +442,20 @@ impl Config {
         if let Some(k) = &srv.api_key {
             // A short key is guessable; say so now rather than serve with it.
             check(k.expose().len() >= 16, "QUARRY_API_KEY", "(hidden)".into(), "must be at least 16 characters")?;
+        }
+        if self.embedder.kind == EmbedderKind::Openai {
+            check(
+                self.embedder.openai_api_key.as_ref().is_some_and(|k| !k.expose().trim().is_empty()),
+                "QUARRY_OPENAI_API_KEY",
+                "(unset)".into(),
+                "the openai embedder needs an API key",
+            )?;
+            check(
+                (1..=3072).contains(&self.embedder.openai_dimensions),
+                "embedder.openai_dimensions",
+                self.embedder.openai_dimensions.to_string(),
+                "must be between 1 and 3072",
+            )?;
         }
         if let Some(k) = &srv.cursor_secret {
             check(k.expose().len() >= 32, "QUARRY_CURSOR_SECRET", "(hidden)".into(), "must be at least 32 characters")?;

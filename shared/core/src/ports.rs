@@ -168,6 +168,30 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: &[String]) -> impl Future<Output = Result<Vec<Vec<f32>>, PortError>> + Send;
 }
 
+/// One of two embedders, chosen at start-up (the local model or the OpenAI API): handlers stay
+/// generic over one `Embedder` type whichever the configuration picks.
+#[derive(Debug, Clone)]
+pub enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+impl<A: Embedder, B: Embedder> Embedder for Either<A, B> {
+    fn model(&self) -> &ModelInfo {
+        match self {
+            Either::Left(a) => a.model(),
+            Either::Right(b) => b.model(),
+        }
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+        match self {
+            Either::Left(a) => a.embed(texts).await,
+            Either::Right(b) => b.embed(texts).await,
+        }
+    }
+}
+
 /// Vectors already computed, by model and content: a document edited in one place re-embeds only
 /// the chunks whose text changed (SQLite locally, DynamoDB with a TTL on AWS).
 pub trait EmbeddingCache: Send + Sync {
