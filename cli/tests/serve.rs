@@ -90,9 +90,12 @@ fn serve_watch_search_documents_batches_and_errors() {
     );
     let lit: String = slice.chars().skip(ha).take(hb - ha).collect();
     assert_eq!(lit, "Vitamin D helps the body absorb calcium and keeps bones strong.", "{top}");
-    // A result that shares no word with the query is highlighted by meaning: the sentence nearest
-    // the query's embedding.
-    let (_, r) = search(&s, json!({"query": "skeletal health", "mode": "semantic", "top_k": 1}));
+    // Asked for, a result that shares no word with the query is highlighted by meaning: the
+    // sentence nearest the query's embedding. By default it has no highlight.
+    let (_, plain) = search(&s, json!({"query": "skeletal health", "mode": "semantic", "top_k": 1}));
+    assert_eq!(plain["results"][0]["highlights"], json!([]), "{plain}");
+    let (_, r) =
+        search(&s, json!({"query": "skeletal health", "mode": "semantic", "top_k": 1, "semantic_highlights": true}));
     let top = &r["results"][0];
     let said = |h: &Value| -> String {
         let t: Vec<char> = top["text"].as_str().unwrap_or_default().chars().collect();

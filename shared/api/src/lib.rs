@@ -205,6 +205,10 @@ pub struct SearchRequest {
     /// Results scoring below this (0 to 1) are left out, before pagination.
     #[serde(default)]
     pub min_score: Option<f32>,
+    /// Also highlight, by meaning, results that share no word with the query: their sentences are
+    /// embedded (tens of milliseconds a page), so it is asked for, not done by default.
+    #[serde(default)]
+    pub semantic_highlights: bool,
 }
 
 fn default_top_k() -> u32 {
@@ -473,7 +477,8 @@ async fn search<B: Backend>(
         }
     };
     // The query's vector is in the cache by now (or was never needed: keyword mode).
-    let query_vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
+    let query_vector =
+        if mode.needs_vector() && req.semantic_highlights { Some(embed_query(&app, query).await?) } else { None };
     let marks = highlight_hits(app.backend.embedder(), query, query_vector.as_deref(), &page).await?;
     let results = page
         .into_iter()
@@ -842,7 +847,7 @@ mod tests {
             assert!(schemas.contains_key(name), "{name} missing from {:?}", schemas.keys().collect::<Vec<_>>());
         }
         let request = &schemas["SearchRequest"]["properties"];
-        for field in ["query", "top_k", "filter", "cursor", "mode", "min_score"] {
+        for field in ["query", "top_k", "filter", "cursor", "mode", "min_score", "semantic_highlights"] {
             assert!(request.get(field).is_some(), "SearchRequest.{field} missing: {request}");
         }
         assert!(paths["/v1/search"]["post"]["responses"].get("400").is_some());
