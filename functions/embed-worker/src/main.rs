@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore};
+use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore};
 use quarry_core::Config;
 use quarry_core::ports::Either;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
@@ -22,8 +22,7 @@ const MERGED_TEXTS: usize = 256;
 async fn main() -> Result<(), Error> {
     quarry_lambda::init_logging();
     let config = Config::from_env(None)?;
-    let resources = Resources::from_config(&config.aws)?;
-    let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
+    let (resources, clients) = Clients::for_config(&config.aws).await?;
     let model_dir = config.model.resolved_dir();
     let embedder = match quarry_openai::from_settings(&config.embedder)? {
         Some(openai) => Either::Right(openai),

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quarry_aws::{Clients, DynamoState, Resources, S3VectorStore, SqsQueue};
+use quarry_aws::{Clients, DynamoState, S3VectorStore, SqsQueue};
 use quarry_core::Config;
 use quarry_ingest::Ingest;
 use quarry_text::Extractor;
@@ -11,8 +11,7 @@ use quarry_text::Extractor;
 async fn main() -> Result<(), Error> {
     quarry_lambda::init_logging();
     let config = Config::from_env(None)?;
-    let resources = Resources::from_config(&config.aws)?;
-    let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
+    let (resources, clients) = Clients::for_config(&config.aws).await?;
     let queue = SqsQueue::new(clients.sqs.clone(), &resources.queue_url);
     let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);
     let writer = S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index);

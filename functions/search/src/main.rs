@@ -1,7 +1,7 @@
 //! Cold start: configuration, SDK clients, the model and the router once; then lambda_http serves
 //! API Gateway's requests with the same axum router as `quarry serve`.
 
-use quarry_aws::{Clients, DynamoState, Resources, S3Source, S3VectorStore, SqsQueue};
+use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore, SqsQueue};
 use quarry_core::Config;
 use quarry_core::ports::Either;
 use quarry_embed::EmbedOptions;
@@ -11,8 +11,7 @@ use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
 async fn main() -> Result<(), lambda_http::Error> {
     quarry_lambda::init_logging();
     let config = Config::from_env(None)?;
-    let resources = Resources::from_config(&config.aws)?;
-    let clients = Clients::load(config.aws.endpoint_url.as_deref()).await;
+    let (resources, clients) = Clients::for_config(&config.aws).await?;
     // The local model loads on its own thread: init ends at the first poll, in milliseconds.
     let embedder = match quarry_openai::from_settings(&config.embedder)? {
         Some(openai) => Either::Right(openai),

@@ -82,6 +82,13 @@ impl Clients {
         Clients::new(&loader.load().await, endpoint.is_some())
     }
 
+    /// A function's cold start: the resources its configuration names (every missing one named in
+    /// the error) and the clients, pointed at `aws.endpoint_url` when one is set.
+    pub async fn for_config(aws: &quarry_core::config::Aws) -> Result<(Resources, Clients), MissingSettings> {
+        let resources = Resources::from_config(aws)?;
+        Ok((resources, Clients::load(aws.endpoint_url.as_deref()).await))
+    }
+
     /// Clients for an emulator at `endpoint` (the tests' moto server): fixed test credentials, one
     /// region, path-style S3.
     pub async fn emulator(endpoint: &str) -> Clients {

@@ -34,6 +34,23 @@ fn metadata(m: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<S
     m.map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()).unwrap_or_default()
 }
 
+/// What HeadObject and GetObject both say about an object.
+fn info(
+    key: &DocumentKey,
+    length: Option<i64>,
+    etag: Option<&str>,
+    content_type: Option<&str>,
+    meta: Option<&std::collections::HashMap<String, String>>,
+) -> BlobInfo {
+    BlobInfo {
+        key: key.clone(),
+        size: length.unwrap_or(0).max(0) as u64,
+        version: etag.map(str::to_owned),
+        content_type: content_type.map(str::to_owned),
+        metadata: metadata(meta),
+    }
+}
+
 impl BlobSource for S3Source {
     #[instrument(skip_all, err)]
     async fn head(&self, key: &DocumentKey) -> Result<BlobInfo, PortError> {
@@ -44,13 +61,7 @@ impl BlobSource for S3Source {
                 port_error("s3.head_object", e)
             }
         })?;
-        Ok(BlobInfo {
-            key: key.clone(),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            version: out.e_tag().map(str::to_owned),
-            content_type: out.content_type().map(str::to_owned),
-            metadata: metadata(out.metadata()),
-        })
+        Ok(info(key, out.content_length(), out.e_tag(), out.content_type(), out.metadata()))
     }
 
     #[instrument(skip_all, err)]
@@ -62,13 +73,7 @@ impl BlobSource for S3Source {
                 port_error("s3.get_object", e)
             }
         })?;
-        let info = BlobInfo {
-            key: key.clone(),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            version: out.e_tag().map(str::to_owned),
-            content_type: out.content_type().map(str::to_owned),
-            metadata: metadata(out.metadata()),
-        };
+        let info = info(key, out.content_length(), out.e_tag(), out.content_type(), out.metadata());
         let bytes = out
             .body
             .collect()
