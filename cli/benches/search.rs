@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use quarry_core::ports::{BlobSource, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
+use quarry_core::ports::{
+    BlobSource, KeywordQuery, KeywordSearcher, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+};
 use quarry_core::{ChunkId, Config, DocumentId, DocumentKey};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embedded::{JsonlSource, SqliteStore};
@@ -156,7 +158,13 @@ fn main() {
     // 4. The parts, in process: query embedding alone, and the store's search alone.
     let single = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 0, batch_size: 1 }).expect("model");
     let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
-    let (mut embed, mut scan) = (Vec::new(), Vec::new());
+    // The keyword index is built on first use: what that costs once, in time and memory.
+    let rss_before = rss_mb();
+    let t = Instant::now();
+    store.warm_keywords().expect("keyword index");
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_grew = rss_mb() - rss_before;
+    let (mut embed, mut scan, mut words) = (Vec::new(), Vec::new(), Vec::new());
     for q in &queries {
         let t = Instant::now();
         let v = single.embed_blocking(&[q.as_str()]).expect("embed").remove(0);
@@ -165,6 +173,10 @@ fn main() {
         let hits = rt.block_on(store.search(&VectorQuery { vector: v, top_k: 11, filter: None })).expect("search");
         scan.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(hits.len(), 11);
+        let t = Instant::now();
+        let kq = KeywordQuery { text: q.clone(), top_k: 100, filter: None };
+        rt.block_on(store.keyword_search(&kq)).expect("keyword search");
+        words.push(t.elapsed().as_secs_f64() * 1e3);
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&state);
@@ -176,7 +188,20 @@ fn main() {
     for (name, v) in [
         ("query embedding alone (in process)", &embed),
         ("store search alone: index + payload read (in process)", &scan),
+        ("keyword search alone, top 100: index + payload read (in process)", &words),
     ] {
         println!("| {name} | {:.2} | {:.2} |", pct(v, 0.5), pct(v, 0.95));
     }
+    println!();
+    println!("keyword index: built from {n} stored chunks in {build_ms:.0} ms; resident memory grew {rss_grew:.0} MB");
+}
+
+/// This process's resident memory, from /proc (0 where there is none).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .map_or(0.0, |kb: f64| kb / 1024.0)
 }

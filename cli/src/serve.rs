@@ -175,6 +175,16 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("listening on http://{bound}");
+    {
+        // Keyword and hybrid queries need the in-memory keyword index; build it now, beside the
+        // listener, rather than in the first such query.
+        let local = Arc::clone(&local);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = local.store.warm_keywords() {
+                tracing::warn!(error = %anyhow::Error::from(e), "cannot build the keyword index yet");
+            }
+        });
+    }
     if args.watch.is_some() {
         let local = Arc::clone(&local);
         let every = Duration::from_secs_f64(args.poll);

@@ -141,7 +141,7 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// A light suffix stripper (plural, -ing, -ed, -ly), so that "pressures" meets "pressure" when
-/// highlighting; keyword search itself uses FTS5's Porter stemmer.
+/// highlighting; keyword search itself uses the Snowball English stemmer.
 pub fn stem(word: &str) -> &str {
     for suffix in ["ing", "ed", "ly", "s"] {
         if let Some(stem) = word.strip_suffix(suffix)

@@ -1,13 +1,16 @@
-//! The embedded default's adapters: Quarry on one machine with no cloud. The vector index, chosen
-//! by measurement (see `docs/PERFORMANCE.md`), the SQLite store of document state and vectors, and
-//! two blob sources: a folder, and a JSON Lines file of records.
+//! The embedded default's adapters: Quarry on one machine with no cloud. The vector index and the
+//! keyword index, each chosen by measurement (see `docs/PERFORMANCE.md`), the SQLite store of
+//! document state, chunks and vectors, and two blob sources: a folder, and a JSON Lines file of
+//! records.
 
 pub mod folder;
 pub mod jsonl;
+pub mod keyword_index;
 pub mod sqlite;
 pub mod vector_index;
 
 pub use folder::FolderSource;
 pub use jsonl::{JsonlError, JsonlSource, Rejected};
+pub use keyword_index::{KeywordHit, KeywordIndex};
 pub use sqlite::{ChunkDetails, SqliteStore, StoreError};
 pub use vector_index::{FlatIndex, IndexError, IndexHit};

@@ -22,6 +22,7 @@ use quarry_core::{
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::keyword_index::{self, KeywordIndex};
 use crate::vector_index::{FlatIndex, IndexError};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
@@ -96,6 +97,11 @@ const MIGRATIONS: &[&str] = &[
         SELECT rowid, COALESCE(json_extract(metadata, '$.title'), json_extract(metadata, '$."user.title"'), ''), text
         FROM chunks;
 "#,
+    // Keyword search moved to an in-memory index built from `chunks` (keyword_index.rs): FTS5
+    // scored every matching row and could not stop early.
+    r"
+    DROP TABLE chunks_fts;
+",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +177,9 @@ pub struct SqliteStore {
     /// Each document's metadata (the same on all its chunks), for filters: a filter is decided
     /// once per document, inside the index scan.
     metadata: RwLock<rustc_hash::FxHashMap<DocumentId, Metadata>>,
+    /// Built from the chunks on first keyword search (or [`SqliteStore::warm_keywords`]), then kept
+    /// current by every write: semantic-only use never pays for it.
+    keywords: RwLock<Option<KeywordIndex>>,
     clock: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
@@ -224,6 +233,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             index: RwLock::new(index),
             metadata: RwLock::new(metadata),
+            keywords: RwLock::new(None),
             clock: Box::new(now_ms),
         })
     }
@@ -232,6 +242,54 @@ impl SqliteStore {
     pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Box::new(clock);
         self
+    }
+
+    /// Builds the keyword index now, if it is not built yet: a server calls this at start so that
+    /// its first keyword query is not the one that pays for it.
+    pub fn warm_keywords(&self) -> Result<(), PortError> {
+        drop(self.keyword_index()?);
+        Ok(())
+    }
+
+    /// The keyword index, built from the stored chunks the first time it is asked for.
+    fn keyword_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<KeywordIndex>>, PortError> {
+        let read = || self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        {
+            let built = read();
+            if built.is_some() {
+                return Ok(built);
+            }
+        }
+        {
+            // Writers update the index only once it exists, after their commit; building under
+            // the write lock from committed rows, and upserts being idempotent, means no write
+            // is missed or applied twice to a different result.
+            let mut slot = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_none() {
+                let started = std::time::Instant::now();
+                let mut index = KeywordIndex::new();
+                let conn = self.conn();
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT rowid, document_id, text,
+                                COALESCE(json_extract(metadata, '$.title'), json_extract(metadata, '$.\"user.title\"'), '')
+                         FROM chunks",
+                    )
+                    .map_err(db_error("chunks.keyword_index"))?;
+                let mut rows = stmt.query([]).map_err(db_error("chunks.keyword_index"))?;
+                while let Some(r) = rows.next().map_err(db_error("chunks.keyword_index"))? {
+                    let doc: String = r.get(1).map_err(db_error("chunks.keyword_index"))?;
+                    let Some(document) = DocumentId::parse(&doc) else { continue };
+                    let title: String =
+                        r.get::<_, Option<String>>(3).map_err(db_error("chunks.keyword_index"))?.unwrap_or_default();
+                    let text: String = r.get(2).map_err(db_error("chunks.keyword_index"))?;
+                    index.upsert(r.get(0).map_err(db_error("chunks.keyword_index"))?, &document, &title, &text);
+                }
+                tracing::info!(chunks = index.len(), ms = started.elapsed().as_millis() as u64, "keyword index built");
+                *slot = Some(index);
+            }
+        }
+        Ok(read())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -469,6 +527,7 @@ impl VectorWriter for SqliteStore {
                 });
             }
         }
+        let mut rowids = Vec::with_capacity(records.len());
         {
             let mut conn = self.conn();
             let tx = conn.transaction().map_err(db_error("chunks.upsert"))?;
@@ -484,9 +543,6 @@ impl VectorWriter for SqliteStore {
                              page_last = ?6, metadata = ?7, vector = ?8, char_start = ?9, char_end = ?10
                          RETURNING rowid",
                     )
-                    .map_err(db_error("chunks.upsert"))?;
-                let mut fts = tx
-                    .prepare_cached("INSERT OR REPLACE INTO chunks_fts (rowid, title, body) VALUES (?1, ?2, ?3)")
                     .map_err(db_error("chunks.upsert"))?;
                 for r in records {
                     let ordinal = r.id.parts().map_or(0, |(_, o)| o);
@@ -511,11 +567,7 @@ impl VectorWriter for SqliteStore {
                             |row| row.get(0),
                         )
                         .map_err(db_error("chunks.upsert"))?;
-                    let title = ["title", "user.title"]
-                        .iter()
-                        .find_map(|k| r.metadata.get(*k).and_then(|v| v.as_str()))
-                        .unwrap_or("");
-                    fts.execute(params![rowid, title, r.text]).map_err(db_error("chunks.upsert"))?;
+                    rowids.push(rowid);
                 }
             }
             tx.commit().map_err(db_error("chunks.upsert"))?;
@@ -525,6 +577,15 @@ impl VectorWriter for SqliteStore {
             let mut metadata = self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for r in records {
                 metadata.insert(r.document.clone(), r.metadata.clone());
+            }
+        }
+        if let Some(keywords) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            for (r, &rowid) in records.iter().zip(&rowids) {
+                let title = ["title", "user.title"]
+                    .iter()
+                    .find_map(|k| r.metadata.get(*k).and_then(|v| v.as_str()))
+                    .unwrap_or("");
+                keywords.upsert(rowid, &r.document, title, &r.text);
             }
         }
         let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -537,24 +598,22 @@ impl VectorWriter for SqliteStore {
     }
 
     async fn delete_from(&self, document: &DocumentId, keep: u32) -> Result<u64, PortError> {
-        let n = {
-            let mut conn = self.conn();
-            let tx = conn.transaction().map_err(db_error("chunks.delete"))?;
-            tx.execute(
-                "DELETE FROM chunks_fts WHERE rowid IN
-                     (SELECT rowid FROM chunks WHERE document_id = ?1 AND ordinal >= ?2)",
-                params![document.as_str(), keep],
-            )
-            .map_err(db_error("chunks.delete"))?;
-            let n = tx
-                .execute(
-                    "DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2",
-                    params![document.as_str(), keep],
-                )
+        let gone: Vec<i64> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare_cached("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2 RETURNING rowid")
                 .map_err(db_error("chunks.delete"))?;
-            tx.commit().map_err(db_error("chunks.delete"))?;
-            n
+            stmt.query_map(params![document.as_str(), keep], |r| r.get(0))
+                .map_err(db_error("chunks.delete"))?
+                .collect::<Result<_, _>>()
+                .map_err(db_error("chunks.delete"))?
         };
+        let n = gone.len();
+        if let Some(keywords) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            for rowid in gone {
+                keywords.remove(rowid);
+            }
+        }
         self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove_document_from(document, keep);
         if keep == 0 {
             self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(document);
@@ -626,76 +685,34 @@ impl Payload {
     }
 }
 
-/// BM25 weight of a chunk's document title against its body (1.0): titles are short and say what
-/// a document is about.
-const TITLE_WEIGHT: f64 = 2.0;
-/// Most words of a query that reach the full-text index.
-const MAX_QUERY_TERMS: usize = 64;
-
-/// The query as an FTS5 expression: every word quoted (so nothing the user types is FTS5 syntax),
-/// any word may match, BM25 ranks. `None` when there is no word at all.
-fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !quarry_core::lexicon::is_stopword(w))
-        .take(MAX_QUERY_TERMS)
-        .map(|w| format!("\"{w}\""))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" OR "))
-}
-
 impl KeywordSearcher for SqliteStore {
     async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<VectorHit>, PortError> {
-        let Some(expr) = fts_query(&query.text) else { return Ok(Vec::new()) };
-        let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let terms = keyword_index::query_terms(&query.text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ranked = {
+            let keywords = self.keyword_index()?;
+            let Some(keywords) = keywords.as_ref() else { return Ok(Vec::new()) };
+            let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let accept =
+                |d: &DocumentId| query.filter.as_ref().is_none_or(|f| metadata.get(d).is_some_and(|m| f.matches(m)));
+            let filter: Option<&dyn Fn(&DocumentId) -> bool> = query.filter.as_ref().map(|_| &accept as _);
+            keywords.search(&terms, query.top_k, filter)
+        };
         let conn = self.conn();
-        // Rank in the full-text index alone, then read only the rows that make the cut: joining
-        // every match to its chunk row (text, metadata, a 1.5 KB vector) cost 150 ms at 100k
-        // chunks for queries with common words.
-        let mut ranked = conn
-            .prepare_cached(
-                "SELECT rowid, bm25(chunks_fts, ?2, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ?1
-                 ORDER BY rank LIMIT ?3 OFFSET ?4",
-            )
-            .map_err(db_error("chunks.keyword"))?;
         let mut row_of = conn
-            .prepare_cached(&format!("SELECT id, document_id, {PAYLOAD} FROM chunks WHERE rowid = ?1"))
+            .prepare_cached(&format!("SELECT id, {PAYLOAD} FROM chunks WHERE rowid = ?1"))
             .map_err(db_error("chunks.keyword"))?;
-        let mut out: Vec<VectorHit> = Vec::with_capacity(query.top_k.min(1024));
-        // Without a filter one page is enough; with one, pages double until top_k is full or the
-        // matches run out, so that the filter decides in rank order and top_k stays full.
-        let (mut offset, mut limit) = (0usize, query.top_k.max(1));
-        'pages: loop {
-            let page: Vec<(i64, f64)> = ranked
-                .query_map(params![expr, TITLE_WEIGHT, limit as i64, offset as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_error("chunks.keyword"))?
-                .collect::<Result<_, _>>()
+        let mut out: Vec<VectorHit> = Vec::with_capacity(ranked.len());
+        for h in ranked {
+            // A chunk deleted between the index read and this one is simply not a result.
+            let row = row_of
+                .query_row([h.rowid], |r| Ok((r.get::<_, String>(0)?, payload(r, 1)?)))
+                .optional()
                 .map_err(db_error("chunks.keyword"))?;
-            for &(rowid, bm25) in &page {
-                let row = row_of
-                    .query_row([rowid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, payload(r, 2)?)))
-                    .optional()
-                    .map_err(db_error("chunks.keyword"))?;
-                let Some((id, doc, p)) = row else { continue };
-                let Some(document) = DocumentId::parse(&doc) else { continue };
-                if let Some(f) = &query.filter
-                    && !metadata.get(&document).is_some_and(|m| f.matches(m))
-                {
-                    continue;
-                }
-                // FTS5's bm25() is negated: lower is better.
-                out.push(p.into_hit(ChunkId::from_stored(id), document, (-bm25) as f32)?);
-                if out.len() == query.top_k {
-                    break 'pages;
-                }
-            }
-            if page.len() < limit {
-                break;
-            }
-            offset += limit;
-            limit *= 2;
+            let Some((id, p)) = row else { continue };
+            out.push(p.into_hit(ChunkId::from_stored(id), h.document, h.score)?);
         }
         // BM25 has no absolute scale: scores relative to the best hit, in [0, 1].
         let best = out.first().map_or(1.0, |h| h.score).max(f32::MIN_POSITIVE);

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use quarry_core::ports::{Checkpoint, CheckpointStore, Lease, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
+use quarry_core::ports::{
+    Checkpoint, CheckpointStore, KeywordQuery, KeywordSearcher, Lease, VectorQuery, VectorRecord, VectorSearcher,
+    VectorWriter,
+};
 use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey};
 use quarry_embedded::{SqliteStore, StoreError};
 
@@ -80,6 +83,12 @@ async fn state_and_vectors_survive_a_reopen() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].id, ChunkId::new(&id, 0));
     assert_eq!(store.chunk_ids(&id).expect("list"), vec![ChunkId::new(&id, 0)]);
+    // The keyword index is rebuilt from the stored chunks, and follows writes made after it.
+    let words = |text: &str| KeywordQuery { text: text.into(), top_k: 5, filter: None };
+    let hits = store.keyword_search(&words("texts")).await.expect("keyword search");
+    assert_eq!(hits.iter().map(|h| &h.id).collect::<Vec<_>>(), [&ChunkId::new(&id, 0)]);
+    store.delete_from(&id, 0).await.expect("delete");
+    assert!(store.keyword_search(&words("stored")).await.expect("keyword search").is_empty());
 }
 
 #[test]
