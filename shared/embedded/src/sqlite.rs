@@ -271,8 +271,12 @@ impl SqliteStore {
                 let conn = self.conn();
                 let mut stmt = conn
                     .prepare(
-                        "SELECT rowid, document_id, text,
-                                COALESCE(json_extract(metadata, '$.title'), json_extract(metadata, '$.\"user.title\"'), '')
+                        // The first of `title` and `user.title` that is a string, as writes take it.
+                        "SELECT rowid, document_id, text, COALESCE(
+                                CASE json_type(metadata, '$.title') WHEN 'text' THEN json_extract(metadata, '$.title') END,
+                                CASE json_type(metadata, '$.\"user.title\"') WHEN 'text'
+                                    THEN json_extract(metadata, '$.\"user.title\"') END,
+                                '')
                          FROM chunks",
                     )
                     .map_err(db_error("chunks.keyword_index"))?;

@@ -64,7 +64,12 @@ async fn state_and_vectors_survive_a_reopen() {
             text: "stored text".into(),
             pages: None,
             span: quarry_core::CharSpan { start: 0, end: 11 },
-            metadata: Default::default(),
+            // A title that is not a string is no title, and does not stop the keyword index.
+            metadata: [
+                ("title".to_owned(), serde_json::json!(2024)),
+                ("user.title".to_owned(), serde_json::json!("Ledger")),
+            ]
+            .into(),
         };
         store.upsert(&[rec]).await.expect("upsert");
         let cp = Checkpoint {
@@ -87,6 +92,8 @@ async fn state_and_vectors_survive_a_reopen() {
     let words = |text: &str| KeywordQuery { text: text.into(), top_k: 5, filter: None };
     let hits = store.keyword_search(&words("texts")).await.expect("keyword search");
     assert_eq!(hits.iter().map(|h| &h.id).collect::<Vec<_>>(), [&ChunkId::new(&id, 0)]);
+    let hits = store.keyword_search(&words("ledger")).await.expect("keyword search");
+    assert_eq!(hits.len(), 1, "the string title is indexed");
     store.delete_from(&id, 0).await.expect("delete");
     assert!(store.keyword_search(&words("stored")).await.expect("keyword search").is_empty());
 }
