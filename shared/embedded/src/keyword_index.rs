@@ -12,6 +12,7 @@
 //! (Porter 2) stemmer, the successor of the Porter stemmer FTS5 used. Stopwords count towards a
 //! chunk's length but are not indexed: a query never asks for them.
 
+use crate::vector_index::Documents;
 use quarry_core::{DocumentId, lexicon};
 use rustc_hash::FxHashMap;
 use std::sync::LazyLock;
@@ -97,8 +98,7 @@ pub struct KeywordIndex {
     lens: Vec<u32>,
     alive: Vec<bool>,
     slot_doc: Vec<u32>,
-    documents: Vec<DocumentId>,
-    doc_index: FxHashMap<DocumentId, u32>,
+    documents: Documents,
     by_row: FxHashMap<i64, u32>,
     live: usize,
     live_tokens: u64,
@@ -156,15 +156,7 @@ impl KeywordIndex {
             });
         }
         counts.sort_unstable_by_key(|c| c.0);
-        let doc = match self.doc_index.get(document) {
-            Some(&d) => d,
-            None => {
-                let d = self.documents.len() as u32;
-                self.documents.push(document.clone());
-                self.doc_index.insert(document.clone(), d);
-                d
-            }
-        };
+        let doc = self.documents.intern(document);
         let slot = self.rows.len() as u32;
         self.rows.push(rowid);
         self.lens.push(tokens);
@@ -246,7 +238,7 @@ impl KeywordIndex {
         }
         let n = self.live as f32;
         let avgdl = (self.live_tokens as f32 / n).max(1.0);
-        let allowed: Option<Vec<bool>> = accept.map(|f| self.documents.iter().map(f).collect());
+        let allowed: Option<Vec<bool>> = accept.map(|f| self.documents.accepted(f));
         let mut scores = vec![0f32; self.rows.len()];
         let mut touched: Vec<u32> = Vec::new();
         for t in terms {
@@ -279,7 +271,7 @@ impl KeywordIndex {
             .into_iter()
             .map(|(score, s)| KeywordHit {
                 rowid: self.rows[s as usize],
-                document: self.documents[self.slot_doc[s as usize] as usize].clone(),
+                document: self.documents.id(self.slot_doc[s as usize]).clone(),
                 score,
             })
             .collect()

@@ -17,7 +17,7 @@ use quarry_core::ports::{
     VectorSearcher, VectorWriter,
 };
 use quarry_core::{
-    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure,
+    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, Filter,
     PageRange, PortError,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -266,34 +266,31 @@ impl SqliteStore {
             // is missed or applied twice to a different result.
             let mut slot = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             if slot.is_none() {
-                let started = std::time::Instant::now();
-                let mut index = KeywordIndex::new();
-                let conn = self.conn();
-                let mut stmt = conn
-                    .prepare(
-                        // The first of `title` and `user.title` that is a string, as writes take it.
-                        "SELECT rowid, document_id, text, COALESCE(
-                                CASE json_type(metadata, '$.title') WHEN 'text' THEN json_extract(metadata, '$.title') END,
-                                CASE json_type(metadata, '$.\"user.title\"') WHEN 'text'
-                                    THEN json_extract(metadata, '$.\"user.title\"') END,
-                                '')
-                         FROM chunks",
-                    )
-                    .map_err(db_error("chunks.keyword_index"))?;
-                let mut rows = stmt.query([]).map_err(db_error("chunks.keyword_index"))?;
-                while let Some(r) = rows.next().map_err(db_error("chunks.keyword_index"))? {
-                    let doc: String = r.get(1).map_err(db_error("chunks.keyword_index"))?;
-                    let Some(document) = DocumentId::parse(&doc) else { continue };
-                    let title: String =
-                        r.get::<_, Option<String>>(3).map_err(db_error("chunks.keyword_index"))?.unwrap_or_default();
-                    let text: String = r.get(2).map_err(db_error("chunks.keyword_index"))?;
-                    index.upsert(r.get(0).map_err(db_error("chunks.keyword_index"))?, &document, &title, &text);
-                }
-                tracing::info!(chunks = index.len(), ms = started.elapsed().as_millis() as u64, "keyword index built");
-                *slot = Some(index);
+                *slot = Some(self.build_keywords()?);
             }
         }
         Ok(read())
+    }
+
+    /// A keyword index of every stored chunk.
+    fn build_keywords(&self) -> Result<KeywordIndex, PortError> {
+        let started = std::time::Instant::now();
+        let mut index = KeywordIndex::new();
+        // Titles are document metadata, already in memory: one definition, in `title`.
+        let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT rowid, document_id, text FROM chunks").map_err(db_error("chunks.keyword_index"))?;
+        let mut rows = stmt.query([]).map_err(db_error("chunks.keyword_index"))?;
+        while let Some(r) = rows.next().map_err(db_error("chunks.keyword_index"))? {
+            let doc: String = r.get(1).map_err(db_error("chunks.keyword_index"))?;
+            let Some(document) = DocumentId::parse(&doc) else { continue };
+            let text: String = r.get(2).map_err(db_error("chunks.keyword_index"))?;
+            let title = metadata.get(&document).map_or("", title);
+            index.upsert(r.get(0).map_err(db_error("chunks.keyword_index"))?, &document, title, &text);
+        }
+        tracing::info!(chunks = index.len(), ms = started.elapsed().as_millis() as u64, "keyword index built");
+        Ok(index)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -585,11 +582,7 @@ impl VectorWriter for SqliteStore {
         }
         if let Some(keywords) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
             for (r, &rowid) in records.iter().zip(&rowids) {
-                let title = ["title", "user.title"]
-                    .iter()
-                    .find_map(|k| r.metadata.get(*k).and_then(|v| v.as_str()))
-                    .unwrap_or("");
-                keywords.upsert(rowid, &r.document, title, &r.text);
+                keywords.upsert(rowid, &r.document, title(&r.metadata), &r.text);
             }
         }
         let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -631,9 +624,8 @@ impl VectorSearcher for SqliteStore {
         let hits = {
             let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let accept =
-                |d: &DocumentId| query.filter.as_ref().is_none_or(|f| metadata.get(d).is_some_and(|m| f.matches(m)));
-            let filter: Option<&dyn Fn(&DocumentId) -> bool> = query.filter.as_ref().map(|_| &accept as _);
+            let accept = accepts(&metadata, query.filter.as_ref());
+            let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
             index
                 .search(&query.vector, query.top_k, filter)
                 .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?
@@ -652,6 +644,19 @@ impl VectorSearcher for SqliteStore {
         }
         Ok(out)
     }
+}
+
+/// The documents `filter` accepts, judged by their metadata; `None` when there is no filter.
+fn accepts<'a>(
+    metadata: &'a rustc_hash::FxHashMap<DocumentId, Metadata>,
+    filter: Option<&'a Filter>,
+) -> Option<impl Fn(&DocumentId) -> bool + 'a> {
+    filter.map(|f| move |d: &DocumentId| metadata.get(d).is_some_and(|m| f.matches(m)))
+}
+
+/// A document's title for keyword search: the first of `title` and `user.title` that is a string.
+fn title(metadata: &Metadata) -> &str {
+    ["title", "user.title"].iter().find_map(|k| metadata.get(*k).and_then(|v| v.as_str())).unwrap_or("")
 }
 
 /// The columns a hit carries, in the order [`payload`] reads them.
@@ -699,9 +704,8 @@ impl KeywordSearcher for SqliteStore {
             let keywords = self.keyword_index()?;
             let Some(keywords) = keywords.as_ref() else { return Ok(Vec::new()) };
             let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let accept =
-                |d: &DocumentId| query.filter.as_ref().is_none_or(|f| metadata.get(d).is_some_and(|m| f.matches(m)));
-            let filter: Option<&dyn Fn(&DocumentId) -> bool> = query.filter.as_ref().map(|_| &accept as _);
+            let accept = accepts(&metadata, query.filter.as_ref());
+            let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
             keywords.search(&terms, query.top_k, filter)
         };
         let conn = self.conn();

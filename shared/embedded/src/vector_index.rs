@@ -64,11 +64,10 @@ pub struct FlatIndex {
     codes: Vec<i8>,
     scales: Vec<f32>,
     ids: Vec<ChunkId>,
-    /// Each slot's document, as an index into `documents`: filters run once per document (they
-    /// test document metadata), and slots are then checked against a bitmap.
+    /// Each slot's document number: filters run once per document, and slots are then checked
+    /// against a bitmap.
     slot_doc: Vec<u32>,
-    documents: Vec<DocumentId>,
-    doc_index: FxHashMap<DocumentId, u32>,
+    documents: Documents,
     slots: FxHashMap<ChunkId, usize>,
 }
 
@@ -115,6 +114,40 @@ fn top_k(scored: &mut Vec<(f32, usize)>, k: usize) {
     scored.sort_unstable_by(by_score);
 }
 
+/// Each distinct document once, numbered: an index keeps a `u32` per slot rather than an id, and
+/// a filter (which tests document metadata) is decided once per document, not per chunk.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Documents {
+    ids: Vec<DocumentId>,
+    numbers: FxHashMap<DocumentId, u32>,
+}
+
+impl Documents {
+    /// The document's number, assigned on first sight.
+    pub(crate) fn intern(&mut self, document: &DocumentId) -> u32 {
+        if let Some(&n) = self.numbers.get(document) {
+            return n;
+        }
+        let n = self.ids.len() as u32;
+        self.ids.push(document.clone());
+        self.numbers.insert(document.clone(), n);
+        n
+    }
+
+    pub(crate) fn number(&self, document: &DocumentId) -> Option<u32> {
+        self.numbers.get(document).copied()
+    }
+
+    pub(crate) fn id(&self, number: u32) -> &DocumentId {
+        &self.ids[number as usize]
+    }
+
+    /// Whether `accept` takes each document, by number.
+    pub(crate) fn accepted(&self, accept: &dyn Fn(&DocumentId) -> bool) -> Vec<bool> {
+        self.ids.iter().map(accept).collect()
+    }
+}
+
 impl FlatIndex {
     pub fn new(dim: usize) -> Self {
         FlatIndex {
@@ -124,8 +157,7 @@ impl FlatIndex {
             scales: Vec::new(),
             ids: Vec::new(),
             slot_doc: Vec::new(),
-            documents: Vec::new(),
-            doc_index: FxHashMap::default(),
+            documents: Documents::default(),
             slots: FxHashMap::default(),
         }
     }
@@ -167,15 +199,7 @@ impl FlatIndex {
         let mut code = Vec::with_capacity(self.dim);
         let scale = quantize(&unit, &mut code);
         let d = self.dim;
-        let doc = match self.doc_index.get(&document) {
-            Some(&i) => i,
-            None => {
-                let i = self.documents.len() as u32;
-                self.documents.push(document.clone());
-                self.doc_index.insert(document, i);
-                i
-            }
-        };
+        let doc = self.documents.intern(&document);
         if let Some(&slot) = self.slots.get(&id) {
             self.vectors[slot * d..(slot + 1) * d].copy_from_slice(&unit);
             self.codes[slot * d..(slot + 1) * d].copy_from_slice(&code);
@@ -216,7 +240,7 @@ impl FlatIndex {
     /// Removes a document's chunks with ordinal `keep` and above: what a shorter new version of
     /// the document leaves stale (`VectorWriter::delete_from`). Returns how many were removed.
     pub fn remove_document_from(&mut self, document: &DocumentId, keep: u32) -> usize {
-        let Some(&doc) = self.doc_index.get(document) else { return 0 };
+        let Some(doc) = self.documents.number(document) else { return 0 };
         let stale: Vec<ChunkId> = self
             .ids
             .iter()
@@ -285,7 +309,7 @@ impl FlatIndex {
         let q: Vec<f32> = query.iter().map(|x| x / norm).collect();
         let mut scored = match filter {
             Some(f) => {
-                let allowed: Vec<bool> = self.documents.iter().map(f).collect();
+                let allowed = self.documents.accepted(f);
                 let accepted: Vec<usize> = (0..self.len()).filter(|&s| allowed[self.slot_doc[s] as usize]).collect();
                 self.score(&q, |i| accepted[i], accepted.len(), k)
             }
@@ -296,7 +320,7 @@ impl FlatIndex {
             .into_iter()
             .map(|(cos, s)| IndexHit {
                 id: self.ids[s].clone(),
-                document: self.documents[self.slot_doc[s] as usize].clone(),
+                document: self.documents.id(self.slot_doc[s]).clone(),
                 score: ((1.0 + cos) / 2.0).clamp(0.0, 1.0),
             })
             .collect())
