@@ -5,7 +5,7 @@
 # init <= 50 ms for search and ingest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh >/dev/null
+bash scripts/setup.sh --test-tools >/dev/null
 AWS_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools
 PATH="$AWS_TOOLS/bin:$PATH" cargo lambda build --release --locked -p quarry-ingest -p quarry-embed-worker -p quarry-search
 cargo bench --locked -p quarry-e2e --bench lambda_init

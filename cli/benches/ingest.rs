@@ -21,7 +21,7 @@ use std::time::Instant;
 use quarry_core::Config;
 use quarry_core::ports::BlobSource;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::JsonlSource;
+use quarry_local::JsonlSource;
 use quarry_text::{Preparer, WordPiece};
 
 fn main() {

@@ -22,7 +22,7 @@ use quarry_core::ports::{
 };
 use quarry_core::{ChunkId, Config, DocumentId, DocumentKey};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::{JsonlSource, SqliteStore};
+use quarry_local::{JsonlSource, SqliteStore};
 use quarry_testkit::XorShift;
 use quarry_testkit::http::Server;
 use quarry_text::{Preparer, WordPiece};

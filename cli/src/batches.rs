@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use quarry_core::ports::{BatchOutcome, BatchTracker};
 use quarry_core::{BatchId, Config};
-use quarry_pipeline::batch_outcome;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -76,18 +75,18 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
     // Lines of a JSONL file that are not documents are still not documents; the rest can be retried.
     let (source, _) = target.source()?;
     let local = crate::engine::Local::load(&config, source, store)?;
-    let indexer = local.indexer();
+    let jobs = quarry_pipeline::index_jobs(failed.iter().map(|(key, _)| (key, 0)), Some(&batch));
     let (mut fixed, mut still) = (0, 0);
-    for (key, _) in &failed {
-        let Some(outcome) = batch_outcome(&indexer.index(key).await, 0) else { continue };
-        if let BatchOutcome::Failed { failure, .. } = &outcome {
-            still += 1;
-            println!("  still failing {key}: {} ({})", failure.message, failure.code);
-        } else {
-            fixed += 1;
-        }
-        local.store.record(&batch, key, &outcome).await?;
-    }
+    local
+        .run(&jobs, 1, |key, _, outcome| match outcome {
+            Some(BatchOutcome::Failed { failure, .. }) => {
+                still += 1;
+                println!("  still failing {key}: {} ({})", failure.message, failure.code);
+            }
+            Some(_) => fixed += 1,
+            None => {}
+        })
+        .await?;
     println!("batch {batch}: retried {}, {fixed} now indexed, {still} still failing", failed.len());
     Ok(())
 }

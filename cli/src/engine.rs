@@ -1,17 +1,18 @@
-//! What the commands share: where an input's index lives, the input as a blob source (a folder or
-//! a JSONL file of records), and the local model, preparer and store, loaded once, with the
-//! indexer over them.
+//! The local deployment's wiring, as a library the commands (and benchmarks) call: where an
+//! input's index lives, the input as a blob source (a folder or a JSONL file of records), and the
+//! local model, preparer and store, loaded once, with the pipeline's indexer, runner and batch
+//! planner over them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
-use quarry_core::ports::{BatchOutcome, BatchTracker, Blob, BlobInfo, BlobSource};
-use quarry_core::{BatchId, Config, DocumentKey, PortError};
+use quarry_core::config::Limits;
+use quarry_core::ports::{BatchOutcome, Blob, BlobInfo, BlobSource, IndexJob};
+use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::{FolderSource, JsonlSource, Rejected, SqliteStore};
-use quarry_pipeline::{CoalescingEmbedder, Indexer, batch_outcome};
+use quarry_local::{FolderSource, JsonlSource, Rejected, SqliteStore};
+use quarry_pipeline::{CoalescingEmbedder, Indexer, Planner, Retries, Runner};
 use quarry_text::{Preparer, WordPiece};
 
 /// How long one run may hold a document before another may take it over.
@@ -128,14 +129,27 @@ impl BlobSource for Source {
             Source::Jsonl(s) => s.list(prefix).await,
         }
     }
+
+    async fn peek(&self, key: &DocumentKey, n: usize) -> Result<Vec<u8>, PortError> {
+        match self {
+            Source::Folder(s) => s.peek(key, n).await,
+            Source::Jsonl(s) => s.peek(key, n).await,
+        }
+    }
 }
 
+/// The indexer over the local adapters.
+pub type LocalIndexer<'a> =
+    Indexer<'a, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, Preparer<WordPiece>>;
+
+#[derive(Debug)]
 pub struct Local {
     /// The local model behind a merging queue: documents in flight share model calls.
     pub embedder: CoalescingEmbedder,
     pub preparer: Preparer<WordPiece>,
     pub source: Source,
     pub store: SqliteStore,
+    pub limits: Limits,
 }
 
 impl Local {
@@ -146,10 +160,10 @@ impl Local {
         let tokenizer =
             WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
         let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
-        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source, store })
+        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source, store, limits: config.limits.clone() })
     }
 
-    pub fn indexer(&self) -> Indexer<'_, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, WordPiece> {
+    pub fn indexer(&self) -> LocalIndexer<'_> {
         Indexer {
             source: &self.source,
             state: &self.store,
@@ -163,6 +177,26 @@ impl Local {
 }
 
 impl Local {
+    /// The job runner: there is no queue to redeliver a job, so retryable failures are recorded
+    /// in the batch for `quarry retry`.
+    pub fn runner(
+        &self,
+    ) -> Runner<'_, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, Preparer<WordPiece>, SqliteStore>
+    {
+        Runner { indexer: self.indexer(), batches: &self.store, retries: Retries::Record }
+    }
+
+    /// The batch planner: every batch is listed, screened and recorded before work starts.
+    pub fn planner(&self) -> Planner<'_, Source, SqliteStore, SqliteStore, SqliteStore> {
+        Planner {
+            source: &self.source,
+            tracker: &self.store,
+            state: &self.store,
+            writer: &self.store,
+            limits: &self.limits,
+        }
+    }
+
     /// Sync: documents indexed (or failed) earlier whose keys are not in `present` leave the
     /// index. Returns how many left.
     pub async fn remove_missing(&self, present: &std::collections::BTreeSet<&DocumentKey>) -> Result<usize, PortError> {
@@ -177,33 +211,14 @@ impl Local {
         Ok(removed)
     }
 
-    /// Indexes `items` (keys with their sizes) as part of `batch`, `workers` documents in flight,
-    /// recording each outcome in the batch and reporting it to `progress` (`None`: another process
-    /// holds the document, which stays pending).
-    pub async fn run_batch(
+    /// Runs `jobs`, `workers` documents in flight, reporting each outcome to `progress` (`None`:
+    /// another process holds the document, which stays pending).
+    pub async fn run(
         &self,
-        batch: &BatchId,
-        items: &[(DocumentKey, u64)],
+        jobs: &[IndexJob],
         workers: usize,
-        mut progress: impl FnMut(&DocumentKey, u64, Option<&BatchOutcome>),
+        progress: impl FnMut(&DocumentKey, u64, Option<&BatchOutcome>),
     ) -> Result<(), PortError> {
-        let indexer = self.indexer();
-        // By index rather than by reference: a closure over `&(key, size)` is not general enough
-        // in lifetimes for the future to be spawned (as `quarry serve` does).
-        let mut results = futures::stream::iter(0..items.len())
-            .map(|i| {
-                let indexer = &indexer;
-                let (key, size) = &items[i];
-                async move { (key, *size, indexer.index(key).await) }
-            })
-            .buffer_unordered(workers.max(1));
-        while let Some((key, size, result)) = results.next().await {
-            let outcome = batch_outcome(&result, size);
-            if let Some(o) = &outcome {
-                self.store.record(batch, key, o).await?;
-            }
-            progress(key, size, outcome.as_ref());
-        }
-        Ok(())
+        self.runner().run_all(jobs, workers, progress).await
     }
 }

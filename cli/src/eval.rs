@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use quarry_api::Mode;
 use quarry_core::ports::{Embedder, VectorHit};
 use quarry_core::{Config, DocumentId};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::SqliteStore;
+use quarry_local::SqliteStore;
+use quarry_pipeline::Mode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -140,7 +140,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     println!();
     println!("| mode | nDCG@10 | Recall@100 | MRR@10 | p50 ms | p95 ms |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for mode in [Mode::Semantic, Mode::Keyword, Mode::Hybrid] {
+    for mode in Mode::ALL {
         let (mut sums, mut lat) = ((0.0, 0.0, 0.0), Vec::with_capacity(queries.len()));
         for (id, text) in &queries {
             let t = Instant::now();
@@ -149,7 +149,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             } else {
                 None
             };
-            let hits = quarry_api::retrieve(&store, Some(&store), mode, text, vector, args.depth, None).await?;
+            let hits = quarry_pipeline::retrieve(&store, Some(&store), mode, text, vector, args.depth, None).await?;
             let ranking = documents(&hits, &keys);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let (n, r, m) = metrics(&ranking, &qrels[id]);

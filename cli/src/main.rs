@@ -6,7 +6,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod batches;
-mod engine;
 mod eval;
 mod ingest;
 mod inspect;
@@ -17,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use quarry_cli::{SetupError, engine};
 
 #[derive(Debug, Parser)]
 #[command(name = "quarry", version, about = "Semantic search over a folder or an S3 bucket")]
@@ -44,23 +44,6 @@ enum Command {
     Batches(batches::ShowArgs),
     /// Index a batch's failed documents again.
     Retry(batches::RetryArgs),
-}
-
-/// What is wrong with the installation rather than with the input: exit code 3.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("invalid configuration")]
-    Config(#[source] quarry_core::ConfigError),
-    #[error(
-        "the embedding model is not installed in {} (run `{}` to install it, or set QUARRY_MODEL_DIR)",
-        dir.display(),
-        quarry_core::config::Model::SETUP_COMMAND
-    )]
-    ModelMissing { dir: PathBuf },
-    #[error("cannot load the tokenizer")]
-    Tokenizer(#[source] quarry_text::TokenizerError),
-    #[error("cannot load the embedding model")]
-    Model(#[source] quarry_embed::EmbedError),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

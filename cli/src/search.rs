@@ -1,10 +1,12 @@
-//! `quarry search "QUERY"`: semantic search over a folder indexed with `quarry ingest`.
+//! `quarry search "QUERY"`: search a folder indexed with `quarry ingest`, in any mode, through the
+//! pipeline's query half, as the API does.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quarry_core::Config;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_pipeline::Mode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +22,7 @@ pub struct Args {
     #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     top_k: u16,
     /// semantic, keyword (BM25) or hybrid (both, fused), as in the API.
-    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    #[arg(long, default_value_t = Mode::Hybrid)]
     mode: Mode,
     /// Show the sentences that answer the query (marked »…«) instead of the start of each chunk.
     #[arg(long)]
@@ -28,13 +30,6 @@ pub struct Args {
     /// Metadata filter in the API's JSON language, e.g. '{"format": "pdf"}' (see docs/API.md).
     #[arg(long)]
     filter: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Mode {
-    Semantic,
-    Keyword,
-    Hybrid,
 }
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
@@ -49,11 +44,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         }
     };
     let top_k = usize::from(args.top_k);
-    let mode = match args.mode {
-        Mode::Semantic => quarry_api::Mode::Semantic,
-        Mode::Keyword => quarry_api::Mode::Keyword,
-        Mode::Hybrid => quarry_api::Mode::Hybrid,
-    };
+    let mode = args.mode;
     let embedder = if mode.needs_vector() {
         Some(
             LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 16 })
@@ -66,21 +57,26 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         Some(e) => Some(e.embed_blocking(&[args.query.as_str()])?.remove(0)),
         None => None,
     };
-    let mut hits = quarry_api::retrieve(&store, Some(&store), mode, &args.query, vector.clone(), top_k, filter).await?;
+    let mut hits =
+        quarry_pipeline::retrieve(&store, Some(&store), mode, &args.query, vector.clone(), top_k, filter).await?;
     hits.truncate(top_k);
     let marks = match (&embedder, args.highlight) {
-        (Some(e), true) => quarry_api::highlight_hits(e, &args.query, vector.as_deref(), &hits).await?,
-        (None, true) => hits.iter().map(|h| quarry_api::highlight::highlights(&args.query, &h.text)).collect(),
+        (Some(e), true) => quarry_pipeline::query::highlight_hits(e, &args.query, vector.as_deref(), &hits).await?,
+        (None, true) => {
+            hits.iter().map(|h| quarry_pipeline::query::highlight::highlights(&args.query, &h.text)).collect()
+        }
         (_, false) => vec![Vec::new(); hits.len()],
     };
     if hits.is_empty() {
         println!("no results");
     }
     for (rank, (hit, marks)) in hits.iter().zip(marks).enumerate() {
-        let key = hit.metadata.get("key").and_then(|v| v.as_str()).unwrap_or("?");
+        let key = quarry_core::meta::key(&hit.metadata).unwrap_or("?");
         let page = match hit.pages {
             Some(p) if p.first != p.last => format!(" p.{}-{}", p.first, p.last),
-            Some(p) if hit.metadata.get("format").and_then(|v| v.as_str()) == Some("pdf") => format!(" p.{}", p.first),
+            Some(p) if quarry_core::meta::format(&hit.metadata) == Some(quarry_core::Format::Pdf.name()) => {
+                format!(" p.{}", p.first)
+            }
             _ => String::new(),
         };
         println!("{:>2}. {:.3}  {key}{page}", rank + 1, hit.score);

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quarry_api::{Backend, CursorKey};
-use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource};
+use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource, IndexJob, JobQueue};
 use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::SqliteStore;
+use quarry_local::{ChannelQueue, SqliteStore};
 
 use crate::engine::{Local, Target};
 
@@ -106,23 +106,44 @@ impl Backend for LocalBackend {
     }
 }
 
-/// Batches over the API: validated and recorded at once, indexed in the background.
+/// Batches over the API: planned at once (validated, screened, recorded), then their jobs go on the
+/// local queue, which one background task works ([`work`]), as the embed-workers work SQS on AWS.
 struct LocalStarter {
     local: Arc<Local>,
+    queue: ChannelQueue,
 }
 
 impl BatchStarter for LocalStarter {
     async fn start(&self, request: &BatchRequest) -> Result<BatchStarted, PortError> {
-        let (started, work) = quarry_pipeline::plan_batch(&self.local.source, &self.local.store, request).await?;
-        let batch = started.batch.clone();
-        let local = Arc::clone(&self.local);
-        let id = batch.clone();
+        let plan = self.local.planner().plan(request, &[]).await?;
+        // The queue is bounded: a batch larger than it waits for room in its own task, not in the
+        // request that started it.
+        let (queue, batch, jobs) = (self.queue.clone(), plan.started.batch.clone(), plan.jobs);
         tokio::spawn(async move {
-            if let Err(e) = local.run_batch(&id, &work, WORKERS, no_progress).await {
-                tracing::error!(batch = %id, error = %anyhow::Error::from(e), "batch stopped");
+            if let Err(e) = queue.enqueue(&jobs).await {
+                tracing::error!(batch = %batch, error = %anyhow::Error::from(e), "cannot queue the batch's jobs");
             }
         });
-        Ok(started)
+        Ok(plan.started)
+    }
+}
+
+/// Jobs the local queue holds at most.
+const QUEUE_CAPACITY: usize = 4_096;
+
+/// Works the local queue: up to [`WORKERS`] jobs at once, their embedding calls merged.
+async fn work(local: Arc<Local>, mut jobs: tokio::sync::mpsc::Receiver<IndexJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut ready = vec![first];
+        while ready.len() < WORKERS {
+            match jobs.try_recv() {
+                Ok(job) => ready.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = local.run(&ready, WORKERS, no_progress).await {
+            tracing::error!(error = %anyhow::Error::from(e), "queued jobs stopped");
+        }
     }
 }
 
@@ -159,11 +180,13 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let queries = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
         .map_err(crate::SetupError::Model)?;
     let started = Arc::new(AtomicBool::new(args.watch.is_none()));
+    let (queue, jobs) = ChannelQueue::new(QUEUE_CAPACITY);
+    tokio::spawn(work(Arc::clone(&local), jobs));
     let root = std::path::absolute(input).unwrap_or_else(|_| input.to_owned());
     let backend = LocalBackend {
         local: Arc::clone(&local),
         queries,
-        starter: LocalStarter { local: Arc::clone(&local) },
+        starter: LocalStarter { local: Arc::clone(&local), queue },
         started: Arc::clone(&started),
         root,
         jsonl: target.jsonl,
@@ -223,32 +246,28 @@ async fn sync_once(
     seen: &mut BTreeMap<DocumentKey, Option<String>>,
 ) -> Result<(usize, usize), PortError> {
     let listed = local.source.list("").await?;
-    let changed: Vec<(DocumentKey, u64)> =
-        listed.iter().filter(|b| seen.get(&b.key) != Some(&b.version)).map(|b| (b.key.clone(), b.size)).collect();
+    let changed = quarry_pipeline::index_jobs(
+        listed.iter().filter(|b| seen.get(&b.key) != Some(&b.version)).map(|b| (&b.key, b.size)),
+        None,
+    );
     let (mut indexed, mut retry) = (0, std::collections::BTreeSet::new());
-    if !changed.is_empty() {
-        let indexer = local.indexer();
-        // Unchanged content stops at the lease check; a file caught mid-write is read again when
-        // its modification time moves.
-        for chunk in changed.chunks(WORKERS) {
-            let results = futures::future::join_all(chunk.iter().map(|(k, _)| indexer.index(k))).await;
-            for ((key, _), r) in chunk.iter().zip(results) {
-                match r {
-                    Ok(quarry_pipeline::Outcome::Indexed { .. }) => indexed += 1,
-                    // Already logged and recorded by the indexer.
-                    Ok(quarry_pipeline::Outcome::Failed { .. } | quarry_pipeline::Outcome::Unchanged { .. }) => {}
-                    // Held elsewhere, or a transient failure: the next pass tries again.
-                    Ok(quarry_pipeline::Outcome::Busy) => {
-                        retry.insert(key.clone());
-                    }
-                    Err(e) => {
-                        tracing::warn!(key = %key, error = %anyhow::Error::from(e), "indexing failed; will retry");
-                        retry.insert(key.clone());
-                    }
-                }
+    // Unchanged content stops at the lease check; a file caught mid-write is read again when its
+    // modification time moves.
+    local
+        .run(&changed, WORKERS, |key, _, outcome| match outcome {
+            Some(BatchOutcome::Indexed { .. }) => indexed += 1,
+            // Held elsewhere, or a transient failure: the next pass tries again.
+            None => {
+                retry.insert(key.clone());
             }
-        }
-    }
+            Some(BatchOutcome::Failed { failure, .. }) if failure.retryable => {
+                tracing::warn!(key = %key, code = failure.code, "indexing failed; will retry");
+                retry.insert(key.clone());
+            }
+            // Already logged and recorded by the indexer.
+            Some(_) => {}
+        })
+        .await?;
     let removed = local.remove_missing(&listed.iter().map(|b| &b.key).collect()).await?;
     *seen = listed.into_iter().filter(|b| !retry.contains(&b.key)).map(|b| (b.key, b.version)).collect();
     Ok((indexed, removed))

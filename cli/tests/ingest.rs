@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use quarry_core::{DocumentId, DocumentKey};
-use quarry_embedded::SqliteStore;
+use quarry_local::SqliteStore;
 
 fn quarry(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));

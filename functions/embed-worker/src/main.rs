@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore};
+use quarry_aws::Adapters;
 use quarry_core::Config;
 use quarry_core::ports::Either;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
@@ -22,7 +22,7 @@ const MERGED_TEXTS: usize = 256;
 async fn main() -> Result<(), Error> {
     quarry_lambda::init_logging();
     let config = Config::from_env(None)?;
-    let (resources, clients) = Clients::for_config(&config.aws).await?;
+    let aws = Adapters::for_config(&config.aws).await?;
     let model_dir = config.model.resolved_dir();
     let embedder = match quarry_openai::from_settings(&config.embedder)? {
         Some(openai) => Either::Right(openai),
@@ -30,21 +30,16 @@ async fn main() -> Result<(), Error> {
     };
     let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
     let preparer = Preparer::new(&config, WordPiece::from_file(&model_dir.join("tokenizer.json"))?);
-    let source = S3Source::new(clients.s3.clone(), &resources.bucket);
-    let state = DynamoState::new(clients.dynamodb.clone(), &resources.table);
-    let vectors = S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index);
-    let worker = Worker {
-        indexer: Indexer {
-            source: &source,
-            state: &state,
-            embedder: &embedder,
-            cache: &state,
-            writer: &vectors,
-            preparer: &preparer,
-            lease: LEASE,
-        },
-        batches: &state,
+    let indexer = Indexer {
+        source: &aws.source,
+        state: &aws.state,
+        embedder: &embedder,
+        cache: &aws.state,
+        writer: &aws.vectors,
+        preparer: &preparer,
+        lease: LEASE,
     };
+    let worker = Worker::new(indexer, &aws.state);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let worker = &worker;
         async move { Ok::<_, Error>(worker.handle(event.payload).await) }

@@ -1,16 +1,18 @@
 //! The ingest handler: S3 event notifications, delivered through SQS, become jobs.
 //!
-//! A created object is screened on what the event already says (size, kind of file) and, when it
-//! passes, sent to the jobs queue as a small pointer message; one that cannot be indexed is recorded
-//! as failed with its reason, without a download, and any chunks of an earlier version leave the
-//! index. A removed object's vectors and records are deleted here. `s3:TestEvent`, folder markers
+//! A created object is screened on what the event already says (size, kind of file: the one rule,
+//! [`quarry_core::format::screen`]) and, when it passes, sent to the jobs queue as a small pointer
+//! message; one that cannot be indexed is rejected with its reason, without a download
+//! ([`quarry_pipeline::reject`]: any chunks of an earlier version leave the index). A removed
+//! object is forgotten here ([`quarry_pipeline::forget`]). `s3:TestEvent`, folder markers
 //! and other buckets' events are ignored.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use quarry_core::config::Limits;
+use quarry_core::format::screen;
 use quarry_core::ports::{CheckpointStore, IndexJob, JobAction, JobQueue, VectorWriter};
 use quarry_core::{Classify, DocumentId, DocumentKey, Failure, PortError};
 use quarry_lambda::{S3Change, s3_changes, sqs_batch};
-use quarry_text::Extractor;
 
 /// Messages handled at once: each is a few small calls.
 pub const CONCURRENCY: usize = 8;
@@ -21,7 +23,7 @@ pub struct Ingest<'a, Q, S, W> {
     pub queue: &'a Q,
     pub state: &'a S,
     pub writer: &'a W,
-    pub extractor: &'a Extractor,
+    pub limits: &'a Limits,
     /// The documents bucket: events from anywhere else are a wiring mistake, not documents.
     pub bucket: &'a str,
 }
@@ -69,15 +71,12 @@ impl<Q: JobQueue, S: CheckpointStore, W: VectorWriter> Ingest<'_, Q, S, W> {
                     return Ok(None);
                 }
                 let key = DocumentKey::new(key);
-                if let Err(e) = self.extractor.screen(key.as_str(), size) {
-                    let document = DocumentId::for_key(&key);
-                    tracing::info!(document = %document, code = e.code(), "refused before download");
-                    // A file replaced by one that cannot be read leaves no stale chunks behind.
-                    self.writer.delete_from(&document, 0).await?;
-                    self.state.fail(&document, &key, &Failure::from_error(&e)).await?;
+                if let Err(e) = screen(self.limits, &key, size, None, b"") {
+                    tracing::info!(document = %DocumentId::for_key(&key), code = e.code(), "refused before download");
+                    quarry_pipeline::reject(self.state, self.writer, &key, &Failure::from_error(&e)).await?;
                     return Ok(None);
                 }
-                Ok(Some(IndexJob { action: JobAction::Index, key, version: etag, batch: None }))
+                Ok(Some(IndexJob { action: JobAction::Index, key, version: etag, batch: None, size: Some(size) }))
             }
             S3Change::Removed { bucket, key } => {
                 if bucket != self.bucket {
@@ -85,8 +84,7 @@ impl<Q: JobQueue, S: CheckpointStore, W: VectorWriter> Ingest<'_, Q, S, W> {
                     return Ok(None);
                 }
                 let document = DocumentId::for_key(&DocumentKey::new(key));
-                let removed = self.writer.delete_from(&document, 0).await?;
-                self.state.forget(&document).await?;
+                let removed = quarry_pipeline::forget(self.state, self.writer, &document).await?;
                 tracing::info!(document = %document, removed, "removed from the index");
                 Ok(None)
             }

@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use quarry_api::{Backend, NoKeywords};
 use quarry_aws::{DynamoState, S3Source, S3VectorStore, SqsQueue};
+use quarry_core::config::Limits;
 use quarry_core::ports::{
-    BatchRequest, BatchStarted, BatchStarter, DocumentReader, Embedder, IndexJob, JobAction, JobQueue, ModelInfo,
+    BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource, CheckpointStore, DocumentReader, Embedder,
+    JobQueue, ModelInfo, VectorSearcher, VectorWriter,
 };
 use quarry_core::{DocumentId, DocumentKey, PortError};
 use quarry_embed::{EmbedError, EmbedOptions, LocalEmbedder};
+use quarry_pipeline::Planner;
 
 /// The local model, loaded on a thread of its own while the function finishes its cold start and
 /// asks for its first request: init stays in milliseconds, and the first query waits only for
@@ -65,51 +68,67 @@ impl Embedder for BackgroundEmbedder {
     }
 }
 
-/// Starts batches: validated up front ([`quarry_pipeline::plan_batch`]), then one job per
-/// document on the queue, each carrying the batch id so the worker records its outcome.
+/// Starts batches: planned up front ([`quarry_pipeline::Planner`]: listed, screened, recorded),
+/// then one job per document on the queue, each carrying the batch id so the worker records its
+/// outcome. Generic over the ports (S3, DynamoDB, S3 Vectors and SQS by default), so that tests
+/// drive it on the testkit's in-memory fakes.
 #[derive(Debug)]
-pub struct AwsStarter {
-    pub source: S3Source,
-    pub state: DynamoState,
-    pub queue: SqsQueue,
+pub struct AwsStarter<B = S3Source, S = DynamoState, V = S3VectorStore, Q = SqsQueue> {
+    pub source: B,
+    pub state: S,
+    pub vectors: V,
+    pub queue: Q,
+    pub limits: Limits,
 }
 
-impl BatchStarter for AwsStarter {
+impl<B, S, V, Q> BatchStarter for AwsStarter<B, S, V, Q>
+where
+    B: BlobSource,
+    S: CheckpointStore + BatchTracker,
+    V: VectorWriter,
+    Q: JobQueue,
+{
     async fn start(&self, request: &BatchRequest) -> Result<BatchStarted, PortError> {
-        let (started, work) = quarry_pipeline::plan_batch(&self.source, &self.state, request).await?;
-        let jobs: Vec<IndexJob> = work
-            .into_iter()
-            .map(|(key, _)| IndexJob {
-                action: JobAction::Index,
-                key,
-                version: None,
-                batch: Some(started.batch.clone()),
-            })
-            .collect();
-        self.queue.enqueue(&jobs).await?;
-        tracing::info!(batch = %started.batch, documents = started.documents, "batch started");
-        Ok(started)
+        let planner = Planner {
+            source: &self.source,
+            tracker: &self.state,
+            state: &self.state,
+            writer: &self.vectors,
+            limits: &self.limits,
+        };
+        let plan = planner.plan(request, &[]).await?;
+        self.queue.enqueue(&plan.jobs).await?;
+        tracing::info!(batch = %plan.started.batch, documents = plan.started.documents, "batch started");
+        Ok(plan.started)
     }
 }
 
-/// Everything the API needs on AWS.
+/// Everything the API needs on AWS: the embedder, the vector store (searched, and written to delete
+/// a document), the state table (documents, batches) and the batch starter.
 #[derive(Debug)]
-pub struct AwsBackend<E> {
+pub struct AwsBackend<E, V = S3VectorStore, S = DynamoState, B = S3Source, Q = SqsQueue> {
     pub embedder: E,
-    pub vectors: S3VectorStore,
-    pub state: DynamoState,
-    pub starter: AwsStarter,
+    pub vectors: V,
+    pub state: S,
+    pub starter: AwsStarter<B, S, V, Q>,
     pub bucket: String,
 }
 
-impl<E: Embedder + 'static> Backend for AwsBackend<E> {
+impl<E, V, S, B, Q> Backend for AwsBackend<E, V, S, B, Q>
+where
+    E: Embedder + 'static,
+    V: VectorSearcher + VectorWriter + 'static,
+    S: CheckpointStore + BatchTracker + DocumentReader + 'static,
+    B: BlobSource + 'static,
+    Q: JobQueue + 'static,
+{
     type Embedder = E;
-    type Searcher = S3VectorStore;
-    type Documents = DynamoState;
-    type Writer = S3VectorStore;
-    type State = DynamoState;
-    type Batches = DynamoState;
-    type Starter = AwsStarter;
+    type Searcher = V;
+    type Documents = S;
+    type Writer = V;
+    type State = S;
+    type Batches = S;
+    type Starter = AwsStarter<B, S, V, Q>;
     type Keywords = NoKeywords;
 
     fn embedder(&self) -> &E {
@@ -118,22 +137,22 @@ impl<E: Embedder + 'static> Backend for AwsBackend<E> {
     fn keywords(&self) -> Option<&NoKeywords> {
         None
     }
-    fn searcher(&self) -> &S3VectorStore {
+    fn searcher(&self) -> &V {
         &self.vectors
     }
-    fn documents(&self) -> &DynamoState {
+    fn documents(&self) -> &S {
         &self.state
     }
-    fn writer(&self) -> &S3VectorStore {
+    fn writer(&self) -> &V {
         &self.vectors
     }
-    fn state(&self) -> &DynamoState {
+    fn state(&self) -> &S {
         &self.state
     }
-    fn batches(&self) -> &DynamoState {
+    fn batches(&self) -> &S {
         &self.state
     }
-    fn starter(&self) -> &AwsStarter {
+    fn starter(&self) -> &AwsStarter<B, S, V, Q> {
         &self.starter
     }
 

@@ -116,6 +116,38 @@ impl Clients {
     }
 }
 
+/// Every AWS adapter a function may need, built once per cold start: each function's `main` takes
+/// the ones it uses.
+#[derive(Debug, Clone)]
+pub struct Adapters {
+    pub resources: Resources,
+    pub clients: Clients,
+    pub source: S3Source,
+    pub queue: SqsQueue,
+    pub state: DynamoState,
+    pub vectors: S3VectorStore,
+}
+
+impl Adapters {
+    /// The adapters over `clients` for `resources`.
+    pub fn new(resources: Resources, clients: Clients) -> Adapters {
+        Adapters {
+            source: S3Source::new(clients.s3.clone(), &resources.bucket),
+            queue: SqsQueue::new(clients.sqs.clone(), &resources.queue_url),
+            state: DynamoState::new(clients.dynamodb.clone(), &resources.table),
+            vectors: S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index),
+            resources,
+            clients,
+        }
+    }
+
+    /// A function's cold start ([`Clients::for_config`]), then the adapters.
+    pub async fn for_config(aws: &quarry_core::config::Aws) -> Result<Adapters, MissingSettings> {
+        let (resources, clients) = Clients::for_config(aws).await?;
+        Ok(Adapters::new(resources, clients))
+    }
+}
+
 /// Error codes AWS services use for "slow down", across S3, SQS, DynamoDB and S3 Vectors.
 const THROTTLING: &[&str] = &[
     "Throttling",

@@ -15,6 +15,7 @@ use aws_sdk_s3vectors::Client;
 use aws_sdk_s3vectors::types::{PutInputVector, VectorData};
 use aws_smithy_types::Document;
 use quarry_core::filter::{Op, Scalar};
+use quarry_core::meta;
 use quarry_core::ports::{VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
 use quarry_core::{CharSpan, ChunkId, DocumentId, Filter, PageRange, PortError};
 use serde_json::{Map, Value};
@@ -33,7 +34,7 @@ pub const MAX_TOP_K: usize = 100;
 /// GetVectors/DeleteVectors keys per call.
 const KEYS_BATCH: usize = 100;
 /// Filterable keys Quarry itself sets; never moved to `extra`.
-const FIXED: [&str; 4] = ["document", "key", "key_dirs", "format"];
+const FIXED: [&str; 4] = ["document", meta::KEY, "key_dirs", meta::FORMAT];
 
 #[derive(Debug, Clone)]
 pub struct S3VectorStore {
@@ -71,7 +72,7 @@ pub fn metadata_of(r: &VectorRecord) -> Map<String, Value> {
     for (k, v) in &r.metadata {
         filterable.insert(k.clone(), v.clone());
     }
-    if let Some(key) = r.metadata.get("key").and_then(Value::as_str) {
+    if let Some(key) = meta::key(&r.metadata) {
         filterable.insert("key_dirs".into(), Value::Array(key_dirs(key)));
     }
     let mut extra = Map::new();
@@ -179,10 +180,10 @@ pub fn translate(filter: &Filter) -> Result<Value, UnsupportedFilter> {
                 Op::In(vs) => serde_json::json!({ "$in": vs.iter().map(scalar).collect::<Vec<_>>() }),
                 Op::Nin(vs) => serde_json::json!({ "$nin": vs.iter().map(scalar).collect::<Vec<_>>() }),
                 Op::Exists(b) => serde_json::json!({ "$exists": b }),
-                Op::StartsWith(p) if field == "key" && p.is_empty() => {
+                Op::StartsWith(p) if field == meta::KEY && p.is_empty() => {
                     return Ok(serde_json::json!({ "key": { "$exists": true } }));
                 }
-                Op::StartsWith(p) if field == "key" && p.ends_with('/') => {
+                Op::StartsWith(p) if field == meta::KEY && p.ends_with('/') => {
                     return Ok(serde_json::json!({ "key_dirs": { "$eq": p } }));
                 }
                 Op::StartsWith(p) => {

@@ -33,3 +33,52 @@ async fn s3_vectors_store() {
     let store = S3VectorStore::new(clients.s3vectors, c.resources.vector_bucket, c.resources.vector_index);
     contract::vector_store(&store, 8).await;
 }
+
+#[tokio::test]
+async fn s3_blob_source() {
+    let (clients, c) = fresh(8).await;
+    for (key, bytes) in contract::BLOBS {
+        clients
+            .s3
+            .put_object()
+            .bucket(&c.resources.bucket)
+            .key(*key)
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+            .expect("put");
+    }
+    contract::blob_source(&quarry_aws::S3Source::new(clients.s3, c.resources.bucket)).await;
+}
+
+#[tokio::test]
+async fn sqs_job_queue() {
+    let (clients, c) = fresh(8).await;
+    let queue = quarry_aws::SqsQueue::new(clients.sqs.clone(), &c.resources.queue_url);
+    let url = c.resources.queue_url.clone();
+    contract::job_queue(&queue, || {
+        let (sqs, url) = (clients.sqs.clone(), url.clone());
+        async move {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            let mut jobs = Vec::new();
+            for m in out.messages.unwrap_or_default() {
+                jobs.push(serde_json::from_str(m.body.as_deref().expect("a body")).expect("a job"));
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle.expect("receipt"))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            jobs
+        }
+    })
+    .await;
+}

@@ -323,6 +323,15 @@ impl fmt::Display for PiiKind {
 /// How many of each kind were redacted in a document. Only counts are ever logged or stored.
 pub type RedactionCounts = BTreeMap<PiiKind, u32>;
 
+/// A document prepared for embedding: what the first stage (extract, redact, chunk) makes of it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The redacted text and its pages: what chunk spans point into.
+    pub document: ExtractedDocument,
+    pub redactions: RedactionCounts,
+    pub chunks: Vec<Chunk>,
+}
+
 /// A batch of documents indexed together, tracked from validation to the last document.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

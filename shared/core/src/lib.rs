@@ -10,7 +10,9 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod filter;
+pub mod format;
 pub mod lexicon;
+pub mod meta;
 pub mod ports;
 
 pub use config::{Config, ConfigError};

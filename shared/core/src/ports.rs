@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PageRange,
+    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure,
+    PageRange, Prepared,
 };
-use crate::error::PortError;
+use crate::error::{Classify, PortError};
 
 /// What a source says about a blob without reading it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,22 @@ pub trait BlobSource: Send + Sync {
     fn get(&self, key: &DocumentKey) -> impl Future<Output = Result<Blob, PortError>> + Send;
     /// Every blob under `prefix` ("" for all), in key order.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<BlobInfo>, PortError>> + Send;
+    /// Up to `n` bytes from the blob's start, for screening by magic number before work is
+    /// queued; empty where reading them costs a request per object (S3), so that a batch over a
+    /// prefix screens by name and size alone there and extraction finds out the rest.
+    fn peek(&self, key: &DocumentKey, n: usize) -> impl Future<Output = Result<Vec<u8>, PortError>> + Send {
+        let _ = (key, n);
+        std::future::ready(Ok(Vec::new()))
+    }
+}
+
+/// Bytes to chunks: extraction, redaction and chunking (`quarry_text::Preparer`), behind a port so
+/// that the pipeline, and the search Lambda that shares it, carry no parser.
+pub trait DocumentPreparer: Send + Sync {
+    /// Always the document's fault ([`crate::ErrorClass::BadInput`]): it is recorded, not retried.
+    type Error: std::error::Error + Classify + Send + Sync + 'static;
+    /// `content_type` is what the source declares, consulted when the bytes and key do not tell.
+    fn prepare(&self, key: &DocumentKey, content_type: Option<&str>, bytes: &[u8]) -> Result<Prepared, Self::Error>;
 }
 
 /// What a worker is asked to do with one document.
@@ -60,6 +77,10 @@ pub struct IndexJob {
     pub key: DocumentKey,
     pub version: Option<String>,
     pub batch: Option<BatchId>,
+    /// The document's size in bytes where the sender knew it (an S3 event, a batch's listing): what
+    /// a batch counts as done when the document fails before it is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Fans jobs out to workers (SQS on AWS, a bounded channel locally).
@@ -250,7 +271,8 @@ pub struct VectorHit {
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
-/// Searches vectors. Separate from the writer: the search Lambda gets read-only access.
+/// Searches vectors. Separate from the writer, so that a role that only searches needs no write
+/// permission (the search Lambda writes only to delete a document, `DELETE /v1/documents/{id}`).
 pub trait VectorSearcher: Send + Sync {
     fn search(&self, query: &VectorQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;
 }

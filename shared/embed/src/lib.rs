@@ -19,7 +19,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use quarry_core::ports::{Embedder, ModelInfo};
 use quarry_core::{Classify, ErrorClass, PortError};
-use quarry_text::WordPiece;
+use quarry_tokenizer::WordPiece;
 
 /// The model this engine serves; vectors from any other model never share an index with these.
 pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -34,7 +34,7 @@ pub enum EmbedError {
     #[error("the local model is not installed in {dir}: {missing} is missing (run `{command}`)")]
     NotInstalled { dir: PathBuf, missing: &'static str, command: &'static str },
     #[error("cannot load the tokenizer")]
-    Tokenizer(#[from] quarry_text::TokenizerError),
+    Tokenizer(#[from] quarry_tokenizer::TokenizerError),
     #[error("ONNX Runtime failed while {during}")]
     Runtime {
         during: &'static str,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quarry_core::ports::{Embedder, ModelInfo, VectorQuery, VectorSearcher};
 use quarry_core::{Config, DocumentId, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_embedded::{FolderSource, SqliteStore};
+use quarry_local::{FolderSource, SqliteStore};
 use quarry_pipeline::{Indexer, Outcome};
 use quarry_text::{Preparer, WordPiece};
 

@@ -1,5 +1,5 @@
 //! Port contract suites: the behaviour every adapter of a port must show, whatever its backend.
-//! The embedded adapters run them on SQLite; the AWS adapters will run the same suites on moto.
+//! The embedded adapters run them on SQLite; the AWS adapters run the same suites on moto.
 //! Each suite takes a fresh, empty store.
 
 use std::collections::BTreeMap;
@@ -290,4 +290,77 @@ pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: us
     let hits = store.keyword_search(&q("salmon chia", 10, None)).await.expect("search");
     assert!(hits.is_empty(), "a deleted document's chunks are gone: {hits:?}");
     store.delete_from(&b, 0).await.expect("delete");
+}
+
+/// The blobs [`blob_source`] expects its source to hold (put them there first): nested keys, a key
+/// with spaces, `+` and a non-ASCII letter, and one outside the `contract/` prefix.
+pub const BLOBS: &[(&str, &[u8])] = &[
+    ("contract/a.txt", b"alpha: the first document"),
+    ("contract/sub/b.md", b"# Beta\n\nThe second document, one folder down."),
+    ("contract/c d+é.txt", b"gamma, named with spaces, a plus and an accent"),
+    ("elsewhere/x.txt", b"outside the prefix"),
+];
+
+/// Reads what [`BLOBS`] put there: sizes, bytes, listings by prefix in key order, peeks that are a
+/// prefix of the content, and a clear not-found for a key that names nothing.
+pub async fn blob_source<S: quarry_core::ports::BlobSource>(source: &S) {
+    for (key, bytes) in BLOBS {
+        let key = DocumentKey::new(*key);
+        let info = source.head(&key).await.expect("head");
+        assert_eq!((&info.key, info.size), (&key, bytes.len() as u64), "head names the key and its size");
+        let blob = source.get(&key).await.expect("get");
+        assert_eq!((&blob.info.key, blob.bytes.as_slice()), (&key, *bytes), "get returns the bytes put");
+        let head = source.peek(&key, 5).await.expect("peek");
+        assert!(head.len() <= 5 && bytes.starts_with(&head), "a peek is a prefix of at most n bytes: {head:?}");
+    }
+    let listed: Vec<String> =
+        source.list("contract/").await.expect("list").into_iter().map(|b| b.key.as_str().to_owned()).collect();
+    assert_eq!(listed, ["contract/a.txt", "contract/c d+é.txt", "contract/sub/b.md"], "a prefix lists in key order");
+    let all = source.list("").await.expect("list all");
+    assert_eq!(all.len(), BLOBS.len(), "an empty prefix lists everything: {all:?}");
+    assert!(all.iter().all(|b| BLOBS.iter().any(|(k, v)| b.key.as_str() == *k && b.size == v.len() as u64)));
+    assert!(source.list("nothing-here/").await.expect("list").is_empty());
+    let missing = DocumentKey::new("contract/missing.txt");
+    assert!(
+        matches!(source.head(&missing).await, Err(quarry_core::PortError::NotFound { .. })),
+        "a missing key is NotFound on head"
+    );
+    assert!(
+        matches!(source.get(&missing).await, Err(quarry_core::PortError::NotFound { .. })),
+        "and on get, so that a job for a deleted object forgets it"
+    );
+}
+
+/// Delivers what was sent: every job of a batch larger than one SQS call (10), each field intact,
+/// an empty send is a no-op. `receive` returns what the queue holds now (and takes it away).
+pub async fn job_queue<Q, R, F>(queue: &Q, receive: R)
+where
+    Q: quarry_core::ports::JobQueue,
+    R: Fn() -> F,
+    F: std::future::Future<Output = Vec<quarry_core::ports::IndexJob>>,
+{
+    use quarry_core::ports::{IndexJob, JobAction};
+    let batch = BatchId::new("contract-queue-batch");
+    let sent: Vec<IndexJob> = (0..25)
+        .map(|i| IndexJob {
+            action: if i % 5 == 4 { JobAction::Delete } else { JobAction::Index },
+            key: DocumentKey::new(format!("contract/queued {i}.txt")),
+            version: (i % 2 == 0).then(|| format!("v{i}")),
+            batch: (i % 3 == 0).then(|| batch.clone()),
+            size: (i % 3 != 1).then_some(100 + i),
+        })
+        .collect();
+    queue.enqueue(&[]).await.expect("an empty send is fine");
+    queue.enqueue(&sent).await.expect("enqueue");
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got.extend(receive().await);
+        if got.len() >= sent.len() {
+            break;
+        }
+    }
+    got.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut want = sent.clone();
+    want.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(got, want, "every job arrives once, every field intact");
 }

@@ -10,7 +10,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub mod contract;
+pub mod fakes;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod moto;
 
 /// A seeded xorshift64 generator: repeatable test data and benchmarks without a dependency.
@@ -222,4 +225,14 @@ pub fn zip_of(parts: &[(&str, &[u8])]) -> Vec<u8> {
         zip.finish().unwrap();
     }
     buf.into_inner()
+}
+
+/// A real AWS event from `tests/fixtures/events` with its `${NAME}` placeholders filled in.
+pub fn event_fixture(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/events").join(name);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (k, v) in vars {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    text
 }

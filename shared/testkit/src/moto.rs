@@ -19,7 +19,11 @@ pub fn python() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
     let py = cache.join("quarry/aws-tools/bin/python");
-    assert!(py.is_file(), "moto is not installed ({} is missing): run `scripts/setup.sh` first", py.display());
+    assert!(
+        py.is_file(),
+        "moto is not installed ({} is missing): run `scripts/setup.sh --test-tools` first",
+        py.display()
+    );
     py
 }
 

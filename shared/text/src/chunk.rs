@@ -1,5 +1,5 @@
 //! Token-aware chunking on natural boundaries. The text is tokenised once into words with token
-//! counts (see [`crate::wordpiece`]); chunks are then packed greedily up to the model's window,
+//! counts (see [`quarry_tokenizer::wordpiece`]); chunks are then packed greedily up to the model's window,
 //! cutting at the strongest boundary available in the back half of the window: a page break, then
 //! a blank line, a line break, a sentence end, a space, and only as a last resort between a word
 //! and its punctuation. One pass, linear in the text.
@@ -11,28 +11,8 @@
 
 use quarry_core::{ByteSpan, CharSpan, Chunk, ExtractedDocument, PageRange};
 
-use crate::wordpiece::{Word, WordPiece};
-
-/// Measures text in the embedding model's tokens.
-pub trait TokenCounter: Send + Sync {
-    /// The words of `text` with their byte spans and token counts, in order.
-    fn words(&self, text: &str) -> Vec<Word>;
-    fn count(&self, text: &str) -> usize;
-    /// Tokens the model adds around every input (BERT's [CLS] and [SEP]).
-    fn special_tokens(&self) -> usize;
-}
-
-impl TokenCounter for WordPiece {
-    fn words(&self, text: &str) -> Vec<Word> {
-        WordPiece::words(self, text)
-    }
-    fn count(&self, text: &str) -> usize {
-        WordPiece::count(self, text)
-    }
-    fn special_tokens(&self) -> usize {
-        2
-    }
-}
+pub use quarry_tokenizer::TokenCounter;
+use quarry_tokenizer::Word;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkOptions {

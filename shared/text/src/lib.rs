@@ -5,23 +5,15 @@
 pub mod chunk;
 pub mod extract;
 pub mod redact;
-pub mod wordpiece;
 
 pub use chunk::{ChunkOptions, Chunker, TokenCounter};
 pub use extract::{ExtractError, Extractor};
+pub use quarry_tokenizer::{TokenizerError, WordPiece};
 pub use redact::{Redacted, Redactor};
-pub use wordpiece::{TokenizerError, WordPiece};
 
-use quarry_core::{Chunk, Config, ExtractedDocument, RedactionCounts};
-
-/// A document prepared for embedding.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The redacted text and its pages: what chunk spans point into.
-    pub document: ExtractedDocument,
-    pub redactions: RedactionCounts,
-    pub chunks: Vec<Chunk>,
-}
+pub use quarry_core::Prepared;
+use quarry_core::ports::DocumentPreparer;
+use quarry_core::{Config, DocumentKey, ExtractedDocument};
 
 /// Extraction, redaction and chunking, configured once and reused for every document.
 #[derive(Debug)]
@@ -40,10 +32,6 @@ impl<T: TokenCounter> Preparer<T> {
             counter,
             options: ChunkOptions::from(&config.chunking),
         }
-    }
-
-    pub fn extractor(&self) -> &Extractor {
-        &self.extractor
     }
 
     pub fn counter(&self) -> &T {
@@ -70,5 +58,13 @@ impl<T: TokenCounter> Preparer<T> {
         let (document, redactions) = self.redactor.redact_document(extracted);
         let chunks = Chunker::new(&self.counter, self.options).chunk(&document);
         Prepared { document, redactions, chunks }
+    }
+}
+
+impl<T: TokenCounter> DocumentPreparer for Preparer<T> {
+    type Error = ExtractError;
+
+    fn prepare(&self, key: &DocumentKey, content_type: Option<&str>, bytes: &[u8]) -> Result<Prepared, ExtractError> {
+        self.prepare_as(Some(key.as_str()), content_type, bytes)
     }
 }

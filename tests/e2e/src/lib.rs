@@ -4,7 +4,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -12,14 +11,13 @@ use aws_sdk_sqs::types::Message;
 use quarry_aws::provision::{self, Created};
 use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore, SqsQueue};
 use quarry_core::Config;
+use quarry_core::config::Limits;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embed_worker::Worker;
 use quarry_ingest::Ingest;
 use quarry_pipeline::{CoalescingEmbedder, Indexer};
 use quarry_search::{AwsBackend, AwsStarter};
-use quarry_text::{Extractor, Preparer, WordPiece};
-use serde_json::Value;
-use tower::ServiceExt;
+use quarry_text::{Preparer, WordPiece};
 
 /// One test's stack and the adapters over it, built once as a cold start would.
 #[derive(Debug)]
@@ -30,13 +28,13 @@ pub struct Stack {
     pub state: DynamoState,
     pub vectors: S3VectorStore,
     pub queue: SqsQueue,
-    pub extractor: Extractor,
+    pub limits: Limits,
     pub preparer: Preparer<WordPiece>,
     pub embedder: CoalescingEmbedder,
 }
 
 pub type TheWorker<'a> =
-    Worker<'a, S3Source, DynamoState, CoalescingEmbedder, DynamoState, S3VectorStore, WordPiece, DynamoState>;
+    Worker<'a, S3Source, DynamoState, CoalescingEmbedder, DynamoState, S3VectorStore, Preparer<WordPiece>, DynamoState>;
 
 impl Stack {
     pub async fn new() -> Stack {
@@ -53,7 +51,7 @@ impl Stack {
             state: DynamoState::new(clients.dynamodb.clone(), &r.table),
             vectors: S3VectorStore::new(clients.s3vectors.clone(), &r.vector_bucket, &r.vector_index),
             queue: SqsQueue::new(clients.sqs.clone(), &r.queue_url),
-            extractor: Extractor::new(config.limits.clone()),
+            limits: config.limits.clone(),
             preparer: Preparer::new(&config, WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer")),
             embedder: CoalescingEmbedder::new(embedder, 256),
             created,
@@ -70,14 +68,14 @@ impl Stack {
             queue: &self.queue,
             state: &self.state,
             writer: &self.vectors,
-            extractor: &self.extractor,
+            limits: &self.limits,
             bucket: self.bucket(),
         }
     }
 
     pub fn worker(&self) -> TheWorker<'_> {
-        Worker {
-            indexer: Indexer {
+        Worker::new(
+            Indexer {
                 source: &self.source,
                 state: &self.state,
                 embedder: &self.embedder,
@@ -86,8 +84,8 @@ impl Stack {
                 preparer: &self.preparer,
                 lease: Duration::from_secs(900),
             },
-            batches: &self.state,
-        }
+            &self.state,
+        )
     }
 
     /// The search function's router over this stack, as its `main` builds it.
@@ -97,7 +95,13 @@ impl Stack {
             embedder,
             vectors: self.vectors.clone(),
             state: self.state.clone(),
-            starter: AwsStarter { source: self.source.clone(), state: self.state.clone(), queue: self.queue.clone() },
+            starter: AwsStarter {
+                source: self.source.clone(),
+                state: self.state.clone(),
+                vectors: self.vectors.clone(),
+                queue: self.queue.clone(),
+                limits: self.limits.clone(),
+            },
             bucket: self.bucket().to_owned(),
         };
         let secret = quarry_core::config::Secret::new("an e2e cursor secret of 32+ characters");
@@ -218,35 +222,5 @@ pub fn sqs_event(messages: &[Message]) -> SqsEvent {
     event
 }
 
-/// A fixture from `tests/fixtures/events` with `${NAME}` placeholders filled in.
-pub fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events").join(name);
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    for (k, v) in vars {
-        text = text.replace(&format!("${{{k}}}"), v);
-    }
-    text
-}
-
-/// Calls the API as API Gateway (HTTP API, payload 2.0) would: the request goes through the
-/// event JSON and `lambda_http`'s decoding into the router.
-pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let body_text = body.map(Value::to_string).unwrap_or_default();
-    let event = fixture(
-        "apigw-v2-http.json",
-        &[
-            ("METHOD", method),
-            ("PATH", path),
-            ("LENGTH", &body_text.len().to_string()),
-            ("BODY", &if body.is_some() { Value::from(body_text.clone()).to_string() } else { "null".into() }),
-        ],
-    );
-    let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");
-    let (parts, body) = request.into_parts();
-    let request = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
-    let response = router.clone().oneshot(request).await.expect("router");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.expect("body");
-    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-    (status, json)
-}
+pub use quarry_testkit::event_fixture as fixture;
+pub use quarry_testkit::lambda::api;

@@ -236,6 +236,7 @@ async fn embed_worker_handles_a_real_sqs_event_of_jobs() {
         key: DocumentKey::new("inbox/hello world.md"),
         version: None,
         batch: None,
+        size: None,
     };
     stack.worker().job(&job).await.expect("a vanished object is not an error to retry");
     assert_eq!(status(&stack, "inbox/hello world.md").await, None);
@@ -260,7 +261,7 @@ async fn a_job_that_keeps_failing_retryably_lands_in_the_dlq() {
         .await
         .expect("lease");
     assert!(matches!(held, quarry_core::ports::Lease::Acquired { .. }));
-    let job = IndexJob { action: JobAction::Index, key: DocumentKey::new(key), version: None, batch: None };
+    let job = IndexJob { action: JobAction::Index, key: DocumentKey::new(key), version: None, batch: None, size: None };
     stack.queue_send(&job).await;
 
     let worker = stack.worker();

@@ -78,6 +78,16 @@ impl BlobSource for FolderSource {
         Ok(Blob { info, bytes })
     }
 
+    async fn peek(&self, key: &DocumentKey, n: usize) -> Result<Vec<u8>, PortError> {
+        use tokio::io::AsyncReadExt;
+        let path = self.path_of(key)?;
+        let what = format!("file {key}");
+        let file = tokio::fs::File::open(&path).await.map_err(io_error("folder.peek", &what))?;
+        let mut head = Vec::with_capacity(n);
+        file.take(n as u64).read_to_end(&mut head).await.map_err(io_error("folder.peek", &what))?;
+        Ok(head)
+    }
+
     /// Every regular file under `prefix`, in key order; hidden files and folders are skipped.
     async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, PortError> {
         let mut out = Vec::new();

@@ -11,7 +11,8 @@ use quarry_core::lexicon;
 use serde::{Deserialize, Serialize};
 
 /// A highlighted passage: `text[start..end]`, in characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Highlight {
     pub start: usize,
     pub end: usize,

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use quarry_core::{ChunkId, DocumentId, DocumentKey};
-use quarry_embedded::{FlatIndex, IndexError};
+use quarry_local::{FlatIndex, IndexError};
 use quarry_testkit::XorShift;
 
 fn doc(i: usize) -> DocumentId {
@@ -38,7 +38,7 @@ fn build(vs: &[Vec<f32>], docs_of: impl Fn(usize) -> usize) -> FlatIndex {
     idx
 }
 
-fn ordinals(hits: &[quarry_embedded::IndexHit]) -> Vec<usize> {
+fn ordinals(hits: &[quarry_local::IndexHit]) -> Vec<usize> {
     hits.iter().map(|h| h.id.parts().expect("chunk id").1 as usize).collect()
 }
 

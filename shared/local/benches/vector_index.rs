@@ -2,15 +2,15 @@
 //! two cores), with and without a 1% filter, and recall@10 against an exact scan. Clustered synthetic
 //! unit vectors (200 topics), so that neighbours are meaningful as with real embeddings.
 //!
-//!     cargo bench -p quarry-embedded --bench vector_index
+//!     cargo bench -p quarry-local --bench vector_index
 
 #![allow(clippy::print_stdout, clippy::expect_used)]
 
 use std::time::Instant;
 
 use quarry_core::{ChunkId, DocumentId, DocumentKey};
-use quarry_embedded::FlatIndex;
-use quarry_embedded::vector_index::PARALLEL_FROM;
+use quarry_local::FlatIndex;
+use quarry_local::vector_index::PARALLEL_FROM;
 use quarry_testkit::XorShift;
 
 const D: usize = 384;

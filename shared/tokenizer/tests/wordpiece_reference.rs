@@ -2,7 +2,7 @@
 //! tokenizer.json: the chunker's sizes and the embedder's inputs depend on it. The fixture comes
 //! from `scripts/gen_wordpiece_fixture.py`.
 
-use quarry_text::WordPiece;
+use quarry_tokenizer::WordPiece;
 
 #[derive(serde::Deserialize)]
 struct Fixture {

@@ -9,7 +9,7 @@ use quarry_core::ports::{
     VectorWriter,
 };
 use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey};
-use quarry_embedded::{SqliteStore, StoreError};
+use quarry_local::{SqliteStore, StoreError};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("quarry-sqlite-{name}-{}", std::process::id()));

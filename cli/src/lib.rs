@@ -1,0 +1,24 @@
+//! The local deployment as a library: [`engine`] wires the local adapters, the model and the
+//! pipeline together once, for the `quarry` commands and for the benchmarks, which measure the
+//! same wiring the commands run.
+
+pub mod engine;
+
+use std::path::PathBuf;
+
+/// What is wrong with the installation rather than with the input: exit code 3.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("invalid configuration")]
+    Config(#[source] quarry_core::ConfigError),
+    #[error(
+        "the embedding model is not installed in {} (run `{}` to install it, or set QUARRY_MODEL_DIR)",
+        dir.display(),
+        quarry_core::config::Model::SETUP_COMMAND
+    )]
+    ModelMissing { dir: PathBuf },
+    #[error("cannot load the tokenizer")]
+    Tokenizer(#[source] quarry_text::TokenizerError),
+    #[error("cannot load the embedding model")]
+    Model(#[source] quarry_embed::EmbedError),
+}

@@ -1,0 +1,122 @@
+//! The embed-worker handler fed a real SQS event of jobs, on the in-memory fakes of the AWS ports
+//! with the real preparer and the real local model (the same flow runs on moto in `tests/e2e`).
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use quarry_core::ports::{BatchTracker, CheckpointStore, DocumentReader, IndexJob, JobAction};
+use quarry_core::{BatchId, Config, ContentHash, DocumentId, DocumentKey, DocumentStatus};
+use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embed_worker::Worker;
+use quarry_pipeline::{CoalescingEmbedder, Indexer};
+use quarry_testkit::fakes::{MemorySource, MemoryState, MemoryVectors};
+use quarry_text::{Preparer, WordPiece};
+
+struct Fixture {
+    source: MemorySource,
+    state: MemoryState,
+    vectors: MemoryVectors,
+    embedder: CoalescingEmbedder,
+    preparer: Preparer<WordPiece>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let model = quarry_testkit::model_dir();
+        let embedder = LocalEmbedder::load(&model, EmbedOptions { threads: 2, batch_size: 16 }).expect("model");
+        let tokenizer = WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer");
+        Fixture {
+            source: MemorySource::default(),
+            state: MemoryState::default(),
+            vectors: MemoryVectors::new(quarry_embed::DIMENSION),
+            embedder: CoalescingEmbedder::new(embedder, 64),
+            preparer: Preparer::new(&Config::default(), tokenizer),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn worker(
+        &self,
+    ) -> Worker<
+        '_,
+        MemorySource,
+        MemoryState,
+        CoalescingEmbedder,
+        MemoryState,
+        MemoryVectors,
+        Preparer<WordPiece>,
+        MemoryState,
+    > {
+        let indexer = Indexer {
+            source: &self.source,
+            state: &self.state,
+            embedder: &self.embedder,
+            cache: &self.state,
+            writer: &self.vectors,
+            preparer: &self.preparer,
+            lease: Duration::from_secs(900),
+        };
+        Worker::new(indexer, &self.state)
+    }
+
+    async fn status(&self, key: &str) -> Option<DocumentStatus> {
+        self.state.document(&DocumentId::for_key(&DocumentKey::new(key))).await.expect("read").map(|d| d.status)
+    }
+}
+
+fn jobs_event(key: &str) -> SqsEvent {
+    serde_json::from_str(&quarry_testkit::event_fixture("sqs-index-jobs.json", &[("KEY", key)])).expect("a real event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_index_and_a_vanished_object_leaves_nothing_behind() {
+    let f = Fixture::new();
+    let key = "inbox/hello world.md";
+    f.source.put(key, b"# Hello\n\nA short note about tide pools.", Some("text/markdown"));
+    let response = f.worker().handle(jobs_event(key)).await;
+    assert!(response.batch_item_failures.is_empty(), "a malformed job is not retried: {response:?}");
+    assert_eq!(f.status(key).await, Some(DocumentStatus::Indexed { chunks: 1 }));
+    assert_eq!(f.vectors.ids().len(), 1);
+
+    // A job for an object that no longer exists leaves nothing behind and is not retried.
+    f.source.delete(key);
+    let job = IndexJob { action: JobAction::Index, key: DocumentKey::new(key), version: None, batch: None, size: None };
+    f.worker().job(&job).await.expect("a vanished object is not an error to retry");
+    assert_eq!(f.status(key).await, None);
+    assert!(f.vectors.ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_document_comes_back_and_a_bad_one_is_rejected_with_its_batch_counted() {
+    let f = Fixture::new();
+    let (held, broken) = ("held/note.txt", "broken/scan.pdf");
+    f.source.put(held, b"Some text another worker is holding.", None);
+    f.source.put(broken, b"%PDF-1.7 truncated", None);
+    let batch = BatchId::new("b-handler-test");
+    f.state.create(&batch, &[(DocumentKey::new(held), 36), (DocumentKey::new(broken), 18)]).await.expect("create");
+    f.state
+        .acquire(
+            &DocumentId::for_key(&DocumentKey::new(held)),
+            &ContentHash::of(b"Some text another worker is holding."),
+            Duration::from_secs(3600),
+        )
+        .await
+        .expect("another worker's lease");
+
+    let job = |key: &str| IndexJob {
+        action: JobAction::Index,
+        key: DocumentKey::new(key),
+        version: None,
+        batch: Some(batch.clone()),
+        size: Some(10),
+    };
+    let busy = f.worker().job(&job(held)).await;
+    assert!(busy.is_err_and(|e| quarry_core::Classify::class(&e).is_retryable()), "a busy document is redelivered");
+    f.worker().job(&job(broken)).await.expect("a bad file is recorded, not retried");
+    match f.status(broken).await {
+        Some(DocumentStatus::Failed { failure }) => assert_eq!(failure.code, "corrupt_pdf"),
+        other => panic!("the bad file is rejected with its reason: {other:?}"),
+    }
+    let c = f.state.counters(&batch).await.expect("counters");
+    assert_eq!((c.total, c.pending, c.failed, c.bytes_done), (2, 1, 1, 18), "the busy one stays pending: {c:?}");
+}

@@ -1,0 +1,101 @@
+//! The search Lambda's backend on the in-memory fakes of the AWS ports, reached as API Gateway
+//! reaches it: the real event JSON through `lambda_http`'s decoding into the router, with the
+//! function's own background-loaded model (the same flow runs on moto in `tests/e2e`).
+
+use std::collections::BTreeMap;
+
+use quarry_core::config::Limits;
+use quarry_core::ports::{BatchTracker, Embedder, VectorRecord, VectorWriter};
+use quarry_core::{BatchId, CharSpan, ChunkId, Config, DocumentId, DocumentKey};
+use quarry_embed::EmbedOptions;
+use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
+use quarry_testkit::fakes::{MemoryQueue, MemorySource, MemoryState, MemoryVectors};
+use quarry_testkit::lambda::api;
+use serde_json::{Value, json};
+
+const NOTES: &[(&str, &str)] = &[
+    ("notes/orchard care.md", "Prune apple trees in late winter, before the buds break."),
+    ("notes/pump.txt", "Prime the centrifugal pump before starting the motor."),
+];
+
+struct Fixture {
+    router: axum::Router,
+    vectors: MemoryVectors,
+    state: MemoryState,
+    queue: MemoryQueue,
+}
+
+async fn fixture() -> Fixture {
+    let embedder = BackgroundEmbedder::load(quarry_testkit::model_dir(), EmbedOptions { threads: 2, batch_size: 8 });
+    let vectors = MemoryVectors::new(quarry_embed::DIMENSION);
+    for (key, text) in NOTES {
+        let key = DocumentKey::new(*key);
+        let document = DocumentId::for_key(&key);
+        let vector = embedder.embed(&[(*text).to_owned()]).await.expect("embed").remove(0);
+        let metadata =
+            BTreeMap::from([("key".to_owned(), Value::from(key.as_str())), ("format".into(), "text".into())]);
+        let record = VectorRecord {
+            id: ChunkId::new(&document, 0),
+            document,
+            vector,
+            text: (*text).to_owned(),
+            pages: None,
+            span: CharSpan { start: 0, end: text.chars().count() },
+            metadata,
+        };
+        vectors.upsert(&[record]).await.expect("upsert");
+    }
+    let (state, queue, source) = (MemoryState::default(), MemoryQueue::default(), MemorySource::default());
+    source.put("reports/q1.txt", b"First quarter: the engines ran hot.", None);
+    source.put("reports/chart.png", b"\x89PNG\r\n\x1a\n an image", None);
+    let backend = AwsBackend {
+        embedder,
+        vectors: vectors.clone(),
+        state: state.clone(),
+        starter: AwsStarter {
+            source,
+            state: state.clone(),
+            vectors: vectors.clone(),
+            queue: queue.clone(),
+            limits: Limits::default(),
+        },
+        bucket: "quarry-documents-test".into(),
+    };
+    let secret = quarry_core::config::Secret::new("a handler-test cursor secret of 32+ characters");
+    let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));
+    Fixture { router, vectors, state, queue }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_documents_and_batches_through_api_gateway_events() {
+    let f = fixture().await;
+    let (code, r) =
+        api(&f.router, "POST", "/v1/search", Some(&json!({"query": "when to prune fruit trees", "top_k": 2}))).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["results"][0]["source"]["uri"], "s3://quarry-documents-test/notes/orchard care.md", "{r}");
+    let (code, r) = api(&f.router, "POST", "/v1/search", Some(&json!({"query": "pump", "mode": "keyword"}))).await;
+    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("unsupported_mode")), "no full-text index on AWS: {r}");
+
+    // Deleting a document removes its chunks through the pipeline's `forget`.
+    let id = DocumentId::for_key(&DocumentKey::new("notes/pump.txt"));
+    let (code, r) = api(&f.router, "DELETE", &format!("/v1/documents/{id}"), None).await;
+    assert_eq!((code, r["removed_chunks"].as_u64()), (200, Some(1)), "{r}");
+    assert_eq!(f.vectors.ids().len(), 1);
+
+    // A batch over a prefix: screened and recorded up front, one job per document on the queue.
+    let (code, b) = api(&f.router, "POST", "/v1/batches", Some(&json!({"prefix": "reports/"}))).await;
+    assert_eq!((code, b["documents"].as_u64()), (202, Some(2)), "{b}");
+    let jobs = f.queue.take();
+    assert_eq!(jobs.len(), 1, "the PNG is refused before any job is made: {jobs:?}");
+    let batch = BatchId::new(b["batch"].as_str().expect("a batch id"));
+    assert_eq!(
+        (jobs[0].key.as_str(), jobs[0].batch.as_ref(), jobs[0].size),
+        ("reports/q1.txt", Some(&batch), Some(35))
+    );
+    let failures = f.state.failures(&batch).await.expect("failures");
+    assert_eq!(failures.len(), 1);
+    assert_eq!((failures[0].0.as_str(), failures[0].1.code.as_str()), ("reports/chart.png", "unsupported_type"));
+    let (again, _) = api(&f.router, "POST", "/v1/batches", Some(&json!({"prefix": "reports/"}))).await;
+    assert_eq!(again, 202);
+    assert_eq!(f.queue.take().len(), 1, "the same request is the same batch, and its jobs are sent again");
+}

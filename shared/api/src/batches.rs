@@ -1,0 +1,115 @@
+//! `POST /v1/batches` and `GET /v1/batches/{id}`: start a batch through the backend's starter,
+//! and read its counts, rate, ETA and failures.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use quarry_core::BatchId;
+use quarry_core::ports::{BatchRequest, BatchStarter, BatchTracker};
+use serde::{Deserialize, Serialize};
+
+use crate::openapi::ErrorBody;
+use crate::{ApiError, App, Backend, MAX_BATCH_KEYS, body};
+
+#[utoipa::path(post, path = "/v1/batches", request_body = quarry_core::ports::BatchRequest,
+    responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 400, body = ErrorBody)))]
+pub(crate) async fn start_batch<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    payload: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(payload)?;
+    if req.prefix.is_none() && req.keys.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "give a prefix, a list of keys, or both"));
+    }
+    if req.keys.len() > MAX_BATCH_KEYS {
+        return Err(ApiError::bad_request(
+            "too_many_keys",
+            format!("{} keys; one batch takes up to {MAX_BATCH_KEYS}", req.keys.len()),
+        ));
+    }
+    if req.keys.iter().any(|k| k.as_str().trim().is_empty()) {
+        return Err(ApiError::bad_request("invalid_key", "keys must not be empty"));
+    }
+    let started = app.backend.starter().start(&req).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchView {
+    pub batch_id: String,
+    /// `running` while documents are pending, then `done`.
+    pub status: String,
+    pub documents: BatchDocuments,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub created_ms: i64,
+    pub updated_ms: Option<i64>,
+    /// Bytes per second so far, and the time left at that rate: bytes, not documents, because
+    /// one large PDF can outweigh a thousand notes.
+    pub rate_bytes_per_s: Option<f64>,
+    pub eta_s: Option<f64>,
+    pub failures: Vec<BatchFailure>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchDocuments {
+    pub total: u64,
+    pub pending: u64,
+    pub indexed: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchFailure {
+    pub key: String,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+#[utoipa::path(get, path = "/v1/batches/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = BatchView), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_batch<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    Path(id): Path<String>,
+) -> Result<Json<BatchView>, ApiError> {
+    let id = BatchId::new(id);
+    let tracker = app.backend.batches();
+    let c = tracker.counters(&id).await?;
+    let t = tracker.timing(&id).await?;
+    let failures = tracker.failures(&id).await?;
+    let elapsed_s = t.updated_ms.map(|u| (u - t.created_ms).max(1) as f64 / 1e3);
+    let rate = elapsed_s.filter(|_| c.bytes_done > 0).map(|s| c.bytes_done as f64 / s);
+    let eta = rate.map(|r| (c.bytes_total - c.bytes_done) as f64 / r);
+    Ok(Json(BatchView {
+        batch_id: id.as_str().to_owned(),
+        status: if c.pending > 0 { "running" } else { "done" }.to_owned(),
+        documents: BatchDocuments {
+            total: c.total,
+            pending: c.pending,
+            indexed: c.done,
+            unchanged: c.skipped,
+            failed: c.failed,
+        },
+        bytes_total: c.bytes_total,
+        bytes_done: c.bytes_done,
+        created_ms: t.created_ms,
+        updated_ms: t.updated_ms,
+        rate_bytes_per_s: rate,
+        eta_s: eta,
+        failures: failures
+            .into_iter()
+            .map(|(k, f)| BatchFailure {
+                key: k.as_str().to_owned(),
+                code: f.code,
+                message: f.message,
+                retryable: f.retryable,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,193 @@
+//! `POST /v1/search`: validation, sealed cursors and snapshots for stable pages, then the
+//! pipeline's query half ([`quarry_pipeline::query`]) for ranking and highlights.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use quarry_core::Filter;
+use quarry_core::ports::VectorHit;
+use quarry_pipeline::query::{self, HYBRID_DEPTH, Highlight, Mode, highlight_hits, retrieve};
+use serde::{Deserialize, Serialize};
+
+use crate::ApiError;
+use crate::openapi::ErrorBody;
+use crate::{App, Backend, MAX_DEPTH, MAX_TOP_K, body, cursor};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default = "default_top_k")]
+    pub top_k: u32,
+    /// Metadata filter (see docs/API.md), e.g. `{"format": {"$in": ["pdf", "docx"]}}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// `semantic`, `keyword` or `hybrid`; hybrid where the backend has full-text search.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Results scoring below this (0 to 1) are left out, before pagination.
+    #[serde(default)]
+    pub min_score: Option<f32>,
+    /// Also highlight, by meaning, results that share no word with the query: their sentences are
+    /// embedded (tens of milliseconds a page), so it is asked for, not done by default.
+    #[serde(default)]
+    pub semantic_highlights: bool,
+}
+
+fn default_top_k() -> u32 {
+    10
+}
+
+/// How deep a first page ranks and keeps for the pages after it: stable page sequences to here.
+/// As deep as hybrid ranks anyway, so a first page costs no more than it did.
+pub const SNAPSHOT_DEPTH: usize = HYBRID_DEPTH;
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchResponse {
+    pub results: Vec<SearchResult>,
+    pub next_cursor: Option<String>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchResult {
+    pub document_id: String,
+    pub chunk_id: String,
+    pub score: f32,
+    pub text: String,
+    /// The sentences of `text` that best answer the query, as character offsets into `text`.
+    pub highlights: Vec<Highlight>,
+    pub source: Source,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Source {
+    pub uri: String,
+    pub page: Option<u32>,
+    /// Character offsets of `text` in the document's text.
+    pub start: usize,
+    pub end: usize,
+}
+
+#[utoipa::path(post, path = "/v1/search", request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn search<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    payload: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let started = Instant::now();
+    app.searches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let req = body(payload)?;
+    let query = req.query.trim();
+    if query.is_empty() {
+        return Err(ApiError::bad_request("empty_query", "query must contain some text"));
+    }
+    let chars = query.chars().count();
+    if chars > app.limits.max_query_chars as usize {
+        return Err(ApiError::bad_request(
+            "query_too_long",
+            format!("query has {chars} characters; the limit is {}", app.limits.max_query_chars),
+        ));
+    }
+    if !(1..=MAX_TOP_K).contains(&req.top_k) {
+        return Err(ApiError::bad_request("invalid_top_k", format!("top_k must be 1 to {MAX_TOP_K}")));
+    }
+    // `null` and `{}` mean no filter.
+    let filter = match &req.filter {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(m)) if m.is_empty() => None,
+        Some(f) => Some(Filter::parse(f).map_err(|e| ApiError::bad_request(e.code, e.to_string()))?),
+    };
+    let keywords = app.backend.keywords();
+    let mode = req.mode.unwrap_or(if keywords.is_some() { Mode::Hybrid } else { Mode::Semantic });
+    if mode != Mode::Semantic && keywords.is_none() {
+        return Err(ApiError::bad_request("unsupported_mode", "this deployment has no full-text index: use semantic"));
+    }
+    let min_score = req.min_score.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(ApiError::bad_request("invalid_min_score", "min_score must be between 0 and 1"));
+    }
+    let top_k = req.top_k as usize;
+    let bound =
+        format!("{mode:?}|{min_score}|{}", req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default());
+    let fingerprint = cursor::fingerprint(query, req.top_k, &bound);
+    let (offset, snapshot) = match &req.cursor {
+        Some(c) => app.cursor_key.open(c, &fingerprint)?,
+        None => (0, 0),
+    };
+    if offset + top_k > MAX_DEPTH {
+        return Err(ApiError::bad_request("too_deep", format!("results stop at depth {MAX_DEPTH}")));
+    }
+    let frozen = if snapshot == 0 { None } else { app.snapshots.get(snapshot) };
+    if snapshot != 0 && frozen.is_none() {
+        tracing::info!("the page sequence's snapshot has expired: ranking this page live");
+    }
+    let (page, more, next_snapshot) = match frozen {
+        // Inside the snapshot: the sequence stays as its first page ranked it.
+        Some(f) if f.hits.len() >= offset + top_k || !f.truncated => {
+            let page: Vec<VectorHit> = f.hits.iter().skip(offset).take(top_k).cloned().collect();
+            let within = f.hits.len() > offset + top_k;
+            (page, within || f.truncated, if within { snapshot } else { 0 })
+        }
+        _ => {
+            // A first page ranks deep enough for the pages after it and keeps that ranking; a page
+            // past a snapshot (or whose snapshot is gone) is ranked live at its offset.
+            let first = req.cursor.is_none();
+            let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
+            let vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
+            let hits = retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter).await?;
+            let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
+            let more = hits.len() > offset + top_k;
+            if first && more {
+                let truncated = hits.len() == depth;
+                hits.truncate(depth - 1);
+                let page = hits[..top_k].to_vec();
+                let id = app.snapshots.put(hits, truncated);
+                (page, true, id)
+            } else {
+                (hits.into_iter().skip(offset).take(top_k).collect(), more, 0)
+            }
+        }
+    };
+    // The query's vector is in the cache by now (or was never needed: keyword mode).
+    let query_vector =
+        if mode.needs_vector() && req.semantic_highlights { Some(embed_query(&app, query).await?) } else { None };
+    let marks = highlight_hits(app.backend.embedder(), query, query_vector.as_deref(), &page).await?;
+    let results = page
+        .into_iter()
+        .zip(marks)
+        .map(|(h, marks)| {
+            let key = quarry_core::meta::key(&h.metadata).unwrap_or_default();
+            SearchResult {
+                document_id: h.document.as_str().to_owned(),
+                chunk_id: h.id.as_str().to_owned(),
+                score: h.score,
+                source: Source {
+                    uri: app.backend.uri(key),
+                    page: h.pages.map(|p| p.first),
+                    start: h.span.start,
+                    end: h.span.end,
+                },
+                highlights: marks,
+                text: h.text,
+                metadata: h.metadata.into_iter().collect(),
+            }
+        })
+        .collect();
+    let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, next_snapshot, &fingerprint));
+    Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
+}
+
+async fn embed_query<B: Backend>(app: &App<B>, query: &str) -> Result<Vec<f32>, ApiError> {
+    Ok(query::embed_query(app.backend.embedder(), &app.queries, query).await?)
+}

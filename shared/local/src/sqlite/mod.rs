@@ -1,0 +1,242 @@
+//! State and vectors in one SQLite file (WAL): per-document leases and checkpoints, batches with
+//! per-document outcomes, and chunks with their vectors, from which the in-memory [`FlatIndex`] is
+//! rebuilt at open.
+//!
+//! Each port call is its own short transaction, as a DynamoDB conditional write or an S3 Vectors
+//! upsert would be: nothing spans the vectors and the checkpoint, so the embedded default behaves
+//! like the AWS deployment it is the reference for. The calls are quick local I/O and run on the
+//! caller's thread.
+
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use quarry_core::meta::Metadata;
+use quarry_core::{BatchId, ChunkId, DocumentId, DocumentKey, PortError};
+use rusqlite::{Connection, OptionalExtension};
+
+mod batches;
+mod cache;
+mod schema;
+mod state;
+mod vectors;
+
+use crate::keyword_index::KeywordIndex;
+use crate::vector_index::{FlatIndex, IndexError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot migrate the state database to schema version {version}")]
+    Migrate {
+        version: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the state database has schema version {found}, newer than this build knows ({known})")]
+    TooNew { found: usize, known: usize },
+    #[error("a stored vector is corrupt")]
+    Vector(#[source] IndexError),
+    #[error("chunk {chunk} has a corrupt document id {document:?}")]
+    CorruptId { chunk: String, document: String },
+    #[error("cannot read the stored vectors")]
+    Load(#[source] rusqlite::Error),
+}
+
+impl quarry_core::Classify for StoreError {
+    fn class(&self) -> quarry_core::ErrorClass {
+        quarry_core::ErrorClass::Permanent
+    }
+    fn code(&self) -> &'static str {
+        "state_unavailable"
+    }
+}
+
+fn db_error(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> PortError {
+    move |e| match e.sqlite_error_code() {
+        // Another process holds the write lock past the busy timeout: try again later.
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            PortError::Transient { operation, source: Box::new(e) }
+        }
+        _ => PortError::Permanent { operation, source: Box::new(e) },
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// What search results show of a chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkDetails {
+    pub text: String,
+    pub page_first: Option<u32>,
+    pub page_last: Option<u32>,
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// The embedded default's state store and vector store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    index: RwLock<FlatIndex>,
+    /// Each document's metadata (the same on all its chunks), for filters: a filter is decided
+    /// once per document, inside the index scan.
+    metadata: RwLock<rustc_hash::FxHashMap<DocumentId, Metadata>>,
+    /// Built from the chunks on first keyword search (or [`SqliteStore::warm_keywords`]), then kept
+    /// current by every write: semantic-only use never pays for it.
+    keywords: RwLock<Option<KeywordIndex>>,
+    clock: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` for vectors of `dim` dimensions, migrates
+    /// it, and loads the stored vectors into the index.
+    pub fn open(path: &Path, dim: usize) -> Result<Self, StoreError> {
+        let open = |source| StoreError::Open { path: path.to_owned(), source };
+        let mut conn = Connection::open(path).map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        schema::migrate(&mut conn)?;
+        let mut index = FlatIndex::new(dim);
+        {
+            let mut stmt = conn.prepare("SELECT id, document_id, vector FROM chunks").map_err(StoreError::Load)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))
+                .map_err(StoreError::Load)?;
+            for row in rows {
+                let (id, doc, blob) = row.map_err(StoreError::Load)?;
+                let doc = DocumentId::parse(&doc)
+                    .ok_or_else(|| StoreError::CorruptId { chunk: id.clone(), document: doc.clone() })?;
+                let id = ChunkId::from_stored(id);
+                index.upsert(id, doc, &from_blob(&blob)).map_err(StoreError::Vector)?;
+            }
+        }
+        let mut metadata = rustc_hash::FxHashMap::default();
+        {
+            let mut stmt =
+                conn.prepare("SELECT document_id, metadata FROM chunks WHERE ordinal = 0").map_err(StoreError::Load)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(StoreError::Load)?;
+            for row in rows {
+                let (doc, json) = row.map_err(StoreError::Load)?;
+                if let (Some(doc), Ok(m)) = (DocumentId::parse(&doc), serde_json::from_str::<Metadata>(&json)) {
+                    metadata.insert(doc, m);
+                }
+            }
+        }
+        tracing::info!(chunks = index.len(), "state database opened");
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            index: RwLock::new(index),
+            metadata: RwLock::new(metadata),
+            keywords: RwLock::new(None),
+            clock: Box::new(now_ms),
+        })
+    }
+
+    /// Replaces the clock (milliseconds since the epoch): tests use it to expire leases.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // The connection holds no half-done state between calls (each is one transaction).
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Expires every lease. Call only when no other writer can be running (the embedded default
+    /// holds an exclusive lock on its state folder): leases left then belong to a killed run, and
+    /// waiting for them to expire would leave their documents behind.
+    pub fn release_leases(&self) -> Result<usize, PortError> {
+        let n = self
+            .conn()
+            .execute("UPDATE documents SET lease_until_ms = 0 WHERE status = 'processing'", [])
+            .map_err(db_error("documents.release"))?;
+        Ok(n)
+    }
+
+    /// Batches, newest first, with when they started (milliseconds since the epoch).
+    pub fn batches(&self) -> Result<Vec<(BatchId, i64)>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, created_ms FROM batches ORDER BY created_ms DESC, id")
+            .map_err(db_error("batches.list"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((BatchId::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)))
+            .map_err(db_error("batches.list"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.list"))
+    }
+
+    /// Readiness: the database answers a query.
+    pub fn ping(&self) -> Result<(), PortError> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(db_error("ping"))
+    }
+
+    /// Keys of the documents indexed or failed: what a sync compares with the folder.
+    pub fn indexed_keys(&self) -> Result<Vec<DocumentKey>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key FROM documents WHERE status IN ('indexed', 'failed') AND key IS NOT NULL ORDER BY key",
+            )
+            .map_err(db_error("documents.list"))?;
+        let keys = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_error("documents.list"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error("documents.list"))?;
+        Ok(keys.into_iter().map(DocumentKey::new).collect())
+    }
+
+    /// Text, page range and metadata of stored chunks, for showing search results.
+    pub fn chunk_details(&self, id: &ChunkId) -> Result<Option<ChunkDetails>, PortError> {
+        let conn = self.conn();
+        conn.query_row("SELECT text, page_first, page_last, metadata FROM chunks WHERE id = ?1", [id.as_str()], |r| {
+            Ok(ChunkDetails {
+                text: r.get(0)?,
+                page_first: r.get(1)?,
+                page_last: r.get(2)?,
+                metadata: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+            })
+        })
+        .optional()
+        .map_err(db_error("chunks.get"))
+    }
+
+    /// Chunks stored for a document, in ordinal order.
+    pub fn chunk_ids(&self, document: &DocumentId) -> Result<Vec<ChunkId>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM chunks WHERE document_id = ?1 ORDER BY ordinal")
+            .map_err(db_error("chunks.list"))?;
+        let ids = stmt
+            .query_map([document.as_str()], |r| r.get::<_, String>(0))
+            .map_err(db_error("chunks.list"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error("chunks.list"))?;
+        Ok(ids.into_iter().map(ChunkId::from_stored).collect())
+    }
+}

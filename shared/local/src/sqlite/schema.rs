@@ -1,0 +1,103 @@
+//! The database's schema, as the migrations that built it: `PRAGMA user_version` records how many
+//! have run, and a database newer than this build is refused rather than misread.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r"
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        key TEXT,
+        content_hash TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until_ms INTEGER,
+        chunks INTEGER,
+        model TEXT,
+        failure_code TEXT,
+        failure_message TEXT,
+        failure_retryable INTEGER,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE chunks (
+        id TEXT PRIMARY KEY,
+        document_id TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        page_first INTEGER,
+        page_last INTEGER,
+        metadata TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX chunks_by_document ON chunks (document_id, ordinal);
+",
+    r"
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        created_ms INTEGER NOT NULL
+    );
+    -- Counters are derived from these rows, never stored: a duplicate or retried outcome cannot
+    -- be counted twice.
+    CREATE TABLE batch_items (
+        batch_id TEXT NOT NULL REFERENCES batches (id),
+        key TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        chunks INTEGER,
+        failure_code TEXT,
+        failure_message TEXT,
+        failure_retryable INTEGER,
+        updated_ms INTEGER,
+        PRIMARY KEY (batch_id, key)
+    );
+",
+    r"
+    CREATE TABLE embedding_cache (
+        model TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model, dimension, content_hash)
+    ) WITHOUT ROWID;
+",
+    // Where each chunk sits in its document, for the API's `source.start`/`source.end`.
+    r"
+    ALTER TABLE chunks ADD COLUMN char_start INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chunks ADD COLUMN char_end INTEGER NOT NULL DEFAULT 0;
+",
+    // Full text for keyword and hybrid search: one row per chunk, keyed by the chunk's rowid
+    // (kept stable by upserting in place), with the document title as its own column so that
+    // BM25 can weigh it apart from the body.
+    r#"
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(title, body, tokenize = 'porter unicode61 remove_diacritics 2');
+    INSERT INTO chunks_fts (rowid, title, body)
+        SELECT rowid, COALESCE(json_extract(metadata, '$.title'), json_extract(metadata, '$."user.title"'), ''), text
+        FROM chunks;
+"#,
+    // Keyword search moved to an in-memory index built from `chunks` (keyword_index.rs): FTS5
+    // scored every matching row and could not stop early.
+    r"
+    DROP TABLE chunks_fts;
+",
+];
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(|source| StoreError::Migrate { version: 0, source })? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let v = i + 1;
+        let tx = conn.transaction().map_err(|source| StoreError::Migrate { version: v, source })?;
+        tx.execute_batch(sql).map_err(|source| StoreError::Migrate { version: v, source })?;
+        tx.pragma_update(None, "user_version", v as i64)
+            .map_err(|source| StoreError::Migrate { version: v, source })?;
+        tx.commit().map_err(|source| StoreError::Migrate { version: v, source })?;
+    }
+    Ok(())
+}

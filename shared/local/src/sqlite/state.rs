@@ -1,0 +1,137 @@
+//! Documents: leases, checkpoints and failures ([`CheckpointStore`]), and what the API reads of
+//! one document ([`DocumentReader`]).
+
+use std::time::Duration;
+
+use quarry_core::ports::{Checkpoint, CheckpointStore, DocumentReader, DocumentRecord, Lease};
+use quarry_core::{ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PortError};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{SqliteStore, db_error};
+
+impl CheckpointStore for SqliteStore {
+    async fn acquire(
+        &self,
+        document: &DocumentId,
+        content_hash: &ContentHash,
+        lease: Duration,
+    ) -> Result<Lease, PortError> {
+        let now = (self.clock)();
+        let mut conn = self.conn();
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error("documents.acquire"))?;
+        let row: Option<(String, Option<String>, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT status, content_hash, attempts, lease_until_ms FROM documents WHERE id = ?1",
+                [document.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(db_error("documents.acquire"))?;
+        let attempts = match &row {
+            Some((status, hash, _, _)) if status == "indexed" && hash.as_deref() == Some(content_hash.as_str()) => {
+                return Ok(Lease::AlreadyIndexed);
+            }
+            Some((status, _, _, Some(until))) if status == "processing" && *until > now => return Ok(Lease::Busy),
+            // Attempts count per content: a new version starts again at 1.
+            Some((_, hash, attempts, _)) if hash.as_deref() == Some(content_hash.as_str()) => attempts + 1,
+            _ => 1,
+        };
+        let until = now + lease.as_millis() as i64;
+        tx.execute(
+            "INSERT INTO documents (id, content_hash, status, attempts, lease_until_ms, updated_ms)
+             VALUES (?1, ?2, 'processing', ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET content_hash = ?2, status = 'processing', attempts = ?3,
+                 lease_until_ms = ?4, updated_ms = ?5",
+            params![document.as_str(), content_hash.as_str(), attempts, until, now],
+        )
+        .map_err(db_error("documents.acquire"))?;
+        tx.commit().map_err(db_error("documents.acquire"))?;
+        Ok(Lease::Acquired { attempt: attempts as u32, expires_in: lease })
+    }
+
+    async fn checkpoint(&self, c: &Checkpoint) -> Result<(), PortError> {
+        let now = (self.clock)();
+        self.conn()
+            .execute(
+                "INSERT INTO documents (id, key, content_hash, status, chunks, model, updated_ms)
+                 VALUES (?1, ?2, ?3, 'indexed', ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET key = ?2, content_hash = ?3, status = 'indexed', chunks = ?4,
+                     model = ?5, lease_until_ms = NULL, failure_code = NULL, failure_message = NULL,
+                     failure_retryable = NULL, updated_ms = ?6",
+                params![c.document.as_str(), c.key.as_str(), c.content_hash.as_str(), c.chunks, c.model, now],
+            )
+            .map_err(db_error("documents.checkpoint"))?;
+        Ok(())
+    }
+
+    async fn fail(&self, document: &DocumentId, key: &DocumentKey, failure: &Failure) -> Result<(), PortError> {
+        let now = (self.clock)();
+        self.conn()
+            .execute(
+                "INSERT INTO documents (id, key, status, failure_code, failure_message, failure_retryable, updated_ms)
+                 VALUES (?1, ?6, 'failed', ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET key = ?6, status = 'failed', lease_until_ms = NULL, failure_code = ?2,
+                     failure_message = ?3, failure_retryable = ?4, updated_ms = ?5",
+                params![document.as_str(), failure.code, failure.message, failure.retryable, now, key.as_str()],
+            )
+            .map_err(db_error("documents.fail"))?;
+        Ok(())
+    }
+
+    async fn forget(&self, document: &DocumentId) -> Result<(), PortError> {
+        self.conn()
+            .execute("DELETE FROM documents WHERE id = ?1", [document.as_str()])
+            .map_err(db_error("documents.forget"))?;
+        Ok(())
+    }
+}
+
+impl DocumentReader for SqliteStore {
+    async fn document(&self, id: &DocumentId) -> Result<Option<DocumentRecord>, PortError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT key, content_hash, model, status, attempts, chunks, failure_code, failure_message,
+                        failure_retryable, updated_ms
+                 FROM documents WHERE id = ?1",
+                [id.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, u32>(4)?,
+                        r.get::<_, Option<u32>>(5)?,
+                        (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?, r.get::<_, Option<bool>>(8)?),
+                        r.get::<_, i64>(9)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_error("documents.get"))?;
+        let Some((key, hash, model, status, attempts, chunks, (code, message, retryable), updated_ms)) = row else {
+            return Ok(None);
+        };
+        let status = match status.as_str() {
+            "indexed" => DocumentStatus::Indexed { chunks: chunks.unwrap_or(0) },
+            "failed" => DocumentStatus::Failed {
+                failure: Failure {
+                    code: code.unwrap_or_default(),
+                    message: message.unwrap_or_default(),
+                    retryable: retryable.unwrap_or(false),
+                },
+            },
+            _ => DocumentStatus::Processing { attempt: attempts },
+        };
+        Ok(Some(DocumentRecord {
+            id: id.clone(),
+            key: key.map(DocumentKey::new),
+            content_hash: hash.map(ContentHash::from_stored),
+            model,
+            status,
+            updated_ms,
+        }))
+    }
+}

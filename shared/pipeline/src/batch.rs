@@ -1,0 +1,146 @@
+//! Batches: what to index, decided up front. Every entry point that makes work for many documents
+//! (`quarry ingest`, `POST /v1/batches` locally and on AWS) plans it here: the documents are
+//! listed, each is screened by the one rule ([`quarry_core::format::screen`]), refused ones are
+//! rejected with their reason before any work is queued, and the batch is recorded under an id
+//! that follows from its content ([`batch_id`]).
+
+use std::collections::BTreeMap;
+
+use quarry_core::config::Limits;
+use quarry_core::format::{HEAD_BYTES, screen};
+use quarry_core::ports::{
+    BatchOutcome, BatchRequest, BatchStarted, BatchTracker, BlobInfo, BlobSource, CheckpointStore, IndexJob, JobAction,
+    VectorWriter,
+};
+use quarry_core::{BatchId, ContentHash, DocumentKey, Failure, PortError};
+
+use crate::index::reject;
+
+/// The one batch-id rule: a hash of what the batch holds, every key with its version and size.
+/// The same request over the same content is the same batch (a killed `quarry ingest` resumes its
+/// batch; a `POST /v1/batches` sent twice counts once); any change to the content is a new batch.
+pub fn batch_id<'a>(items: impl IntoIterator<Item = (&'a DocumentKey, Option<&'a str>, u64)>) -> BatchId {
+    let mut sorted: Vec<_> = items.into_iter().collect();
+    sorted.sort();
+    let mut seed = Vec::new();
+    for (key, version, size) in sorted {
+        seed.extend_from_slice(key.as_str().as_bytes());
+        seed.push(0);
+        seed.extend_from_slice(version.unwrap_or("").as_bytes());
+        seed.push(0);
+        seed.extend_from_slice(&size.to_le_bytes());
+    }
+    BatchId::new(format!("b-{}", &ContentHash::of(&seed).as_str()[..12]))
+}
+
+/// A batch recorded and ready for work.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What to tell the caller.
+    pub started: BatchStarted,
+    /// One job per document that passed screening, carrying the batch and the document's size.
+    pub jobs: Vec<IndexJob>,
+    /// Documents refused up front, with why: already rejected and recorded as failed.
+    pub refused: Vec<(DocumentKey, Failure)>,
+    /// Everything the source listed, refused or not: what a sync keeps.
+    pub listed: Vec<BlobInfo>,
+}
+
+/// The ports planning a batch needs: the source to list and screen, the tracker to record the
+/// batch in, and the two stores a refused document is rejected from.
+#[derive(Debug)]
+pub struct Planner<'a, B, T, S, W> {
+    pub source: &'a B,
+    pub tracker: &'a T,
+    pub state: &'a S,
+    pub writer: &'a W,
+    pub limits: &'a Limits,
+}
+
+impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter> Planner<'_, B, T, S, W> {
+    /// Validates a request and records its batch: the documents under the prefix and the listed
+    /// keys that exist, with their sizes. Listed keys that do not exist are reported and recorded
+    /// as failed (`not_found`); documents that fail screening are rejected and recorded as failed;
+    /// `not_documents` (a JSONL file's lines that hold no record) are recorded as failed. So the
+    /// batch's counts tell the whole story before the first document is read.
+    pub async fn plan(
+        &self,
+        request: &BatchRequest,
+        not_documents: &[(DocumentKey, u64, Failure)],
+    ) -> Result<Plan, PortError> {
+        let mut items: BTreeMap<DocumentKey, BlobInfo> = BTreeMap::new();
+        if let Some(prefix) = &request.prefix {
+            for b in self.source.list(prefix).await? {
+                items.insert(b.key.clone(), b);
+            }
+        }
+        let mut missing = Vec::new();
+        for key in &request.keys {
+            match self.source.head(key).await {
+                Ok(info) => {
+                    items.insert(key.clone(), info);
+                }
+                // A key that names nothing (or nothing inside a local folder) is the caller's mistake.
+                Err(PortError::NotFound { .. } | PortError::InvalidInput { .. }) => missing.push(key.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        let batch = batch_id(
+            items
+                .values()
+                .map(|b| (&b.key, b.version.as_deref(), b.size))
+                .chain(missing.iter().map(|k| (k, None, 0)))
+                .chain(not_documents.iter().map(|(k, s, _)| (k, None, *s))),
+        );
+
+        let (mut jobs, mut refused) = (Vec::new(), Vec::new());
+        for b in items.values() {
+            let head = match self.source.peek(&b.key, HEAD_BYTES).await {
+                Ok(head) => head,
+                // Gone since the listing: the job finds it gone and forgets it.
+                Err(PortError::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            match screen(self.limits, &b.key, b.size, b.content_type.as_deref(), &head) {
+                Ok(()) => jobs.push(IndexJob {
+                    action: JobAction::Index,
+                    key: b.key.clone(),
+                    version: b.version.clone(),
+                    batch: Some(batch.clone()),
+                    size: Some(b.size),
+                }),
+                Err(e) => refused.push((b.key.clone(), b.size, Failure::from_error(&e))),
+            }
+        }
+        let not_found = |k: &DocumentKey| Failure {
+            code: "not_found".into(),
+            message: format!("{k} does not exist"),
+            retryable: false,
+        };
+        let failed: Vec<(DocumentKey, u64, Failure)> = refused
+            .iter()
+            .cloned()
+            .chain(missing.iter().map(|k| (k.clone(), 0, not_found(k))))
+            .chain(not_documents.iter().cloned())
+            .collect();
+        let all: Vec<(DocumentKey, u64)> = jobs
+            .iter()
+            .map(|j| (j.key.clone(), j.size.unwrap_or(0)))
+            .chain(failed.iter().map(|(k, s, _)| (k.clone(), *s)))
+            .collect();
+        self.tracker.create(&batch, &all).await?;
+        for (key, _, failure) in &refused {
+            reject(self.state, self.writer, key, failure).await?;
+        }
+        for (key, bytes, failure) in &failed {
+            self.tracker.record(&batch, key, &BatchOutcome::Failed { failure: failure.clone(), bytes: *bytes }).await?;
+        }
+        let documents = all.len() as u64;
+        Ok(Plan {
+            started: BatchStarted { batch, documents, missing },
+            jobs,
+            refused: refused.into_iter().map(|(k, _, f)| (k, f)).collect(),
+            listed: items.into_values().collect(),
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! One document's lifecycle through the ports: [`Indexer::index`] (fetch, hash, lease, prepare,
+//! embed, upsert, drop the stale tail, checkpoint), [`forget`] and [`reject`]. The embed-worker
+//! Lambda, the ingest Lambda, the API and the local commands all go through here.
+//!
+//! Every step is idempotent and keyed by deterministic ids, and the checkpoint is written last:
+//! a crash anywhere leaves a lease that expires, and the retry redoes the upsert (same chunk ids)
+//! and then checkpoints. Duplicate deliveries of unchanged content stop at the lease.
+
+use std::time::Duration;
+
+use quarry_core::meta::ChunkMeta;
+use quarry_core::ports::{
+    BlobSource, Checkpoint, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, Lease, VectorRecord,
+    VectorWriter,
+};
+use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
+
+/// How indexing one document ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Indexed {
+        chunks: u32,
+        bytes: u64,
+    },
+    /// The same content is already indexed: nothing was embedded.
+    Unchanged {
+        bytes: u64,
+    },
+    /// The document itself is at fault (recorded with its reason; retrying will not help).
+    Failed {
+        failure: Failure,
+        bytes: u64,
+    },
+    /// Another worker holds the document's lease; try again later.
+    Busy,
+}
+
+/// Forgets a document: its chunks leave the vector store, then its state goes. Returns how many
+/// chunks were removed. For a deleted file, a `DELETE /v1/documents/{id}`, a sync.
+pub async fn forget<S: CheckpointStore, W: VectorWriter>(
+    state: &S,
+    writer: &W,
+    document: &DocumentId,
+) -> Result<u64, PortError> {
+    let removed = writer.delete_from(document, 0).await?;
+    state.forget(document).await?;
+    Ok(removed)
+}
+
+/// Rejects a document: records why it cannot be indexed and removes the chunks of any earlier
+/// version, so that a file replaced by one that cannot be read leaves nothing stale in results.
+pub async fn reject<S: CheckpointStore, W: VectorWriter>(
+    state: &S,
+    writer: &W,
+    key: &DocumentKey,
+    failure: &Failure,
+) -> Result<(), PortError> {
+    let document = DocumentId::for_key(key);
+    writer.delete_from(&document, 0).await?;
+    state.fail(&document, key, failure).await
+}
+
+/// The ports and the preparer one indexing step needs.
+#[derive(Debug)]
+pub struct Indexer<'a, B, S, E, C, W, P> {
+    pub source: &'a B,
+    pub state: &'a S,
+    pub embedder: &'a E,
+    /// Vectors by chunk text: an edited document re-embeds only the chunks that changed.
+    pub cache: &'a C,
+    pub writer: &'a W,
+    pub preparer: &'a P,
+    /// How long a worker may hold a document before another may take it over.
+    pub lease: Duration,
+}
+
+impl<B, S, E, C, W, P> Indexer<'_, B, S, E, C, W, P>
+where
+    B: BlobSource,
+    S: CheckpointStore,
+    E: Embedder,
+    C: EmbeddingCache,
+    W: VectorWriter,
+    P: DocumentPreparer,
+{
+    /// Indexes the document at `key`. Port failures (throttling, I/O) are returned for the caller
+    /// to retry; a bad document is an [`Outcome::Failed`], already recorded.
+    #[tracing::instrument(skip_all, err, fields(key = %key))]
+    pub async fn index(&self, key: &DocumentKey) -> Result<Outcome, PortError> {
+        let blob = self.source.get(key).await?;
+        let bytes = blob.bytes.len() as u64;
+        let document = DocumentId::for_key(key);
+        let hash = ContentHash::of(&blob.bytes);
+        match self.state.acquire(&document, &hash, self.lease).await? {
+            Lease::AlreadyIndexed => return Ok(Outcome::Unchanged { bytes }),
+            Lease::Busy => return Ok(Outcome::Busy),
+            Lease::Acquired { .. } => {}
+        }
+        let prepared = match self.preparer.prepare(key, blob.info.content_type.as_deref(), &blob.bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                let failure = Failure::from_error(&e);
+                tracing::warn!(code = e.code(), "document cannot be indexed");
+                self.reject(key, &failure).await?;
+                return Ok(Outcome::Failed { failure, bytes });
+            }
+        };
+        let vectors = self.vectors(&prepared.chunks).await?;
+        let metadata = ChunkMeta {
+            key,
+            format: prepared.document.format,
+            title: prepared.document.title.as_deref(),
+            user: &blob.info.metadata,
+        }
+        .to_metadata();
+        let records: Vec<VectorRecord> = prepared
+            .chunks
+            .iter()
+            .zip(vectors)
+            .map(|(c, vector)| VectorRecord {
+                id: ChunkId::new(&document, c.ordinal),
+                document: document.clone(),
+                vector,
+                text: c.text.clone(),
+                pages: c.pages,
+                span: c.span,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let chunks = records.len() as u32;
+        self.writer.upsert(&records).await?;
+        // A shorter new version leaves ordinals past its end: drop them before checkpointing.
+        self.writer.delete_from(&document, chunks).await?;
+        let checkpoint = Checkpoint {
+            document,
+            key: key.clone(),
+            content_hash: hash,
+            chunks,
+            model: self.embedder.model().id.clone(),
+        };
+        self.state.checkpoint(&checkpoint).await?;
+        tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "indexed");
+        Ok(Outcome::Indexed { chunks, bytes })
+    }
+
+    /// One vector per chunk: from the cache where the same text was embedded by the same model,
+    /// from the embedder for the rest (which are then cached).
+    async fn vectors(&self, chunks: &[quarry_core::Chunk]) -> Result<Vec<Vec<f32>>, PortError> {
+        let model = self.embedder.model();
+        let hashes: Vec<ContentHash> = chunks.iter().map(|c| ContentHash::of_text(&c.text)).collect();
+        let mut vectors = self.cache.get(model, &hashes).await?;
+        let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors.get(i).is_none_or(Option::is_none)).collect();
+        if !missing.is_empty() {
+            let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
+            let fresh = self.embedder.embed(&texts).await?;
+            if fresh.len() != texts.len() {
+                return Err(PortError::InvalidInput {
+                    operation: "embed",
+                    reason: format!("{} vectors for {} chunks", fresh.len(), texts.len()),
+                });
+            }
+            let entries: Vec<(ContentHash, Vec<f32>)> =
+                missing.iter().zip(&fresh).map(|(&i, v)| (hashes[i].clone(), v.clone())).collect();
+            self.cache.put(model, &entries).await?;
+            vectors.resize(chunks.len(), None);
+            for (&i, v) in missing.iter().zip(fresh) {
+                vectors[i] = Some(v);
+            }
+        }
+        tracing::debug!(cached = chunks.len() - missing.len(), embedded = missing.len(), "chunk vectors");
+        Ok(vectors.into_iter().flatten().collect())
+    }
+
+    /// Removes a deleted document's chunks and state ([`forget`]).
+    pub async fn remove(&self, key: &DocumentKey) -> Result<u64, PortError> {
+        forget(self.state, self.writer, &DocumentId::for_key(key)).await
+    }
+
+    /// Records that the document at `key` cannot be indexed ([`reject`]).
+    pub async fn reject(&self, key: &DocumentKey, failure: &Failure) -> Result<(), PortError> {
+        reject(self.state, self.writer, key, failure).await
+    }
+}

@@ -1,0 +1,304 @@
+//! The query half: a query in one [`Mode`] becomes port calls ([`retrieve`]), lists are fused
+//! ([`fuse`]) with a third from pseudo-relevance feedback ([`expand`]), and a page of hits gets its
+//! highlights ([`highlight_hits`]). The HTTP API, `quarry search`, `quarry eval` and the search
+//! Lambda all rank through here and hold no copy.
+
+pub mod cache;
+pub mod highlight;
+
+use quarry_core::ports::{Embedder, KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorSearcher};
+use quarry_core::{Filter, PortError};
+use serde::{Deserialize, Serialize};
+
+pub use cache::QueryCache;
+pub use highlight::Highlight;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Mode {
+    Semantic,
+    Keyword,
+    Hybrid,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Semantic, Mode::Keyword, Mode::Hybrid];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Semantic => "semantic",
+            Mode::Keyword => "keyword",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the query's embedding is needed.
+    pub fn needs_vector(self) -> bool {
+        self != Mode::Keyword
+    }
+}
+
+/// A mode's name that is none of [`Mode::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown search mode {0:?}: use semantic, keyword or hybrid")]
+pub struct UnknownMode(String);
+
+impl std::str::FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Self, UnknownMode> {
+        Mode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| UnknownMode(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Keyword hits that feed the expansion of a hybrid query, and words added from them.
+pub const FEEDBACK_HITS: usize = 10;
+pub const FEEDBACK_TERMS: usize = 5;
+/// The reciprocal rank fusion constant (Cormack et al.; what the peer and Anserini use).
+pub const RRF_K: f32 = 60.0;
+/// How deep each list goes into a hybrid fusion, at least.
+pub const HYBRID_DEPTH: usize = 100;
+
+/// Ranked chunks for one query in one mode: the semantic list, the keyword list, or, for hybrid,
+/// both fused with a third: the keyword query expanded by pseudo-relevance feedback ([`expand`])
+/// (each at least [`HYBRID_DEPTH`] deep; the fused list is not cut to `depth`). `vector` is the
+/// query's embedding, which every mode but keyword needs. The one place a mode becomes port
+/// calls.
+pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
+    searcher: &S,
+    keywords: Option<&K>,
+    mode: Mode,
+    text: &str,
+    vector: Option<Vec<f32>>,
+    depth: usize,
+    filter: Option<Filter>,
+) -> Result<Vec<VectorHit>, PortError> {
+    let missing = |what: &str| PortError::InvalidInput {
+        operation: "search",
+        reason: format!("{} mode needs {what}", mode.name()),
+    };
+    let keyword = |n: usize| KeywordQuery { text: text.to_owned(), top_k: n, filter: filter.clone() };
+    match mode {
+        Mode::Keyword => keywords.ok_or_else(|| missing("a full-text index"))?.keyword_search(&keyword(depth)).await,
+        Mode::Semantic => {
+            let vector = vector.ok_or_else(|| missing("the query vector"))?;
+            searcher.search(&VectorQuery { vector, top_k: depth, filter }).await
+        }
+        Mode::Hybrid => {
+            let kw = keywords.ok_or_else(|| missing("a full-text index"))?;
+            let n = depth.max(HYBRID_DEPTH);
+            let vq = VectorQuery {
+                vector: vector.ok_or_else(|| missing("the query vector"))?,
+                top_k: n,
+                filter: filter.clone(),
+            };
+            let kq = keyword(n);
+            let (semantic, words) = tokio::join!(searcher.search(&vq), kw.keyword_search(&kq));
+            let (semantic, words) = (semantic?, words?);
+            // Pseudo-relevance feedback: the words that weigh most in the best keyword hits,
+            // added to the query, make a third list. It finds documents that say it in other
+            // words, which lifts recall and, fused, the top ten (docs/RELEVANCE.md).
+            let feedback: Vec<&VectorHit> = words.iter().take(FEEDBACK_HITS).collect();
+            let expanded = expand(text, &feedback, FEEDBACK_TERMS);
+            let third = if expanded == text {
+                Vec::new()
+            } else {
+                kw.keyword_search(&KeywordQuery { text: expanded, top_k: n, filter: filter.clone() }).await?
+            };
+            let lists = if third.is_empty() { vec![semantic, words] } else { vec![semantic, words, third] };
+            Ok(fuse(lists, RRF_K))
+        }
+    }
+}
+
+/// The query plus the `n` words that weigh most in the feedback hits: a relevance model (RM1):
+/// each word's frequency in a hit, over the hit's length, summed over hits weighted 1/rank. Only
+/// words in at least two hits count (one hit's jargon is noise), never stopwords, numbers, words
+/// of one or two letters, or the query's own words (by stem).
+pub fn expand(query: &str, hits: &[&VectorHit], n: usize) -> String {
+    use quarry_core::lexicon;
+    use std::collections::{HashMap, HashSet};
+    let own: HashSet<String> = lexicon::words(query).map(|w| lexicon::stem(&w).to_owned()).collect();
+    // stem -> (weight, a surface form, hits it occurs in)
+    let mut terms: HashMap<String, (f64, String, usize)> = HashMap::new();
+    for (rank, h) in hits.iter().enumerate() {
+        let words: Vec<String> = lexicon::words(&h.text)
+            .filter(|w| !lexicon::is_stopword(w) && w.chars().count() > 2 && !w.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        let len = words.len().max(1) as f64;
+        let weight = 1.0 / (rank as f64 + 1.0);
+        let mut seen = HashSet::new();
+        for w in words {
+            let stem = lexicon::stem(&w).to_owned();
+            if own.contains(&stem) {
+                continue;
+            }
+            let first = seen.insert(stem.clone());
+            let e = terms.entry(stem).or_insert_with(|| (0.0, w, 0));
+            e.0 += weight / len;
+            e.2 += usize::from(first);
+        }
+    }
+    let mut ranked: Vec<(f64, String)> =
+        terms.into_values().filter(|(_, _, hits)| *hits >= 2).map(|(w, word, _)| (w, word)).collect();
+    // Heaviest first; ties by the word, so that the same hits always give the same query.
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut out = query.to_owned();
+    for (_, w) in ranked.into_iter().take(n) {
+        out.push(' ');
+        out.push_str(&w);
+    }
+    out
+}
+
+/// Reciprocal rank fusion of ranked lists of chunks: a chunk's score is the sum of 1/(k + rank)
+/// over the lists it is in, divided by the most it could get (first in every list), so that it
+/// lies in [0, 1]. Ties go to the smaller chunk id, so that pages are stable.
+pub fn fuse(lists: Vec<Vec<VectorHit>>, k: f32) -> Vec<VectorHit> {
+    let best = lists.len() as f32 / (k + 1.0);
+    let mut fused: std::collections::HashMap<String, (VectorHit, f32)> = std::collections::HashMap::new();
+    for list in lists {
+        for (rank, hit) in list.into_iter().enumerate() {
+            let add = 1.0 / (k + rank as f32 + 1.0);
+            fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
+        }
+    }
+    let mut out: Vec<VectorHit> = fused
+        .into_values()
+        .map(|(mut h, s)| {
+            h.score = (s / best).clamp(0.0, 1.0);
+            h
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.as_str().cmp(b.id.as_str())));
+    out
+}
+
+/// The query's vector, from `cache` when the same model embedded the same text lately.
+pub async fn embed_query<E: Embedder>(embedder: &E, cache: &QueryCache, query: &str) -> Result<Vec<f32>, PortError> {
+    let model = &embedder.model().id;
+    if let Some(v) = cache.get(model, query) {
+        return Ok(v);
+    }
+    let v = embedder
+        .embed(&[query.to_owned()])
+        .await?
+        .pop()
+        .ok_or_else(|| PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })?;
+    cache.put(model, query, v.clone());
+    Ok(v)
+}
+
+/// The highlights of a page of hits: sentences by query words and, for hits that share no word
+/// with the query, the sentence nearest it in meaning, from one embedding call for all of them
+/// (`query_vector` is the query's own; without one, words alone decide).
+pub async fn highlight_hits<E: Embedder>(
+    embedder: &E,
+    query: &str,
+    query_vector: Option<&[f32]>,
+    hits: &[VectorHit],
+) -> Result<Vec<Vec<Highlight>>, PortError> {
+    let mut marks: Vec<Vec<Highlight>> = hits.iter().map(|h| highlight::highlights(query, &h.text)).collect();
+    let Some(q) = query_vector else { return Ok(marks) };
+    let mut owners = Vec::new();
+    let mut texts = Vec::new();
+    let mut spans = Vec::new();
+    for (i, h) in hits.iter().enumerate() {
+        if !marks[i].is_empty() {
+            continue;
+        }
+        for (span, sentence) in highlight::semantic_candidates(&h.text) {
+            owners.push(i);
+            spans.push(span);
+            texts.push(sentence);
+        }
+    }
+    if texts.is_empty() {
+        return Ok(marks);
+    }
+    let vectors = embedder.embed(&texts).await?;
+    for (i, mark) in marks.iter_mut().enumerate() {
+        let mine: Vec<(Highlight, Vec<f32>)> = owners
+            .iter()
+            .zip(spans.iter().zip(&vectors))
+            .filter(|(o, _)| **o == i)
+            .map(|(_, (s, v))| (*s, v.clone()))
+            .collect();
+        if let Some(best) = highlight::most_similar(q, &mine) {
+            mark.push(best);
+        }
+    }
+    Ok(marks)
+}
+
+#[cfg(test)]
+mod tests {
+    use quarry_core::ports::VectorHit;
+    use quarry_core::{CharSpan, ChunkId, DocumentId, DocumentKey};
+
+    use super::fuse;
+
+    fn hit(doc: &str, ordinal: u32) -> VectorHit {
+        let document = DocumentId::for_key(&DocumentKey::new(doc));
+        VectorHit {
+            id: ChunkId::new(&document, ordinal),
+            document,
+            score: 0.5,
+            text: String::new(),
+            pages: None,
+            span: CharSpan { start: 0, end: 0 },
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn feedback_expands_the_query_with_words_its_best_hits_share() {
+        let with = |doc: &str, text: &str| VectorHit { text: text.to_owned(), ..hit(doc, 0) };
+        let hits = [
+            with("a", "Statins lower cholesterol. Cholesterol in the arteries causes plaque."),
+            with("b", "High cholesterol and arterial plaque: statins and diet."),
+            with("c", "Plaque builds up when LDL cholesterol is high; 2019 data."),
+            with("d", "A unique word appears once: zebrafish."),
+        ];
+        let refs: Vec<&VectorHit> = hits.iter().collect();
+        let out = super::expand("statin therapy", &refs, 2);
+        assert_eq!(out, "statin therapy cholesterol plaque", "shared, heavy words; not the query's own (statins)");
+        assert_eq!(super::expand("statin", &refs[3..], 5), "statin", "one hit's words are not evidence");
+        assert_eq!(super::expand("x", &[], 5), "x");
+    }
+
+    #[test]
+    fn reciprocal_rank_fusion() {
+        let (a, b, c, d) = (hit("a", 0), hit("b", 0), hit("c", 0), hit("d", 0));
+        let fused = fuse(vec![vec![a.clone(), b.clone(), c.clone()], vec![b.clone(), d.clone(), a.clone()]], 60.0);
+        let order: Vec<&ChunkId> = fused.iter().map(|h| &h.id).collect();
+        // b: 1/62 + 1/61; a: 1/61 + 1/63; then c (1/63) and d (1/62): d before c.
+        assert_eq!(order, [&b.id, &a.id, &d.id, &c.id]);
+        let best = 2.0 / 61.0;
+        assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 61.0) / best).abs() < 1e-6);
+        assert!(fused.iter().all(|h| (0.0..=1.0).contains(&h.score)));
+        // First in every list scores exactly 1.
+        let top = fuse(vec![vec![a.clone()], vec![a.clone()]], 60.0);
+        assert!((top[0].score - 1.0).abs() < 1e-6);
+        // Equal scores: ordered by chunk id, whatever the input order.
+        let tie1 = fuse(vec![vec![c.clone()], vec![d.clone()]], 60.0);
+        let tie2 = fuse(vec![vec![d.clone()], vec![c.clone()]], 60.0);
+        assert_eq!(tie1.iter().map(|h| &h.id).collect::<Vec<_>>(), tie2.iter().map(|h| &h.id).collect::<Vec<_>>());
+        assert!(fuse(vec![vec![], vec![]], 60.0).is_empty());
+    }
+
+    #[test]
+    fn modes_parse_by_name() {
+        for m in super::Mode::ALL {
+            assert_eq!(m.name().parse::<super::Mode>().ok(), Some(m));
+        }
+        assert!("fuzzy".parse::<super::Mode>().is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! Calling the HTTP API as API Gateway (HTTP API, payload 2.0) does: the request goes through the
+//! event JSON and `lambda_http`'s decoding into the router, as in the search Lambda.
+
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// `method path` with an optional JSON body; returns the status and the JSON body (`Null` if none).
+pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let body_text = body.map(Value::to_string).unwrap_or_default();
+    let event = crate::event_fixture(
+        "apigw-v2-http.json",
+        &[
+            ("METHOD", method),
+            ("PATH", path),
+            ("LENGTH", &body_text.len().to_string()),
+            ("BODY", &if body.is_some() { Value::from(body_text.clone()).to_string() } else { "null".into() }),
+        ],
+    );
+    let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");
+    let (parts, body) = request.into_parts();
+    let request = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
+    let response = router.clone().oneshot(request).await.expect("router");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.expect("body");
+    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    (status, json)
+}
