@@ -1,0 +1,223 @@
+//! Batches: a counters item moved by atomic `ADD` in the same transaction as the conditional write
+//! of a document's state, so that an outcome delivered twice counts once ([`BatchTracker`]).
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use quarry_core::ports::{BatchOutcome, BatchTiming, BatchTracker};
+use quarry_core::{BatchCounters, BatchId, DocumentKey, Failure, PortError};
+use tracing::instrument;
+
+use super::{DynamoState, RACES, batch_pk, failure_of, get_n, get_s, item_key, meta_key, n, s};
+use crate::{build_error, port_error};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> Option<State> {
+        [State::Pending, State::Done, State::Failed, State::Skipped].into_iter().find(|x| x.name() == s)
+    }
+
+    fn of(outcome: &BatchOutcome) -> State {
+        match outcome {
+            BatchOutcome::Indexed { .. } => State::Done,
+            BatchOutcome::Unchanged { .. } => State::Skipped,
+            BatchOutcome::Failed { .. } => State::Failed,
+        }
+    }
+}
+
+impl BatchTracker for DynamoState {
+    #[instrument(skip_all, err, fields(items = items.len()))]
+    async fn create(&self, batch: &BatchId, items: &[(DocumentKey, u64)]) -> Result<(), PortError> {
+        let now = (self.clock)();
+        let counters = ["total", "pending", "done", "failed", "skipped", "bytes_total", "bytes_done"];
+        let mut zero = String::from("SET created_ms = if_not_exists(created_ms, :now), expires_at = :exp ADD ");
+        zero.push_str(&(0..counters.len()).map(|i| format!("#c{i} :zero")).collect::<Vec<_>>().join(", "));
+        let mut req = self.client.update_item().table_name(&self.table).set_key(Some(meta_key(batch)));
+        for (i, c) in counters.iter().enumerate() {
+            req = req.expression_attribute_names(format!("#c{i}"), *c);
+        }
+        req.update_expression(zero)
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":exp", self.expires_at())
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(|e| port_error("dynamodb.batch_create", e))?;
+
+        // A resumed batch keeps what it recorded: only documents it lacks are added.
+        let existing =
+            self.existing("dynamodb.batch_create", items.iter().map(|(k, _)| item_key(batch, k)).collect()).await?;
+        let known: std::collections::HashSet<&str> = existing.iter().filter_map(|i| get_s(i, "sk")).collect();
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<&(DocumentKey, u64)> = items
+            .iter()
+            .filter(|(k, _)| !known.contains(format!("item#{}", k.as_str()).as_str()) && seen.insert(k.as_str()))
+            .collect();
+        // Up to 99 puts and the counters' update per transaction (the limit is 100 actions).
+        for group in fresh.chunks(99) {
+            if !self.add_items(batch, group).await? {
+                // Someone added one of these at the same moment: add them one by one, skipping theirs.
+                for one in group {
+                    self.add_items(batch, std::slice::from_ref(one)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[instrument(skip_all, err)]
+    async fn counters(&self, batch: &BatchId) -> Result<BatchCounters, PortError> {
+        let m = self.meta(batch).await?;
+        let c = |name: &str| get_n(&m, name).unwrap_or(0).max(0) as u64;
+        Ok(BatchCounters {
+            total: c("total"),
+            pending: c("pending"),
+            done: c("done"),
+            failed: c("failed"),
+            skipped: c("skipped"),
+            bytes_total: c("bytes_total"),
+            bytes_done: c("bytes_done"),
+        })
+    }
+
+    #[instrument(skip_all, err)]
+    async fn timing(&self, batch: &BatchId) -> Result<BatchTiming, PortError> {
+        let m = self.meta(batch).await?;
+        let created_ms = get_n(&m, "created_ms").unwrap_or(0);
+        // `updated_ms` is set by the first recorded outcome only (creation sets `created_ms`).
+        Ok(BatchTiming { created_ms, updated_ms: get_n(&m, "updated_ms") })
+    }
+
+    #[instrument(skip_all, err)]
+    async fn record(&self, batch: &BatchId, document: &DocumentKey, outcome: &BatchOutcome) -> Result<(), PortError> {
+        let new = State::of(outcome);
+        for _ in 0..RACES {
+            let item = self.read("dynamodb.batch_record", item_key(batch, document)).await?.ok_or_else(|| {
+                PortError::NotFound { what: format!("document {} in batch {}", document.as_str(), batch.as_str()) }
+            })?;
+            let prev = get_s(&item, "state").and_then(State::parse).unwrap_or(State::Pending);
+            let failure = match outcome {
+                BatchOutcome::Failed { failure, .. } => Some(failure),
+                _ => None,
+            };
+            if prev == new && failure.is_none_or(|f| failure_of(&item).as_ref() == Some(f)) {
+                return Ok(());
+            }
+            let bytes = get_n(&item, "bytes").unwrap_or(0);
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(item_key(batch, document)))
+                .condition_expression("#st = :prev")
+                .expression_attribute_names("#st", "state")
+                .expression_attribute_values(":prev", s(prev.name()))
+                .expression_attribute_values(":new", s(new.name()))
+                .expression_attribute_values(":exp", self.expires_at());
+            update = match failure {
+                Some(f) => update
+                    .update_expression("SET #st = :new, expires_at = :exp, fcode = :fc, fmsg = :fm, fretry = :fr")
+                    .expression_attribute_values(":fc", s(&f.code))
+                    .expression_attribute_values(":fm", s(&f.message))
+                    .expression_attribute_values(":fr", AttributeValue::Bool(f.retryable)),
+                None => update.update_expression("SET #st = :new, expires_at = :exp REMOVE fcode, fmsg, fretry"),
+            };
+            let mut actions = vec![
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(build_error("dynamodb.batch_record"))?)
+                    .build(),
+            ];
+            if prev != new {
+                let mut adds = vec![(prev.name(), -1), (new.name(), 1)];
+                if prev == State::Pending {
+                    adds.push(("bytes_done", bytes));
+                }
+                actions.push(self.counters_update(batch, &adds)?);
+            }
+            if self.transact("dynamodb.batch_record", actions).await? {
+                return Ok(());
+            }
+        }
+        Err(PortError::Conflict { operation: "dynamodb.batch_record" })
+    }
+
+    #[instrument(skip_all, err)]
+    async fn failures(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, Failure)>, PortError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :item)")
+            .filter_expression("#st = :failed")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":pk", batch_pk(batch))
+            .expression_attribute_values(":item", s("item#"))
+            .expression_attribute_values(":failed", s("failed"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("dynamodb.batch_failures", e))?;
+            for item in page.items() {
+                if let (Some(key), Some(f)) = (get_s(item, "key"), failure_of(item)) {
+                    out.push((DocumentKey::new(key), f));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl DynamoState {
+    /// Adds batch documents and their counts in one transaction; `false` when one of them
+    /// already exists (nothing is written then).
+    async fn add_items(&self, batch: &BatchId, group: &[&(DocumentKey, u64)]) -> Result<bool, PortError> {
+        if group.is_empty() {
+            return Ok(true);
+        }
+        let mut actions = Vec::with_capacity(group.len() + 1);
+        for (key, bytes) in group {
+            let mut item = item_key(batch, key);
+            item.insert("key".into(), s(key.as_str()));
+            item.insert("bytes".into(), n(bytes));
+            item.insert("state".into(), s(State::Pending.name()));
+            item.insert("expires_at".into(), self.expires_at());
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_error("dynamodb.batch_create"))?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        let bytes: u64 = group.iter().map(|(_, b)| b).sum();
+        let count = group.len() as i64;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(batch)))
+            .update_expression("ADD #t :n, #p :n, #b :b")
+            .expression_attribute_names("#t", "total")
+            .expression_attribute_names("#p", "pending")
+            .expression_attribute_names("#b", "bytes_total")
+            .expression_attribute_values(":n", n(count))
+            .expression_attribute_values(":b", n(bytes))
+            .build()
+            .map_err(build_error("dynamodb.batch_create"))?;
+        actions.push(TransactWriteItem::builder().update(update).build());
+        self.transact("dynamodb.batch_create", actions).await
+    }
+}
