@@ -212,13 +212,20 @@ impl Local {
     }
 
     /// Runs `jobs`, `workers` documents in flight, reporting each outcome to `progress` (`None`:
-    /// another process holds the document, which stays pending).
+    /// another process holds the document, which stays pending). Stops at a store that cannot be
+    /// written.
     pub async fn run(
         &self,
         jobs: &[IndexJob],
         workers: usize,
-        progress: impl FnMut(&DocumentKey, u64, Option<&BatchOutcome>),
+        mut progress: impl FnMut(&DocumentKey, u64, Option<&BatchOutcome>),
     ) -> Result<(), PortError> {
-        self.runner().run_all(jobs, workers, progress).await
+        let jobs = futures::stream::iter(jobs.iter().cloned());
+        self.runner()
+            .run_all(jobs, workers, |job, result| {
+                progress(&job.key, job.size.unwrap_or(0), result?.as_ref());
+                Ok(())
+            })
+            .await
     }
 }

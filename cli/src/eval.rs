@@ -28,6 +28,50 @@ pub struct Args {
     /// Chunks each mode retrieves per query before documents are ranked.
     #[arg(long, default_value_t = 1000)]
     depth: usize,
+    /// Judgments to score against [default: DATASET/qrels.tsv]: a dataset's dev split, where it has one.
+    #[arg(long, value_name = "FILE")]
+    qrels: Option<PathBuf>,
+    /// The Python peer's result file, whose figures are printed beside Quarry's
+    /// [default: $PEERS_WORK/<dataset>.json, PEERS_WORK defaulting to ~/.cache/quarry-peer, when present].
+    #[arg(long, value_name = "FILE")]
+    peer: Option<PathBuf>,
+    /// How hybrid fuses its lists, to measure the alternatives (see docs/RELEVANCE.md): rrf[:K],
+    /// convex:W [default: what search uses].
+    #[arg(long, hide = true)]
+    fusion: Option<quarry_pipeline::query::Fusion>,
+}
+
+/// The peer's figures for one mode: nDCG@10, Recall@100, MRR@10.
+type PeerRow = (f64, f64, f64);
+
+/// The peer's figures by Quarry's mode names, from its result file (`metrics.dense`, `.bm25`,
+/// `.hybrid`); `None` when there is no such file. A file that is there but unreadable is an error:
+/// a comparison silently left out would mislead.
+fn load_peer(path: &Path) -> anyhow::Result<Option<HashMap<&'static str, PeerRow>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not the peer's JSON", path.display()))?;
+    let mut rows = HashMap::new();
+    for (mode, theirs) in [("semantic", "dense"), ("keyword", "bm25"), ("hybrid", "hybrid")] {
+        let m = &v["metrics"][theirs];
+        let get = |k: &str| m[k].as_f64().with_context(|| format!("{}: no metrics.{theirs}.{k}", path.display()));
+        rows.insert(mode, (get("ndcg@10")?, get("recall@100")?, get("mrr@10")?));
+    }
+    Ok(Some(rows))
+}
+
+/// Where the peer writes its result for `dataset` (`../shared/peers/run.sh`).
+fn default_peer_file(dataset: &Path) -> Option<PathBuf> {
+    let work = match std::env::var_os("PEERS_WORK") {
+        Some(w) => PathBuf::from(w),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/quarry-peer"),
+    };
+    let name = std::path::absolute(dataset).ok()?.file_name()?.to_owned();
+    Some(work.join(name).with_extension("json"))
 }
 
 /// Query id → document key → graded relevance.
@@ -111,7 +155,12 @@ fn pct(v: &[f64], p: f64) -> f64 {
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
     let corpus = args.dataset.join("corpus.jsonl");
-    let qrels = load_qrels(&args.dataset.join("qrels.tsv"))?;
+    let qrels = load_qrels(&args.qrels.clone().unwrap_or_else(|| args.dataset.join("qrels.tsv")))?;
+    let peer_file = args.peer.clone().or_else(|| default_peer_file(&args.dataset));
+    let peer = match &peer_file {
+        Some(f) => load_peer(f)?,
+        None => None,
+    };
     let queries = load_queries(&args.dataset.join("queries.jsonl"), &qrels)?;
     anyhow::ensure!(!queries.is_empty(), "no query in queries.jsonl has judgments in qrels.tsv");
     anyhow::ensure!(args.depth >= 100, "--depth must be at least 100 (Recall@100)");
@@ -138,6 +187,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
 
     println!("{}: {} documents indexed, {} queries with judgments", args.dataset.display(), keys.len(), queries.len());
     println!();
+    if let (Some(_), Some(f)) = (&peer, &peer_file) {
+        println!("the peer's figures (in brackets) from {}", f.display());
+    }
     println!("| mode | nDCG@10 | Recall@100 | MRR@10 | p50 ms | p95 ms |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for mode in Mode::ALL {
@@ -149,19 +201,37 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             } else {
                 None
             };
-            let hits = quarry_pipeline::retrieve(&store, Some(&store), mode, text, vector, args.depth, None).await?;
+            let fusion = args.fusion.unwrap_or(quarry_pipeline::query::Fusion::DEFAULT);
+            let hits = quarry_pipeline::query::retrieve_with(
+                &store,
+                Some(&store),
+                mode,
+                text,
+                vector,
+                args.depth,
+                None,
+                fusion,
+            )
+            .await?;
             let ranking = documents(&hits, &keys);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let (n, r, m) = metrics(&ranking, &qrels[id]);
             sums = (sums.0 + n, sums.1 + r, sums.2 + m);
         }
         let q = queries.len() as f64;
+        let theirs = |i: usize| match peer.as_ref().and_then(|p| p.get(mode.name())) {
+            Some(row) => format!(" ({:.4})", [row.0, row.1, row.2][i]),
+            None => String::new(),
+        };
         println!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} |",
+            "| {} | {:.4}{} | {:.4}{} | {:.4}{} | {:.2} | {:.2} |",
             mode.name(),
             sums.0 / q,
+            theirs(0),
             sums.1 / q,
+            theirs(1),
             sums.2 / q,
+            theirs(2),
             pct(&lat, 0.5),
             pct(&lat, 0.95)
         );
@@ -191,6 +261,23 @@ mod tests {
         assert!((recall - 2.0 / 3.0).abs() < 1e-12, "grade 0 is not relevant: {recall}");
         assert!((mrr - 0.5).abs() < 1e-12);
         assert_eq!(metrics(&[], &judged), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn the_peers_figures_are_read_by_mode_and_a_missing_file_is_none() {
+        let dir = std::env::temp_dir().join(format!("quarry-eval-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("nfcorpus.json");
+        let m = |n: f64| serde_json::json!({"ndcg@10": n, "recall@100": n / 2.0, "mrr@10": n * 1.5});
+        let json = serde_json::json!({"metrics": {"dense": m(0.3), "bm25": m(0.32), "hybrid": m(0.35)}});
+        std::fs::write(&file, json.to_string()).expect("write");
+        let rows = load_peer(&file).expect("read").expect("present");
+        assert_eq!(rows["keyword"], (0.32, 0.16, 0.48));
+        assert_eq!(rows["hybrid"].0, 0.35);
+        assert!(load_peer(&dir.join("absent.json")).expect("no error").is_none());
+        std::fs::write(&file, "{\"metrics\": {}}").expect("write");
+        assert!(load_peer(&file).is_err(), "a file without the figures is an error, not a silent omission");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

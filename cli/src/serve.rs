@@ -131,25 +131,24 @@ impl BatchStarter for LocalStarter {
 /// Jobs the local queue holds at most.
 const QUEUE_CAPACITY: usize = 4_096;
 
-/// Works the local queue: up to [`WORKERS`] jobs at once, their embedding calls merged.
+/// Works the local queue for as long as the server runs, [`WORKERS`] jobs at once (a slot is
+/// refilled as soon as a job ends). A job that cannot be recorded is logged and the rest go on:
+/// its batch shows it pending, and `quarry retry` or a new batch takes it again.
 async fn work(local: Arc<Local>, mut jobs: tokio::sync::mpsc::Receiver<IndexJob>) {
-    while let Some(first) = jobs.recv().await {
-        let mut ready = vec![first];
-        while ready.len() < WORKERS {
-            match jobs.try_recv() {
-                Ok(job) => ready.push(job),
-                Err(_) => break,
+    let jobs = futures::stream::poll_fn(move |cx| jobs.poll_recv(cx));
+    let result = local
+        .runner()
+        .run_all(jobs, WORKERS, |job, result| {
+            if let Err(e) = result {
+                tracing::error!(key = %job.key, error = %anyhow::Error::from(e), "a queued job failed");
             }
-        }
-        if let Err(e) = local.run(&ready, WORKERS, no_progress).await {
-            tracing::error!(error = %anyhow::Error::from(e), "queued jobs stopped");
-        }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %anyhow::Error::from(e), "the job queue stopped");
     }
 }
-
-/// Batches over the API report progress through `GET /v1/batches/{id}`, not here. (A fn item
-/// rather than a closure: a closure's lifetimes are not general enough for a spawned future.)
-fn no_progress(_: &DocumentKey, _: u64, _: Option<&BatchOutcome>) {}
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;

@@ -10,7 +10,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use quarry_core::config::Limits;
 use quarry_core::format::screen;
-use quarry_core::ports::{CheckpointStore, IndexJob, JobAction, JobQueue, VectorWriter};
+use quarry_core::ports::{CheckpointStore, IndexJob, JobQueue, VectorWriter};
 use quarry_core::{Classify, DocumentId, DocumentKey, Failure, PortError};
 use quarry_lambda::{S3Change, s3_changes, sqs_batch};
 
@@ -76,7 +76,7 @@ impl<Q: JobQueue, S: CheckpointStore, W: VectorWriter> Ingest<'_, Q, S, W> {
                     quarry_pipeline::reject(self.state, self.writer, &key, &Failure::from_error(&e)).await?;
                     return Ok(None);
                 }
-                Ok(Some(IndexJob { action: JobAction::Index, key, version: etag, batch: None, size: Some(size) }))
+                Ok(Some(IndexJob { version: etag, ..IndexJob::index(key, None, Some(size)) }))
             }
             S3Change::Removed { bucket, key } => {
                 if bucket != self.bucket {

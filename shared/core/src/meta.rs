@@ -22,6 +22,9 @@ pub const FORMAT: &str = "format";
 pub const TITLE: &str = "title";
 /// What user metadata is named under, so that no user field can shadow a reserved one.
 pub const USER_PREFIX: &str = "user.";
+/// A user's own `title` field ([`USER_PREFIX`] + [`TITLE`]), which keyword search weighs when the
+/// document has no title of its own.
+pub const USER_TITLE: &str = "user.title";
 
 /// The typed view a document's chunks are written from.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +63,7 @@ pub fn format(m: &Metadata) -> Option<&str> {
 
 /// The title keyword search weighs: the document's own, or else the user's `title` field, or "".
 pub fn title(m: &Metadata) -> &str {
-    [TITLE, "user.title"].iter().find_map(|k| m.get(*k).and_then(Value::as_str)).unwrap_or("")
+    [TITLE, USER_TITLE].iter().find_map(|k| m.get(*k).and_then(Value::as_str)).unwrap_or("")
 }
 
 #[cfg(test)]
@@ -76,5 +79,6 @@ mod tests {
         assert_eq!(m.get("user.team"), Some(&Value::from("search")));
         let m = ChunkMeta { key: &key, format: Format::Pdf, title: Some("T1"), user: &user }.to_metadata();
         assert_eq!(title(&m), "T1", "the document's own title first");
+        assert_eq!(USER_TITLE, format!("{USER_PREFIX}{TITLE}"));
     }
 }

@@ -58,8 +58,16 @@ pub trait BlobSource: Send + Sync {
 pub trait DocumentPreparer: Send + Sync {
     /// Always the document's fault ([`crate::ErrorClass::BadInput`]): it is recorded, not retried.
     type Error: std::error::Error + Classify + Send + Sync + 'static;
+    /// The screening rule ([`crate::format::screen`]) with this preparer's limits, on what the
+    /// source says before a byte is read: a file refused here is never downloaded.
+    fn screen(&self, info: &BlobInfo) -> Result<(), Self::Error>;
     /// `content_type` is what the source declares, consulted when the bytes and key do not tell.
-    fn prepare(&self, key: &DocumentKey, content_type: Option<&str>, bytes: &[u8]) -> Result<Prepared, Self::Error>;
+    fn prepare_document(
+        &self,
+        key: &DocumentKey,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Prepared, Self::Error>;
 }
 
 /// What a worker is asked to do with one document.
@@ -81,6 +89,13 @@ pub struct IndexJob {
     /// a batch counts as done when the document fails before it is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+}
+
+impl IndexJob {
+    /// A job that indexes `key`, as part of `batch` where it belongs to one.
+    pub fn index(key: DocumentKey, batch: Option<BatchId>, size: Option<u64>) -> Self {
+        IndexJob { action: JobAction::Index, key, version: None, batch, size }
+    }
 }
 
 /// Fans jobs out to workers (SQS on AWS, a bounded channel locally).
@@ -272,7 +287,8 @@ pub struct VectorHit {
 }
 
 /// Searches vectors. Separate from the writer, so that a role that only searches needs no write
-/// permission (the search Lambda writes only to delete a document, `DELETE /v1/documents/{id}`).
+/// permission (the search Lambda writes only to remove chunks: a `DELETE /v1/documents/{id}`, and
+/// a document a batch refuses at screening).
 pub trait VectorSearcher: Send + Sync {
     fn search(&self, query: &VectorQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use quarry_core::config::Limits;
 use quarry_core::format::{HEAD_BYTES, screen};
 use quarry_core::ports::{
-    BatchOutcome, BatchRequest, BatchStarted, BatchTracker, BlobInfo, BlobSource, CheckpointStore, IndexJob, JobAction,
+    BatchOutcome, BatchRequest, BatchStarted, BatchTracker, BlobInfo, BlobSource, CheckpointStore, IndexJob,
     VectorWriter,
 };
 use quarry_core::{BatchId, ContentHash, DocumentKey, Failure, PortError};
@@ -97,17 +97,15 @@ impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter> Planne
         for b in items.values() {
             let head = match self.source.peek(&b.key, HEAD_BYTES).await {
                 Ok(head) => head,
-                // Gone since the listing: the job finds it gone and forgets it.
-                Err(PortError::NotFound { .. }) => Vec::new(),
+                // Gone since the listing, or unreadable: screened by name and size alone; the job
+                // finds it gone (and forgets it) or unreadable (and rejects it with the reason).
+                Err(PortError::NotFound { .. } | PortError::InvalidInput { .. }) => Vec::new(),
                 Err(e) => return Err(e),
             };
             match screen(self.limits, &b.key, b.size, b.content_type.as_deref(), &head) {
                 Ok(()) => jobs.push(IndexJob {
-                    action: JobAction::Index,
-                    key: b.key.clone(),
                     version: b.version.clone(),
-                    batch: Some(batch.clone()),
-                    size: Some(b.size),
+                    ..IndexJob::index(b.key.clone(), Some(batch.clone()), Some(b.size))
                 }),
                 Err(e) => refused.push((b.key.clone(), b.size, Failure::from_error(&e))),
             }

@@ -1,5 +1,5 @@
-//! One document's lifecycle through the ports: [`Indexer::index`] (fetch, hash, lease, prepare,
-//! embed, upsert, drop the stale tail, checkpoint), [`forget`] and [`reject`]. The embed-worker
+//! One document's lifecycle through the ports: [`Indexer::index`] (screen, fetch, hash, lease,
+//! prepare, embed, upsert, drop the stale tail, checkpoint), [`forget`] and [`reject`]. The embed-worker
 //! Lambda, the ingest Lambda, the API and the local commands all go through here.
 //!
 //! Every step is idempotent and keyed by deterministic ids, and the checkpoint is written last:
@@ -87,6 +87,15 @@ where
     /// to retry; a bad document is an [`Outcome::Failed`], already recorded.
     #[tracing::instrument(skip_all, err, fields(key = %key))]
     pub async fn index(&self, key: &DocumentKey) -> Result<Outcome, PortError> {
+        // Screened on what the source says first, so that a file too large to take is never read
+        // into memory, whoever made the job (an event, a batch, a watcher, a retry).
+        let info = self.source.head(key).await?;
+        if let Err(e) = self.preparer.screen(&info) {
+            let failure = Failure::from_error(&e);
+            tracing::warn!(code = e.code(), "document refused");
+            self.reject(key, &failure).await?;
+            return Ok(Outcome::Failed { failure, bytes: info.size });
+        }
         let blob = self.source.get(key).await?;
         let bytes = blob.bytes.len() as u64;
         let document = DocumentId::for_key(key);
@@ -96,7 +105,7 @@ where
             Lease::Busy => return Ok(Outcome::Busy),
             Lease::Acquired { .. } => {}
         }
-        let prepared = match self.preparer.prepare(key, blob.info.content_type.as_deref(), &blob.bytes) {
+        let prepared = match self.preparer.prepare_document(key, blob.info.content_type.as_deref(), &blob.bytes) {
             Ok(p) => p,
             Err(e) => {
                 let failure = Failure::from_error(&e);

@@ -8,7 +8,7 @@ use quarry_core::ports::{
     BatchOutcome, BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, IndexJob,
     JobAction, VectorWriter,
 };
-use quarry_core::{Classify, DocumentKey, Failure, PortError};
+use quarry_core::{Classify, DocumentId, DocumentKey, ErrorClass, Failure, PortError};
 
 use crate::index::{Indexer, Outcome};
 
@@ -77,10 +77,21 @@ where
                 Retries::Redeliver => return Err(e),
                 Retries::Record => Some(BatchOutcome::Failed { failure: Failure::from_error(&e), bytes: size }),
             },
+            // The document is at fault (unreadable where it is): rejected, so that nothing of an
+            // earlier version stays in results.
+            Err(e) if e.class() == ErrorClass::BadInput => {
+                let failure = Failure::from_error(&e);
+                tracing::warn!(code = e.code(), "document cannot be indexed");
+                self.indexer.reject(key, &failure).await?;
+                Some(BatchOutcome::Failed { failure, bytes: size })
+            }
+            // The system is at fault (a broken model, a full disk, a refused write): the document is
+            // marked failed for `quarry retry` or an operator, and the chunks of its last good
+            // version stay searchable.
             Err(e) => {
                 tracing::error!(code = e.code(), error = %quarry_core::error::chain(&e), "indexing failed; not retried");
                 let failure = Failure::from_error(&e);
-                self.indexer.reject(key, &failure).await?;
+                self.indexer.state.fail(&DocumentId::for_key(key), key, &failure).await?;
                 Some(BatchOutcome::Failed { failure, bytes: size })
             }
         };
@@ -90,22 +101,26 @@ where
         Ok(outcome)
     }
 
-    /// Runs `jobs`, `concurrency` at a time (their embedding calls merge when the embedder is a
-    /// [`crate::CoalescingEmbedder`]), reporting each to `progress` as it ends. Stops at the first
-    /// error: with [`Retries::Record`] only a store that cannot be written returns one.
+    /// Runs `jobs` as they come, `concurrency` at a time (their embedding calls merge when the
+    /// embedder is a [`crate::CoalescingEmbedder`]), handing each result to `done` as it ends; an
+    /// error `done` returns stops the run. A slot is refilled as soon as a job ends, so one large
+    /// document never idles the others. `quarry ingest` and `quarry retry` run a list; `quarry
+    /// serve` runs its job queue for as long as it serves.
     pub async fn run_all(
         &self,
-        jobs: &[IndexJob],
+        jobs: impl futures::Stream<Item = IndexJob>,
         concurrency: usize,
-        mut progress: impl FnMut(&DocumentKey, u64, Option<&BatchOutcome>),
+        mut done: impl FnMut(&IndexJob, Result<Option<BatchOutcome>, PortError>) -> Result<(), PortError>,
     ) -> Result<(), PortError> {
-        // By index rather than by reference: a closure over `&IndexJob` is not general enough in
-        // lifetimes for the future to be spawned (as `quarry serve` does).
-        let mut results = futures::stream::iter(0..jobs.len())
-            .map(|i| async move { (i, self.run(&jobs[i]).await) })
-            .buffer_unordered(concurrency.max(1));
-        while let Some((i, result)) = results.next().await {
-            progress(&jobs[i].key, jobs[i].size.unwrap_or(0), result?.as_ref());
+        let mut results = std::pin::pin!(
+            jobs.map(|job| async move {
+                let result = self.run(&job).await;
+                (job, result)
+            })
+            .buffer_unordered(concurrency.max(1))
+        );
+        while let Some((job, result)) = results.next().await {
+            done(&job, result)?;
         }
         Ok(())
     }
@@ -116,13 +131,5 @@ pub fn index_jobs<'a>(
     keys: impl IntoIterator<Item = (&'a DocumentKey, u64)>,
     batch: Option<&quarry_core::BatchId>,
 ) -> Vec<IndexJob> {
-    keys.into_iter()
-        .map(|(key, size)| IndexJob {
-            action: JobAction::Index,
-            key: key.clone(),
-            version: None,
-            batch: batch.cloned(),
-            size: Some(size),
-        })
-        .collect()
+    keys.into_iter().map(|(key, size)| IndexJob::index(key.clone(), batch.cloned(), Some(size))).collect()
 }

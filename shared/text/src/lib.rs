@@ -12,7 +12,7 @@ pub use quarry_tokenizer::{TokenizerError, WordPiece};
 pub use redact::{Redacted, Redactor};
 
 pub use quarry_core::Prepared;
-use quarry_core::ports::DocumentPreparer;
+use quarry_core::ports::{BlobInfo, DocumentPreparer};
 use quarry_core::{Config, DocumentKey, ExtractedDocument};
 
 /// Extraction, redaction and chunking, configured once and reused for every document.
@@ -64,7 +64,22 @@ impl<T: TokenCounter> Preparer<T> {
 impl<T: TokenCounter> DocumentPreparer for Preparer<T> {
     type Error = ExtractError;
 
-    fn prepare(&self, key: &DocumentKey, content_type: Option<&str>, bytes: &[u8]) -> Result<Prepared, ExtractError> {
+    fn screen(&self, info: &BlobInfo) -> Result<(), ExtractError> {
+        Ok(quarry_core::format::screen(
+            self.extractor.limits(),
+            &info.key,
+            info.size,
+            info.content_type.as_deref(),
+            b"",
+        )?)
+    }
+
+    fn prepare_document(
+        &self,
+        key: &DocumentKey,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Prepared, ExtractError> {
         self.prepare_as(Some(key.as_str()), content_type, bytes)
     }
 }

@@ -135,7 +135,7 @@ impl VectorWriter for SqliteStore {
         for r in records {
             index
                 .upsert(r.id.clone(), r.document.clone(), &r.vector)
-                .map_err(|e| PortError::InvalidInput { operation: "chunks.upsert", reason: e.to_string() })?;
+                .map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })?;
         }
         Ok(())
     }
@@ -174,7 +174,7 @@ impl VectorSearcher for SqliteStore {
             let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
             index
                 .search(&query.vector, query.top_k, filter)
-                .map_err(|e| PortError::InvalidInput { operation: "chunks.search", reason: e.to_string() })?
+                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?
         };
         let conn = self.conn();
         let mut stmt = conn

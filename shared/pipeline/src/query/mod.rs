@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use cache::QueryCache;
 pub use highlight::Highlight;
 
+/// How a query is matched: by meaning (the vector index), by words (BM25), or both, fused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -66,6 +67,45 @@ pub const RRF_K: f32 = 60.0;
 /// How deep each list goes into a hybrid fusion, at least.
 pub const HYBRID_DEPTH: usize = 100;
 
+/// How a hybrid query's lists become one ranking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// Reciprocal rank fusion with constant `k` ([`fuse`]).
+    Rrf { k: f32 },
+    /// A convex combination of the lists' scores, each min-max normalised over its own hits:
+    /// `semantic` weighs the semantic list, and the keyword lists share the rest ([`combine`]).
+    Convex { semantic: f32 },
+}
+
+impl Fusion {
+    /// What `retrieve` uses: see docs/RELEVANCE.md for how it was chosen.
+    pub const DEFAULT: Fusion = Fusion::Rrf { k: RRF_K };
+}
+
+/// A `--fusion` value that names no fusion.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown fusion {0:?}: use rrf[:K] or convex:W (W, the semantic weight, in [0, 1])")]
+pub struct UnknownFusion(String);
+
+impl std::str::FromStr for Fusion {
+    type Err = UnknownFusion;
+
+    /// `rrf`, `rrf:K`, `convex:W`.
+    fn from_str(s: &str) -> Result<Self, UnknownFusion> {
+        let bad = || UnknownFusion(s.to_owned());
+        let (name, arg) = s.split_once(':').map_or((s, None), |(n, a)| (n, Some(a)));
+        let num = |a: Option<&str>| a.map(|a| a.parse::<f32>().map_err(|_| bad())).transpose();
+        match name {
+            "rrf" => Ok(Fusion::Rrf { k: num(arg)?.unwrap_or(RRF_K) }),
+            "convex" => match num(arg)? {
+                Some(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { semantic: w }),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// Ranked chunks for one query in one mode: the semantic list, the keyword list, or, for hybrid,
 /// both fused with a third: the keyword query expanded by pseudo-relevance feedback ([`expand`])
 /// (each at least [`HYBRID_DEPTH`] deep; the fused list is not cut to `depth`). `vector` is the
@@ -79,6 +119,21 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
     vector: Option<Vec<f32>>,
     depth: usize,
     filter: Option<Filter>,
+) -> Result<Vec<VectorHit>, PortError> {
+    retrieve_with(searcher, keywords, mode, text, vector, depth, filter, Fusion::DEFAULT).await
+}
+
+/// [`retrieve`] with a given fusion: for `quarry eval`, which measures the alternatives.
+#[allow(clippy::too_many_arguments)]
+pub async fn retrieve_with<S: VectorSearcher, K: KeywordSearcher>(
+    searcher: &S,
+    keywords: Option<&K>,
+    mode: Mode,
+    text: &str,
+    vector: Option<Vec<f32>>,
+    depth: usize,
+    filter: Option<Filter>,
+    fusion: Fusion,
 ) -> Result<Vec<VectorHit>, PortError> {
     let missing = |what: &str| PortError::InvalidInput {
         operation: "search",
@@ -112,8 +167,16 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
             } else {
                 kw.keyword_search(&KeywordQuery { text: expanded, top_k: n, filter: filter.clone() }).await?
             };
-            let lists = if third.is_empty() { vec![semantic, words] } else { vec![semantic, words, third] };
-            Ok(fuse(lists, RRF_K))
+            Ok(match fusion {
+                Fusion::Rrf { k } => {
+                    let lists = if third.is_empty() { vec![semantic, words] } else { vec![semantic, words, third] };
+                    fuse(lists, k)
+                }
+                Fusion::Convex { semantic: w } => {
+                    let kw = if third.is_empty() { 1.0 - w } else { (1.0 - w) / 2.0 };
+                    combine(vec![(semantic, w), (words, kw), (third, kw)])
+                }
+            })
         }
     }
 }
@@ -174,6 +237,31 @@ pub fn fuse(lists: Vec<Vec<VectorHit>>, k: f32) -> Vec<VectorHit> {
         .into_values()
         .map(|(mut h, s)| {
             h.score = (s / best).clamp(0.0, 1.0);
+            h
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.as_str().cmp(b.id.as_str())));
+    out
+}
+
+/// A convex combination of ranked lists: each list's scores min-max normalised over its own hits
+/// (its best 1, its worst 0), weighted and summed per chunk; a chunk missing from a list gets 0
+/// there. Ties go to the smaller chunk id.
+pub fn combine(lists: Vec<(Vec<VectorHit>, f32)>) -> Vec<VectorHit> {
+    let mut fused: std::collections::HashMap<String, (VectorHit, f32)> = std::collections::HashMap::new();
+    for (list, weight) in lists {
+        let hi = list.iter().map(|h| h.score).fold(f32::MIN, f32::max);
+        let lo = list.iter().map(|h| h.score).fold(f32::MAX, f32::min);
+        let span = (hi - lo).max(f32::EPSILON);
+        for hit in list {
+            let add = weight * (hit.score - lo) / span;
+            fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
+        }
+    }
+    let mut out: Vec<VectorHit> = fused
+        .into_values()
+        .map(|(mut h, s)| {
+            h.score = s.clamp(0.0, 1.0);
             h
         })
         .collect();

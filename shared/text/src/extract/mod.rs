@@ -1,8 +1,8 @@
 //! Text extraction: bytes in, [`ExtractedDocument`] out, or a typed [`ExtractError`] that says
-//! exactly what is wrong with the file. The format is chosen by content sniffing first (magic
-//! numbers cannot lie about a PDF or a ZIP) and the file name's extension second (text formats
-//! have no magic). Every limit is configurable; every parser that might panic on hostile input is
-//! fenced so that one bad file fails alone.
+//! exactly what is wrong with the file. The format comes from [`quarry_core::format::detect`] (the
+//! same detection screening uses), then one module per format reads it. Every limit is
+//! configurable; every parser that might panic on hostile input is fenced so that one bad file
+//! fails alone.
 
 mod decode;
 mod delimited;
