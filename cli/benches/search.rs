@@ -13,14 +13,14 @@
 
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
     BlobSource, KeywordQuery, KeywordSearcher, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
-use quarry_core::{ChunkId, Config, DocumentId, DocumentKey};
+use quarry_core::{ChunkId, Config, DocumentId, DocumentKey, Format};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_local::{JsonlSource, SqliteStore};
 use quarry_testkit::XorShift;
@@ -131,10 +131,6 @@ fn main() {
                     let mut v: Vec<f32> = v.iter().map(|x| x + 0.025 * r.gauss()).collect();
                     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
                     v.iter_mut().for_each(|x| *x /= norm);
-                    let metadata = BTreeMap::from([
-                        ("key".to_owned(), serde_json::Value::from(key.as_str())),
-                        ("format".to_owned(), serde_json::Value::from("text")),
-                    ]);
                     VectorRecord {
                         id: ChunkId::new(&document, chunk.ordinal),
                         document,
@@ -142,7 +138,7 @@ fn main() {
                         text: chunk.text.clone(),
                         pages: chunk.pages,
                         span: chunk.span,
-                        metadata,
+                        meta: ChunkMeta::new(key, Format::Text),
                     }
                 })
                 .collect();

@@ -39,6 +39,9 @@ pub struct Args {
     /// convex:W [default: what search uses].
     #[arg(long, hide = true)]
     fusion: Option<quarry_pipeline::query::Fusion>,
+    /// Only this mode (semantic, keyword or hybrid) [default: all three].
+    #[arg(long)]
+    mode: Option<Mode>,
 }
 
 /// The peer's figures for one mode: nDCG@10, Recall@100, MRR@10.
@@ -192,7 +195,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     }
     println!("| mode | nDCG@10 | Recall@100 | MRR@10 | p50 ms | p95 ms |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for mode in Mode::ALL {
+    for mode in args.mode.map_or(Mode::ALL.to_vec(), |m| vec![m]) {
         let (mut sums, mut lat) = ((0.0, 0.0, 0.0), Vec::with_capacity(queries.len()));
         for (id, text) in &queries {
             let t = Instant::now();
@@ -202,17 +205,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
                 None
             };
             let fusion = args.fusion.unwrap_or(quarry_pipeline::query::Fusion::DEFAULT);
-            let hits = quarry_pipeline::query::retrieve_with(
-                &store,
-                Some(&store),
-                mode,
-                text,
-                vector,
-                args.depth,
-                None,
-                fusion,
-            )
-            .await?;
+            let hits =
+                quarry_pipeline::retrieve(&store, Some(&store), mode, text, vector, args.depth, None, fusion).await?;
             let ranking = documents(&hits, &keys);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let (n, r, m) = metrics(&ranking, &qrels[id]);
@@ -291,7 +285,7 @@ mod tests {
             text: String::new(),
             pages: None,
             span: quarry_core::CharSpan { start: 0, end: 0 },
-            metadata: Default::default(),
+            meta: quarry_core::meta::ChunkMeta::new(quarry_core::DocumentKey::new(k), quarry_core::Format::Text),
         };
         let hits = [hit("a", 1, 0.9), hit("b", 0, 0.5), hit("a", 0, 0.4), hit("c", 0, 0.5)];
         let order: Vec<String> = documents(&hits, &keys).into_iter().map(|(d, _)| d).collect();

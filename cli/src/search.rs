@@ -7,6 +7,7 @@ use anyhow::Context;
 use quarry_core::Config;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_pipeline::Mode;
+use quarry_pipeline::query::Fusion;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,8 +58,17 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         Some(e) => Some(e.embed_blocking(&[args.query.as_str()])?.remove(0)),
         None => None,
     };
-    let mut hits =
-        quarry_pipeline::retrieve(&store, Some(&store), mode, &args.query, vector.clone(), top_k, filter).await?;
+    let mut hits = quarry_pipeline::retrieve(
+        &store,
+        Some(&store),
+        mode,
+        &args.query,
+        vector.clone(),
+        top_k,
+        filter,
+        Fusion::DEFAULT,
+    )
+    .await?;
     hits.truncate(top_k);
     let marks = match (&embedder, args.highlight) {
         (Some(e), true) => quarry_pipeline::query::highlight_hits(e, &args.query, vector.as_deref(), &hits).await?,
@@ -71,12 +81,10 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         println!("no results");
     }
     for (rank, (hit, marks)) in hits.iter().zip(marks).enumerate() {
-        let key = quarry_core::meta::key(&hit.metadata).unwrap_or("?");
+        let key = hit.meta.key.as_str();
         let page = match hit.pages {
             Some(p) if p.first != p.last => format!(" p.{}-{}", p.first, p.last),
-            Some(p) if quarry_core::meta::format(&hit.metadata) == Some(quarry_core::Format::Pdf.name()) => {
-                format!(" p.{}", p.first)
-            }
+            Some(p) if hit.meta.format == quarry_core::Format::Pdf => format!(" p.{}", p.first),
             _ => String::new(),
         };
         println!("{:>2}. {:.3}  {key}{page}", rank + 1, hit.score);

@@ -2,10 +2,11 @@
 //! ports (the same flow runs on moto in `tests/e2e`).
 
 use quarry_core::config::Limits;
+use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
     Checkpoint, CheckpointStore, DocumentReader, JobAction, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
-use quarry_core::{CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus};
+use quarry_core::{CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Format};
 use quarry_ingest::Ingest;
 use quarry_testkit::fakes::{MemoryQueue, MemoryState, MemoryVectors};
 
@@ -29,16 +30,19 @@ async fn created_objects_become_jobs_refused_ones_are_rejected_removed_ones_forg
     state.checkpoint(&checkpoint).await.expect("checkpoint");
     // And an earlier version of the image key that was once indexed (a text file renamed .png).
     let png = DocumentId::for_key(&DocumentKey::new("images/diagram.png"));
-    let record = |document: &DocumentId| VectorRecord {
-        id: ChunkId::new(document, 0),
-        document: document.clone(),
-        vector: vec![1.0, 0.0],
-        text: "old".into(),
-        pages: None,
-        span: CharSpan { start: 0, end: 3 },
-        metadata: Default::default(),
+    let record = |key: &str| {
+        let document = DocumentId::for_key(&DocumentKey::new(key));
+        VectorRecord {
+            id: ChunkId::new(&document, 0),
+            document,
+            vector: vec![1.0, 0.0],
+            text: "old".into(),
+            pages: None,
+            span: CharSpan { start: 0, end: 3 },
+            meta: ChunkMeta::new(DocumentKey::new(key), Format::Text),
+        }
     };
-    vectors.upsert(&[record(&gone_id), record(&png)]).await.expect("upsert");
+    vectors.upsert(&[record("old/retired notes.md"), record("images/diagram.png")]).await.expect("upsert");
 
     let limits = Limits::default();
     let ingest = Ingest { queue: &queue, state: &state, writer: &vectors, limits: &limits, bucket: BUCKET };

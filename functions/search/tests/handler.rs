@@ -2,16 +2,15 @@
 //! reaches it: the real event JSON through `lambda_http`'s decoding into the router, with the
 //! function's own background-loaded model (the same flow runs on moto in `tests/e2e`).
 
-use std::collections::BTreeMap;
-
 use quarry_core::config::Limits;
+use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{BatchTracker, Embedder, VectorRecord, VectorWriter};
-use quarry_core::{BatchId, CharSpan, ChunkId, Config, DocumentId, DocumentKey};
+use quarry_core::{BatchId, CharSpan, ChunkId, Config, DocumentId, DocumentKey, Format};
 use quarry_embed::EmbedOptions;
 use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
 use quarry_testkit::fakes::{MemoryQueue, MemorySource, MemoryState, MemoryVectors};
 use quarry_testkit::lambda::api;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const NOTES: &[(&str, &str)] = &[
     ("notes/orchard care.md", "Prune apple trees in late winter, before the buds break."),
@@ -32,8 +31,6 @@ async fn fixture() -> Fixture {
         let key = DocumentKey::new(*key);
         let document = DocumentId::for_key(&key);
         let vector = embedder.embed(&[(*text).to_owned()]).await.expect("embed").remove(0);
-        let metadata =
-            BTreeMap::from([("key".to_owned(), Value::from(key.as_str())), ("format".into(), "text".into())]);
         let record = VectorRecord {
             id: ChunkId::new(&document, 0),
             document,
@@ -41,7 +38,7 @@ async fn fixture() -> Fixture {
             text: (*text).to_owned(),
             pages: None,
             span: CharSpan { start: 0, end: text.chars().count() },
-            metadata,
+            meta: ChunkMeta::new(key, Format::Text),
         };
         vectors.upsert(&[record]).await.expect("upsert");
     }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use quarry_core::Filter;
 use quarry_core::ports::VectorHit;
-use quarry_pipeline::query::{self, HYBRID_DEPTH, Highlight, Mode, highlight_hits, retrieve};
+use quarry_pipeline::query::{self, Fusion, HYBRID_DEPTH, Highlight, Mode, highlight_hits, retrieve};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -145,7 +145,8 @@ pub(crate) async fn search<B: Backend>(
             let first = req.cursor.is_none();
             let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
             let vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
-            let hits = retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter).await?;
+            let hits =
+                retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter, Fusion::DEFAULT).await?;
             let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
             let more = hits.len() > offset + top_k;
             if first && more {
@@ -167,20 +168,15 @@ pub(crate) async fn search<B: Backend>(
         .into_iter()
         .zip(marks)
         .map(|(h, marks)| {
-            let key = quarry_core::meta::key(&h.metadata).unwrap_or_default();
+            let uri = app.backend.uri(h.meta.key.as_str());
             SearchResult {
                 document_id: h.document.as_str().to_owned(),
                 chunk_id: h.id.as_str().to_owned(),
                 score: h.score,
-                source: Source {
-                    uri: app.backend.uri(key),
-                    page: h.pages.map(|p| p.first),
-                    start: h.span.start,
-                    end: h.span.end,
-                },
+                source: Source { uri, page: h.pages.map(|p| p.first), start: h.span.start, end: h.span.end },
                 highlights: marks,
                 text: h.text,
-                metadata: h.metadata.into_iter().collect(),
+                metadata: h.meta.to_metadata().into_iter().collect(),
             }
         })
         .collect();

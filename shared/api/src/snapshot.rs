@@ -97,7 +97,7 @@ mod tests {
                 text: String::new(),
                 pages: None,
                 span: CharSpan { start: 0, end: 0 },
-                metadata: Default::default(),
+                meta: quarry_core::meta::ChunkMeta::new(DocumentKey::new("a"), quarry_core::Format::Text),
             })
             .collect()
     }

@@ -9,13 +9,11 @@
 //! distance, converted here to a similarity in [0, 1]: `1 - distance / 2`, which is
 //! `(1 + cosine) / 2`, the same scale as the embedded index.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_s3vectors::Client;
 use aws_sdk_s3vectors::types::{PutInputVector, VectorData};
 use aws_smithy_types::Document;
 use quarry_core::filter::{Op, Scalar};
-use quarry_core::meta;
+use quarry_core::meta::{self, ChunkMeta};
 use quarry_core::ports::{VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
 use quarry_core::{CharSpan, ChunkId, DocumentId, Filter, PageRange, PortError};
 use serde_json::{Map, Value};
@@ -69,12 +67,10 @@ fn json_len(v: &Map<String, Value>) -> usize {
 pub fn metadata_of(r: &VectorRecord) -> Map<String, Value> {
     let mut filterable = Map::new();
     filterable.insert("document".into(), Value::from(r.document.as_str()));
-    for (k, v) in &r.metadata {
-        filterable.insert(k.clone(), v.clone());
+    for (k, v) in r.meta.to_metadata() {
+        filterable.insert(k, v);
     }
-    if let Some(key) = meta::key(&r.metadata) {
-        filterable.insert("key_dirs".into(), Value::Array(key_dirs(key)));
-    }
+    filterable.insert("key_dirs".into(), Value::Array(key_dirs(r.meta.key.as_str())));
     let mut extra = Map::new();
     while json_len(&filterable) > FILTERABLE_BUDGET {
         let largest = filterable
@@ -135,15 +131,15 @@ fn hit_of(key: &str, distance: Option<f32>, metadata: Option<&Document>) -> Opti
     }
     // Cosine distance is in [0, 2]; rounding can stray just outside.
     let score = (1.0 - distance.unwrap_or(2.0) / 2.0).clamp(0.0, 1.0);
-    Some(VectorHit {
-        id,
-        document,
-        score,
-        text,
-        pages,
-        span: span.unwrap_or(CharSpan { start: 0, end: 0 }),
-        metadata: meta.into_iter().collect::<BTreeMap<_, _>>(),
-    })
+    let meta = match ChunkMeta::from_metadata(&meta.into_iter().collect()) {
+        Ok(m) => m,
+        Err(e) => {
+            // Only Quarry writes this index; a vector without its key or format is left out.
+            tracing::warn!(chunk = key, error = %e, "a stored vector's metadata is incomplete");
+            return None;
+        }
+    };
+    Some(VectorHit { id, document, score, text, pages, span: span.unwrap_or(CharSpan { start: 0, end: 0 }), meta })
 }
 
 fn scalar(s: &Scalar) -> Value {
@@ -303,6 +299,8 @@ impl VectorSearcher for S3VectorStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use serde_json::json;
 
     use super::*;
@@ -359,7 +357,7 @@ mod tests {
             text: "body".into(),
             pages: Some(PageRange { first: 2, last: 3 }),
             span: CharSpan { start: 5, end: 9 },
-            metadata: metadata.clone(),
+            meta: ChunkMeta::from_metadata(&metadata).expect("complete metadata"),
         };
         let stored = metadata_of(&r);
         let filterable: Map<String, Value> = stored
@@ -372,7 +370,7 @@ mod tests {
         assert_eq!(filterable.get("key_dirs"), Some(&json!(["a/", "a/b/"])));
         let hit = hit_of(r.id.as_str(), Some(0.5), Some(&document::from_json(&Value::Object(stored)))).expect("hit");
         assert_eq!((hit.text.as_str(), hit.span, hit.pages, &hit.document), ("body", r.span, r.pages, &doc));
-        assert_eq!(hit.metadata, metadata, "moved fields come back");
+        assert_eq!(hit.meta.to_metadata(), metadata, "moved fields come back");
         assert!((hit.score - 0.75).abs() < 1e-6, "cosine distance 0.5 is similarity 0.75");
     }
 }

@@ -157,6 +157,14 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 7] =
+        [Format::Text, Format::Markdown, Format::Html, Format::Pdf, Format::Docx, Format::Csv, Format::Json];
+
+    /// The format [`Format::name`] names.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Text => "text",

@@ -1,11 +1,15 @@
-//! The metadata every chunk carries, in one place: the reserved fields Quarry sets on every chunk
-//! of a document (`key`, `format`, `title`) and the user's own (`user.<name>`: S3 object metadata,
-//! a JSONL record's extra fields). Chunks store and filters address the flat map
-//! ([`Metadata`]) in both deployments, as S3 Vectors stores it; code writes it only through
-//! [`ChunkMeta`] and reads the reserved fields only through [`key`], [`format`] and [`title`].
+//! The metadata every chunk carries, in one place: the fields Quarry sets on every chunk of a
+//! document (its key, format and title), typed, and the user's own (S3 object metadata, a JSONL
+//! record's extra fields) in a map apart ([`ChunkMeta`]).
+//!
+//! Stores persist, and filters address, one flat map ([`Metadata`]) in both deployments, as S3
+//! Vectors stores it: `key`, `format`, `title` and `user.<name>`. [`ChunkMeta::to_metadata`] and
+//! [`ChunkMeta::from_metadata`] are the only way between the two, so the reserved names live here
+//! alone.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{DocumentKey, Format};
@@ -22,48 +26,72 @@ pub const FORMAT: &str = "format";
 pub const TITLE: &str = "title";
 /// What user metadata is named under, so that no user field can shadow a reserved one.
 pub const USER_PREFIX: &str = "user.";
-/// A user's own `title` field ([`USER_PREFIX`] + [`TITLE`]), which keyword search weighs when the
-/// document has no title of its own.
-pub const USER_TITLE: &str = "user.title";
 
-/// The typed view a document's chunks are written from.
-#[derive(Debug, Clone, Copy)]
-pub struct ChunkMeta<'a> {
-    pub key: &'a DocumentKey,
+/// What every chunk of a document carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkMeta {
+    pub key: DocumentKey,
     pub format: Format,
-    pub title: Option<&'a str>,
-    pub user: &'a BTreeMap<String, String>,
+    pub title: Option<String>,
+    /// The user's metadata, by its own names (without the `user.` prefix filters use).
+    pub user: BTreeMap<String, String>,
 }
 
-impl ChunkMeta<'_> {
+/// Stored metadata that lacks a reserved field or holds one Quarry never writes.
+#[derive(Debug, thiserror::Error)]
+#[error("stored chunk metadata has no valid {field:?}")]
+pub struct BadMetadata {
+    pub field: &'static str,
+}
+
+impl ChunkMeta {
+    /// A document's metadata with no title and no user fields.
+    pub fn new(key: DocumentKey, format: Format) -> Self {
+        ChunkMeta { key, format, title: None, user: BTreeMap::new() }
+    }
+
     /// The flat map stored with every chunk of the document.
     pub fn to_metadata(&self) -> Metadata {
         let mut m = Metadata::new();
         m.insert(KEY.to_owned(), Value::from(self.key.as_str()));
         m.insert(FORMAT.to_owned(), Value::from(self.format.name()));
-        if let Some(t) = self.title {
-            m.insert(TITLE.to_owned(), Value::from(t));
+        if let Some(t) = &self.title {
+            m.insert(TITLE.to_owned(), Value::from(t.as_str()));
         }
-        for (k, v) in self.user {
-            m.entry(format!("{USER_PREFIX}{k}")).or_insert_with(|| Value::from(v.as_str()));
+        for (k, v) in &self.user {
+            m.insert(format!("{USER_PREFIX}{k}"), Value::from(v.as_str()));
         }
         m
     }
+
+    /// Reads back what [`ChunkMeta::to_metadata`] wrote; other names (a store's own) are ignored.
+    pub fn from_metadata(m: &Metadata) -> Result<Self, BadMetadata> {
+        let key = m.get(KEY).and_then(Value::as_str).ok_or(BadMetadata { field: KEY })?;
+        let format =
+            m.get(FORMAT).and_then(Value::as_str).and_then(Format::from_name).ok_or(BadMetadata { field: FORMAT })?;
+        let title = m.get(TITLE).and_then(Value::as_str).map(str::to_owned);
+        let user = m
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix(USER_PREFIX)?;
+                Some((name.to_owned(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            })
+            .collect();
+        Ok(ChunkMeta { key: DocumentKey::new(key), format, title, user })
+    }
+
+    /// The title keyword search weighs: the document's own, or else the user's `title` field.
+    pub fn search_title(&self) -> &str {
+        self.title.as_deref().or_else(|| self.user.get(TITLE).map(String::as_str)).unwrap_or("")
+    }
 }
 
-/// The document key a chunk was stored with.
-pub fn key(m: &Metadata) -> Option<&str> {
-    m.get(KEY).and_then(Value::as_str)
-}
-
-/// The format name a chunk was stored with.
-pub fn format(m: &Metadata) -> Option<&str> {
-    m.get(FORMAT).and_then(Value::as_str)
-}
-
-/// The title keyword search weighs: the document's own, or else the user's `title` field, or "".
+/// [`ChunkMeta::search_title`] on a stored map, for stores that keep the flat form in memory.
 pub fn title(m: &Metadata) -> &str {
-    [TITLE, USER_TITLE].iter().find_map(|k| m.get(*k).and_then(Value::as_str)).unwrap_or("")
+    m.get(TITLE)
+        .and_then(Value::as_str)
+        .or_else(|| m.get(&format!("{USER_PREFIX}{TITLE}")).and_then(Value::as_str))
+        .unwrap_or("")
 }
 
 #[cfg(test)]
@@ -71,14 +99,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reserved_fields_are_written_and_read_back_and_user_fields_never_shadow_them() {
-        let key = DocumentKey::new("a/b.pdf");
+    fn reserved_fields_round_trip_and_user_fields_never_shadow_them() {
         let user = BTreeMap::from([("team".to_owned(), "search".to_owned()), ("title".to_owned(), "T2".to_owned())]);
-        let m = ChunkMeta { key: &key, format: Format::Pdf, title: None, user: &user }.to_metadata();
-        assert_eq!((self::key(&m), format(&m), title(&m)), (Some("a/b.pdf"), Some("pdf"), "T2"));
+        let meta = ChunkMeta { key: DocumentKey::new("a/b.pdf"), format: Format::Pdf, title: None, user };
+        let m = meta.to_metadata();
+        assert_eq!(m.get("key"), Some(&Value::from("a/b.pdf")));
+        assert_eq!(m.get("format"), Some(&Value::from("pdf")));
         assert_eq!(m.get("user.team"), Some(&Value::from("search")));
-        let m = ChunkMeta { key: &key, format: Format::Pdf, title: Some("T1"), user: &user }.to_metadata();
-        assert_eq!(title(&m), "T1", "the document's own title first");
-        assert_eq!(USER_TITLE, format!("{USER_PREFIX}{TITLE}"));
+        assert_eq!(ChunkMeta::from_metadata(&m).ok().as_ref(), Some(&meta));
+        assert_eq!((meta.search_title(), title(&m)), ("T2", "T2"), "the user's title when the document has none");
+        let own = ChunkMeta { title: Some("T1".into()), ..meta };
+        assert_eq!((own.search_title(), title(&own.to_metadata())), ("T1", "T1"), "the document's own first");
+        let mut broken = own.to_metadata();
+        broken.insert("format".into(), Value::from("md"));
+        assert!(ChunkMeta::from_metadata(&broken).is_err(), "a format Quarry never writes is refused");
     }
 }

@@ -18,6 +18,7 @@ use crate::domain::{
     PageRange, Prepared,
 };
 use crate::error::{Classify, PortError};
+use crate::meta::ChunkMeta;
 
 /// What a source says about a blob without reading it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,7 +255,9 @@ pub struct VectorRecord {
     pub pages: Option<PageRange>,
     /// Where the chunk's text sits in the document's (redacted) text, in characters.
     pub span: CharSpan,
-    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// The document's key, format and title, and the user's metadata: stored with the vector and
+    /// filtered on in their flat form ([`crate::meta`]).
+    pub meta: ChunkMeta,
 }
 
 /// Writes vectors. Upserts by chunk id; removal by document keeps ordinals below `keep` so that a
@@ -283,7 +286,7 @@ pub struct VectorHit {
     pub text: String,
     pub pages: Option<PageRange>,
     pub span: CharSpan,
-    pub metadata: BTreeMap<String, serde_json::Value>,
+    pub meta: ChunkMeta,
 }
 
 /// Searches vectors. Separate from the writer, so that a role that only searches needs no write

@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
     Checkpoint, CheckpointStore, KeywordQuery, KeywordSearcher, Lease, VectorQuery, VectorRecord, VectorSearcher,
     VectorWriter,
 };
-use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey};
+use quarry_core::{ChunkId, ContentHash, DocumentId, DocumentKey, Format};
 use quarry_local::{SqliteStore, StoreError};
 
 fn scratch(name: &str) -> PathBuf {
@@ -64,12 +65,12 @@ async fn state_and_vectors_survive_a_reopen() {
             text: "stored text".into(),
             pages: None,
             span: quarry_core::CharSpan { start: 0, end: 11 },
-            // A title that is not a string is no title, and does not stop the keyword index.
-            metadata: [
-                ("title".to_owned(), serde_json::json!(2024)),
-                ("user.title".to_owned(), serde_json::json!("Ledger")),
-            ]
-            .into(),
+            // No title of its own: the user's `title` field is the one keyword search weighs.
+            meta: ChunkMeta {
+                title: None,
+                user: [("title".to_owned(), "Ledger".to_owned())].into(),
+                ..ChunkMeta::new(key.clone(), Format::Text)
+            },
         };
         store.upsert(&[rec]).await.expect("upsert");
         let cp = Checkpoint {

@@ -115,13 +115,12 @@ where
             }
         };
         let vectors = self.vectors(&prepared.chunks).await?;
-        let metadata = ChunkMeta {
-            key,
+        let meta = ChunkMeta {
+            key: key.clone(),
             format: prepared.document.format,
-            title: prepared.document.title.as_deref(),
-            user: &blob.info.metadata,
-        }
-        .to_metadata();
+            title: prepared.document.title.clone(),
+            user: blob.info.metadata.clone(),
+        };
         let records: Vec<VectorRecord> = prepared
             .chunks
             .iter()
@@ -133,7 +132,7 @@ where
                 text: c.text.clone(),
                 pages: c.pages,
                 span: c.span,
-                metadata: metadata.clone(),
+                meta: meta.clone(),
             })
             .collect();
         let chunks = records.len() as u32;

@@ -2,15 +2,16 @@
 //! The embedded adapters run them on SQLite; the AWS adapters run the same suites on moto.
 //! Each suite takes a fresh, empty store.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
     BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, KeywordQuery,
     KeywordSearcher, Lease, ModelInfo, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
 use quarry_core::{
-    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PageRange,
+    BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, Format,
+    PageRange,
 };
 
 fn doc(name: &str) -> (DocumentKey, DocumentId) {
@@ -90,7 +91,7 @@ fn record(id: &DocumentId, ordinal: u32, vector: Vec<f32>) -> VectorRecord {
         text: format!("chunk {ordinal}"),
         pages: (ordinal > 0).then_some(PageRange { first: ordinal, last: ordinal + 1 }),
         span: CharSpan { start: 10 * ordinal as usize, end: 10 * ordinal as usize + 7 },
-        metadata: BTreeMap::from([("format".to_owned(), serde_json::Value::from("md"))]),
+        meta: ChunkMeta::new(DocumentKey::new(format!("contract/{id}.md")), Format::Markdown),
     }
 }
 
@@ -113,8 +114,8 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
     assert_eq!(hits[0].document, a);
     let stored = record(&a, 1, Vec::new());
     assert_eq!(
-        (&hits[0].text, hits[0].pages, hits[0].span, &hits[0].metadata),
-        (&stored.text, stored.pages, stored.span, &stored.metadata),
+        (&hits[0].text, hits[0].pages, hits[0].span, &hits[0].meta),
+        (&stored.text, stored.pages, stored.span, &stored.meta),
         "a hit carries what was stored with its vector"
     );
     assert!((hits[0].score - 1.0).abs() < 1e-3, "identical vectors score 1: {}", hits[0].score);
@@ -127,7 +128,7 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
         .iter()
         .cloned()
         .map(|mut r| {
-            r.metadata.insert("format".into(), serde_json::Value::from("txt"));
+            r.meta.format = Format::Text;
             r
         })
         .collect();
@@ -137,9 +138,9 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
         top_k: k,
         filter: Some(quarry_core::Filter::parse(&f).expect("valid filter")),
     };
-    let hits = store.search(&filtered(serde_json::json!({"format": "txt"}), 2)).await.expect("search");
+    let hits = store.search(&filtered(serde_json::json!({"format": "text"}), 2)).await.expect("search");
     assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b, &b], "a filtered top-k stays full");
-    let hits = store.search(&filtered(serde_json::json!({"format": {"$ne": "txt"}}), 100)).await.expect("search");
+    let hits = store.search(&filtered(serde_json::json!({"format": {"$ne": "text"}}), 100)).await.expect("search");
     assert!(hits.len() == 3 && hits.iter().all(|h| h.document == a), "{hits:?}");
     let hits = store.search(&filtered(serde_json::json!({"format": {"$in": ["pdf"]}}), 10)).await.expect("search");
     assert!(hits.is_empty(), "nothing matches: {hits:?}");
@@ -242,18 +243,18 @@ pub async fn embedding_cache<S: EmbeddingCache>(store: &S) {
 pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: usize) {
     let (_, a) = doc("contract/kw-a.md");
     let (_, b) = doc("contract/kw-b.md");
-    let mk = |d: &DocumentId, ordinal: u32, text: &str, title: &str, format: &str| {
+    let mk = |d: &DocumentId, ordinal: u32, text: &str, title: &str, format: Format| {
         let mut r = record(d, ordinal, (0..dim).map(|j| if j == 0 { 1.0 } else { 0.0 }).collect());
         r.text = text.to_owned();
-        r.metadata.insert("title".into(), serde_json::Value::from(title));
-        r.metadata.insert("format".into(), serde_json::Value::from(format));
+        r.meta.title = Some(title.to_owned());
+        r.meta.format = format;
         r
     };
     store
         .upsert(&[
-            mk(&a, 0, "Salmon and sardines are oily fish rich in omega-3 fatty acids.", "Oily fish", "md"),
-            mk(&a, 1, "Walnuts and flaxseed also provide plant omega-3.", "Oily fish", "md"),
-            mk(&b, 0, "Sodium raises blood pressure in salt-sensitive people.", "Salt and the heart", "txt"),
+            mk(&a, 0, "Salmon and sardines are oily fish rich in omega-3 fatty acids.", "Oily fish", Format::Markdown),
+            mk(&a, 1, "Walnuts and flaxseed also provide plant omega-3.", "Oily fish", Format::Markdown),
+            mk(&b, 0, "Sodium raises blood pressure in salt-sensitive people.", "Salt and the heart", Format::Text),
         ])
         .await
         .expect("upsert");
@@ -274,7 +275,7 @@ pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: us
     assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b], "title words match");
     // A filter decides inside the ranking.
     let hits =
-        store.keyword_search(&q("omega-3 salt", 1, Some(serde_json::json!({"format": "txt"})))).await.expect("search");
+        store.keyword_search(&q("omega-3 salt", 1, Some(serde_json::json!({"format": "text"})))).await.expect("search");
     assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b], "{hits:?}");
     // Whatever the user types is words, never query syntax.
     for odd in ["\"unbalanced", "AND OR NOT", "fish*", "(salt) NEAR/2", "col:umn", "   ", "!!!", "^salmon"] {
@@ -283,7 +284,7 @@ pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: us
     }
     assert!(store.keyword_search(&q("!!!", 5, None)).await.expect("search").is_empty());
     // Updates and deletes are followed.
-    store.upsert(&[mk(&a, 1, "Chia seeds too.", "Oily fish", "md")]).await.expect("update");
+    store.upsert(&[mk(&a, 1, "Chia seeds too.", "Oily fish", Format::Markdown)]).await.expect("update");
     let hits = store.keyword_search(&q("walnuts", 10, None)).await.expect("search");
     assert!(hits.is_empty(), "an updated chunk's old words are gone: {hits:?}");
     store.delete_from(&a, 0).await.expect("delete");

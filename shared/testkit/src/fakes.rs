@@ -134,7 +134,7 @@ impl VectorSearcher for MemoryVectors {
         let q = norm(&query.vector);
         let mut hits: Vec<VectorHit> = lock(&self.records)
             .values()
-            .filter(|r| query.filter.as_ref().is_none_or(|f| f.matches(&r.metadata)))
+            .filter(|r| query.filter.as_ref().is_none_or(|f| f.matches(&r.meta.to_metadata())))
             .map(|r| {
                 let cos = r.vector.iter().zip(&query.vector).map(|(a, b)| a * b).sum::<f32>() / (norm(&r.vector) * q);
                 VectorHit {
@@ -144,7 +144,7 @@ impl VectorSearcher for MemoryVectors {
                     text: r.text.clone(),
                     pages: r.pages,
                     span: r.span,
-                    metadata: r.metadata.clone(),
+                    meta: r.meta.clone(),
                 }
             })
             .collect();

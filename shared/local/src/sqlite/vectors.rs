@@ -3,6 +3,7 @@
 //! ([`VectorSearcher`], [`KeywordSearcher`]) that rank in memory and read only the rows that make
 //! the cut.
 
+use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
     KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
@@ -93,10 +94,8 @@ impl VectorWriter for SqliteStore {
                     .map_err(db_error("chunks.upsert"))?;
                 for r in records {
                     let ordinal = r.id.parts().map_or(0, |(_, o)| o);
-                    let metadata = serde_json::to_string(&r.metadata).map_err(|e| PortError::InvalidInput {
-                        operation: "chunks.upsert",
-                        reason: format!("metadata is not serialisable: {e}"),
-                    })?;
+                    let metadata = serde_json::to_string(&r.meta.to_metadata())
+                        .map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })?;
                     let rowid: i64 = stmt
                         .query_row(
                             params![
@@ -123,12 +122,12 @@ impl VectorWriter for SqliteStore {
         {
             let mut metadata = self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for r in records {
-                metadata.insert(r.document.clone(), r.metadata.clone());
+                metadata.insert(r.document.clone(), r.meta.to_metadata());
             }
         }
         if let Some(keywords) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
             for (r, &rowid) in records.iter().zip(&rowids) {
-                keywords.upsert(rowid, &r.document, meta::title(&r.metadata), &r.text);
+                keywords.upsert(rowid, &r.document, r.meta.search_title(), &r.text);
             }
         }
         let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -229,8 +228,12 @@ impl Payload {
             text: self.text,
             pages: self.pages,
             span: self.span,
-            metadata: serde_json::from_str(&self.metadata)
-                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?,
+            meta: serde_json::from_str::<Metadata>(&self.metadata)
+                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })
+                .and_then(|m| {
+                    ChunkMeta::from_metadata(&m)
+                        .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })
+                })?,
         })
     }
 }

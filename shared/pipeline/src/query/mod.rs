@@ -109,23 +109,11 @@ impl std::str::FromStr for Fusion {
 /// Ranked chunks for one query in one mode: the semantic list, the keyword list, or, for hybrid,
 /// both fused with a third: the keyword query expanded by pseudo-relevance feedback ([`expand`])
 /// (each at least [`HYBRID_DEPTH`] deep; the fused list is not cut to `depth`). `vector` is the
-/// query's embedding, which every mode but keyword needs. The one place a mode becomes port
-/// calls.
-pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
-    searcher: &S,
-    keywords: Option<&K>,
-    mode: Mode,
-    text: &str,
-    vector: Option<Vec<f32>>,
-    depth: usize,
-    filter: Option<Filter>,
-) -> Result<Vec<VectorHit>, PortError> {
-    retrieve_with(searcher, keywords, mode, text, vector, depth, filter, Fusion::DEFAULT).await
-}
-
-/// [`retrieve`] with a given fusion: for `quarry eval`, which measures the alternatives.
+/// query's embedding, which every mode but keyword needs; `fusion` is how hybrid's lists become
+/// one ([`Fusion::DEFAULT`] but where `quarry eval` measures the alternatives). The one place a
+/// mode becomes port calls.
 #[allow(clippy::too_many_arguments)]
-pub async fn retrieve_with<S: VectorSearcher, K: KeywordSearcher>(
+pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
     searcher: &S,
     keywords: Option<&K>,
     mode: Mode,
@@ -244,17 +232,20 @@ pub fn fuse(lists: Vec<Vec<VectorHit>>, k: f32) -> Vec<VectorHit> {
     out
 }
 
-/// A convex combination of ranked lists: each list's scores min-max normalised over its own hits
-/// (its best 1, its worst 0), weighted and summed per chunk; a chunk missing from a list gets 0
-/// there. Ties go to the smaller chunk id.
+/// A convex combination of ranked lists (each best first): each list's scores min-max normalised
+/// between its best hit (1) and its hit at rank [`HYBRID_DEPTH`] (0; below it, 0 too), so that the
+/// scores do not depend on how deep a caller asked (`quarry eval` asks 1,000 deep, a first page
+/// 100), all 1 when they score alike; weighted and summed per chunk; a chunk missing from a list
+/// gets 0 there. Ties go to the smaller chunk id.
 pub fn combine(lists: Vec<(Vec<VectorHit>, f32)>) -> Vec<VectorHit> {
     let mut fused: std::collections::HashMap<String, (VectorHit, f32)> = std::collections::HashMap::new();
     for (list, weight) in lists {
-        let hi = list.iter().map(|h| h.score).fold(f32::MIN, f32::max);
-        let lo = list.iter().map(|h| h.score).fold(f32::MAX, f32::min);
-        let span = (hi - lo).max(f32::EPSILON);
+        let hi = list.first().map_or(0.0, |h| h.score);
+        let lo = list.get(list.len().min(HYBRID_DEPTH).saturating_sub(1)).map_or(0.0, |h| h.score);
+        let span = hi - lo;
         for hit in list {
-            let add = weight * (hit.score - lo) / span;
+            // A list whose hits all score alike (one hit, say) gives each its full weight.
+            let add = if span > f32::EPSILON { weight * ((hit.score - lo) / span).clamp(0.0, 1.0) } else { weight };
             fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
         }
     }
@@ -328,8 +319,9 @@ pub async fn highlight_hits<E: Embedder>(
 
 #[cfg(test)]
 mod tests {
+    use quarry_core::meta::ChunkMeta;
     use quarry_core::ports::VectorHit;
-    use quarry_core::{CharSpan, ChunkId, DocumentId, DocumentKey};
+    use quarry_core::{CharSpan, ChunkId, DocumentId, DocumentKey, Format};
 
     use super::fuse;
 
@@ -342,7 +334,7 @@ mod tests {
             text: String::new(),
             pages: None,
             span: CharSpan { start: 0, end: 0 },
-            metadata: Default::default(),
+            meta: ChunkMeta::new(DocumentKey::new(doc), Format::Text),
         }
     }
 
@@ -380,6 +372,35 @@ mod tests {
         let tie2 = fuse(vec![vec![d.clone()], vec![c.clone()]], 60.0);
         assert_eq!(tie1.iter().map(|h| &h.id).collect::<Vec<_>>(), tie2.iter().map(|h| &h.id).collect::<Vec<_>>());
         assert!(fuse(vec![vec![], vec![]], 60.0).is_empty());
+    }
+
+    #[test]
+    fn convex_combination_of_min_max_normalised_lists() {
+        let scored = |doc: &str, score: f32| VectorHit { score, ..hit(doc, 0) };
+        let semantic = vec![scored("a", 0.9), scored("b", 0.7), scored("c", 0.5)];
+        let keyword = vec![scored("c", 12.0), scored("d", 6.0), scored("a", 3.0)];
+        let fused = super::combine(vec![(semantic, 0.6), (keyword, 0.4)]);
+        let by = |d: &str| fused.iter().find(|h| h.document == hit(d, 0).document).map(|h| h.score);
+        // a: 0.6 * 1 + 0.4 * 0; c: 0.6 * 0 + 0.4 * 1; b: 0.6 * 0.5; d: 0.4 * 1/3.
+        assert_eq!(fused.iter().map(|h| h.document.clone()).collect::<Vec<_>>().len(), 4);
+        assert!((by("a").unwrap_or(0.0) - 0.6).abs() < 1e-6 && (by("c").unwrap_or(0.0) - 0.4).abs() < 1e-6);
+        assert!((by("b").unwrap_or(0.0) - 0.3).abs() < 1e-6 && (by("d").unwrap_or(0.0) - 0.4 / 3.0).abs() < 1e-6);
+        assert!(fused.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        assert!(super::combine(vec![(Vec::new(), 1.0)]).is_empty());
+        // A list of one hit (no spread) gives it its full weight.
+        let one = super::combine(vec![(vec![scored("a", 0.4)], 0.5)]);
+        assert!((one[0].score - 0.5).abs() < 1e-6, "{}", one[0].score);
+    }
+
+    #[test]
+    fn fusions_parse() {
+        use super::Fusion;
+        assert_eq!("rrf".parse::<Fusion>().ok(), Some(Fusion::Rrf { k: super::RRF_K }));
+        assert_eq!("rrf:20".parse::<Fusion>().ok(), Some(Fusion::Rrf { k: 20.0 }));
+        assert_eq!("convex:0.3".parse::<Fusion>().ok(), Some(Fusion::Convex { semantic: 0.3 }));
+        for bad in ["convex", "convex:1.5", "rrf:x", "sum"] {
+            assert!(bad.parse::<Fusion>().is_err(), "{bad}");
+        }
     }
 
     #[test]
