@@ -27,8 +27,10 @@ pub const TITLE: &str = "title";
 /// What user metadata is named under, so that no user field can shadow a reserved one.
 pub const USER_PREFIX: &str = "user.";
 
-/// What every chunk of a document carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What every chunk of a document carries. Serialised in the flat form stores keep
+/// ([`ChunkMeta::to_metadata`]), and read straight from it: a search reads one per hit, so the
+/// reserved fields are taken as the JSON is parsed rather than through an intermediate map.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkMeta {
     pub key: DocumentKey,
     pub format: Format,
@@ -86,6 +88,58 @@ impl ChunkMeta {
     }
 }
 
+impl Serialize for ChunkMeta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry(FORMAT, self.format.name())?;
+        map.serialize_entry(KEY, self.key.as_str())?;
+        if let Some(t) = &self.title {
+            map.serialize_entry(TITLE, t)?;
+        }
+        for (k, v) in &self.user {
+            map.serialize_entry(&format!("{USER_PREFIX}{k}"), v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkMeta {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Flat;
+        impl<'de> serde::de::Visitor<'de> for Flat {
+            type Value = ChunkMeta;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a chunk's metadata: key, format, title and user.<name> fields")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ChunkMeta, A::Error> {
+                use serde::de::Error;
+                let (mut key, mut format, mut title, mut user) = (None, None, None, BTreeMap::new());
+                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: Value = map.next_value()?;
+                    match name.as_ref() {
+                        KEY => key = value.as_str().map(DocumentKey::new),
+                        FORMAT => format = value.as_str().and_then(Format::from_name),
+                        TITLE => title = value.as_str().map(str::to_owned),
+                        other => {
+                            if let Some(n) = other.strip_prefix(USER_PREFIX) {
+                                let v = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                                user.insert(n.to_owned(), v);
+                            }
+                        }
+                    }
+                }
+                let key = key.ok_or_else(|| A::Error::custom(BadMetadata { field: KEY }))?;
+                let format = format.ok_or_else(|| A::Error::custom(BadMetadata { field: FORMAT }))?;
+                Ok(ChunkMeta { key, format, title, user })
+            }
+        }
+        deserializer.deserialize_map(Flat)
+    }
+}
+
 /// [`ChunkMeta::search_title`] on a stored map, for stores that keep the flat form in memory.
 pub fn title(m: &Metadata) -> &str {
     m.get(TITLE)
@@ -113,5 +167,10 @@ mod tests {
         let mut broken = own.to_metadata();
         broken.insert("format".into(), Value::from("md"));
         assert!(ChunkMeta::from_metadata(&broken).is_err(), "a format Quarry never writes is refused");
+        // Its serde form is the flat map, both ways.
+        let json = serde_json::to_value(&own).expect("serialise");
+        assert_eq!(json, Value::Object(own.to_metadata().into_iter().collect()));
+        assert_eq!(serde_json::from_value::<ChunkMeta>(json).ok().as_ref(), Some(&own));
+        assert!(serde_json::from_value::<ChunkMeta>(Value::Object(broken.into_iter().collect())).is_err());
     }
 }

@@ -94,7 +94,7 @@ impl VectorWriter for SqliteStore {
                     .map_err(db_error("chunks.upsert"))?;
                 for r in records {
                     let ordinal = r.id.parts().map_or(0, |(_, o)| o);
-                    let metadata = serde_json::to_string(&r.meta.to_metadata())
+                    let metadata = serde_json::to_string(&r.meta)
                         .map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })?;
                     let rowid: i64 = stmt
                         .query_row(
@@ -228,12 +228,8 @@ impl Payload {
             text: self.text,
             pages: self.pages,
             span: self.span,
-            meta: serde_json::from_str::<Metadata>(&self.metadata)
-                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })
-                .and_then(|m| {
-                    ChunkMeta::from_metadata(&m)
-                        .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })
-                })?,
+            meta: serde_json::from_str::<ChunkMeta>(&self.metadata)
+                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?,
         })
     }
 }
