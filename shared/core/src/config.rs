@@ -263,6 +263,9 @@ impl crate::Classify for ConfigError {
 /// Environment variables and the settings they set.
 const ENV: &[(&str, &str)] = &[
     ("QUARRY_CONFIG", "config file path"),
+    // Read by the `quarry` binary's log filter, not by the configuration; known so that setting
+    // it is not refused as a misspelt setting.
+    ("QUARRY_LOG", "log filter (quarry binary)"),
     ("QUARRY_MAX_FILE_BYTES", "limits.max_file_bytes"),
     ("QUARRY_MAX_CHARS", "limits.max_chars"),
     ("QUARRY_MAX_PDF_PAGES", "limits.max_pdf_pages"),
@@ -363,7 +366,7 @@ impl Config {
     fn apply_env(&mut self, name: &str, v: &str) -> Result<(), ConfigError> {
         let l = &mut self.limits;
         match name {
-            "QUARRY_CONFIG" => {}
+            "QUARRY_CONFIG" | "QUARRY_LOG" => {}
             "QUARRY_MAX_FILE_BYTES" => l.max_file_bytes = parse_bytes(name, v)?,
             "QUARRY_MAX_CHARS" => l.max_chars = parse_num(name, v)?,
             "QUARRY_MAX_PDF_PAGES" => l.max_pdf_pages = parse_num(name, v)?,
@@ -531,6 +534,7 @@ mod tests {
         assert!(e.to_string().contains("unknown kind \"emial\""), "{e}");
         let e = Config::load(None, env(&[("QUARRY_MAX_FILEBYTES", "1")])).expect_err("unknown var");
         assert!(e.to_string().contains("QUARRY_MAX_FILEBYTES is not a Quarry setting"), "{e}");
+        assert!(Config::load(None, env(&[("QUARRY_LOG", "debug")])).is_ok(), "the binary's log filter is no typo");
         let e = Config::load(None, env(&[("QUARRY_CHUNK_OVERLAP_TOKENS", "200")])).expect_err("overlap");
         assert!(e.to_string().starts_with("chunking.overlap_tokens:"), "{e}");
     }
