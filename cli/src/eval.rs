@@ -4,8 +4,10 @@
 //!
 //! The corpus is indexed by the same path as `quarry ingest` (into a scratch store, or `--state`
 //! to keep it: a second run then embeds nothing), and queries run through the same ports and the
-//! same fusion as `POST /v1/search`. Chunks are ranked, then each document takes the rank of its
-//! best chunk, as a user reading results would meet it.
+//! same fusion as `POST /v1/search` (unless the hidden `--fusion` names another, to measure it).
+//! Chunks are ranked, then each document takes the rank of its best chunk, as a user reading
+//! results would meet it. `--qrels` scores against other judgments, `--mode` runs one mode, and the
+//! Python peer's figures are printed beside Quarry's where its result file is found.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -165,7 +167,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         None => None,
     };
     let queries = load_queries(&args.dataset.join("queries.jsonl"), &qrels)?;
-    anyhow::ensure!(!queries.is_empty(), "no query in queries.jsonl has judgments in qrels.tsv");
+    anyhow::ensure!(!queries.is_empty(), "no query in queries.jsonl has judgments in the qrels file");
     anyhow::ensure!(args.depth >= 100, "--depth must be at least 100 (Recall@100)");
 
     let scratch = std::env::temp_dir().join(format!("quarry-eval-{}", std::process::id()));

@@ -3,9 +3,9 @@
 //! record's extra fields) in a map apart ([`ChunkMeta`]).
 //!
 //! Stores persist, and filters address, one flat map ([`Metadata`]) in both deployments, as S3
-//! Vectors stores it: `key`, `format`, `title` and `user.<name>`. [`ChunkMeta::to_metadata`] and
-//! [`ChunkMeta::from_metadata`] are the only way between the two, so the reserved names live here
-//! alone.
+//! Vectors stores it: `key`, `format`, `title` and `user.<name>`. This module alone converts
+//! between the two ([`ChunkMeta::to_metadata`] and [`ChunkMeta::from_metadata`] through a map,
+//! and `ChunkMeta`'s serde impls straight to and from JSON), so the reserved names live here alone.
 
 use std::collections::BTreeMap;
 
@@ -172,5 +172,38 @@ mod tests {
         assert_eq!(json, Value::Object(own.to_metadata().into_iter().collect()));
         assert_eq!(serde_json::from_value::<ChunkMeta>(json).ok().as_ref(), Some(&own));
         assert!(serde_json::from_value::<ChunkMeta>(Value::Object(broken.into_iter().collect())).is_err());
+        // Byte for byte what older versions stored (a sorted map): stored rows compare equal.
+        let stored = serde_json::to_string(&own.to_metadata()).expect("serialise");
+        assert_eq!(serde_json::to_string(&own).expect("serialise"), stored);
+    }
+
+    #[test]
+    fn chunks_written_by_older_versions_still_read() {
+        // A title that is not a string, a number in user metadata, a store's own field.
+        let old = r#"{"format":"text","key":"k","other":1,"title":2024,"user.n":5,"user.title":"Ledger"}"#;
+        let meta: ChunkMeta = serde_json::from_str(old).expect("an older chunk reads");
+        assert_eq!((meta.title.as_deref(), meta.search_title()), (None, "Ledger"));
+        assert_eq!(meta.user.get("n").map(String::as_str), Some("5"));
+        assert_eq!(meta.user.len(), 2, "fields outside the reserved names and user.* are ignored");
+        let flat: Metadata = serde_json::from_str(old).expect("a map");
+        assert_eq!(ChunkMeta::from_metadata(&flat).ok().as_ref(), Some(&meta), "both readers agree");
+    }
+
+    #[test]
+    fn every_format_reads_back_by_name() {
+        for f in Format::ALL {
+            assert_eq!(Format::from_name(f.name()), Some(f));
+        }
+        // Exhaustive: a new variant fails to compile here until it is added to `Format::ALL`.
+        let listed = |f: Format| match f {
+            Format::Text
+            | Format::Markdown
+            | Format::Html
+            | Format::Pdf
+            | Format::Docx
+            | Format::Csv
+            | Format::Json => Format::ALL.contains(&f),
+        };
+        assert!(Format::ALL.into_iter().all(listed));
     }
 }

@@ -185,7 +185,7 @@ impl VectorSearcher for SqliteStore {
             let row =
                 stmt.query_row([h.id.as_str()], |r| payload(r, 0)).optional().map_err(db_error("chunks.search"))?;
             let Some(p) = row else { continue };
-            out.push(p.into_hit(h.id, h.document, h.score)?);
+            out.extend(p.into_hit(h.id, h.document, h.score));
         }
         Ok(out)
     }
@@ -220,17 +220,18 @@ fn payload(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Payload> {
 }
 
 impl Payload {
-    fn into_hit(self, id: ChunkId, document: DocumentId, score: f32) -> Result<VectorHit, PortError> {
-        Ok(VectorHit {
-            id,
-            document,
-            score,
-            text: self.text,
-            pages: self.pages,
-            span: self.span,
-            meta: serde_json::from_str::<ChunkMeta>(&self.metadata)
-                .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?,
-        })
+    /// The hit; `None`, with a warning, for a row whose metadata lacks its key or format (only
+    /// Quarry writes them, so this is damage): one bad row does not fail every search that meets
+    /// it. The S3 Vectors adapter does the same.
+    fn into_hit(self, id: ChunkId, document: DocumentId, score: f32) -> Option<VectorHit> {
+        let meta = match serde_json::from_str::<ChunkMeta>(&self.metadata) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(chunk = %id, error = %e, "a stored chunk's metadata is incomplete; left out");
+                return None;
+            }
+        };
+        Some(VectorHit { id, document, score, text: self.text, pages: self.pages, span: self.span, meta })
     }
 }
 
@@ -260,7 +261,7 @@ impl KeywordSearcher for SqliteStore {
                 .optional()
                 .map_err(db_error("chunks.keyword"))?;
             let Some((id, p)) = row else { continue };
-            out.push(p.into_hit(ChunkId::from_stored(id), h.document, h.score)?);
+            out.extend(p.into_hit(ChunkId::from_stored(id), h.document, h.score));
         }
         // BM25 has no absolute scale: scores relative to the best hit, in [0, 1].
         let best = out.first().map_or(1.0, |h| h.score).max(f32::MIN_POSITIVE);

@@ -72,8 +72,9 @@ pub const HYBRID_DEPTH: usize = 100;
 pub enum Fusion {
     /// Reciprocal rank fusion with constant `k` ([`fuse`]).
     Rrf { k: f32 },
-    /// A convex combination of the lists' scores, each min-max normalised over its own hits:
-    /// `semantic` weighs the semantic list, and the keyword lists share the rest ([`combine`]).
+    /// A convex combination of the lists' scores, each min-max normalised between its best hit and
+    /// its hit at rank [`HYBRID_DEPTH`]: `semantic` weighs the semantic list, and the keyword lists
+    /// share the rest ([`combine`]).
     Convex { semantic: f32 },
 }
 
@@ -96,7 +97,10 @@ impl std::str::FromStr for Fusion {
         let (name, arg) = s.split_once(':').map_or((s, None), |(n, a)| (n, Some(a)));
         let num = |a: Option<&str>| a.map(|a| a.parse::<f32>().map_err(|_| bad())).transpose();
         match name {
-            "rrf" => Ok(Fusion::Rrf { k: num(arg)?.unwrap_or(RRF_K) }),
+            "rrf" => match num(arg)?.unwrap_or(RRF_K) {
+                k if k.is_finite() && k > 0.0 => Ok(Fusion::Rrf { k }),
+                _ => Err(bad()),
+            },
             "convex" => match num(arg)? {
                 Some(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { semantic: w }),
                 _ => Err(bad()),
@@ -245,7 +249,13 @@ pub fn combine(lists: Vec<(Vec<VectorHit>, f32)>) -> Vec<VectorHit> {
         let span = hi - lo;
         for hit in list {
             // A list whose hits all score alike (one hit, say) gives each its full weight.
-            let add = if span > f32::EPSILON { weight * ((hit.score - lo) / span).clamp(0.0, 1.0) } else { weight };
+            let add = if span > f32::EPSILON {
+                weight * ((hit.score - lo) / span).clamp(0.0, 1.0)
+            } else if hit.score >= lo {
+                weight
+            } else {
+                0.0
+            };
             fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
         }
     }
@@ -398,7 +408,7 @@ mod tests {
         assert_eq!("rrf".parse::<Fusion>().ok(), Some(Fusion::Rrf { k: super::RRF_K }));
         assert_eq!("rrf:20".parse::<Fusion>().ok(), Some(Fusion::Rrf { k: 20.0 }));
         assert_eq!("convex:0.3".parse::<Fusion>().ok(), Some(Fusion::Convex { semantic: 0.3 }));
-        for bad in ["convex", "convex:1.5", "rrf:x", "sum"] {
+        for bad in ["convex", "convex:1.5", "rrf:x", "rrf:-1", "rrf:NaN", "sum"] {
             assert!(bad.parse::<Fusion>().is_err(), "{bad}");
         }
     }
