@@ -130,7 +130,11 @@ pub fn detect(name: Option<&str>, content_type: Option<&str>, bytes: &[u8]) -> R
             _ => Ok(Format::Docx),
         };
     }
-    if let Some((_, what)) = FOREIGN_MAGIC.iter().find(|(m, _)| bytes.starts_with(m)) {
+    // Signatures of two or three bytes ("MZ", "ID3", "BZh") also begin ordinary words: in a file
+    // named as text they are taken for text, which decoding then judges (a real binary fails
+    // there as binary content); longer ones (PNG, SQLite) are never prose.
+    let text_named = ext.and_then(ext_format).is_some_and(|f| !matches!(f, Format::Pdf | Format::Docx));
+    if let Some((_, what)) = FOREIGN_MAGIC.iter().find(|(m, _)| bytes.starts_with(m) && !(text_named && m.len() < 4)) {
         return Err(unsupported((*what).to_owned()));
     }
     match ext {
@@ -210,6 +214,8 @@ mod tests {
         assert_eq!(code(screen(&limits, &key("a.png"), 10, None, b"")), Some("unsupported_type"));
         assert_eq!(code(screen(&limits, &key("a.txt"), 10, None, b"\x89PNG\r\n\x1a\nxx")), Some("unsupported_type"));
         assert_eq!(code(screen(&limits, &key("a.txt"), 10, None, b"hello")), None);
+        assert_eq!(code(screen(&limits, &key("notes.md"), 10, None, b"MZ-80 notes")), None, "a word, not an .exe");
+        assert_eq!(code(screen(&limits, &key("song"), 10, None, b"ID3\x03\x00")), Some("unsupported_type"));
         assert_eq!(code(screen(&limits, &key("a.pdf"), 10, None, b"")), None, "extraction names a broken PDF");
         assert_eq!(code(screen(&limits, &key("noext"), 10, None, b"")), None);
     }
