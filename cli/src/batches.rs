@@ -75,7 +75,7 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
     // Lines of a JSONL file that are not documents are still not documents; the rest can be retried.
     let (source, _) = target.source()?;
     let local = crate::engine::Local::load(&config, source, store)?;
-    let jobs = quarry_pipeline::index_jobs(failed.iter().map(|(key, _)| (key, 0)), Some(&batch));
+    let jobs = quarry_pipeline::index_jobs(failed.iter().map(|(key, _)| (key, None)), Some(&batch));
     let (mut fixed, mut still) = (0, 0);
     local
         .run(&jobs, 1, |key, _, outcome| match outcome {

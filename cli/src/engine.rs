@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use quarry_core::config::Limits;
 use quarry_core::ports::{BatchOutcome, Blob, BlobInfo, BlobSource, IndexJob};
 use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
@@ -149,7 +148,6 @@ pub struct Local {
     pub preparer: Preparer<WordPiece>,
     pub source: Source,
     pub store: SqliteStore,
-    pub limits: Limits,
 }
 
 impl Local {
@@ -160,7 +158,7 @@ impl Local {
         let tokenizer =
             WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
         let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
-        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source, store, limits: config.limits.clone() })
+        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source, store })
     }
 
     pub fn indexer(&self) -> LocalIndexer<'_> {
@@ -193,7 +191,7 @@ impl Local {
             tracker: &self.store,
             state: &self.store,
             writer: &self.store,
-            limits: &self.limits,
+            limits: self.preparer.limits(),
         }
     }
 

@@ -246,7 +246,7 @@ async fn sync_once(
 ) -> Result<(usize, usize), PortError> {
     let listed = local.source.list("").await?;
     let changed = quarry_pipeline::index_jobs(
-        listed.iter().filter(|b| seen.get(&b.key) != Some(&b.version)).map(|b| (&b.key, b.size)),
+        listed.iter().filter(|b| seen.get(&b.key) != Some(&b.version)).map(|b| (&b.key, Some(b.size))),
         None,
     );
     let (mut indexed, mut retry) = (0, std::collections::BTreeSet::new());

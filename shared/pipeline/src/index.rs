@@ -1,4 +1,4 @@
-//! One document's lifecycle through the ports: [`Indexer::index`] (screen, fetch, hash, lease,
+//! One document's lifecycle through the ports: [`Indexer::index`] (fetch, hash, lease,
 //! prepare, embed, upsert, drop the stale tail, checkpoint), [`forget`] and [`reject`]. The embed-worker
 //! Lambda, the ingest Lambda, the API and the local commands all go through here.
 //!
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
-    BlobSource, Checkpoint, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, Lease, VectorRecord,
+    BlobInfo, BlobSource, Checkpoint, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, Lease, VectorRecord,
     VectorWriter,
 };
 use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
@@ -85,16 +85,29 @@ where
 {
     /// Indexes the document at `key`. Port failures (throttling, I/O) are returned for the caller
     /// to retry; a bad document is an [`Outcome::Failed`], already recorded.
-    #[tracing::instrument(skip_all, err, fields(key = %key))]
     pub async fn index(&self, key: &DocumentKey) -> Result<Outcome, PortError> {
-        // Screened on what the source says first, so that a file too large to take is never read
-        // into memory, whoever made the job (an event, a batch, a watcher, a retry).
-        let info = self.source.head(key).await?;
-        if let Err(e) = self.preparer.screen(&info) {
-            let failure = Failure::from_error(&e);
-            tracing::warn!(code = e.code(), "document refused");
-            self.reject(key, &failure).await?;
-            return Ok(Outcome::Failed { failure, bytes: info.size });
+        self.index_sized(key, None).await
+    }
+
+    /// [`Indexer::index`] for a document whose size its job already knows (an S3 event, a
+    /// listing): screened on it first, without a request, so that a file too large to take is
+    /// never read into memory.
+    #[tracing::instrument(skip_all, err, fields(key = %key))]
+    pub async fn index_sized(&self, key: &DocumentKey, size: Option<u64>) -> Result<Outcome, PortError> {
+        if let Some(size) = size {
+            let info = BlobInfo {
+                key: key.clone(),
+                size,
+                version: None,
+                content_type: None,
+                metadata: std::collections::BTreeMap::new(),
+            };
+            if let Err(e) = self.preparer.screen(&info) {
+                let failure = Failure::from_error(&e);
+                tracing::warn!(code = e.code(), "document refused");
+                self.reject(key, &failure).await?;
+                return Ok(Outcome::Failed { failure, bytes: size });
+            }
         }
         let blob = self.source.get(key).await?;
         let bytes = blob.bytes.len() as u64;

@@ -52,7 +52,7 @@ where
         }
         // What a batch counts as processed for a document that failed before it was read.
         let size = job.size.unwrap_or(0);
-        let outcome = match self.indexer.index(key).await {
+        let outcome = match self.indexer.index_sized(key, job.size).await {
             Ok(Outcome::Indexed { chunks, bytes }) => {
                 // Deleted while it was being indexed, after its removal was handled: look once
                 // more, so that a deleted file never stays searchable.
@@ -126,10 +126,11 @@ where
     }
 }
 
-/// Jobs that index `keys` (with their sizes) as part of `batch`: for a retry or a watcher's pass.
+/// Jobs that index `keys` (with their sizes, where known) as part of `batch`: for a retry or a
+/// watcher's pass.
 pub fn index_jobs<'a>(
-    keys: impl IntoIterator<Item = (&'a DocumentKey, u64)>,
+    keys: impl IntoIterator<Item = (&'a DocumentKey, Option<u64>)>,
     batch: Option<&quarry_core::BatchId>,
 ) -> Vec<IndexJob> {
-    keys.into_iter().map(|(key, size)| IndexJob::index(key.clone(), batch.cloned(), Some(size))).collect()
+    keys.into_iter().map(|(key, size)| IndexJob::index(key.clone(), batch.cloned(), size)).collect()
 }

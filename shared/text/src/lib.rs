@@ -34,6 +34,11 @@ impl<T: TokenCounter> Preparer<T> {
         }
     }
 
+    /// The limits extraction and screening apply.
+    pub fn limits(&self) -> &quarry_core::config::Limits {
+        self.extractor.limits()
+    }
+
     pub fn counter(&self) -> &T {
         &self.counter
     }
