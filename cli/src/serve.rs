@@ -41,6 +41,18 @@ pub struct Args {
     poll: f64,
 }
 
+/// The local recorder behind `/metrics` and `/metrics.json`.
+struct Metrics(quarry_telemetry::local::LocalMetrics);
+
+impl quarry_api::MetricsExport for Metrics {
+    fn prometheus(&self) -> String {
+        self.0.prometheus()
+    }
+    fn snapshot(&self) -> serde_json::Value {
+        self.0.snapshot()
+    }
+}
+
 /// Documents in flight for batches started over the API.
 const WORKERS: usize = 32;
 
@@ -192,7 +204,10 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     };
     let cursor_key =
         CursorKey::from_config(config.server.cursor_secret.as_ref()).context("no randomness for the cursor key")?;
-    let app = quarry_api::router(backend, limits, cursor_key);
+    let telemetry = quarry_telemetry::local::LocalMetrics::global().context("cannot install the metrics recorder")?;
+    let _ticker = telemetry.spawn_ticker(|_| {});
+    let app =
+        quarry_api::router(backend, limits, cursor_key).merge(quarry_api::metrics_routes(Arc::new(Metrics(telemetry))));
 
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;

@@ -140,15 +140,28 @@ fn serve_watch_search_documents_batches_and_errors() {
     let (st, p2) = search(&s, json!({"query": "nutrition", "top_k": 1, "cursor": cursor}));
     assert_eq!(st, 200, "{p2}");
     assert_ne!(p1["results"][0]["chunk_id"], p2["results"][0]["chunk_id"], "page 2 is not page 1");
-    // Page 2 repeated the query: its vector came from the query cache.
+    // Page 2 repeated the query: its vector came from the query cache. Both exports say so.
     let (st, m) = call(&s, "GET", "/metrics", None, &[]);
     let m = m.as_str().unwrap_or_default().to_owned();
-    let hits: u64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("quarry_query_cache_hits_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(st == 200 && hits >= 1, "{m}");
+    let prom = |name: &str| -> f64 {
+        m.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    assert!(st == 200 && prom("quarry_query_cache{result=\"hit\"} ") >= 1.0, "{m}");
+    assert!(prom("quarry_search_requests{mode=\"hybrid\",status=\"ok\"} ") >= 3.0, "{m}");
+    assert!(prom("quarry_search_latency_count{mode=\"hybrid\"} ") >= 3.0, "a latency histogram: {m}");
+    let (st, j) = call(&s, "GET", "/metrics.json", None, &[]);
+    let series = j["metrics"].as_array().cloned().unwrap_or_default();
+    let latency = series
+        .iter()
+        .find(|x| x["name"] == "search_latency" && x["labels"]["mode"] == "hybrid")
+        .unwrap_or_else(|| panic!("no search_latency in {j}"));
+    assert_eq!(st, 200);
+    assert!(
+        latency["window"]["count"].as_u64() >= Some(3) && latency["window"]["p95"].as_f64() > Some(0.0),
+        "{latency}"
+    );
+    assert_eq!(latency["unit"], "Milliseconds");
+    assert_eq!(j["window_seconds"], 300.0);
     let mut tampered = cursor.clone().into_bytes();
     tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");

@@ -20,7 +20,7 @@ const MERGED_TEXTS: usize = 256;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    quarry_lambda::init_logging();
+    let emf = quarry_lambda::init()?;
     let config = Config::from_env(None)?;
     let aws = Adapters::for_config(&config.aws).await?;
     let model_dir = config.model.resolved_dir();
@@ -42,7 +42,7 @@ async fn main() -> Result<(), Error> {
     let worker = Worker::new(indexer, &aws.state);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let worker = &worker;
-        async move { Ok::<_, Error>(worker.handle(event.payload).await) }
+        async move { Ok::<_, Error>(quarry_lambda::flushed(emf, worker.handle(event.payload)).await) }
     }))
     .await
 }

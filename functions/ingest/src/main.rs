@@ -8,7 +8,7 @@ use quarry_ingest::Ingest;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    quarry_lambda::init_logging();
+    let emf = quarry_lambda::init()?;
     let config = Config::from_env(None)?;
     let aws = Adapters::for_config(&config.aws).await?;
     let ingest = Ingest {
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let ingest = &ingest;
-        async move { Ok::<_, Error>(ingest.handle(event.payload).await) }
+        async move { Ok::<_, Error>(quarry_lambda::flushed(emf, ingest.handle(event.payload)).await) }
     }))
     .await
 }

@@ -9,7 +9,7 @@ use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    quarry_lambda::init_logging();
+    let emf = quarry_lambda::init()?;
     let config = Config::from_env(None)?;
     let aws = Adapters::for_config(&config.aws).await?;
     // The local model loads on its own thread: init ends at the first poll, in milliseconds.
@@ -31,6 +31,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         bucket: aws.resources.bucket,
     };
     let key = cursor_key(config.server.cursor_secret.as_ref())?;
-    let router = quarry_api::router(backend, config.server.clone(), key);
+    // lambda_http hands the router one request per invocation: its metrics are flushed after it.
+    let router = quarry_api::router(backend, config.server.clone(), key).layer(axum::middleware::map_response(
+        move |response: axum::response::Response| quarry_lambda::flushed(emf, std::future::ready(response)),
+    ));
     lambda_http::run(router).await
 }

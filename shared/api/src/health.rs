@@ -1,11 +1,11 @@
-//! Probes and metrics: `/health/live`, `/health/ready`, `/health/startup`, `/metrics`.
+//! Probes and metrics: `/health/live`, `/health/ready`, `/health/startup`, `/metrics`, `/metrics.json`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 
 use crate::{ApiError, App, Backend};
 
@@ -25,15 +25,25 @@ pub(crate) async fn startup<B: Backend>(State(app): State<Arc<App<B>>>) -> Resul
     }
 }
 
-/// Prometheus text: searches served and the query cache's hits and misses.
-pub(crate) async fn metrics<B: Backend>(State(app): State<Arc<App<B>>>) -> Response {
-    let body = format!(
-        "# TYPE quarry_searches_total counter\nquarry_searches_total {}\n\
-         # TYPE quarry_query_cache_hits_total counter\nquarry_query_cache_hits_total {}\n\
-         # TYPE quarry_query_cache_misses_total counter\nquarry_query_cache_misses_total {}\n",
-        app.searches.load(std::sync::atomic::Ordering::Relaxed),
-        app.queries.hits(),
-        app.queries.misses()
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+/// Where `/metrics` and `/metrics.json` read from: the local recorder (`quarry serve`). The
+/// Lambda functions have none: their metrics leave as EMF in the logs.
+pub trait MetricsExport: Send + Sync + 'static {
+    /// Prometheus text exposition.
+    fn prometheus(&self) -> String;
+    /// The windowed JSON snapshot.
+    fn snapshot(&self) -> serde_json::Value;
+}
+
+/// `/metrics` and `/metrics.json` over `export`, to merge into the API's router.
+pub fn metrics_routes(export: Arc<dyn MetricsExport>) -> axum::Router {
+    let json = Arc::clone(&export);
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = export.prometheus();
+                std::future::ready(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+            }),
+        )
+        .route("/metrics.json", axum::routing::get(move || std::future::ready(Json(json.snapshot()))))
 }

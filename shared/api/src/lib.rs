@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 
 pub use cursor::CursorKey;
 pub use error::ApiError;
+pub use health::{MetricsExport, metrics_routes};
 use quarry_pipeline::query::QueryCache;
 
 pub use batches::{BatchDocuments, BatchFailure, BatchView};
@@ -99,7 +100,6 @@ struct App<B> {
     slots: Arc<Semaphore>,
     queries: QueryCache,
     snapshots: snapshot::Snapshots,
-    searches: std::sync::atomic::AtomicU64,
 }
 
 /// Query vectors kept (LRU) and for how long.
@@ -122,7 +122,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
             .to_le_bytes();
     }
     let snapshots = snapshot::Snapshots::new(snapshot::SNAPSHOTS, snapshot::SNAPSHOT_TTL, u64::from_le_bytes(seed));
-    let app = Arc::new(App { backend, limits, cursor_key, slots, queries, snapshots, searches: Default::default() });
+    let app = Arc::new(App { backend, limits, cursor_key, slots, queries, snapshots });
     let v1 = Router::new()
         .route("/v1/search", post(search::search::<B>))
         .route("/v1/documents/{id}", get(documents::get_document::<B>).delete(documents::delete_document::<B>))
@@ -134,7 +134,6 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/ready", get(health::ready::<B>))
         .route("/health/startup", get(health::startup::<B>))
-        .route("/metrics", get(health::metrics::<B>))
         .route("/openapi.json", get(move || std::future::ready(Json(spec.clone()))))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use quarry_core::Filter;
+use quarry_core::metric;
 use quarry_core::ports::VectorHit;
 use quarry_pipeline::query::{self, Fusion, HYBRID_DEPTH, Highlight, Mode, highlight_hits, retrieve};
 use serde::{Deserialize, Serialize};
@@ -86,7 +87,28 @@ pub(crate) async fn search<B: Backend>(
     payload: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
-    app.searches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut mode = None;
+    let result = answer(&app, payload, &mut mode, started).await;
+    let label = mode.map_or("none", Mode::name);
+    let status = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.status().is_client_error() => "client_error",
+        Err(_) => "server_error",
+    };
+    metrics::counter!(metric::SEARCH_REQUESTS, "mode" => label, "status" => status).increment(1);
+    if result.is_ok() {
+        metrics::histogram!(metric::SEARCH_LATENCY, "mode" => label).record(metric::millis(started));
+    }
+    result
+}
+
+/// The search itself; `chosen` is set to the mode once it is known, for the metrics.
+async fn answer<B: Backend>(
+    app: &App<B>,
+    payload: Result<Json<SearchRequest>, JsonRejection>,
+    chosen: &mut Option<Mode>,
+    started: Instant,
+) -> Result<Json<SearchResponse>, ApiError> {
     let req = body(payload)?;
     let query = req.query.trim();
     if query.is_empty() {
@@ -110,6 +132,7 @@ pub(crate) async fn search<B: Backend>(
     };
     let keywords = app.backend.keywords();
     let mode = req.mode.unwrap_or(if keywords.is_some() { Mode::Hybrid } else { Mode::Semantic });
+    *chosen = Some(mode);
     if mode != Mode::Semantic && keywords.is_none() {
         return Err(ApiError::bad_request("unsupported_mode", "this deployment has no full-text index: use semantic"));
     }
@@ -144,7 +167,7 @@ pub(crate) async fn search<B: Backend>(
             // past a snapshot (or whose snapshot is gone) is ranked live at its offset.
             let first = req.cursor.is_none();
             let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
-            let vector = if mode.needs_vector() { Some(embed_query(&app, query).await?) } else { None };
+            let vector = if mode.needs_vector() { Some(embed_query(app, query).await?) } else { None };
             let hits =
                 retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter, Fusion::DEFAULT).await?;
             let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
@@ -162,7 +185,7 @@ pub(crate) async fn search<B: Backend>(
     };
     // The query's vector is in the cache by now (or was never needed: keyword mode).
     let query_vector =
-        if mode.needs_vector() && req.semantic_highlights { Some(embed_query(&app, query).await?) } else { None };
+        if mode.needs_vector() && req.semantic_highlights { Some(embed_query(app, query).await?) } else { None };
     let marks = highlight_hits(app.backend.embedder(), query, query_vector.as_deref(), &page).await?;
     let results = page
         .into_iter()

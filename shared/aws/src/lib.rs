@@ -8,11 +8,13 @@
 pub mod dynamo;
 pub mod provision;
 pub mod s3;
+pub mod ses;
 pub mod sqs;
 pub mod vectors;
 
 pub use dynamo::DynamoState;
 pub use s3::S3Source;
+pub use ses::SesMailer;
 pub use sqs::SqsQueue;
 pub use vectors::S3VectorStore;
 
@@ -69,6 +71,7 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3vectors: aws_sdk_s3vectors::Client,
+    pub sesv2: aws_sdk_sesv2::Client,
 }
 
 impl Clients {
@@ -112,6 +115,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             s3vectors: aws_sdk_s3vectors::Client::from_conf(s3vectors),
+            sesv2: aws_sdk_sesv2::Client::new(config),
         }
     }
 }

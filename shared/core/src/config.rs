@@ -218,6 +218,15 @@ pub struct Aws {
     pub endpoint_url: Option<String>,
 }
 
+/// Alert routing (the alert-router Lambda; `quarry serve`): see docs/MONITORING.md.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// The routes as JSON, or the path of a file holding them. Secrets inside are written
+    /// `env:NAME` and read from that variable.
+    pub routes: Option<String>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -229,6 +238,7 @@ pub struct Config {
     pub server: Server,
     pub aws: Aws,
     pub embedder: EmbedderSettings,
+    pub alerts: Alerts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +300,7 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_VECTOR_BUCKET", "aws.vector_bucket"),
     ("QUARRY_VECTOR_INDEX", "aws.vector_index"),
     ("QUARRY_AWS_ENDPOINT_URL", "aws.endpoint_url"),
+    ("QUARRY_ALERT_ROUTES", "alerts.routes"),
     ("QUARRY_EMBEDDER", "embedder.kind"),
     ("QUARRY_OPENAI_MODEL", "embedder.openai_model"),
     ("QUARRY_OPENAI_DIMENSIONS", "embedder.openai_dimensions"),
@@ -398,6 +409,7 @@ impl Config {
             "QUARRY_BUCKET" => self.aws.bucket = Some(v.to_owned()),
             "QUARRY_QUEUE_URL" => self.aws.queue_url = Some(v.to_owned()),
             "QUARRY_TABLE" => self.aws.table = Some(v.to_owned()),
+            "QUARRY_ALERT_ROUTES" => self.alerts.routes = Some(v.to_owned()),
             "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
             "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
             "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),

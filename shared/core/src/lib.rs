@@ -13,6 +13,7 @@ pub mod filter;
 pub mod format;
 pub mod lexicon;
 pub mod meta;
+pub mod metric;
 pub mod ports;
 
 pub use config::{Config, ConfigError};

@@ -355,3 +355,41 @@ pub struct BatchStarted {
 pub trait BatchStarter: Send + Sync {
     fn start(&self, request: &BatchRequest) -> impl Future<Output = Result<BatchStarted, PortError>> + Send;
 }
+
+/// The alert router's memory, shared by every invocation: claims that make a notification go out
+/// once whatever SNS redelivers or how many invocations run at once, and the members of a group
+/// waiting for its next message. DynamoDB on AWS, SQLite locally; every write is conditional or
+/// idempotent, and everything expires.
+pub trait AlertLedger: Send + Sync {
+    /// Takes `key` for `ttl` unless someone holds it: true if this caller now holds it. An
+    /// expired claim can be taken again.
+    fn claim(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Gives `key` up (a send failed: a redelivery may try again).
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Adds a member to `group` (the same `id` twice is one member).
+    fn append(
+        &self,
+        group: &str,
+        id: &str,
+        payload: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Takes every member of `group`, oldest first: each is returned to one caller only.
+    fn drain(&self, group: &str) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+    /// Whether `group` has members waiting.
+    fn waiting(&self, group: &str) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// One email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Sends email (SESv2 on AWS).
+pub trait Mailer: Send + Sync {
+    fn send(&self, email: &Email) -> impl Future<Output = Result<(), PortError>> + Send;
+}

@@ -1,5 +1,6 @@
 //! Glue every Quarry Lambda shares: the one SQS batch helper (partial batch responses), S3 event
-//! notifications read from SQS messages (URL-decoded keys, `s3:TestEvent` ignored), and JSON logs.
+//! notifications read from SQS messages (URL-decoded keys, `s3:TestEvent` ignored), JSON logs and
+//! metrics as CloudWatch EMF, flushed once per invocation.
 
 use std::future::Future;
 
@@ -22,6 +23,32 @@ pub fn init_logging() {
         .try_init();
 }
 
+pub use quarry_telemetry::emf::Emf;
+
+/// Installs the EMF recorder (counting this cold start) and the JSON logs: the first thing every
+/// function's `main` does, before anything records.
+pub fn init() -> Result<Emf, quarry_telemetry::emf::InstallError> {
+    init_logging();
+    Emf::install()
+}
+
+/// Runs one invocation and flushes its metrics after it, whatever it returned: one EMF flush per
+/// invocation, as the log agent expects.
+pub async fn flushed<T>(emf: Emf, invocation: impl Future<Output = T>) -> T {
+    let out = invocation.await;
+    emf.flush();
+    out
+}
+
+/// How long a message waited in its queue, from SQS's `SentTimestamp` attribute.
+fn queue_lag(m: &SqsMessage) {
+    let sent = m.attributes.get("SentTimestamp").and_then(|t| t.parse::<u64>().ok());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    if let Some(sent) = sent {
+        metrics::histogram!(quarry_core::metric::QUEUE_LAG).record(now.saturating_sub(sent) as f64);
+    }
+}
+
 /// Runs `handle` on every message of an SQS batch, `concurrency` at a time, and reports the
 /// messages to deliver again. Only retryable failures are reported: a permanent one has been
 /// recorded by the handler with its reason, and redelivering it would fail the same way. A message
@@ -33,6 +60,7 @@ where
 {
     let results: Vec<(Option<String>, Result<(), PortError>)> = futures::stream::iter(event.records)
         .map(|m| {
+            queue_lag(&m);
             let id = m.message_id.clone();
             let fut = handle(m);
             async move { (id, fut.await) }

@@ -44,6 +44,12 @@ async fn batch_tracker_contract() {
 }
 
 #[tokio::test]
+async fn alert_ledger_contract() {
+    let store = SqliteStore::open(&scratch("alerts"), 8).expect("open");
+    quarry_testkit::contract::alert_ledger(&store).await;
+}
+
+#[tokio::test]
 async fn embedding_cache_contract() {
     let store = SqliteStore::open(&scratch("cache"), 8).expect("open");
     quarry_testkit::contract::embedding_cache(&store).await;

@@ -116,6 +116,9 @@ impl OpenAiEmbedder {
         loop {
             match self.client.embeddings().create(request.clone()).await {
                 Ok(response) => {
+                    let tokens = u64::from(response.usage.prompt_tokens);
+                    let cost = tokens * nanodollars_per_token(&self.options.model);
+                    metrics::counter!(quarry_core::metric::COST, "operation" => "embed").increment(cost);
                     let mut data = response.data;
                     data.sort_by_key(|e| e.index);
                     let want = self.info.dimension;
@@ -152,6 +155,17 @@ impl OpenAiEmbedder {
         let base = self.options.backoff.saturating_mul(1 << (attempt - 1).min(10));
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+/// OpenAI's list price of an embedding model's input, in billionths of a dollar per token
+/// ($0.02, $0.13 and $0.10 per million tokens). An unknown model is priced as the dearest, so
+/// that a budget errs on the safe side.
+pub fn nanodollars_per_token(model: &str) -> u64 {
+    match model {
+        "text-embedding-3-small" => 20,
+        "text-embedding-ada-002" => 100,
+        _ => 130,
     }
 }
 

@@ -6,9 +6,11 @@
 //! a crash anywhere leaves a lease that expires, and the retry redoes the upsert (same chunk ids)
 //! and then checkpoints. Duplicate deliveries of unchanged content stop at the lease.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use metrics::{counter, histogram};
 use quarry_core::meta::ChunkMeta;
+use quarry_core::metric::{self, millis, stage};
 use quarry_core::ports::{
     BlobInfo, BlobSource, Checkpoint, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, Lease, VectorRecord,
     VectorWriter,
@@ -109,8 +111,11 @@ where
                 return Ok(Outcome::Failed { failure, bytes: size });
             }
         }
+        let started = Instant::now();
         let blob = self.source.get(key).await?;
         let bytes = blob.bytes.len() as u64;
+        histogram!(metric::STAGE_LATENCY, "stage" => stage::FETCH).record(millis(started));
+        counter!(metric::DOCUMENT_BYTES).increment(bytes);
         let document = DocumentId::for_key(key);
         let hash = ContentHash::of(&blob.bytes);
         match self.state.acquire(&document, &hash, self.lease).await? {
@@ -118,8 +123,12 @@ where
             Lease::Busy => return Ok(Outcome::Busy),
             Lease::Acquired { .. } => {}
         }
+        let step = Instant::now();
         let prepared = match self.preparer.prepare_document(key, blob.info.content_type.as_deref(), &blob.bytes) {
-            Ok(p) => p,
+            Ok(p) => {
+                histogram!(metric::STAGE_LATENCY, "stage" => stage::PREPARE).record(millis(step));
+                p
+            }
             Err(e) => {
                 let failure = Failure::from_error(&e);
                 tracing::warn!(code = e.code(), "document cannot be indexed");
@@ -127,7 +136,9 @@ where
                 return Ok(Outcome::Failed { failure, bytes });
             }
         };
+        let step = Instant::now();
         let vectors = self.vectors(&prepared.chunks).await?;
+        histogram!(metric::STAGE_LATENCY, "stage" => stage::EMBED).record(millis(step));
         let meta = ChunkMeta {
             key: key.clone(),
             format: prepared.document.format,
@@ -149,9 +160,13 @@ where
             })
             .collect();
         let chunks = records.len() as u32;
+        let step = Instant::now();
         self.writer.upsert(&records).await?;
         // A shorter new version leaves ordinals past its end: drop them before checkpointing.
         self.writer.delete_from(&document, chunks).await?;
+        histogram!(metric::STAGE_LATENCY, "stage" => stage::UPSERT).record(millis(step));
+        counter!(metric::CHUNKS_INDEXED).increment(u64::from(chunks));
+        let step = Instant::now();
         let checkpoint = Checkpoint {
             document,
             key: key.clone(),
@@ -160,6 +175,8 @@ where
             model: self.embedder.model().id.clone(),
         };
         self.state.checkpoint(&checkpoint).await?;
+        histogram!(metric::STAGE_LATENCY, "stage" => stage::CHECKPOINT).record(millis(step));
+        histogram!(metric::DOCUMENT_LATENCY).record(millis(started));
         tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "indexed");
         Ok(Outcome::Indexed { chunks, bytes })
     }
@@ -171,9 +188,13 @@ where
         let hashes: Vec<ContentHash> = chunks.iter().map(|c| ContentHash::of_text(&c.text)).collect();
         let mut vectors = self.cache.get(model, &hashes).await?;
         let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors.get(i).is_none_or(Option::is_none)).collect();
+        counter!(metric::EMBEDDING_CACHE, "result" => "hit").increment((chunks.len() - missing.len()) as u64);
+        counter!(metric::EMBEDDING_CACHE, "result" => "miss").increment(missing.len() as u64);
         if !missing.is_empty() {
             let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
-            let fresh = self.embedder.embed(&texts).await?;
+            let tokens: u64 = missing.iter().map(|&i| u64::from(chunks[i].tokens)).sum();
+            let fresh = crate::embed_timed(self.embedder, &texts, "index").await?;
+            counter!(metric::TOKENS_EMBEDDED).increment(tokens);
             if fresh.len() != texts.len() {
                 return Err(PortError::InvalidInput {
                     operation: "embed",

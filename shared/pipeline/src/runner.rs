@@ -4,13 +4,19 @@
 //! many at once with [`Runner::run_all`]. Only the concurrency and [`Retries`] differ.
 
 use futures::StreamExt;
+use quarry_core::metric::{self, outcome as named};
 use quarry_core::ports::{
     BatchOutcome, BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, IndexJob,
     JobAction, VectorWriter,
 };
 use quarry_core::{Classify, DocumentId, DocumentKey, ErrorClass, Failure, PortError};
 
+use crate::count_error;
 use crate::index::{Indexer, Outcome};
+
+fn count(outcome: &'static str) {
+    metrics::counter!(metric::DOCUMENTS, "outcome" => outcome).increment(1);
+}
 
 /// What happens to a failure that may pass next time (throttling, a busy document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,7 @@ where
         let key = &job.key;
         if job.action == JobAction::Delete {
             self.indexer.remove(key).await?;
+            count(named::DELETED);
             return Ok(None);
         }
         // What a batch counts as processed for a document that failed before it was read.
@@ -63,23 +70,31 @@ where
             }
             Ok(Outcome::Unchanged { bytes }) => Some(BatchOutcome::Unchanged { bytes }),
             Ok(Outcome::Failed { failure, bytes }) => Some(BatchOutcome::Failed { failure, bytes }),
-            Ok(Outcome::Busy) => match self.retries {
-                Retries::Redeliver => return Err(PortError::Conflict { operation: "index.lease" }),
-                Retries::Record => None,
-            },
+            Ok(Outcome::Busy) => {
+                count(named::BUSY);
+                match self.retries {
+                    Retries::Redeliver => return Err(PortError::Conflict { operation: "index.lease" }),
+                    Retries::Record => None,
+                }
+            }
             // Deleted after the job was made: nothing of it may stay behind, and nothing will
             // change by trying again.
             Err(e @ PortError::NotFound { .. }) => {
+                count_error(&e);
                 self.indexer.remove(key).await?;
                 Some(BatchOutcome::Failed { failure: Failure::from_error(&e), bytes: size })
             }
-            Err(e) if e.class().is_retryable() => match self.retries {
-                Retries::Redeliver => return Err(e),
-                Retries::Record => Some(BatchOutcome::Failed { failure: Failure::from_error(&e), bytes: size }),
-            },
+            Err(e) if e.class().is_retryable() => {
+                count_error(&e);
+                match self.retries {
+                    Retries::Redeliver => return Err(e),
+                    Retries::Record => Some(BatchOutcome::Failed { failure: Failure::from_error(&e), bytes: size }),
+                }
+            }
             // The document is at fault (unreadable where it is): rejected, so that nothing of an
             // earlier version stays in results.
             Err(e) if e.class() == ErrorClass::BadInput => {
+                count_error(&e);
                 let failure = Failure::from_error(&e);
                 tracing::warn!(code = e.code(), "document cannot be indexed");
                 self.indexer.reject(key, &failure).await?;
@@ -89,14 +104,27 @@ where
             // marked failed for `quarry retry` or an operator, and the chunks of its last good
             // version stay searchable.
             Err(e) => {
+                count_error(&e);
                 tracing::error!(code = e.code(), error = %quarry_core::error::chain(&e), "indexing failed; not retried");
                 let failure = Failure::from_error(&e);
                 self.indexer.state.fail(&DocumentId::for_key(key), key, &failure).await?;
                 Some(BatchOutcome::Failed { failure, bytes: size })
             }
         };
+        let name = match &outcome {
+            Some(BatchOutcome::Indexed { .. }) => named::INDEXED,
+            Some(BatchOutcome::Unchanged { .. }) => named::UNCHANGED,
+            Some(BatchOutcome::Failed { failure, .. }) => {
+                metrics::counter!(metric::DOCUMENT_FAILURES, "code" => failure.code.clone()).increment(1);
+                named::FAILED
+            }
+            // Busy, counted above.
+            None => return Ok(None),
+        };
+        count(name);
         if let (Some(batch), Some(o)) = (&job.batch, &outcome) {
             self.batches.record(batch, key, o).await?;
+            metrics::counter!(metric::BATCH_DOCUMENTS, "outcome" => name).increment(1);
         }
         Ok(outcome)
     }
@@ -133,4 +161,88 @@ pub fn index_jobs<'a>(
     batch: Option<&quarry_core::BatchId>,
 ) -> Vec<IndexJob> {
     keys.into_iter().map(|(key, size)| IndexJob::index(key.clone(), batch.cloned(), size)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use quarry_core::metric::{self, stage};
+    use quarry_core::ports::{Embedder, ModelInfo};
+    use quarry_core::{BatchId, Config, DocumentKey, PortError};
+    use quarry_testkit::fakes::{MemorySource, MemoryState, MemoryVectors};
+    use quarry_text::{Preparer, WordPiece};
+
+    use super::*;
+    use crate::testing::Recorded;
+
+    /// Vectors from the text's length: enough for the store, no model needed.
+    struct Lengths(ModelInfo);
+
+    impl Embedder for Lengths {
+        fn model(&self) -> &ModelInfo {
+            &self.0
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+            Ok(texts
+                .iter()
+                .map(|t| (t.len() % 7) as f32)
+                .map(|x| vec![1.0 / (1.0 + x * x).sqrt(), x / (1.0 + x * x).sqrt()])
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_outcome_and_stage_is_counted() {
+        let recorded = Recorded::default();
+        let model = quarry_testkit::model_dir();
+        let preparer =
+            Preparer::new(&Config::default(), WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer"));
+        let source = MemorySource::default();
+        let state = MemoryState::default();
+        let vectors = MemoryVectors::new(2);
+        let embedder = Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 });
+        let runner = Runner {
+            indexer: Indexer {
+                source: &source,
+                state: &state,
+                embedder: &embedder,
+                cache: &state,
+                writer: &vectors,
+                preparer: &preparer,
+                lease: Duration::from_secs(60),
+            },
+            batches: &state,
+            retries: Retries::Record,
+        };
+        source.put("a.txt", b"Calcium keeps bones strong.", None);
+        source.put("locked.pdf", &quarry_testkit::encrypted_pdf(&["secret"]), None);
+        let batch = BatchId::new("b1");
+        let items: Vec<(DocumentKey, u64)> =
+            ["a.txt", "locked.pdf", "gone.txt"].iter().map(|k| (DocumentKey::new(*k), 1)).collect();
+        state.create(&batch, &items).await.expect("batch");
+        let job = |k: &str| IndexJob::index(DocumentKey::new(k), Some(batch.clone()), None);
+        for key in ["a.txt", "a.txt", "locked.pdf", "gone.txt"] {
+            runner.run(&job(key)).await.expect("runs");
+        }
+        let delete = IndexJob { action: JobAction::Delete, ..IndexJob::index(DocumentKey::new("a.txt"), None, None) };
+        runner.run(&delete).await.expect("deletes");
+
+        let docs = |o: &str| recorded.counter(metric::DOCUMENTS, &[("outcome", o)]);
+        assert_eq!((docs("indexed"), docs("unchanged"), docs("failed"), docs("deleted")), (1, 1, 2, 1));
+        assert_eq!(recorded.counter(metric::DOCUMENT_FAILURES, &[("code", "encrypted_pdf")]), 1);
+        assert_eq!(recorded.counter(metric::DOCUMENT_FAILURES, &[("code", "not_found")]), 1);
+        assert_eq!(recorded.counter(metric::ERRORS, &[("class", "bad_input"), ("code", "not_found")]), 1);
+        assert_eq!(recorded.counter(metric::BATCH_DOCUMENTS, &[]), 4, "every job of the batch");
+        // Three reads (a.txt twice, the PDF); the rest only for the one document indexed.
+        assert_eq!(recorded.histogram_count(metric::STAGE_LATENCY, &[("stage", stage::FETCH)]), 3);
+        for s in [stage::PREPARE, stage::EMBED, stage::UPSERT, stage::CHECKPOINT] {
+            assert_eq!(recorded.histogram_count(metric::STAGE_LATENCY, &[("stage", s)]), 1, "{s} once");
+        }
+        assert_eq!(recorded.histogram_count(metric::DOCUMENT_LATENCY, &[]), 1);
+        assert_eq!(recorded.counter(metric::EMBEDDING_CALLS, &[("purpose", "index"), ("status", "ok")]), 1);
+        assert_eq!(recorded.counter(metric::CHUNKS_INDEXED, &[]), 1);
+        assert!(recorded.counter(metric::TOKENS_EMBEDDED, &[]) >= 5);
+        assert_eq!(recorded.counter(metric::EMBEDDING_CACHE, &[("result", "miss")]), 1);
+    }
 }

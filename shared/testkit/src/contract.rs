@@ -365,3 +365,44 @@ where
     want.sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(got, want, "every job arrives once, every field intact");
 }
+
+/// Claims that one caller holds until they expire or are given up, even when many race; group
+/// members that join once and are taken by one drain, oldest first.
+pub async fn alert_ledger<L: quarry_core::ports::AlertLedger>(ledger: &L) {
+    let long = Duration::from_secs(3600);
+    assert!(ledger.claim("k1", long).await.expect("claim"), "a free key is taken");
+    assert!(!ledger.claim("k1", long).await.expect("claim"), "a held key is not");
+    ledger.release("k1").await.expect("release");
+    assert!(ledger.claim("k1", long).await.expect("claim"), "a released key is free again");
+    ledger.release("never-claimed").await.expect("releasing a free key is fine");
+
+    assert!(ledger.claim("short", Duration::from_millis(300)).await.expect("claim"));
+    std::thread::sleep(Duration::from_millis(450));
+    assert!(ledger.claim("short", long).await.expect("claim"), "an expired claim can be taken");
+
+    // Racing callers: exactly one wins.
+    let wins = racing_claims(ledger, "race").await;
+    assert_eq!(wins, 1, "one of eight racing claims wins");
+
+    assert!(!ledger.waiting("g").await.expect("waiting"));
+    for (id, payload) in [("a", "first"), ("b", "second"), ("a", "first again"), ("c", "third")] {
+        ledger.append("g", id, payload, long).await.expect("append");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ledger.append("other", "a", "elsewhere", long).await.expect("append");
+    assert!(ledger.waiting("g").await.expect("waiting"));
+    assert_eq!(ledger.drain("g").await.expect("drain"), ["first", "second", "third"], "once each, oldest first");
+    assert!(ledger.drain("g").await.expect("drain").is_empty(), "a drained member is gone");
+    assert!(!ledger.waiting("g").await.expect("waiting"));
+    assert_eq!(ledger.drain("other").await.expect("drain"), ["elsewhere"], "groups are apart");
+    ledger.append("g", "late", "late", Duration::from_millis(200)).await.expect("append");
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(!ledger.waiting("g").await.expect("waiting"), "an expired member is not waiting");
+    assert!(ledger.drain("g").await.expect("drain").is_empty(), "nor drained");
+}
+
+/// Eight claims of `key` at once; how many won.
+async fn racing_claims<L: quarry_core::ports::AlertLedger>(ledger: &L, key: &str) -> usize {
+    let claims = (0..8).map(|_| ledger.claim(key, Duration::from_secs(60)));
+    futures::future::join_all(claims).await.into_iter().map(|c| usize::from(c.expect("claim"))).sum()
+}

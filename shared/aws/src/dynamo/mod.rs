@@ -8,6 +8,8 @@
 //! | batch counters  | `batch#<batch id>`          | `meta`        |
 //! | batch document  | `batch#<batch id>`          | `item#<key>`  |
 //! | cached vector   | `emb#<model>#<dim>#<hash>`  | `emb`         |
+//! | alert claim     | `alert#claim#<key>`         | `claim`       |
+//! | alert member    | `alert#group#<group>`       | `m#<id>`      |
 //!
 //! Concurrency is settled by conditional writes, never by reading and hoping: a lease is taken only
 //! if the document's revision is still the one read (or it does not exist yet), and a batch
@@ -23,6 +25,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteIt
 use quarry_core::ports::ModelInfo;
 use quarry_core::{BatchId, ContentHash, DocumentId, DocumentKey, Failure, PortError};
 
+mod alerts;
 mod batches;
 mod cache;
 mod state;

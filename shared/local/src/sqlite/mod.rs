@@ -15,6 +15,7 @@ use quarry_core::meta::Metadata;
 use quarry_core::{BatchId, ChunkId, DocumentId, DocumentKey, PortError};
 use rusqlite::{Connection, OptionalExtension};
 
+mod alerts;
 mod batches;
 mod cache;
 mod schema;

@@ -82,6 +82,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r"
     DROP TABLE chunks_fts;
 ",
+    // The alert router's ledger (quarry_core::ports::AlertLedger): claims and group members,
+    // each with its expiry.
+    r"
+    CREATE TABLE alert_claims (
+        key TEXT PRIMARY KEY,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_members (
+        grp TEXT NOT NULL,
+        id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (grp, id)
+    );
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -3,12 +3,13 @@
 //!
 //! Keyed by the model id and the exact query text; entries live at most `ttl` (a model change
 //! restarts the process, but a TTL keeps a long-running server honest anyway) and the least
-//! recently used goes first when full. Hits and misses are counted for `/metrics`.
+//! recently used goes first when full. Hits and misses are counted in `query_cache`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use quarry_core::metric;
 
 #[derive(Debug)]
 struct Entry {
@@ -22,19 +23,11 @@ pub struct QueryCache {
     capacity: usize,
     ttl: Duration,
     entries: Mutex<(HashMap<String, Entry>, u64)>,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 impl QueryCache {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        QueryCache {
-            capacity,
-            ttl,
-            entries: Mutex::new((HashMap::new(), 0)),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
+        QueryCache { capacity, ttl, entries: Mutex::new((HashMap::new(), 0)) }
     }
 
     fn key(model: &str, query: &str) -> String {
@@ -48,13 +41,13 @@ impl QueryCache {
         let fresh = map.get(&key).is_some_and(|e| e.born.elapsed() < self.ttl);
         if !fresh {
             map.remove(&key);
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(metric::QUERY_CACHE, "result" => "miss").increment(1);
             return None;
         }
         *clock += 1;
         let e = map.get_mut(&key)?;
         e.used = *clock;
-        self.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric::QUERY_CACHE, "result" => "hit").increment(1);
         Some(e.vector.clone())
     }
 
@@ -75,14 +68,6 @@ impl QueryCache {
         }
         map.insert(key, Entry { vector, born: Instant::now(), used: *clock });
     }
-
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
-    pub fn misses(&self) -> u64 {
-        self.misses.load(Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]
@@ -91,6 +76,7 @@ mod tests {
 
     #[test]
     fn hits_misses_lru_and_ttl() {
+        let recorder = crate::testing::Recorded::default();
         let c = QueryCache::new(2, Duration::from_secs(60));
         assert_eq!(c.get("m", "a"), None);
         c.put("m", "a", vec![1.0]);
@@ -102,7 +88,8 @@ mod tests {
         assert_eq!(c.get("m", "a"), Some(vec![1.0]));
         assert_eq!(c.get("m", "c"), Some(vec![3.0]));
         assert_eq!(c.get("other-model", "a"), None, "the model is part of the key");
-        assert_eq!((c.hits(), c.misses()), (3, 3));
+        assert_eq!(recorder.counter(metric::QUERY_CACHE, &[("result", "hit")]), 3);
+        assert_eq!(recorder.counter(metric::QUERY_CACHE, &[("result", "miss")]), 3);
 
         let short = QueryCache::new(8, Duration::from_millis(20));
         short.put("m", "a", vec![1.0]);

@@ -276,8 +276,7 @@ pub async fn embed_query<E: Embedder>(embedder: &E, cache: &QueryCache, query: &
     if let Some(v) = cache.get(model, query) {
         return Ok(v);
     }
-    let v = embedder
-        .embed(&[query.to_owned()])
+    let v = crate::embed_timed(embedder, &[query.to_owned()], "query")
         .await?
         .pop()
         .ok_or_else(|| PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })?;
@@ -312,7 +311,7 @@ pub async fn highlight_hits<E: Embedder>(
     if texts.is_empty() {
         return Ok(marks);
     }
-    let vectors = embedder.embed(&texts).await?;
+    let vectors = crate::embed_timed(embedder, &texts, "query").await?;
     for (i, mark) in marks.iter_mut().enumerate() {
         let mine: Vec<(Highlight, Vec<f32>)> = owners
             .iter()

@@ -1,0 +1,310 @@
+//! The alert-router handler fed real SNS events of CloudWatch alarm notifications, with its ledger
+//! in DynamoDB and email through SESv2 on moto, and local HTTP servers standing in for Slack and
+//! PagerDuty: they check each request's wire format, and fail on demand (429 with Retry-After,
+//! 503) to show that every notification still arrives once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sns::SnsEvent;
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use quarry_alert_router::Handler;
+use quarry_alerts::{AlertRouter, Routes};
+use quarry_aws::{Clients, DynamoState, SesMailer, provision};
+use serde_json::{Value, json};
+
+/// What a stand-in receiver accepted, and when.
+#[derive(Debug, Default)]
+struct Seen {
+    slack: Vec<(Instant, String)>,
+    pagerduty: Vec<Value>,
+}
+
+/// Slack and PagerDuty on one loopback port. `fail_every` > 0 fails one request in that many
+/// (alternating 429 + `Retry-After: 0` and 503), before looking at it.
+struct Receivers {
+    url: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+async fn receivers(fail_every: u64) -> Receivers {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let calls = Arc::new(AtomicU64::new(0));
+    let fail = move |calls: &AtomicU64| -> Option<(StatusCode, HeaderMap)> {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        if fail_every == 0 || n % fail_every != 0 {
+            return None;
+        }
+        let mut h = HeaderMap::new();
+        if n % (2 * fail_every) == 0 {
+            h.insert("retry-after", "0".parse().expect("header"));
+            Some((StatusCode::TOO_MANY_REQUESTS, h))
+        } else {
+            Some((StatusCode::SERVICE_UNAVAILABLE, h))
+        }
+    };
+    let (s1, c1, f1) = (Arc::clone(&seen), Arc::clone(&calls), fail.clone());
+    let (s2, c2) = (Arc::clone(&seen), Arc::clone(&calls));
+    let app = axum::Router::new()
+        .route(
+            "/slack",
+            axum::routing::post(move |headers: HeaderMap, body: String| async move {
+                if let Some((status, h)) = f1(&c1) {
+                    return (status, h, "rate_limited".to_owned());
+                }
+                assert_eq!(headers["content-type"], "application/json");
+                let v: Value = serde_json::from_str(&body).expect("Slack gets JSON");
+                let text = v["text"].as_str().expect("a text fallback").to_owned();
+                assert_eq!(v["blocks"][0]["text"]["text"], text, "the section repeats the text");
+                s1.lock().expect("lock").slack.push((Instant::now(), text));
+                (StatusCode::OK, HeaderMap::new(), "ok".to_owned())
+            }),
+        )
+        .route(
+            "/v2/enqueue",
+            axum::routing::post(move |body: String| async move {
+                if let Some((status, h)) = fail(&c2) {
+                    return (status, h, Json(json!({"status": "throttled"})));
+                }
+                let v: Value = serde_json::from_str(&body).expect("PagerDuty gets JSON");
+                assert_eq!(v["routing_key"], "R0UTINGKEY0123456789abcdefabcdef");
+                assert!(["trigger", "resolve"].contains(&v["event_action"].as_str().unwrap_or("")), "{v}");
+                assert!(v["dedup_key"].as_str().is_some_and(|k| !k.is_empty() && k.len() <= 255));
+                let p = &v["payload"];
+                assert!(p["summary"].as_str().is_some_and(|s| !s.is_empty() && s.chars().count() <= 1024), "{v}");
+                assert!(
+                    p["source"].as_str().is_some()
+                        && ["critical", "error", "warning", "info"].contains(&p["severity"].as_str().unwrap_or(""))
+                );
+                let key = v["dedup_key"].clone();
+                s2.lock().expect("lock").pagerduty.push(v);
+                (
+                    StatusCode::ACCEPTED,
+                    HeaderMap::new(),
+                    Json(json!({"status": "success", "message": "Event processed", "dedup_key": key})),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receivers { url, seen }
+}
+
+type TheHandler = Handler<DynamoState, SesMailer>;
+
+async fn handler(r: &Receivers, wait: f64, interval: f64) -> TheHandler {
+    let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
+    let created =
+        provision::create(&clients, &quarry_testkit::moto::unique_name("alerts"), 8).await.expect("provision");
+    let routes = Routes::from_json(&format!(
+        r#"{{"group_wait_seconds": {wait}, "group_interval_seconds": {interval}, "attempts": 4, "backoff_ms": 20,
+            "receivers": {{"pager": {{"type": "pagerduty", "routing_key": "R0UTINGKEY0123456789abcdefabcdef", "url": "{u}/v2/enqueue"}},
+                           "chat": {{"type": "slack", "webhook_url": "{u}/slack"}}}},
+            "routes": [{{"alarm": "*-dlq", "severity": "critical", "receivers": ["pager", "chat"]}},
+                       {{"receivers": ["chat"]}}]}}"#,
+        u = r.url
+    ))
+    .expect("routes");
+    let ledger = DynamoState::new(clients.dynamodb.clone(), created.resources.table);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+    Handler::new(AlertRouter::new(routes, ledger, Some(SesMailer::new(clients.sesv2)), http).expect("router"))
+}
+
+/// CloudWatch's alarm notification, in the SNS envelope Lambda receives.
+fn alarm_event(name: &str, state: &str, old: &str, at: &str, message_id: &str) -> SnsEvent {
+    let message = json!({
+        "AlarmName": name, "AlarmDescription": null, "AWSAccountId": "123456789012",
+        "AlarmConfigurationUpdatedTimestamp": "2026-11-28T15:00:00.000+0000",
+        "NewStateValue": state, "NewStateReason": format!("Threshold Crossed: 1 datapoint was {state}"),
+        "StateChangeTime": at, "Region": "US East (N. Virginia)",
+        "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"),
+        "OldStateValue": old, "OKActions": ["arn:aws:sns:us-east-1:123456789012:quarry-prod-alarms"],
+        "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:quarry-prod-alarms"], "InsufficientDataActions": [],
+        "Trigger": {"MetricName": "ApproximateNumberOfMessagesVisible", "Namespace": "AWS/SQS", "StatisticType": "Statistic",
+            "Statistic": "MAXIMUM", "Unit": null, "Dimensions": [{"value": "quarry-prod-jobs-dlq", "name": "QueueName"}],
+            "Period": 60, "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0.0,
+            "TreatMissingData": "notBreaching", "EvaluateLowSampleCountPercentile": ""}
+    });
+    let event = json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:quarry-prod-alarms:80289ba6-0fd4-4079-afb4-ce8c8260f0ca",
+        "Sns": {"Type": "Notification", "MessageId": message_id,
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:quarry-prod-alarms",
+            "Subject": format!("{state}: \"{name}\" in US East (N. Virginia)"),
+            "Message": message.to_string(), "Timestamp": "2026-11-28T15:39:17.000Z", "SignatureVersion": "1",
+            "Signature": "c2lnbmF0dXJl", "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {}}}]});
+    serde_json::from_value(event).expect("an SNS event")
+}
+
+/// Lambda's retries of a failed invocation, as many as it takes (bounded).
+async fn until_delivered(h: &TheHandler, event: &SnsEvent) {
+    for _ in 0..20 {
+        if h.handle(event.clone()).await.is_ok() {
+            return;
+        }
+    }
+    panic!("still failing after 20 invocations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flapping_alarm_triggers_and_resolves_one_incident_twice() {
+    let r = receivers(0).await;
+    let h = handler(&r, 0.2, 1.0).await;
+    let name = "quarry-prod-jobs-dlq";
+    let flaps = [("ALARM", "OK"), ("OK", "ALARM"), ("ALARM", "OK"), ("OK", "ALARM")];
+    for (i, (state, old)) in flaps.iter().enumerate() {
+        let at = format!("2026-11-28T15:4{i}:00.000+0000");
+        h.handle(alarm_event(name, state, old, &at, &format!("m-{i}"))).await.expect("routed");
+    }
+    let seen = r.seen.lock().expect("lock");
+    let actions: Vec<&str> = seen.pagerduty.iter().map(|v| v["event_action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions, ["trigger", "resolve", "trigger", "resolve"]);
+    let keys: std::collections::BTreeSet<&str> =
+        seen.pagerduty.iter().filter_map(|v| v["dedup_key"].as_str()).collect();
+    assert_eq!(keys.len(), 1, "one dedup_key for the alarm: {keys:?}");
+    assert!(seen.pagerduty.iter().all(|v| v["payload"]["severity"] == "critical"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_delivered_three_times_is_sent_once() {
+    let r = receivers(0).await;
+    let h = Arc::new(handler(&r, 0.5, 1.0).await);
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events.push(alarm_event(
+            &format!("quarry-prod-dlq{i}-dlq"),
+            "ALARM",
+            "OK",
+            "2026-11-28T16:00:00.000+0000",
+            &format!("m{i}"),
+        ));
+    }
+    // Three deliveries of each: two at once, one after the first has gone out.
+    let mut tasks = Vec::new();
+    for e in events.iter().chain(&events) {
+        let (h, e) = (Arc::clone(&h), e.clone());
+        tasks.push(tokio::spawn(async move { h.handle(e).await.expect("routed") }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    for e in &events {
+        h.handle(e.clone()).await.expect("routed again");
+    }
+    let seen = r.seen.lock().expect("lock");
+    assert_eq!(seen.pagerduty.len(), 5, "{:?}", seen.pagerduty);
+    let text: String = seen.slack.iter().map(|(_, t)| t.as_str()).collect();
+    for i in 0..5 {
+        assert_eq!(text.matches(&format!("`quarry-prod-dlq{i}-dlq`")).count(), 1, "{text}");
+    }
+}
+
+/// The count of notifications a Slack message carries (`*N notifications*`, or one).
+fn carried(text: &str) -> usize {
+    text.strip_prefix('*').and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_alarms_in_ten_seconds_make_a_few_paced_slack_messages() {
+    let r = receivers(0).await;
+    let h = Arc::new(handler(&r, 1.0, 3.0).await);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for second in 0..10u64 {
+        for i in 0..100u64 {
+            let h = Arc::clone(&h);
+            let n = second * 100 + i;
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(second * 1000 + i * 9)).await;
+                let e = alarm_event(
+                    &format!("quarry-prod-burst-{n}"),
+                    "ALARM",
+                    "OK",
+                    "2026-11-28T17:00:00.000+0000",
+                    &format!("b{n}"),
+                );
+                h.handle(e).await.expect("routed");
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let seen = r.seen.lock().expect("lock");
+    let messages = &seen.slack;
+    assert!((1..=10).contains(&messages.len()), "{} messages", messages.len());
+    assert_eq!(messages.iter().map(|(_, t)| carried(t)).sum::<usize>(), 1000, "every alarm, once");
+    for pair in messages.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= Duration::from_millis(990), "at most one message a second");
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receivers_failing_half_the_time_still_get_everything_exactly_once() {
+    let r = receivers(2).await;
+    let h = handler(&r, 0.2, 1.0).await;
+    let mut events = Vec::new();
+    for i in 0..12 {
+        let state = if i % 3 == 2 { "OK" } else { "ALARM" };
+        events.push(alarm_event(
+            &format!("quarry-prod-q{i}-dlq"),
+            state,
+            "OK",
+            "2026-11-28T18:00:00.000+0000",
+            &format!("f{i}"),
+        ));
+    }
+    for e in &events {
+        until_delivered(&h, e).await;
+    }
+    let seen = r.seen.lock().expect("lock");
+    assert_eq!(seen.pagerduty.len(), 12, "each event accepted once");
+    let mut keys: Vec<&str> = seen.pagerduty.iter().filter_map(|v| v["dedup_key"].as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 12);
+    let text: String = seen.slack.iter().map(|(_, t)| t.as_str()).collect();
+    for i in 0..12 {
+        assert_eq!(text.matches(&format!("`quarry-prod-q{i}-dlq`")).count(), 1, "q{i} once in Slack: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_through_sesv2() {
+    let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
+    let created = provision::create(&clients, &quarry_testkit::moto::unique_name("mail"), 8).await.expect("provision");
+    clients.sesv2.create_email_identity().email_identity("alerts@quarry.example").send().await.expect("verify sender");
+    let to = format!("{}@quarry.example", quarry_testkit::moto::unique_name("oncall"));
+    let routes = Routes::from_json(&format!(
+        r#"{{"group_wait_seconds": 0.2, "group_interval_seconds": 1,
+            "receivers": {{"mail": {{"type": "email", "from": "alerts@quarry.example", "to": ["{to}"]}}}},
+            "routes": [{{"receivers": ["mail"]}}]}}"#
+    ))
+    .expect("routes");
+    let ledger = DynamoState::new(clients.dynamodb.clone(), created.resources.table);
+    let router = AlertRouter::new(routes, ledger, Some(SesMailer::new(clients.sesv2.clone())), reqwest::Client::new())
+        .expect("router");
+    let h = Handler::new(router);
+    h.handle(alarm_event("quarry-prod-search-latency-p95", "ALARM", "OK", "2026-11-28T19:00:00.000+0000", "e1"))
+        .await
+        .expect("routed");
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", quarry_testkit::moto::endpoint()))
+        .await
+        .expect("moto data")
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).expect("json"))
+        .expect("body");
+    let sent: Vec<&Value> = data["ses"]["Message"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["destinations"]["ToAddresses"][0] == to.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(sent.len(), 1, "{data}");
+    assert_eq!(sent[0]["subject"], "[ALARM] quarry-prod-search-latency-p95");
+    assert!(sent[0]["body"].as_str().is_some_and(|b| b.contains("Threshold Crossed")));
+}
