@@ -96,7 +96,7 @@ catalogue! {
     EMBEDDING_LATENCY = "embedding_latency", Histogram, Milliseconds, ["purpose"],
         "Time of one embedder call, for indexing (a document's cache misses) or a query.";
     ERRORS = "errors", Counter, Count, ["class", "code"],
-        "Failures of a job or a request, by class (retryable, permanent, bad_input) and code.";
+        "Indexing jobs that failed, by class (retryable, permanent, bad_input) and code.";
     QUEUE_LAG = "queue_lag", Histogram, Milliseconds, [],
         "Age of a job's message when a worker receives it.";
     BATCH_DOCUMENTS = "batch_documents", Counter, Count, ["outcome"],

@@ -10,11 +10,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub mod contract;
+pub mod emf;
 pub mod fakes;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod moto;
+#[cfg(feature = "lambda")]
+pub mod runtime;
 
 /// A seeded xorshift64 generator: repeatable test data and benchmarks without a dependency.
 #[derive(Debug, Clone)]

@@ -1,0 +1,78 @@
+//! The embed-worker's real binary under a Runtime API on loopback, over moto and the real model:
+//! what it prints to stdout (where CloudWatch Logs reads it) holds EMF blobs that pass the
+//! specification, flushed once per invocation, with the indexing metrics the dashboard and alarms
+//! read.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quarry_aws::{Clients, provision};
+use quarry_testkit::runtime::{emf_blobs, invoke, values};
+use serde_json::json;
+
+fn sqs_event(jobs: &[serde_json::Value]) -> serde_json::Value {
+    let sent = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) - 1_500;
+    let records: Vec<serde_json::Value> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            json!({"messageId": format!("m-{i}"), "receiptHandle": "r", "body": job.to_string(),
+                   "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": sent.to_string(),
+                                  "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": sent.to_string()},
+                   "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:quarry-test-jobs", "awsRegion": "us-east-1"})
+        })
+        .collect();
+    json!({"Records": records})
+}
+
+#[test]
+fn stdout_carries_valid_emf_once_per_invocation() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let endpoint = quarry_testkit::moto::endpoint();
+    let created = rt.block_on(async {
+        let clients = Clients::emulator(endpoint).await;
+        let created = provision::create(&clients, &quarry_testkit::moto::unique_name("emf"), quarry_embed::DIMENSION)
+            .await
+            .expect("provision");
+        for (key, body) in [("a.txt", "Calcium and vitamin D keep bones strong."), ("empty.txt", "")] {
+            let put = clients.s3.put_object().bucket(&created.resources.bucket).key(key);
+            put.body(body.as_bytes().to_vec().into()).send().await.expect("put");
+        }
+        created
+    });
+    let r = &created.resources;
+    let env = [
+        ("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("QUARRY_BUCKET", r.bucket.clone()),
+        ("QUARRY_QUEUE_URL", r.queue_url.clone()),
+        ("QUARRY_TABLE", r.table.clone()),
+        ("QUARRY_VECTOR_BUCKET", r.vector_bucket.clone()),
+        ("QUARRY_VECTOR_INDEX", r.vector_index.clone()),
+        ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let job = |key: &str| json!({"action": "index", "key": key, "version": null, "batch": null});
+    let events = vec![sqs_event(&[job("a.txt"), job("empty.txt")]), sqs_event(&[job("a.txt")])];
+    let run = invoke(env!("CARGO_BIN_EXE_embed-worker"), &env, events, Duration::from_secs(120));
+    assert!(run.answers.iter().all(|(_, ok, _)| *ok), "{:?}\n{}", run.answers, run.stderr);
+
+    let blobs = emf_blobs(&run);
+    assert!(!blobs.is_empty(), "no EMF on stdout:\n{}", run.stdout);
+    assert!(blobs.iter().all(|b| b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Quarry"));
+    assert_eq!(values(&blobs, "cold_starts"), [1.0], "one cold start, flushed once");
+    // Per outcome: the first invocation indexed one and failed one; the second found it unchanged.
+    let by = |outcome: &str| -> f64 {
+        blobs.iter().filter(|b| b["outcome"] == outcome).flat_map(|b| b["documents"].as_f64()).sum()
+    };
+    assert_eq!((by("indexed"), by("failed"), by("unchanged")), (1.0, 1.0, 1.0));
+    assert!(blobs.iter().any(|b| b["code"] == "empty_file" && b["document_failures"] == 1));
+    assert_eq!(values(&blobs, "document_latency").len(), 1);
+    assert_eq!(values(&blobs, "queue_lag").len(), 3, "one per message");
+    assert!(values(&blobs, "queue_lag").iter().all(|&ms| ms >= 1_000.0));
+    // Two flushes, two timestamps at least: each invocation's metrics left with it.
+    let stamps: std::collections::BTreeSet<u64> =
+        blobs.iter().filter_map(|b| b["_aws"]["Timestamp"].as_u64()).collect();
+    assert!(stamps.len() >= 2, "{stamps:?}");
+    // A rollup: every blob is also published without dimensions.
+    assert!(blobs.iter().all(|b| b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] == json!([])));
+}

@@ -1,0 +1,79 @@
+//! The search function's real binary under a Runtime API on loopback, over moto and the real
+//! model, answering API Gateway events: its stdout holds EMF blobs that pass the specification,
+//! one flush per request, with the search metrics the dashboard and alarms read.
+
+use std::time::Duration;
+
+use quarry_aws::{Clients, provision};
+use quarry_testkit::runtime::{emf_blobs, invoke, values};
+use serde_json::{Value, json};
+
+fn request(method: &str, path: &str, body: Option<&Value>) -> Value {
+    let text = body.map(Value::to_string).unwrap_or_default();
+    let event = quarry_testkit::event_fixture(
+        "apigw-v2-http.json",
+        &[
+            ("METHOD", method),
+            ("PATH", path),
+            ("LENGTH", &text.len().to_string()),
+            ("BODY", &if body.is_some() { Value::from(text.clone()).to_string() } else { "null".into() }),
+        ],
+    );
+    serde_json::from_str(&event).expect("an API Gateway v2 event")
+}
+
+#[test]
+fn stdout_carries_valid_emf_once_per_request() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let endpoint = quarry_testkit::moto::endpoint();
+    let created = rt.block_on(async {
+        let clients = Clients::emulator(endpoint).await;
+        provision::create(&clients, &quarry_testkit::moto::unique_name("emf"), quarry_embed::DIMENSION)
+            .await
+            .expect("provision")
+    });
+    let r = &created.resources;
+    let env = [
+        ("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("QUARRY_BUCKET", r.bucket.clone()),
+        ("QUARRY_QUEUE_URL", r.queue_url.clone()),
+        ("QUARRY_TABLE", r.table.clone()),
+        ("QUARRY_VECTOR_BUCKET", r.vector_bucket.clone()),
+        ("QUARRY_VECTOR_INDEX", r.vector_index.clone()),
+        ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
+        ("QUARRY_CURSOR_SECRET", "an EMF test cursor secret of 32+ characters".to_owned()),
+    ];
+    let events = vec![
+        request("POST", "/v1/search", Some(&json!({"query": "bones and calcium"}))),
+        request("POST", "/v1/search", Some(&json!({"query": "   "}))),
+        request("POST", "/v1/search", Some(&json!({"query": "pumps", "top_k": 3}))),
+    ];
+    let run = invoke(env!("CARGO_BIN_EXE_search"), &env, events, Duration::from_secs(120));
+    let statuses: Vec<u64> = run
+        .answers
+        .iter()
+        .map(|(_, _, body)| {
+            serde_json::from_str::<Value>(body).ok().and_then(|v| v["statusCode"].as_u64()).unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(statuses, [200, 400, 200], "{:?}\n{}", run.answers, run.stderr);
+
+    let blobs = emf_blobs(&run);
+    assert_eq!(values(&blobs, "cold_starts"), [1.0]);
+    let requests = |status: &str| -> f64 {
+        blobs.iter().filter(|b| b["status"] == status).flat_map(|b| b["search_requests"].as_f64()).sum()
+    };
+    assert_eq!((requests("ok"), requests("client_error")), (2.0, 1.0));
+    let mut searched = blobs.iter().filter(|b| b["status"] == "ok" && b.get("search_requests").is_some());
+    assert!(searched.clone().count() == 2 && searched.all(|b| b["mode"] == "semantic"), "S3 Vectors: semantic");
+    let latency = values(&blobs, "search_latency");
+    assert_eq!(latency.len(), 2, "successful requests only");
+    assert!(latency.iter().all(|&ms| ms > 0.0 && ms < 60_000.0));
+    // One flush per request: no blob mixes two requests' counts.
+    assert!(blobs.iter().all(|b| b["search_requests"].as_f64().is_none_or(|n| n == 1.0)), "{blobs:?}");
+    let dims =
+        blobs.iter().find(|b| b.get("search_requests").is_some()).expect("a search blob")["_aws"]["CloudWatchMetrics"]
+            [0]["Dimensions"]
+            .clone();
+    assert_eq!(dims, json!([[], ["mode"], ["status"], ["mode", "status"]]), "the rollups the alarms read");
+}
