@@ -109,8 +109,16 @@ impl Backend for LocalBackend {
         }
     }
 
-    async fn ready(&self) -> Result<(), PortError> {
-        self.local.store.ping()
+    /// The SQLite store, the query embedder (the model answers a word) and the job queue (its
+    /// worker is alive).
+    fn dependencies(&self) -> Vec<quarry_api::Dependency<'_>> {
+        use quarry_api::Dependency;
+        use quarry_core::ports::Embedder;
+        vec![
+            Dependency::required("state_store", std::future::ready(self.local.store.ping())),
+            Dependency::required("embedder", async { self.queries.embed(&["ready".to_owned()]).await.map(|_| ()) }),
+            Dependency::required("job_queue", std::future::ready(self.starter.queue.alive())),
+        ]
     }
 
     fn started(&self) -> bool {

@@ -62,7 +62,12 @@ fn serve_watch_search_documents_batches_and_errors() {
 
     assert_eq!(call(&s, "GET", "/health/live", None, &[]).0, 200);
     wait_for("start-up sync", || call(&s, "GET", "/health/startup", None, &[]).0 == 200);
-    assert_eq!(call(&s, "GET", "/health/ready", None, &[]).0, 200);
+    let (st, ready) = call(&s, "GET", "/health/ready", None, &[]);
+    assert_eq!(st, 200, "{ready}");
+    let deps = ready["dependencies"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = deps.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["state_store", "embedder", "job_queue"], "{ready}");
+    assert!(deps.iter().all(|d| d["status"] == "ok" && d["latency_ms"].as_f64().is_some()), "{ready}");
 
     // Search: the right document first, with score, text, and offsets that point into it.
     let (st, r) = search(&s, json!({"query": "how does the body get calcium into bones?", "top_k": 3}));

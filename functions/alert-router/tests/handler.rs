@@ -34,18 +34,18 @@ async fn receivers(fail_every: u64) -> Receivers {
     let calls = Arc::new(AtomicU64::new(0));
     let fail = move |calls: &AtomicU64| -> Option<(StatusCode, HeaderMap)> {
         let n = calls.fetch_add(1, Ordering::SeqCst);
-        if fail_every == 0 || n % fail_every != 0 {
+        if fail_every == 0 || !n.is_multiple_of(fail_every) {
             return None;
         }
         let mut h = HeaderMap::new();
-        if n % (2 * fail_every) == 0 {
+        if n.is_multiple_of(2 * fail_every) {
             h.insert("retry-after", "0".parse().expect("header"));
             Some((StatusCode::TOO_MANY_REQUESTS, h))
         } else {
             Some((StatusCode::SERVICE_UNAVAILABLE, h))
         }
     };
-    let (s1, c1, f1) = (Arc::clone(&seen), Arc::clone(&calls), fail.clone());
+    let (s1, c1, f1) = (Arc::clone(&seen), Arc::clone(&calls), fail);
     let (s2, c2) = (Arc::clone(&seen), Arc::clone(&calls));
     let app = axum::Router::new()
         .route(

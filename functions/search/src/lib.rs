@@ -160,9 +160,25 @@ where
         format!("s3://{}/{key}", self.bucket)
     }
 
-    /// One consistent read of the state table: it answers when DynamoDB and the credentials work.
-    async fn ready(&self) -> Result<(), PortError> {
-        self.state.document(&DocumentId::for_key(&DocumentKey::new(".quarry-readiness"))).await.map(|_| ())
+    /// The state table (one consistent read), the vector index (a one-result query) and the
+    /// embedder (one word: the local model must have loaded; OpenAI must answer).
+    fn dependencies(&self) -> Vec<quarry_api::Dependency<'_>> {
+        use quarry_api::Dependency;
+        use quarry_core::ports::VectorQuery;
+        let dimension = self.embedder.model().dimension;
+        vec![
+            Dependency::required("state_store", async {
+                self.state.document(&DocumentId::for_key(&DocumentKey::new(".quarry-readiness"))).await.map(|_| ())
+            }),
+            Dependency::required("vector_store", async move {
+                let mut vector = vec![0.0; dimension];
+                if let Some(x) = vector.first_mut() {
+                    *x = 1.0;
+                }
+                self.vectors.search(&VectorQuery { vector, top_k: 1, filter: None }).await.map(|_| ())
+            }),
+            Dependency::required("embedder", async { self.embedder.embed(&["ready".to_owned()]).await.map(|_| ()) }),
+        ]
     }
 
     fn started(&self) -> bool {

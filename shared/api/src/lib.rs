@@ -12,12 +12,11 @@ mod batches;
 pub mod cursor;
 mod documents;
 mod error;
-mod health;
+pub mod health;
 pub mod openapi;
 mod search;
 pub mod snapshot;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -37,7 +36,7 @@ use tokio::sync::Semaphore;
 
 pub use cursor::CursorKey;
 pub use error::ApiError;
-pub use health::{MetricsExport, metrics_routes};
+pub use health::{Dependency, MetricsExport, metrics_routes};
 use quarry_pipeline::query::QueryCache;
 
 pub use batches::{BatchDocuments, BatchFailure, BatchView};
@@ -76,8 +75,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Where a document's key points, for `source.uri` (`s3://bucket/key`, a file path).
     fn uri(&self, key: &str) -> String;
-    /// Readiness: can the stores be reached right now?
-    fn ready(&self) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// What readiness depends on: each store, the embedder, the queue, with a check that answers
+    /// when it works ([`health`] runs them, with a timeout, and caches the results).
+    fn dependencies(&self) -> Vec<Dependency<'_>>;
     /// Start-up work (an initial sync) is over.
     fn started(&self) -> bool;
 }
@@ -100,6 +100,7 @@ struct App<B> {
     slots: Arc<Semaphore>,
     queries: QueryCache,
     snapshots: snapshot::Snapshots,
+    health: health::Cache,
 }
 
 /// Query vectors kept (LRU) and for how long.
@@ -122,7 +123,9 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
             .to_le_bytes();
     }
     let snapshots = snapshot::Snapshots::new(snapshot::SNAPSHOTS, snapshot::SNAPSHOT_TTL, u64::from_le_bytes(seed));
-    let app = Arc::new(App { backend, limits, cursor_key, slots, queries, snapshots });
+    let app =
+        Arc::new(App { backend, limits, cursor_key, slots, queries, snapshots, health: health::Cache::default() });
+    health::warm(&app);
     let v1 = Router::new()
         .route("/v1/search", post(search::search::<B>))
         .route("/v1/documents/{id}", get(documents::get_document::<B>).delete(documents::delete_document::<B>))

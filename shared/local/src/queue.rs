@@ -22,6 +22,14 @@ impl ChannelQueue {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (ChannelQueue { tx }, rx)
     }
+
+    /// Whether the worker still takes jobs (its receiver is alive): for readiness.
+    pub fn alive(&self) -> Result<(), PortError> {
+        if self.tx.is_closed() {
+            return Err(PortError::Permanent { operation: "queue.alive", source: "the job worker has stopped".into() });
+        }
+        Ok(())
+    }
 }
 
 impl JobQueue for ChannelQueue {

@@ -90,10 +90,11 @@ pub fn validate(blob: &Value) -> Result<(), String> {
                     return Err(format!("{name}: unit {unit:?} is not a CloudWatch unit"));
                 }
             }
-            if let Some(r) = m.get("StorageResolution") {
-                if r != 1 && r != 60 {
-                    return Err(format!("{name}: StorageResolution {r}"));
-                }
+            if let Some(r) = m.get("StorageResolution")
+                && r != 1
+                && r != 60
+            {
+                return Err(format!("{name}: StorageResolution {r}"));
             }
             match root.get(name) {
                 Some(Value::Number(_)) => {}

@@ -130,10 +130,10 @@ impl AlertLedger for DynamoState {
                 .await
                 .map_err(|e| port_error("dynamodb.alert_drain", e))?;
             // Deleted by another drain in between: theirs, not ours.
-            if let Some(old) = old.attributes {
-                if let Some(p) = get_s(&old, "payload") {
-                    taken.push((get_n(&old, "at_ms").unwrap_or(0), p.to_owned()));
-                }
+            if let Some(old) = old.attributes
+                && let Some(p) = get_s(&old, "payload")
+            {
+                taken.push((get_n(&old, "at_ms").unwrap_or(0), p.to_owned()));
             }
         }
         taken.sort_by_key(|(at, _)| *at);
