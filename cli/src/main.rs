@@ -5,6 +5,7 @@
 // Printing to the terminal is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod alerting;
 mod batches;
 mod eval;
 mod ingest;

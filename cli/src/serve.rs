@@ -213,7 +213,19 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let cursor_key =
         CursorKey::from_config(config.server.cursor_secret.as_ref()).context("no randomness for the cursor key")?;
     let telemetry = quarry_telemetry::local::LocalMetrics::global().context("cannot install the metrics recorder")?;
-    let _ticker = telemetry.spawn_ticker(|_| {});
+    // The alarms' rules on this process's own metrics, when routes are configured.
+    let rules = match &config.alerts.routes {
+        Some(spec) => {
+            let routes = quarry_alerts::Routes::load(spec).context("alerts.routes")?;
+            Some(crate::alerting::Rules::new(routes, Arc::clone(&local))?)
+        }
+        None => None,
+    };
+    let _ticker = telemetry.spawn_ticker(move |w| {
+        if let Some(rules) = &rules {
+            rules.evaluate(w);
+        }
+    });
     let app =
         quarry_api::router(backend, limits, cursor_key).merge(quarry_api::metrics_routes(Arc::new(Metrics(telemetry))));
 

@@ -323,3 +323,71 @@ fn api_key_and_concurrency_cap() {
     let _ = slow.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
+
+/// A Slack webhook on loopback: each request's body, answered `ok`.
+fn slack() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            let body = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break Some(String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned());
+                    }
+                }
+            };
+            if let Some(body) = body {
+                keep.lock().expect("lock").push(body);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn the_embedded_default_pages_from_its_own_metrics() {
+    let dir = scratch("alerts");
+    write(&dir, "a.txt", "Calcium keeps bones strong.");
+    write(&dir, "b.txt", "Sodium raises blood pressure.");
+    write(&dir, "c.txt", "Salmon is rich in omega-3.");
+    write(&dir, "broken.pdf", "%PDF-1.7 truncated");
+    let (url, seen) = slack();
+    let routes = json!({"group_wait_seconds": 0.5, "group_interval_seconds": 1,
+        "receivers": {"chat": {"type": "slack", "webhook_url": url}}, "routes": [{"receivers": ["chat"]}]});
+    let s = start(
+        &["--watch", dir.to_str().expect("utf-8"), "--bind", "127.0.0.1:0", "--poll", "0.2"],
+        &[("QUARRY_ALERT_ROUTES", &routes.to_string())],
+    );
+    wait_for("start-up sync", || call(&s, "GET", "/health/startup", None, &[]).0 == 200);
+    // One of four documents failed: 25 %, over the 5 % of the error-rate rule, at the next tick.
+    let t = Instant::now();
+    while seen.lock().expect("lock").is_empty() && t.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let messages = seen.lock().expect("lock").clone();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let v: Value = serde_json::from_str(&messages[0]).expect("Slack JSON");
+    let text = v["text"].as_str().unwrap_or_default();
+    assert!(text.contains("quarry-local-ingest-error-rate") && text.contains("1 of 4 documents failed"), "{text}");
+}
