@@ -40,17 +40,12 @@ fn stdout_carries_valid_emf_once_per_invocation() {
         }
         created
     });
-    let r = &created.resources;
-    let env = [
-        ("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned()),
-        ("QUARRY_BUCKET", r.bucket.clone()),
-        ("QUARRY_QUEUE_URL", r.queue_url.clone()),
-        ("QUARRY_TABLE", r.table.clone()),
-        ("QUARRY_VECTOR_BUCKET", r.vector_bucket.clone()),
-        ("QUARRY_VECTOR_INDEX", r.vector_index.clone()),
+    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
+    env.extend(created.resources.env());
+    env.extend([
         ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
         ("RUST_LOG", "info".to_owned()),
-    ];
+    ]);
     let job = |key: &str| json!({"action": "index", "key": key, "version": null, "batch": null});
     let events = vec![sqs_event(&[job("a.txt"), job("empty.txt")]), sqs_event(&[job("a.txt")])];
     let run = invoke(env!("CARGO_BIN_EXE_embed-worker"), &env, events, Duration::from_secs(120));

@@ -9,17 +9,7 @@ use quarry_testkit::runtime::{emf_blobs, invoke, values};
 use serde_json::{Value, json};
 
 fn request(method: &str, path: &str, body: Option<&Value>) -> Value {
-    let text = body.map(Value::to_string).unwrap_or_default();
-    let event = quarry_testkit::event_fixture(
-        "apigw-v2-http.json",
-        &[
-            ("METHOD", method),
-            ("PATH", path),
-            ("LENGTH", &text.len().to_string()),
-            ("BODY", &if body.is_some() { Value::from(text.clone()).to_string() } else { "null".into() }),
-        ],
-    );
-    serde_json::from_str(&event).expect("an API Gateway v2 event")
+    serde_json::from_str(&quarry_testkit::lambda::apigw_event(method, path, body)).expect("an API Gateway v2 event")
 }
 
 #[test]
@@ -32,17 +22,12 @@ fn stdout_carries_valid_emf_once_per_request() {
             .await
             .expect("provision")
     });
-    let r = &created.resources;
-    let env = [
-        ("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned()),
-        ("QUARRY_BUCKET", r.bucket.clone()),
-        ("QUARRY_QUEUE_URL", r.queue_url.clone()),
-        ("QUARRY_TABLE", r.table.clone()),
-        ("QUARRY_VECTOR_BUCKET", r.vector_bucket.clone()),
-        ("QUARRY_VECTOR_INDEX", r.vector_index.clone()),
+    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
+    env.extend(created.resources.env());
+    env.extend([
         ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
         ("QUARRY_CURSOR_SECRET", "an EMF test cursor secret of 32+ characters".to_owned()),
-    ];
+    ]);
     let events = vec![
         request("POST", "/v1/search", Some(&json!({"query": "bones and calcium"}))),
         request("POST", "/v1/search", Some(&json!({"query": "   "}))),

@@ -56,6 +56,17 @@ impl Resources {
         };
         if missing.is_empty() { Ok(r) } else { Err(MissingSettings { names: missing }) }
     }
+
+    /// The environment that names these resources, as the template sets it for every function.
+    pub fn env(&self) -> [(&'static str, String); 5] {
+        [
+            ("QUARRY_BUCKET", self.bucket.clone()),
+            ("QUARRY_QUEUE_URL", self.queue_url.clone()),
+            ("QUARRY_TABLE", self.table.clone()),
+            ("QUARRY_VECTOR_BUCKET", self.vector_bucket.clone()),
+            ("QUARRY_VECTOR_INDEX", self.vector_index.clone()),
+        ]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,18 +4,23 @@
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// `method path` with an optional JSON body; returns the status and the JSON body (`Null` if none).
-pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+/// API Gateway's (HTTP API, payload 2.0) event for `method path` with an optional JSON body.
+pub fn apigw_event(method: &str, path: &str, body: Option<&Value>) -> String {
     let body_text = body.map(Value::to_string).unwrap_or_default();
-    let event = crate::event_fixture(
+    crate::event_fixture(
         "apigw-v2-http.json",
         &[
             ("METHOD", method),
             ("PATH", path),
             ("LENGTH", &body_text.len().to_string()),
-            ("BODY", &if body.is_some() { Value::from(body_text.clone()).to_string() } else { "null".into() }),
+            ("BODY", &if body.is_some() { Value::from(body_text).to_string() } else { "null".into() }),
         ],
-    );
+    )
+}
+
+/// `method path` with an optional JSON body; returns the status and the JSON body (`Null` if none).
+pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let event = apigw_event(method, path, body);
     let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");
     let (parts, body) = request.into_parts();
     let request = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
