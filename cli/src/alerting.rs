@@ -1,7 +1,8 @@
 //! `quarry serve` can page too: every tick of the metrics window, the rules the CloudWatch alarms
 //! hold on AWS (error rates, p95s) are evaluated on this process's own metrics, and each change of
 //! state (firing, or back to normal) is routed by the same routing core as the alert-router
-//! Lambda, with its ledger in the index's SQLite database. Email needs SES: locally an email
+//! Lambda, with its ledger in the index's SQLite database; so are Quarry's own events (a batch that
+//! ended with failures), as they are published. Email needs SES: locally an email
 //! receiver fails, and says why.
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use quarry_alerts::{AlertRouter, Notification, Routes, State};
 use quarry_core::PortError;
+use quarry_core::event::Event;
 use quarry_core::metric;
 use quarry_core::ports::{AlertLedger, Email, Mailer};
 use quarry_telemetry::window::Window;
@@ -102,10 +104,24 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(routes: Routes, local: Arc<Local>) -> anyhow::Result<Self> {
+    /// The router over the index's ledger; `events` (Quarry's own) are routed as they come.
+    pub fn new(
+        routes: Routes,
+        local: Arc<Local>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let router = AlertRouter::new(routes, Ledger(local), None, http)?;
-        Ok(Rules { firing: Mutex::default(), router: Arc::new(router) })
+        let router = Arc::new(AlertRouter::new(routes, Ledger(local), None, http)?);
+        let events_router = Arc::clone(&router);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let n = Notification::from(event);
+                if let Err(e) = events_router.route(&n).await {
+                    tracing::warn!(event = %n.name, error = %anyhow::Error::from(e), "event not delivered");
+                }
+            }
+        });
+        Ok(Rules { firing: Mutex::default(), router })
     }
 
     /// Reads the window and routes each rule that changed state (in the background).
@@ -127,6 +143,7 @@ impl Rules {
                 reason,
                 labels: BTreeMap::new(),
                 at: now.to_string(),
+                occurrence: now.to_string(),
             };
             let router = Arc::clone(&self.router);
             tokio::spawn(async move {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use quarry_core::ports::{BatchOutcome, Blob, BlobInfo, BlobSource, IndexJob};
+use quarry_core::event::Event;
+use quarry_core::ports::{BatchOutcome, Blob, BlobInfo, BlobSource, EventPublisher, IndexJob};
 use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_local::{FolderSource, JsonlSource, Rejected, SqliteStore};
@@ -141,6 +142,35 @@ impl BlobSource for Source {
 pub type LocalIndexer<'a> =
     Indexer<'a, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, Preparer<WordPiece>>;
 
+/// Quarry's events on this machine (a batch that ended with failures): handed to whoever listens
+/// (`quarry serve` routes them with its alert routes), dropped when no one does. `quarry ingest`
+/// prints its failures instead.
+#[derive(Debug, Default)]
+pub struct LocalEvents(Option<tokio::sync::mpsc::UnboundedSender<Event>>);
+
+impl EventPublisher for LocalEvents {
+    async fn publish(&self, event: &Event) -> Result<(), PortError> {
+        if let Some(tx) = &self.0 {
+            // A listener that has gone (the server is stopping) loses nothing worth failing a job for.
+            let _ = tx.send(event.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The job runner over the local adapters.
+pub type LocalRunner<'a> = Runner<
+    'a,
+    Source,
+    SqliteStore,
+    CoalescingEmbedder,
+    SqliteStore,
+    SqliteStore,
+    Preparer<WordPiece>,
+    SqliteStore,
+    LocalEvents,
+>;
+
 #[derive(Debug)]
 pub struct Local {
     /// The local model behind a merging queue: documents in flight share model calls.
@@ -148,6 +178,7 @@ pub struct Local {
     pub preparer: Preparer<WordPiece>,
     pub source: Source,
     pub store: SqliteStore,
+    pub events: LocalEvents,
 }
 
 impl Local {
@@ -158,7 +189,20 @@ impl Local {
         let tokenizer =
             WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
         let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
-        Ok(Local { embedder, preparer: Preparer::new(config, tokenizer), source, store })
+        Ok(Local {
+            embedder,
+            preparer: Preparer::new(config, tokenizer),
+            source,
+            store,
+            events: LocalEvents::default(),
+        })
+    }
+
+    /// From now on, events come out of the returned channel.
+    pub fn listen(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.events = LocalEvents(Some(tx));
+        rx
     }
 
     pub fn indexer(&self) -> LocalIndexer<'_> {
@@ -177,20 +221,18 @@ impl Local {
 impl Local {
     /// The job runner: there is no queue to redeliver a job, so retryable failures are recorded
     /// in the batch for `quarry retry`.
-    pub fn runner(
-        &self,
-    ) -> Runner<'_, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, Preparer<WordPiece>, SqliteStore>
-    {
-        Runner { indexer: self.indexer(), batches: &self.store, retries: Retries::Record }
+    pub fn runner(&self) -> LocalRunner<'_> {
+        Runner { indexer: self.indexer(), batches: &self.store, events: &self.events, retries: Retries::Record }
     }
 
     /// The batch planner: every batch is listed, screened and recorded before work starts.
-    pub fn planner(&self) -> Planner<'_, Source, SqliteStore, SqliteStore, SqliteStore> {
+    pub fn planner(&self) -> Planner<'_, Source, SqliteStore, SqliteStore, SqliteStore, LocalEvents> {
         Planner {
             source: &self.source,
             tracker: &self.store,
             state: &self.store,
             writer: &self.store,
+            events: &self.events,
             limits: self.preparer.limits(),
         }
     }

@@ -195,7 +195,13 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
     };
     let (source, _) = target.source()?;
-    let local = Arc::new(Local::load(&config, source, store)?);
+    let mut local = Local::load(&config, source, store)?;
+    // With alert routes, the alarms' rules run on this process's own metrics and Quarry's events
+    // (a batch that ended with failures) are routed too.
+    let routes =
+        config.alerts.routes.as_deref().map(quarry_alerts::Routes::load).transpose().context("alerts.routes")?;
+    let events = routes.as_ref().map(|_| local.listen());
+    let local = Arc::new(local);
     let queries = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
         .map_err(crate::SetupError::Model)?;
     let started = Arc::new(AtomicBool::new(args.watch.is_none()));
@@ -213,13 +219,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let cursor_key =
         CursorKey::from_config(config.server.cursor_secret.as_ref()).context("no randomness for the cursor key")?;
     let telemetry = quarry_telemetry::local::LocalMetrics::global().context("cannot install the metrics recorder")?;
-    // The alarms' rules on this process's own metrics, when routes are configured.
-    let rules = match &config.alerts.routes {
-        Some(spec) => {
-            let routes = quarry_alerts::Routes::load(spec).context("alerts.routes")?;
-            Some(crate::alerting::Rules::new(routes, Arc::clone(&local))?)
-        }
-        None => None,
+    let rules = match (routes, events) {
+        (Some(routes), Some(events)) => Some(crate::alerting::Rules::new(routes, Arc::clone(&local), events)?),
+        _ => None,
     };
     let _ticker = telemetry.spawn_ticker(move |w| {
         if let Some(rules) = &rules {

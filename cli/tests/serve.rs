@@ -390,4 +390,19 @@ fn the_embedded_default_pages_from_its_own_metrics() {
     let v: Value = serde_json::from_str(&messages[0]).expect("Slack JSON");
     let text = v["text"].as_str().unwrap_or_default();
     assert!(text.contains("quarry-local-ingest-error-rate") && text.contains("1 of 4 documents failed"), "{text}");
+
+    // A batch that ends with failures is routed as an event, once.
+    let (st, b) = call(&s, "POST", "/v1/batches", Some(r#"{"keys": ["broken.pdf", "nope.txt"]}"#), &[]);
+    assert_eq!(st, 202, "{b}");
+    let t = Instant::now();
+    while seen.lock().expect("lock").len() < 2 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let messages = seen.lock().expect("lock").clone();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let v: Value = serde_json::from_str(&messages[1]).expect("Slack JSON");
+    let text = v["text"].as_str().unwrap_or_default();
+    assert!(text.contains("batch_failed") && text.contains("of 2 documents failed"), "{text}");
+    assert!(!text.contains("broken.pdf"), "no document keys in alerts: {text}");
 }

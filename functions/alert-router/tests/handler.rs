@@ -96,6 +96,11 @@ async fn receivers(fail_every: u64) -> Receivers {
 type TheHandler = Handler<DynamoState, SesMailer>;
 
 async fn handler(r: &Receivers, wait: f64, interval: f64) -> TheHandler {
+    handler_on_stack(r, wait, interval).await.0
+}
+
+/// The handler, with the stack it runs on (the alarm topic, a queue subscribed to it).
+async fn handler_on_stack(r: &Receivers, wait: f64, interval: f64) -> (TheHandler, Clients, provision::Created) {
     let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
     let created =
         provision::create(&clients, &quarry_testkit::moto::unique_name("alerts"), 8).await.expect("provision");
@@ -108,9 +113,10 @@ async fn handler(r: &Receivers, wait: f64, interval: f64) -> TheHandler {
         u = r.url
     ))
     .expect("routes");
-    let ledger = DynamoState::new(clients.dynamodb.clone(), created.resources.table);
+    let ledger = DynamoState::new(clients.dynamodb.clone(), &created.resources.table);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
-    Handler::new(AlertRouter::new(routes, ledger, Some(SesMailer::new(clients.sesv2)), http).expect("router"))
+    let mailer = Some(SesMailer::new(clients.sesv2.clone()));
+    (Handler::new(AlertRouter::new(routes, ledger, mailer, http).expect("router")), clients, created)
 }
 
 /// CloudWatch's alarm notification, in the SNS envelope Lambda receives.
@@ -138,6 +144,40 @@ fn alarm_event(name: &str, state: &str, old: &str, at: &str, message_id: &str) -
             "Signature": "c2lnbmF0dXJl", "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
             "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {}}}]});
     serde_json::from_value(event).expect("an SNS event")
+}
+
+/// What SNS delivered to the queue subscribed to the topic (its JSON envelope), as the SNS event
+/// Lambda hands a subscribed function: the same message in a record.
+async fn delivered(clients: &Clients, queue_url: &str, want: usize) -> Vec<SnsEvent> {
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        let got = clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for m in got.messages() {
+            let mut sns: Value = serde_json::from_str(m.body().unwrap_or_default()).expect("an SNS envelope");
+            assert_eq!(sns["Type"], "Notification");
+            let o = sns.as_object_mut().expect("object");
+            o.entry("SigningCertURL").or_insert(json!("https://sns.us-east-1.amazonaws.com/cert.pem"));
+            o.entry("UnsubscribeURL").or_insert(json!("https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"));
+            o.entry("SignatureVersion").or_insert(json!("1"));
+            o.entry("Signature").or_insert(json!("c2lnbmF0dXJl"));
+            o.entry("MessageAttributes").or_insert(json!({}));
+            let event = json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+                "EventSubscriptionArn": format!("{}:sub", sns["TopicArn"].as_str().unwrap_or_default()), "Sns": sns}]});
+            out.push(serde_json::from_value(event).expect("an SNS event"));
+        }
+        if out.len() >= want {
+            break;
+        }
+    }
+    out
 }
 
 /// Lambda's retries of a failed invocation, as many as it takes (bounded).
@@ -307,4 +347,52 @@ async fn email_goes_through_sesv2() {
     assert_eq!(sent.len(), 1, "{data}");
     assert_eq!(sent[0]["subject"], "[ALARM] quarry-prod-search-latency-p95");
     assert!(sent[0]["body"].as_str().is_some_and(|b| b.contains("Threshold Crossed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_that_ends_with_failures_reaches_slack_once_through_sns() {
+    use quarry_core::ports::BatchTracker;
+    use quarry_core::{BatchId, DocumentKey, Failure};
+
+    let r = receivers(0).await;
+    let (h, clients, created) = handler_on_stack(&r, 0.2, 1.0).await;
+    // A batch whose last two documents two workers finish at the same moment: both see its end.
+    let state = quarry_testkit::fakes::MemoryState::default();
+    let batch = BatchId::new("b-7f3a");
+    let keys: Vec<(DocumentKey, u64)> = ["a.txt", "b.pdf", "c.md"].iter().map(|k| (DocumentKey::new(*k), 10)).collect();
+    state.create(&batch, &keys).await.expect("batch");
+    let failed = |code: &str| quarry_core::ports::BatchOutcome::Failed {
+        failure: Failure { code: code.into(), message: "why".into(), retryable: false },
+        bytes: 10,
+    };
+    state
+        .record(&batch, &keys[0].0, &quarry_core::ports::BatchOutcome::Indexed { chunks: 1, bytes: 10 })
+        .await
+        .expect("r");
+    state.record(&batch, &keys[1].0, &failed("encrypted_pdf")).await.expect("r");
+    state.record(&batch, &keys[2].0, &failed("unsupported_format")).await.expect("r");
+    let sns = quarry_aws::SnsEvents::new(clients.sns.clone(), created.resources.events_topic.clone());
+    let (a, b) = tokio::join!(
+        quarry_pipeline::report_end(&state, &sns, &batch),
+        quarry_pipeline::report_end(&state, &sns, &batch)
+    );
+    assert!(a.expect("published") && b.expect("published"));
+
+    let events = delivered(&clients, &created.topic_url, 2).await;
+    assert_eq!(events.len(), 2, "both workers published");
+    for e in &events {
+        assert_eq!(e.records[0].sns.message_attributes["quarry_event"].value, "batch_failed");
+        until_delivered(&h, e).await;
+    }
+    // SNS's redelivery of one of them, later.
+    until_delivered(&h, &events[0]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = r.seen.lock().expect("lock");
+    assert_eq!(seen.slack.len(), 1, "{:?}", seen.slack);
+    let text = &seen.slack[0].1;
+    assert_eq!(carried(text), 1, "one notification, not one per publication: {text}");
+    assert_eq!(text.matches("batch_failed").count(), 1, "{text}");
+    assert!(text.contains("2 of 3 documents failed"), "{text}");
+    assert!(!text.contains("b.pdf"), "no document keys in alerts: {text}");
+    assert!(seen.pagerduty.is_empty(), "the catch-all route is chat only");
 }

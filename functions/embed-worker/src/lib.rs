@@ -9,7 +9,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use quarry_core::PortError;
 use quarry_core::ports::{
-    BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, IndexJob, VectorWriter,
+    BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, EventPublisher, IndexJob,
+    VectorWriter,
 };
 use quarry_lambda::sqs_batch;
 use quarry_pipeline::{Indexer, Retries, Runner};
@@ -19,8 +20,8 @@ pub const CONCURRENCY: usize = 4;
 
 /// The job runner over the AWS ports.
 #[derive(Debug)]
-pub struct Worker<'a, B, S, E, C, W, P, K> {
-    pub runner: Runner<'a, B, S, E, C, W, P, K>,
+pub struct Worker<'a, B, S, E, C, W, P, K, V> {
+    pub runner: Runner<'a, B, S, E, C, W, P, K, V>,
 }
 
 /// A message body that is not a job.
@@ -32,7 +33,7 @@ pub struct BadJob {
     pub source: serde_json::Error,
 }
 
-impl<'a, B, S, E, C, W, P, K> Worker<'a, B, S, E, C, W, P, K>
+impl<'a, B, S, E, C, W, P, K, V> Worker<'a, B, S, E, C, W, P, K, V>
 where
     B: BlobSource,
     S: CheckpointStore,
@@ -41,11 +42,12 @@ where
     W: VectorWriter,
     P: DocumentPreparer,
     K: BatchTracker,
+    V: EventPublisher,
 {
-    /// The indexer, and the tracker that records jobs of a batch; retryable failures go back to
-    /// the queue.
-    pub fn new(indexer: Indexer<'a, B, S, E, C, W, P>, batches: &'a K) -> Self {
-        Worker { runner: Runner { indexer, batches, retries: Retries::Redeliver } }
+    /// The indexer, the tracker that records jobs of a batch, and where a batch's end with
+    /// failures is published; retryable failures go back to the queue.
+    pub fn new(indexer: Indexer<'a, B, S, E, C, W, P>, batches: &'a K, events: &'a V) -> Self {
+        Worker { runner: Runner { indexer, batches, events, retries: Retries::Redeliver } }
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {

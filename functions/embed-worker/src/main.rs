@@ -39,7 +39,7 @@ async fn main() -> Result<(), Error> {
         preparer: &preparer,
         lease: LEASE,
     };
-    let worker = Worker::new(indexer, &aws.state);
+    let worker = Worker::new(indexer, &aws.state, &aws.events);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let worker = &worker;
         async move { Ok::<_, Error>(quarry_lambda::flushed(emf, worker.handle(event.payload)).await) }

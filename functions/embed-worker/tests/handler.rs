@@ -9,13 +9,14 @@ use quarry_core::{BatchId, Config, ContentHash, DocumentId, DocumentKey, Documen
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embed_worker::Worker;
 use quarry_pipeline::{CoalescingEmbedder, Indexer};
-use quarry_testkit::fakes::{MemorySource, MemoryState, MemoryVectors};
+use quarry_testkit::fakes::{MemoryEvents, MemorySource, MemoryState, MemoryVectors};
 use quarry_text::{Preparer, WordPiece};
 
 struct Fixture {
     source: MemorySource,
     state: MemoryState,
     vectors: MemoryVectors,
+    events: MemoryEvents,
     embedder: CoalescingEmbedder,
     preparer: Preparer<WordPiece>,
 }
@@ -29,6 +30,7 @@ impl Fixture {
             source: MemorySource::default(),
             state: MemoryState::default(),
             vectors: MemoryVectors::new(quarry_embed::DIMENSION),
+            events: MemoryEvents::default(),
             embedder: CoalescingEmbedder::new(embedder, 64),
             preparer: Preparer::new(&Config::default(), tokenizer),
         }
@@ -46,6 +48,7 @@ impl Fixture {
         MemoryVectors,
         Preparer<WordPiece>,
         MemoryState,
+        MemoryEvents,
     > {
         let indexer = Indexer {
             source: &self.source,
@@ -56,7 +59,7 @@ impl Fixture {
             preparer: &self.preparer,
             lease: Duration::from_secs(900),
         };
-        Worker::new(indexer, &self.state)
+        Worker::new(indexer, &self.state, &self.events)
     }
 
     async fn status(&self, key: &str) -> Option<DocumentStatus> {

@@ -42,6 +42,7 @@ fn router(hung: bool) -> axum::Router {
             state,
             vectors,
             queue: MemoryQueue::default(),
+            events: quarry_core::ports::NoEvents,
             limits: Limits::default(),
         },
         bucket: "b".into(),

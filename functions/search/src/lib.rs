@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use quarry_api::{Backend, NoKeywords};
-use quarry_aws::{DynamoState, S3Source, S3VectorStore, SqsQueue};
+use quarry_aws::{DynamoState, S3Source, S3VectorStore, SnsEvents, SqsQueue};
 use quarry_core::config::Limits;
 use quarry_core::ports::{
     BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource, CheckpointStore, DocumentReader, Embedder,
-    JobQueue, ModelInfo, VectorSearcher, VectorWriter,
+    EventPublisher, JobQueue, ModelInfo, VectorSearcher, VectorWriter,
 };
 use quarry_core::{DocumentId, DocumentKey, PortError};
 use quarry_embed::{EmbedError, EmbedOptions, LocalEmbedder};
@@ -73,20 +73,23 @@ impl Embedder for BackgroundEmbedder {
 /// outcome. Generic over the ports (S3, DynamoDB, S3 Vectors and SQS by default), so that tests
 /// drive it on the testkit's in-memory fakes.
 #[derive(Debug)]
-pub struct AwsStarter<B = S3Source, S = DynamoState, V = S3VectorStore, Q = SqsQueue> {
+pub struct AwsStarter<B = S3Source, S = DynamoState, V = S3VectorStore, Q = SqsQueue, P = SnsEvents> {
     pub source: B,
     pub state: S,
     pub vectors: V,
     pub queue: Q,
+    /// Where a batch that ends as it starts (every document refused) says so.
+    pub events: P,
     pub limits: Limits,
 }
 
-impl<B, S, V, Q> BatchStarter for AwsStarter<B, S, V, Q>
+impl<B, S, V, Q, P> BatchStarter for AwsStarter<B, S, V, Q, P>
 where
     B: BlobSource,
     S: CheckpointStore + BatchTracker,
     V: VectorWriter,
     Q: JobQueue,
+    P: EventPublisher,
 {
     async fn start(&self, request: &BatchRequest) -> Result<BatchStarted, PortError> {
         let planner = Planner {
@@ -94,6 +97,7 @@ where
             tracker: &self.state,
             state: &self.state,
             writer: &self.vectors,
+            events: &self.events,
             limits: &self.limits,
         };
         let plan = planner.plan(request, &[]).await?;
@@ -106,21 +110,22 @@ where
 /// Everything the API needs on AWS: the embedder, the vector store (searched, and written to delete
 /// a document), the state table (documents, batches) and the batch starter.
 #[derive(Debug)]
-pub struct AwsBackend<E, V = S3VectorStore, S = DynamoState, B = S3Source, Q = SqsQueue> {
+pub struct AwsBackend<E, V = S3VectorStore, S = DynamoState, B = S3Source, Q = SqsQueue, P = SnsEvents> {
     pub embedder: E,
     pub vectors: V,
     pub state: S,
-    pub starter: AwsStarter<B, S, V, Q>,
+    pub starter: AwsStarter<B, S, V, Q, P>,
     pub bucket: String,
 }
 
-impl<E, V, S, B, Q> Backend for AwsBackend<E, V, S, B, Q>
+impl<E, V, S, B, Q, P> Backend for AwsBackend<E, V, S, B, Q, P>
 where
     E: Embedder + 'static,
     V: VectorSearcher + VectorWriter + 'static,
     S: CheckpointStore + BatchTracker + DocumentReader + 'static,
     B: BlobSource + 'static,
     Q: JobQueue + 'static,
+    P: EventPublisher + 'static,
 {
     type Embedder = E;
     type Searcher = V;
@@ -128,7 +133,7 @@ where
     type Writer = V;
     type State = S;
     type Batches = S;
-    type Starter = AwsStarter<B, S, V, Q>;
+    type Starter = AwsStarter<B, S, V, Q, P>;
     type Keywords = NoKeywords;
 
     fn embedder(&self) -> &E {
@@ -152,7 +157,7 @@ where
     fn batches(&self) -> &S {
         &self.state
     }
-    fn starter(&self) -> &AwsStarter<B, S, V, Q> {
+    fn starter(&self) -> &AwsStarter<B, S, V, Q, P> {
         &self.starter
     }
 

@@ -26,6 +26,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             state: aws.state,
             vectors: aws.vectors,
             queue: aws.queue,
+            events: aws.events,
             limits: config.limits.clone(),
         },
         bucket: aws.resources.bucket,

@@ -22,6 +22,7 @@ struct Fixture {
     vectors: MemoryVectors,
     state: MemoryState,
     queue: MemoryQueue,
+    events: quarry_testkit::fakes::MemoryEvents,
 }
 
 async fn fixture() -> Fixture {
@@ -43,6 +44,7 @@ async fn fixture() -> Fixture {
         vectors.upsert(&[record]).await.expect("upsert");
     }
     let (state, queue, source) = (MemoryState::default(), MemoryQueue::default(), MemorySource::default());
+    let events = quarry_testkit::fakes::MemoryEvents::default();
     source.put("reports/q1.txt", b"First quarter: the engines ran hot.", None);
     source.put("reports/chart.png", b"\x89PNG\r\n\x1a\n an image", None);
     let backend = AwsBackend {
@@ -54,13 +56,14 @@ async fn fixture() -> Fixture {
             state: state.clone(),
             vectors: vectors.clone(),
             queue: queue.clone(),
+            events: events.clone(),
             limits: Limits::default(),
         },
         bucket: "quarry-documents-test".into(),
     };
     let secret = quarry_core::config::Secret::new("a handler-test cursor secret of 32+ characters");
     let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));
-    Fixture { router, vectors, state, queue }
+    Fixture { router, vectors, state, queue, events }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +98,21 @@ async fn searches_documents_and_batches_through_api_gateway_events() {
     let (again, _) = api(&f.router, "POST", "/v1/batches", Some(&json!({"prefix": "reports/"}))).await;
     assert_eq!(again, 202);
     assert_eq!(f.queue.take().len(), 1, "the same request is the same batch, and its jobs are sent again");
+    assert!(f.events.published().is_empty(), "a batch with a job pending has not ended");
+
+    // Every document refused up front: the batch ends as it starts, and says so.
+    let refused = json!({"keys": ["reports/chart.png", "reports/gone.txt"]});
+    let (code, b) = api(&f.router, "POST", "/v1/batches", Some(&refused)).await;
+    assert_eq!((code, b["documents"].as_u64()), (202, Some(2)), "{b}");
+    assert!(f.queue.take().is_empty());
+    let published = f.events.published();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        (published[0].quarry_event.as_str(), published[0].resource.as_str()),
+        ("batch_failed", b["batch"].as_str().unwrap_or(""))
+    );
+    assert!(
+        published[0].summary.contains("2 of 2 documents failed (not_found 1, unsupported_type 1)"),
+        "{published:?}"
+    );
 }

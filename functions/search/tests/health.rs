@@ -36,6 +36,7 @@ async fn a_hung_dependency_times_out_and_is_named() {
             state,
             vectors,
             queue: MemoryQueue::default(),
+            events: quarry_core::ports::NoEvents,
             limits: Limits::default(),
         },
         bucket: "b".into(),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use quarry_core::event::Event;
 use serde::{Deserialize, Serialize};
 
 /// An alarm's state, or an event's.
@@ -28,26 +29,7 @@ impl State {
     }
 }
 
-/// How urgent, by PagerDuty's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-    Critical,
-}
-
-impl Severity {
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-            Severity::Critical => "critical",
-        }
-    }
-}
+pub use quarry_core::event::Severity;
 
 /// One notification, whatever sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,15 +45,18 @@ pub struct Notification {
     /// Why (the alarm's reason): may quote metric values, never document text.
     pub reason: String,
     pub labels: BTreeMap<String, String>,
-    /// When the state changed: with the name, resource and state, what makes it one notification
-    /// however often it is delivered.
+    /// When the state changed.
     pub at: String,
+    /// With the name, resource and state, what makes it one notification however often it is
+    /// delivered: an alarm's state-change time, an event's own occurrence.
+    #[serde(default)]
+    pub occurrence: String,
 }
 
 impl Notification {
     /// The notification's identity: the same state change delivered twice has the same one.
     pub fn id(&self) -> String {
-        crate::digest(&[&self.name, &self.resource, self.state.name(), &self.at])
+        crate::digest(&[&self.name, &self.resource, self.state.name(), &self.occurrence])
     }
 
     /// PagerDuty's `dedup_key`: one per alarm and resource, so that OK resolves what ALARM opened.
@@ -113,39 +98,10 @@ struct Trigger {
     namespace: Option<String>,
 }
 
-/// Quarry's own events, published on the same topic.
-#[derive(Debug, Deserialize)]
-struct Event {
-    quarry_event: String,
-    resource: String,
-    #[serde(default = "firing")]
-    state: State,
-    severity: Severity,
-    summary: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    at: String,
-}
-
-fn firing() -> State {
-    State::Alarm
-}
-
 /// Reads one SNS message body (`Records[].Sns.Message`).
 pub fn parse(message: &str) -> Result<Notification, NotANotification> {
     if let Ok(e) = serde_json::from_str::<Event>(message) {
-        return Ok(Notification {
-            name: e.quarry_event,
-            resource: e.resource,
-            state: e.state,
-            severity: Some(e.severity),
-            summary: e.summary,
-            reason: e.reason,
-            labels: e.labels,
-            at: e.at,
-        });
+        return Ok(Notification::from(e));
     }
     let a: Alarm = serde_json::from_str(message).map_err(NotANotification)?;
     let mut labels = BTreeMap::new();
@@ -163,6 +119,7 @@ pub fn parse(message: &str) -> Result<Notification, NotANotification> {
         Some(d) if !d.is_empty() => format!("{} {}: {d}", a.new_state_value.name(), a.alarm_name),
         _ => format!("{} {}", a.new_state_value.name(), a.alarm_name),
     };
+    let at = a.state_change_time.unwrap_or_default();
     Ok(Notification {
         resource: a.alarm_arn.unwrap_or_else(|| a.alarm_name.clone()),
         name: a.alarm_name,
@@ -171,8 +128,26 @@ pub fn parse(message: &str) -> Result<Notification, NotANotification> {
         summary,
         reason: a.new_state_reason.unwrap_or_default(),
         labels,
-        at: a.state_change_time.unwrap_or_default(),
+        occurrence: at.clone(),
+        at,
     })
+}
+
+/// An event fires: it has no resolving state of its own.
+impl From<Event> for Notification {
+    fn from(e: Event) -> Self {
+        Notification {
+            name: e.quarry_event,
+            resource: e.resource,
+            state: State::Alarm,
+            severity: Some(e.severity),
+            summary: e.summary,
+            reason: e.reason,
+            labels: e.labels,
+            at: e.at,
+            occurrence: e.occurrence,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -203,14 +178,19 @@ mod tests {
         let ok = parse(math).expect("metric-math alarm");
         assert_eq!(ok.state, State::Ok);
         assert_eq!(ok.summary, "OK quarry-prod-ingest-error-rate: More than 5% failed.");
-        let fired = Notification { state: State::Alarm, at: "earlier".into(), ..ok.clone() };
+        let fired =
+            Notification { state: State::Alarm, at: "earlier".into(), occurrence: "earlier".into(), ..ok.clone() };
         assert_eq!(ok.dedup_key(), fired.dedup_key(), "ALARM and OK of one alarm share the dedup key");
         assert_ne!(ok.id(), fired.id());
 
         let event = r#"{"quarry_event":"batch_failed","resource":"b-42","severity":"warning","summary":"batch b-42: 3 of 10 failed",
-            "labels":{"batch":"b-42"},"at":"2026-11-28T16:01:00Z"}"#;
+            "labels":{"batch":"b-42"},"at":"2026-11-28T16:01:00Z","occurrence":"7/3/0"}"#;
         let e = parse(event).expect("event");
         assert_eq!((e.name.as_str(), e.severity, e.state), ("batch_failed", Some(Severity::Warning), State::Alarm));
+        // Published again by a second worker a moment later: the same occurrence, one notification.
+        let again = parse(&event.replace("16:01:00Z", "16:01:02Z")).expect("event");
+        assert_eq!(e.id(), again.id());
+        assert_ne!(e.id(), parse(&event.replace("7/3/0", "9/1/0")).expect("event").id(), "a new end is news");
         assert!(parse(r#"{"hello":"world"}"#).is_err());
     }
 }

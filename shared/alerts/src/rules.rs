@@ -232,6 +232,7 @@ mod tests {
             reason: String::new(),
             labels: BTreeMap::from([("team".to_owned(), "search".to_owned())]),
             at: "t".into(),
+            occurrence: "t".into(),
         }
     }
 

@@ -9,12 +9,14 @@ pub mod dynamo;
 pub mod provision;
 pub mod s3;
 pub mod ses;
+pub mod sns;
 pub mod sqs;
 pub mod vectors;
 
 pub use dynamo::DynamoState;
 pub use s3::S3Source;
 pub use ses::SesMailer;
+pub use sns::SnsEvents;
 pub use sqs::SqsQueue;
 pub use vectors::S3VectorStore;
 
@@ -32,6 +34,8 @@ pub struct Resources {
     pub table: String,
     pub vector_bucket: String,
     pub vector_index: String,
+    /// Where Quarry's own events go (optional: unset, none are published).
+    pub events_topic: Option<String>,
 }
 
 impl Resources {
@@ -53,19 +57,22 @@ impl Resources {
             table: get(&aws.table, "QUARRY_TABLE"),
             vector_bucket: get(&aws.vector_bucket, "QUARRY_VECTOR_BUCKET"),
             vector_index: get(&aws.vector_index, "QUARRY_VECTOR_INDEX"),
+            events_topic: aws.events_topic.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned),
         };
         if missing.is_empty() { Ok(r) } else { Err(MissingSettings { names: missing }) }
     }
 
     /// The environment that names these resources, as the template sets it for every function.
-    pub fn env(&self) -> [(&'static str, String); 5] {
-        [
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
             ("QUARRY_BUCKET", self.bucket.clone()),
             ("QUARRY_QUEUE_URL", self.queue_url.clone()),
             ("QUARRY_TABLE", self.table.clone()),
             ("QUARRY_VECTOR_BUCKET", self.vector_bucket.clone()),
             ("QUARRY_VECTOR_INDEX", self.vector_index.clone()),
-        ]
+        ];
+        env.extend(self.events_topic.clone().map(|t| ("QUARRY_EVENTS_TOPIC", t)));
+        env
     }
 }
 
@@ -83,6 +90,7 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3vectors: aws_sdk_s3vectors::Client,
     pub sesv2: aws_sdk_sesv2::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Clients {
@@ -127,6 +135,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             s3vectors: aws_sdk_s3vectors::Client::from_conf(s3vectors),
             sesv2: aws_sdk_sesv2::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
         }
     }
 }
@@ -141,6 +150,7 @@ pub struct Adapters {
     pub queue: SqsQueue,
     pub state: DynamoState,
     pub vectors: S3VectorStore,
+    pub events: SnsEvents,
 }
 
 impl Adapters {
@@ -151,6 +161,7 @@ impl Adapters {
             queue: SqsQueue::new(clients.sqs.clone(), &resources.queue_url),
             state: DynamoState::new(clients.dynamodb.clone(), &resources.table),
             vectors: S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index),
+            events: SnsEvents::new(clients.sns.clone(), resources.events_topic.clone()),
             resources,
             clients,
         }

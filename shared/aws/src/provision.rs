@@ -23,11 +23,14 @@ pub struct Created {
     pub events_url: String,
     /// The jobs queue's DLQ.
     pub dlq_url: String,
+    /// A queue subscribed to the events topic, standing in for the alert router: what was
+    /// published, as SNS delivers it.
+    pub topic_url: String,
 }
 
 /// Creates the bucket with ObjectCreated/ObjectRemoved notifications to an events queue (read by
-/// ingest), the jobs queue and its DLQ (read by the embed-workers), the table with TTL, and the
-/// vector bucket and index, all named from `name`.
+/// ingest), the jobs queue and its DLQ (read by the embed-workers), the table with TTL, the
+/// vector bucket and index, and the events topic with a queue subscribed, all named from `name`.
 pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<Created, PortError> {
     // The DLQ first: the queue's redrive policy names it.
     let dlq_url = clients
@@ -146,7 +149,36 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .await
         .map_err(|e| port_error("s3vectors.create_index", e))?;
 
-    Ok(Created { resources: Resources { bucket, queue_url, table, vector_bucket, vector_index }, events_url, dlq_url })
+    let topic = clients
+        .sns
+        .create_topic()
+        .name(format!("{name}-alarms"))
+        .send()
+        .await
+        .map_err(|e| port_error("sns.create_topic", e))?
+        .topic_arn
+        .unwrap_or_default();
+    let topic_url = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-topic"))
+        .send()
+        .await
+        .map_err(|e| port_error("sqs.create_queue", e))?
+        .queue_url
+        .unwrap_or_default();
+    clients
+        .sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn(clients, &topic_url).await?)
+        .send()
+        .await
+        .map_err(|e| port_error("sns.subscribe", e))?;
+
+    let resources = Resources { bucket, queue_url, table, vector_bucket, vector_index, events_topic: Some(topic) };
+    Ok(Created { resources, events_url, dlq_url, topic_url })
 }
 
 async fn queue_arn(clients: &Clients, url: &str) -> Result<String, PortError> {

@@ -214,6 +214,8 @@ pub struct Aws {
     pub table: Option<String>,
     pub vector_bucket: Option<String>,
     pub vector_index: Option<String>,
+    /// The SNS topic Quarry's own events go to (the alarm topic); unset, none are published.
+    pub events_topic: Option<String>,
     /// Every AWS client's endpoint, for an emulator; unset on AWS.
     pub endpoint_url: Option<String>,
 }
@@ -299,6 +301,7 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_TABLE", "aws.table"),
     ("QUARRY_VECTOR_BUCKET", "aws.vector_bucket"),
     ("QUARRY_VECTOR_INDEX", "aws.vector_index"),
+    ("QUARRY_EVENTS_TOPIC", "aws.events_topic"),
     ("QUARRY_AWS_ENDPOINT_URL", "aws.endpoint_url"),
     ("QUARRY_ALERT_ROUTES", "alerts.routes"),
     ("QUARRY_EMBEDDER", "embedder.kind"),
@@ -412,6 +415,7 @@ impl Config {
             "QUARRY_ALERT_ROUTES" => self.alerts.routes = Some(v.to_owned()),
             "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
             "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
+            "QUARRY_EVENTS_TOPIC" => self.aws.events_topic = Some(v.to_owned()),
             "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),
             "QUARRY_EMBEDDER" => {
                 self.embedder.kind = match v.trim().to_ascii_lowercase().as_str() {

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod event;
 pub mod filter;
 pub mod format;
 pub mod lexicon;

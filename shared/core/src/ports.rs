@@ -393,3 +393,20 @@ pub struct Email {
 pub trait Mailer: Send + Sync {
     fn send(&self, email: &Email) -> impl Future<Output = Result<(), PortError>> + Send;
 }
+
+/// Publishes Quarry's own events (SNS on AWS; the local router in `quarry serve`). Delivery is
+/// at least once: the same [`crate::event::Event::occurrence`] may be published twice, and the
+/// router sends it once.
+pub trait EventPublisher: Send + Sync {
+    fn publish(&self, event: &crate::event::Event) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Publishes nothing: where no topic or route is configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl EventPublisher for NoEvents {
+    async fn publish(&self, _: &crate::event::Event) -> Result<(), PortError> {
+        Ok(())
+    }
+}

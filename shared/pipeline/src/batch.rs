@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 
 use quarry_core::config::Limits;
+use quarry_core::event::{Event, Severity, kind};
 use quarry_core::format::{HEAD_BYTES, screen};
 use quarry_core::ports::{
-    BatchOutcome, BatchRequest, BatchStarted, BatchTracker, BlobInfo, BlobSource, CheckpointStore, IndexJob,
-    VectorWriter,
+    BatchOutcome, BatchRequest, BatchStarted, BatchTracker, BlobInfo, BlobSource, CheckpointStore, EventPublisher,
+    IndexJob, VectorWriter,
 };
-use quarry_core::{BatchId, ContentHash, DocumentKey, Failure, PortError};
+use quarry_core::{BatchCounters, BatchId, ContentHash, DocumentKey, Failure, PortError};
 
 use crate::index::reject;
 
@@ -47,17 +48,21 @@ pub struct Plan {
 }
 
 /// The ports planning a batch needs: the source to list and screen, the tracker to record the
-/// batch in, and the two stores a refused document is rejected from.
+/// batch in, the two stores a refused document is rejected from, and where a batch that ends at
+/// once (every document refused) says so.
 #[derive(Debug)]
-pub struct Planner<'a, B, T, S, W> {
+pub struct Planner<'a, B, T, S, W, V> {
     pub source: &'a B,
     pub tracker: &'a T,
     pub state: &'a S,
     pub writer: &'a W,
+    pub events: &'a V,
     pub limits: &'a Limits,
 }
 
-impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter> Planner<'_, B, T, S, W> {
+impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter, V: EventPublisher>
+    Planner<'_, B, T, S, W, V>
+{
     /// Validates a request and records its batch: the documents under the prefix and the listed
     /// keys that exist, with their sizes. Listed keys that do not exist are reported and recorded
     /// as failed (`not_found`); documents that fail screening are rejected and recorded as failed;
@@ -133,6 +138,9 @@ impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter> Planne
         for (key, bytes, failure) in &failed {
             self.tracker.record(&batch, key, &BatchOutcome::Failed { failure: failure.clone(), bytes: *bytes }).await?;
         }
+        if jobs.is_empty() {
+            report_end(self.tracker, self.events, &batch).await?;
+        }
         let documents = all.len() as u64;
         Ok(Plan {
             started: BatchStarted { batch, documents, missing },
@@ -140,5 +148,50 @@ impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter> Planne
             refused: refused.into_iter().map(|(k, _, f)| (k, f)).collect(),
             listed: items.into_values().collect(),
         })
+    }
+}
+
+/// Says so when `batch` has ended with failures: nothing pending, at least one document failed.
+/// Called after every outcome is recorded, so whoever records the last one reports the end;
+/// workers that finish the last documents at once see the same counters and publish the same
+/// occurrence (the counts), which the router sends once. A retry that changes the counts ends the
+/// batch anew. Returns whether it published.
+pub async fn report_end<T: BatchTracker, V: EventPublisher>(
+    tracker: &T,
+    events: &V,
+    batch: &BatchId,
+) -> Result<bool, PortError> {
+    let c = tracker.counters(batch).await?;
+    if c.pending > 0 || c.failed == 0 {
+        return Ok(false);
+    }
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, failure) in tracker.failures(batch).await? {
+        *codes.entry(failure.code).or_default() += 1;
+    }
+    events.publish(&batch_failed(batch, &c, &codes)).await?;
+    Ok(true)
+}
+
+/// The `batch_failed` event: counts and failure codes, never a document's key or text.
+fn batch_failed(batch: &BatchId, c: &BatchCounters, codes: &BTreeMap<String, u64>) -> Event {
+    let by_code: Vec<String> = codes.iter().map(|(code, n)| format!("{code} {n}")).collect();
+    let mut labels = BTreeMap::from([
+        ("batch".to_owned(), batch.as_str().to_owned()),
+        ("total".to_owned(), c.total.to_string()),
+        ("failed".to_owned(), c.failed.to_string()),
+        ("indexed".to_owned(), c.done.to_string()),
+        ("unchanged".to_owned(), c.skipped.to_string()),
+    ]);
+    labels.extend(codes.iter().map(|(code, n)| (format!("code.{code}"), n.to_string())));
+    Event {
+        quarry_event: kind::BATCH_FAILED.to_owned(),
+        resource: batch.as_str().to_owned(),
+        severity: Severity::Warning,
+        summary: format!("batch {batch}: {} of {} documents failed ({})", c.failed, c.total, by_code.join(", ")),
+        reason: format!("GET /v1/batches/{batch} lists the failures; `quarry retry {batch}` locally"),
+        labels,
+        at: jiff::Timestamp::now().to_string(),
+        occurrence: format!("{}/{}/{}/{}", c.total, c.done, c.failed, c.skipped),
     }
 }

@@ -18,7 +18,7 @@ pub mod index;
 pub mod query;
 pub mod runner;
 
-pub use batch::{Plan, Planner, batch_id};
+pub use batch::{Plan, Planner, batch_id, report_end};
 pub use coalesce::CoalescingEmbedder;
 pub use index::{Indexer, Outcome, forget, reject};
 pub use query::{Mode, retrieve};

@@ -6,8 +6,8 @@
 use futures::StreamExt;
 use quarry_core::metric::{self, outcome as named};
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, IndexJob,
-    JobAction, VectorWriter,
+    BatchOutcome, BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache,
+    EventPublisher, IndexJob, JobAction, VectorWriter,
 };
 use quarry_core::{Classify, DocumentId, DocumentKey, ErrorClass, Failure, PortError};
 
@@ -28,15 +28,17 @@ pub enum Retries {
     Record,
 }
 
-/// The indexer, the tracker a job's batch is recorded in, and what to do with retryable failures.
+/// The indexer, the tracker a job's batch is recorded in, where a batch's end with failures is
+/// published, and what to do with retryable failures.
 #[derive(Debug)]
-pub struct Runner<'a, B, S, E, C, W, P, K> {
+pub struct Runner<'a, B, S, E, C, W, P, K, V> {
     pub indexer: Indexer<'a, B, S, E, C, W, P>,
     pub batches: &'a K,
+    pub events: &'a V,
     pub retries: Retries,
 }
 
-impl<B, S, E, C, W, P, K> Runner<'_, B, S, E, C, W, P, K>
+impl<B, S, E, C, W, P, K, V> Runner<'_, B, S, E, C, W, P, K, V>
 where
     B: BlobSource,
     S: CheckpointStore,
@@ -45,6 +47,7 @@ where
     W: VectorWriter,
     P: DocumentPreparer,
     K: BatchTracker,
+    V: EventPublisher,
 {
     /// Runs one job to its end. Returns how it ended for its batch (`None` for a deletion, or for
     /// a document another worker holds, which stays pending), or, with [`Retries::Redeliver`], the
@@ -125,6 +128,7 @@ where
         if let (Some(batch), Some(o)) = (&job.batch, &outcome) {
             self.batches.record(batch, key, o).await?;
             metrics::counter!(metric::BATCH_DOCUMENTS, "outcome" => name).increment(1);
+            crate::batch::report_end(self.batches, self.events, batch).await?;
         }
         Ok(outcome)
     }
@@ -213,6 +217,7 @@ mod tests {
                 lease: Duration::from_secs(60),
             },
             batches: &state,
+            events: &quarry_core::ports::NoEvents,
             retries: Retries::Record,
         };
         source.put("a.txt", b"Calcium keeps bones strong.", None);
@@ -244,5 +249,61 @@ mod tests {
         assert_eq!(recorded.counter(metric::CHUNKS_INDEXED, &[]), 1);
         assert!(recorded.counter(metric::TOKENS_EMBEDDED, &[]) >= 5);
         assert_eq!(recorded.counter(metric::EMBEDDING_CACHE, &[("result", "miss")]), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_ends_with_failures_is_published_by_the_last_outcome() {
+        let model = quarry_testkit::model_dir();
+        let preparer =
+            Preparer::new(&Config::default(), WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer"));
+        let (source, state, vectors) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(2));
+        let events = quarry_testkit::fakes::MemoryEvents::default();
+        let embedder = Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 });
+        let runner = Runner {
+            indexer: Indexer {
+                source: &source,
+                state: &state,
+                embedder: &embedder,
+                cache: &state,
+                writer: &vectors,
+                preparer: &preparer,
+                lease: Duration::from_secs(60),
+            },
+            batches: &state,
+            events: &events,
+            retries: Retries::Record,
+        };
+        source.put("a.txt", b"Calcium keeps bones strong.", None);
+        source.put("locked.pdf", &quarry_testkit::encrypted_pdf(&["secret"]), None);
+        let (good, bad) = (BatchId::new("good"), BatchId::new("bad"));
+        let items = |keys: &[&str]| keys.iter().map(|k| (DocumentKey::new(*k), 1)).collect::<Vec<_>>();
+        state.create(&good, &items(&["a.txt"])).await.expect("batch");
+        state.create(&bad, &items(&["a.txt", "locked.pdf", "gone.txt"])).await.expect("batch");
+        let job = |b: &BatchId, k: &str| IndexJob::index(DocumentKey::new(k), Some(b.clone()), None);
+
+        runner.run(&job(&good, "a.txt")).await.expect("runs");
+        assert!(events.published().is_empty(), "a batch without failures says nothing");
+        runner.run(&job(&bad, "locked.pdf")).await.expect("runs");
+        runner.run(&job(&bad, "gone.txt")).await.expect("runs");
+        assert!(events.published().is_empty(), "nothing until the batch has ended");
+        runner.run(&job(&bad, "a.txt")).await.expect("runs");
+        let published = events.published();
+        assert_eq!(published.len(), 1, "{published:?}");
+        let e = &published[0];
+        assert_eq!((e.quarry_event.as_str(), e.resource.as_str()), ("batch_failed", "bad"));
+        assert_eq!(e.summary, "batch bad: 2 of 3 documents failed (encrypted_pdf 1, not_found 1)");
+        assert_eq!(e.labels["code.encrypted_pdf"], "1");
+        assert!(!serde_json::to_string(e).expect("json").contains("locked.pdf"), "no document keys: {e:?}");
+
+        // The last job delivered again (or a second worker that saw the same end): the same
+        // occurrence, which the router sends once. A retry that changes the counts is a new end.
+        runner.run(&job(&bad, "gone.txt")).await.expect("runs");
+        source.put("gone.txt", b"Back again.", None);
+        runner.run(&job(&bad, "gone.txt")).await.expect("runs");
+        let all = events.published();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].occurrence, all[0].occurrence);
+        assert_ne!(all[2].occurrence, all[0].occurrence);
+        assert_eq!(all[2].summary, "batch bad: 1 of 3 documents failed (encrypted_pdf 1)");
     }
 }

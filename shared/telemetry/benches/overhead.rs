@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use quarry_core::config::Limits;
 use quarry_core::meta::ChunkMeta;
-use quarry_core::ports::{Embedder, IndexJob, ModelInfo, VectorRecord, VectorWriter};
+use quarry_core::ports::{Embedder, IndexJob, ModelInfo, NoEvents, VectorRecord, VectorWriter};
 use quarry_core::{CharSpan, ChunkId, Config, DocumentId, DocumentKey, Format, PortError};
 use quarry_pipeline::{Indexer, Retries, Runner};
 use quarry_search::{AwsBackend, AwsStarter, cursor_key};
@@ -59,7 +59,17 @@ async fn searches(router: &axum::Router, d: Duration) -> f64 {
 
 /// Documents indexed per second over `d` (each job a new version of one of 50 files).
 async fn documents<E: Embedder>(
-    runner: &Runner<'_, MemorySource, MemoryState, E, MemoryState, MemoryVectors, Preparer<WordPiece>, MemoryState>,
+    runner: &Runner<
+        '_,
+        MemorySource,
+        MemoryState,
+        E,
+        MemoryState,
+        MemoryVectors,
+        Preparer<WordPiece>,
+        MemoryState,
+        NoEvents,
+    >,
     source: &MemorySource,
     d: Duration,
     round: u32,
@@ -102,7 +112,7 @@ fn main() {
             embedder: Stub(model()),
             vectors: vectors.clone(),
             state: state.clone(),
-            starter: AwsStarter { source: MemorySource::default(), state, vectors, queue: MemoryQueue::default(), limits: Limits::default() },
+            starter: AwsStarter { source: MemorySource::default(), state, vectors, queue: MemoryQueue::default(), events: NoEvents, limits: Limits::default() },
             bucket: "b".into(),
         };
         let secret = quarry_core::config::Secret::new("a bench cursor secret of thirty-two+ characters");
@@ -116,6 +126,7 @@ fn main() {
         let runner = Runner {
             indexer: Indexer { source: &source, state: &store, embedder: &embedder, cache: &store, writer: &index, preparer: &preparer, lease: Duration::from_secs(60) },
             batches: &store,
+            events: &NoEvents,
             retries: Retries::Record,
         };
 
@@ -138,6 +149,7 @@ fn main() {
         let real_runner = Runner {
             indexer: Indexer { source: &rsource, state: &rstore, embedder: &real, cache: &rstore, writer: &rindex, preparer: &preparer, lease: Duration::from_secs(60) },
             batches: &rstore,
+            events: &NoEvents,
             retries: Retries::Record,
         };
         let (mut r_off, mut r_on) = (Vec::new(), Vec::new());

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use quarry_core::ports::{
     BatchOutcome, BatchTiming, BatchTracker, Blob, BlobInfo, BlobSource, Checkpoint, CheckpointStore, DocumentReader,
-    DocumentRecord, EmbeddingCache, IndexJob, JobQueue, Lease, ModelInfo, VectorHit, VectorQuery, VectorRecord,
-    VectorSearcher, VectorWriter,
+    DocumentRecord, EmbeddingCache, EventPublisher, IndexJob, JobQueue, Lease, ModelInfo, VectorHit, VectorQuery,
+    VectorRecord, VectorSearcher, VectorWriter,
 };
 use quarry_core::{
     BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PortError,
@@ -83,6 +83,25 @@ impl MemoryQueue {
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, jobs: &[IndexJob]) -> Result<(), PortError> {
         lock(&self.jobs).extend_from_slice(jobs);
+        Ok(())
+    }
+}
+
+/// Events in memory: what was published, in order.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryEvents {
+    events: Arc<Mutex<Vec<quarry_core::event::Event>>>,
+}
+
+impl MemoryEvents {
+    pub fn published(&self) -> Vec<quarry_core::event::Event> {
+        lock(&self.events).clone()
+    }
+}
+
+impl EventPublisher for MemoryEvents {
+    async fn publish(&self, event: &quarry_core::event::Event) -> Result<(), PortError> {
+        lock(&self.events).push(event.clone());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::Message;
 use quarry_aws::provision::{self, Created};
-use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore, SqsQueue};
+use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore, SnsEvents, SqsQueue};
 use quarry_core::Config;
 use quarry_core::config::Limits;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
@@ -28,13 +28,23 @@ pub struct Stack {
     pub state: DynamoState,
     pub vectors: S3VectorStore,
     pub queue: SqsQueue,
+    pub events: SnsEvents,
     pub limits: Limits,
     pub preparer: Preparer<WordPiece>,
     pub embedder: CoalescingEmbedder,
 }
 
-pub type TheWorker<'a> =
-    Worker<'a, S3Source, DynamoState, CoalescingEmbedder, DynamoState, S3VectorStore, Preparer<WordPiece>, DynamoState>;
+pub type TheWorker<'a> = Worker<
+    'a,
+    S3Source,
+    DynamoState,
+    CoalescingEmbedder,
+    DynamoState,
+    S3VectorStore,
+    Preparer<WordPiece>,
+    DynamoState,
+    SnsEvents,
+>;
 
 impl Stack {
     pub async fn new() -> Stack {
@@ -51,6 +61,7 @@ impl Stack {
             state: DynamoState::new(clients.dynamodb.clone(), &r.table),
             vectors: S3VectorStore::new(clients.s3vectors.clone(), &r.vector_bucket, &r.vector_index),
             queue: SqsQueue::new(clients.sqs.clone(), &r.queue_url),
+            events: SnsEvents::new(clients.sns.clone(), r.events_topic.clone()),
             limits: config.limits.clone(),
             preparer: Preparer::new(&config, WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer")),
             embedder: CoalescingEmbedder::new(embedder, 256),
@@ -85,6 +96,7 @@ impl Stack {
                 lease: Duration::from_secs(900),
             },
             &self.state,
+            &self.events,
         )
     }
 
@@ -100,6 +112,7 @@ impl Stack {
                 state: self.state.clone(),
                 vectors: self.vectors.clone(),
                 queue: self.queue.clone(),
+                events: self.events.clone(),
                 limits: self.limits.clone(),
             },
             bucket: self.bucket().to_owned(),
