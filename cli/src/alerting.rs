@@ -124,8 +124,15 @@ impl Rules {
         Ok(Rules { firing: Mutex::default(), router })
     }
 
-    /// Reads the window and routes each rule that changed state (in the background).
+    /// Reads the window and routes each rule that changed state, and sends the reminders of
+    /// rules still firing (in the background).
     pub fn evaluate(&self, w: &Window) {
+        let router = Arc::clone(&self.router);
+        tokio::spawn(async move {
+            if let Err(e) = router.remind().await {
+                tracing::warn!(error = %anyhow::Error::from(e), "reminders not delivered");
+            }
+        });
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         let mut firing = self.firing.lock().unwrap_or_else(PoisonError::into_inner);
         for (rule, fires, reason) in readings(w) {
@@ -144,6 +151,7 @@ impl Rules {
                 labels: BTreeMap::new(),
                 at: now.to_string(),
                 occurrence: now.to_string(),
+                event: false,
             };
             let router = Arc::clone(&self.router);
             tokio::spawn(async move {

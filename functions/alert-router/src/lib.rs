@@ -3,11 +3,30 @@
 //! dropped: retrying cannot make it one. A delivery that still fails after its retries fails the
 //! invocation, so that Lambda retries it and then hands it to the function's DLQ; the ledger
 //! keeps what did go out from going twice.
+//!
+//! The function is also invoked on a schedule (EventBridge, every five minutes): then it sends
+//! reminders of the alarms still firing ([`AlertRouter::remind`]).
 
 use aws_lambda_events::event::sns::SnsEvent;
 use quarry_alerts::{AlertRouter, RouteError};
 use quarry_core::Classify;
 use quarry_core::ports::{AlertLedger, Mailer};
+
+/// What invokes the function: SNS, or the schedule.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    Sns(SnsEvent),
+    Scheduled(Scheduled),
+}
+
+/// EventBridge's scheduled event (the fields that say so).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Scheduled {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+}
 
 #[derive(Debug)]
 pub struct Handler<L, M> {
@@ -17,6 +36,18 @@ pub struct Handler<L, M> {
 impl<L: AlertLedger, M: Mailer> Handler<L, M> {
     pub fn new(router: AlertRouter<L, M>) -> Self {
         Handler { router }
+    }
+
+    /// Routes an SNS delivery, or sends the reminders a scheduled tick is for.
+    pub async fn invoke(&self, input: Input) -> Result<(), RouteError> {
+        match input {
+            Input::Sns(event) => self.handle(event).await,
+            Input::Scheduled(tick) => {
+                let sent = self.router.remind().await?;
+                tracing::info!(source = %tick.source, detail_type = %tick.detail_type, sent, "reminders");
+                Ok(())
+            }
+        }
     }
 
     pub async fn handle(&self, event: SnsEvent) -> Result<(), RouteError> {

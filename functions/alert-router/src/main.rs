@@ -1,11 +1,10 @@
 //! Cold start: configuration, the routes and their secrets, SDK clients and the ledger once; then
-//! the handler for every SNS delivery.
+//! the handler for every SNS delivery and scheduled tick.
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sns::SnsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quarry_alert_router::Handler;
+use quarry_alert_router::{Handler, Input};
 use quarry_alerts::{AlertRouter, Routes};
 use quarry_aws::{Clients, DynamoState, SesMailer};
 use quarry_core::Config;
@@ -24,10 +23,10 @@ async fn main() -> Result<(), Error> {
     let http = reqwest::Client::builder().timeout(RECEIVER_TIMEOUT).build()?;
     let router = AlertRouter::new(routes, ledger, Some(SesMailer::new(clients.sesv2.clone())), http)?;
     let handler = Handler::new(router);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SnsEvent>| {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Input>| {
         let handler = &handler;
         // Boxed: the routing future nests deeper than the compiler's layout recursion limit.
-        async move { quarry_lambda::flushed(emf, Box::pin(handler.handle(event.payload))).await.map_err(Error::from) }
+        async move { quarry_lambda::flushed(emf, Box::pin(handler.invoke(event.payload))).await.map_err(Error::from) }
     }))
     .await
 }

@@ -101,11 +101,21 @@ async fn handler(r: &Receivers, wait: f64, interval: f64) -> TheHandler {
 
 /// The handler, with the stack it runs on (the alarm topic, a queue subscribed to it).
 async fn handler_on_stack(r: &Receivers, wait: f64, interval: f64) -> (TheHandler, Clients, provision::Created) {
+    handler_repeating(r, wait, interval, 14_400.0).await
+}
+
+async fn handler_repeating(
+    r: &Receivers,
+    wait: f64,
+    interval: f64,
+    repeat: f64,
+) -> (TheHandler, Clients, provision::Created) {
     let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
     let created =
         provision::create(&clients, &quarry_testkit::moto::unique_name("alerts"), 8).await.expect("provision");
     let routes = Routes::from_json(&format!(
-        r#"{{"group_wait_seconds": {wait}, "group_interval_seconds": {interval}, "attempts": 4, "backoff_ms": 20,
+        r#"{{"group_wait_seconds": {wait}, "group_interval_seconds": {interval}, "repeat_interval_seconds": {repeat},
+            "attempts": 4, "backoff_ms": 20,
             "receivers": {{"pager": {{"type": "pagerduty", "routing_key": "R0UTINGKEY0123456789abcdefabcdef", "url": "{u}/v2/enqueue"}},
                            "chat": {{"type": "slack", "webhook_url": "{u}/slack"}}}},
             "routes": [{{"alarm": "*-dlq", "severity": "critical", "receivers": ["pager", "chat"]}},
@@ -395,4 +405,47 @@ async fn a_batch_that_ends_with_failures_reaches_slack_once_through_sns() {
     assert!(text.contains("2 of 3 documents failed"), "{text}");
     assert!(!text.contains("b.pdf"), "no document keys in alerts: {text}");
     assert!(seen.pagerduty.is_empty(), "the catch-all route is chat only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alarm_still_firing_is_repeated_until_it_resolves() {
+    let r = receivers(0).await;
+    let (h, _, _) = handler_repeating(&r, 0.2, 1.0, 2.0).await;
+    let h = Arc::new(h);
+    let tick: quarry_alert_router::Input = serde_json::from_value(json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-28T20:05:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/quarry-prod-remind"], "detail": {}}))
+    .expect("a scheduled event");
+    assert!(matches!(tick, quarry_alert_router::Input::Scheduled(_)));
+    let sns: quarry_alert_router::Input =
+        serde_json::from_value(serde_json::to_value(alarm_event("x", "ALARM", "OK", "t", "m")).expect("json"))
+            .expect("an SNS event");
+    assert!(matches!(sns, quarry_alert_router::Input::Sns(_)));
+
+    h.handle(alarm_event("quarry-prod-stuck", "ALARM", "OK", "2026-11-28T20:00:00.000+0000", "s1"))
+        .await
+        .expect("routed");
+    h.handle(alarm_event("quarry-prod-brief", "ALARM", "OK", "2026-11-28T20:00:00.000+0000", "b1"))
+        .await
+        .expect("routed");
+    h.handle(alarm_event("quarry-prod-brief", "OK", "ALARM", "2026-11-28T20:00:30.000+0000", "b2"))
+        .await
+        .expect("routed");
+    h.invoke(tick.clone()).await.expect("tick");
+    let before = r.seen.lock().expect("lock").slack.len();
+    let text = |seen: &Seen| seen.slack.iter().map(|(_, t)| t.clone()).collect::<String>();
+    assert!(!text(&r.seen.lock().expect("lock")).contains("still firing"), "too early for a reminder");
+
+    // Two repeat intervals later, two ticks at once: the second reminder, once; nothing for the
+    // resolved alarm.
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    let (a, b) = tokio::join!(h.invoke(tick.clone()), h.invoke(tick.clone()));
+    a.expect("tick");
+    b.expect("tick");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = r.seen.lock().expect("lock");
+    let reminders: String = seen.slack[before..].iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(reminders.matches("still firing").count(), 1, "{reminders}");
+    assert!(reminders.contains("`quarry-prod-stuck`") && !reminders.contains("quarry-prod-brief"), "{reminders}");
 }

@@ -111,6 +111,60 @@ impl<L: AlertLedger, M: Mailer> AlertRouter<L, M> {
     /// sent from going twice).
     #[tracing::instrument(skip_all, err, fields(alarm = %n.name, state = n.state.name()))]
     pub async fn route(&self, n: &Notification) -> Result<(), RouteError> {
+        // Noted first: a state change is remembered for reminders even if a receiver fails now.
+        if self.routes.repeat_interval().is_some() && !n.event {
+            let noted = Firing { n: n.clone(), since_ms: now_ms() };
+            let member = serde_json::to_string(&noted).unwrap_or_default();
+            self.ledger.append(FIRING, &n.id(), &member, REMEMBER_FIRING).await?;
+        }
+        self.deliver(n).await
+    }
+
+    /// Sends again each alarm that has been firing for another `repeat_interval` (Alertmanager's
+    /// semantics): CloudWatch notifies on state changes only, so a schedule calls this (every five
+    /// minutes on AWS; every metrics tick in `quarry serve`). The n-th reminder of an alarm is one
+    /// notification (its occurrence says which), so ticks that overlap send it once. Returns how
+    /// many reminders went out.
+    pub async fn remind(&self) -> Result<usize, RouteError> {
+        let Some(repeat) = self.routes.repeat_interval() else { return Ok(0) };
+        // Each member goes to one caller: two ticks at once share the alarms between them.
+        let members = self.ledger.drain(FIRING).await?;
+        let mut latest: BTreeMap<String, Firing> = BTreeMap::new();
+        for f in members.iter().filter_map(|m| serde_json::from_str::<Firing>(m).ok()) {
+            let key = f.n.dedup_key();
+            if latest.get(&key).is_none_or(|seen| seen.n.at < f.n.at) {
+                latest.insert(key, f);
+            }
+        }
+        let (now, every) = (now_ms(), repeat.as_millis().max(1) as u64);
+        let (mut sent, mut first_error) = (0, None);
+        for f in latest.into_values() {
+            // Resolved, or no data: forgotten.
+            if f.n.state != State::Alarm {
+                continue;
+            }
+            let nth = now.saturating_sub(f.since_ms) / every;
+            if nth >= 1 {
+                let mut again = f.n.clone();
+                again.occurrence = format!("{}#repeat-{nth}", f.n.occurrence);
+                again.summary = format!("still firing: {}", f.n.summary);
+                again.labels.insert("repeat".to_owned(), nth.to_string());
+                match self.deliver(&again).await {
+                    Ok(()) => sent += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            // Back for the next tick (a failed reminder is tried again then).
+            let member = serde_json::to_string(&f).unwrap_or_default();
+            self.ledger.append(FIRING, &f.n.id(), &member, REMEMBER_FIRING).await?;
+        }
+        first_error.map_or(Ok(sent), Err)
+    }
+
+    /// Sends `n` to every receiver its rules name.
+    async fn deliver(&self, n: &Notification) -> Result<(), RouteError> {
         let mut first_error = None;
         for (name, severity) in self.routes.matching(n) {
             let Some(receiver) = self.receivers.get(&name) else { continue };
@@ -225,6 +279,23 @@ impl<L: AlertLedger, M: Mailer> AlertRouter<L, M> {
             tokio::time::sleep(Duration::from_millis(1_000 - u64::from(now.subsec_millis()))).await;
         }
     }
+}
+
+/// The ledger group of alarms' latest state changes, read by [`AlertRouter::remind`].
+const FIRING: &str = "firing";
+
+/// How long a firing alarm is remembered without a tick taking it (a tick puts it back).
+const REMEMBER_FIRING: Duration = Duration::from_secs(7 * 86_400);
+
+/// A state change, and when the router first saw it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Firing {
+    n: Notification,
+    since_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 fn group(receiver: &str) -> String {

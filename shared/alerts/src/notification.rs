@@ -51,6 +51,9 @@ pub struct Notification {
     /// delivered: an alarm's state-change time, an event's own occurrence.
     #[serde(default)]
     pub occurrence: String,
+    /// One of Quarry's own events: it fires once and nothing resolves it, so it is never repeated.
+    #[serde(default)]
+    pub event: bool,
 }
 
 impl Notification {
@@ -130,6 +133,7 @@ pub fn parse(message: &str) -> Result<Notification, NotANotification> {
         labels,
         occurrence: at.clone(),
         at,
+        event: false,
     })
 }
 
@@ -146,6 +150,7 @@ impl From<Event> for Notification {
             labels: e.labels,
             at: e.at,
             occurrence: e.occurrence,
+            event: true,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! from `QUARRY_ALERT_ROUTES` in the Lambda or a file for `quarry serve --alerts`.
 //!
 //! ```json
-//! {"group_wait_seconds": 10, "group_interval_seconds": 60,
+//! {"group_wait_seconds": 10, "group_interval_seconds": 60, "repeat_interval_seconds": 14400,
 //!  "receivers": {"pager": {"type": "pagerduty", "routing_key": "env:QUARRY_PAGERDUTY_KEY"},
 //!                "chat": {"type": "slack", "webhook_url": "env:QUARRY_SLACK_WEBHOOK"},
 //!                "mail": {"type": "email", "from": "alerts@example.com", "to": ["oncall@example.com"]}},
@@ -33,6 +33,11 @@ pub struct Routes {
     /// Least time between two messages of one group (at least 1 s: Slack takes one a second).
     #[serde(default = "default_interval")]
     pub group_interval_seconds: f64,
+    /// How long an alarm that is still firing waits before it is sent again (Alertmanager's
+    /// `repeat_interval`); 0 never repeats. CloudWatch notifies on changes only, so reminders
+    /// come from a schedule ([`crate::AlertRouter::remind`]).
+    #[serde(default = "default_repeat")]
+    pub repeat_interval_seconds: f64,
     /// Attempts per delivery, and the first back-off (doubling; `Retry-After` wins when sent).
     #[serde(default = "default_attempts")]
     pub attempts: u32,
@@ -47,6 +52,9 @@ fn default_wait() -> f64 {
 }
 fn default_interval() -> f64 {
     60.0
+}
+fn default_repeat() -> f64 {
+    4.0 * 3600.0
 }
 fn default_attempts() -> u32 {
     5
@@ -113,7 +121,7 @@ pub enum RoutesError {
     UnknownReceiver { route: usize, receiver: String },
     #[error("receiver {receiver:?} reads {variable}, which is not set")]
     MissingSecret { receiver: String, variable: String },
-    #[error("group_interval_seconds must be at least 1 and group_wait_seconds at least 0")]
+    #[error("group_interval_seconds must be at least 1, and group_wait_seconds and repeat_interval_seconds at least 0")]
     Intervals,
     #[error("the alert routes file {path} cannot be read")]
     Read {
@@ -173,6 +181,8 @@ impl Routes {
             || routes.group_interval_seconds < 1.0
             || routes.group_wait_seconds.is_nan()
             || routes.group_wait_seconds < 0.0
+            || routes.repeat_interval_seconds.is_nan()
+            || routes.repeat_interval_seconds < 0.0
         {
             return Err(RoutesError::Intervals);
         }
@@ -190,6 +200,11 @@ impl Routes {
 
     pub fn group_interval(&self) -> Duration {
         Duration::from_secs_f64(self.group_interval_seconds)
+    }
+
+    /// `None`: never repeat.
+    pub fn repeat_interval(&self) -> Option<Duration> {
+        (self.repeat_interval_seconds > 0.0).then(|| Duration::from_secs_f64(self.repeat_interval_seconds))
     }
 
     /// The receivers `n` goes to, each with the severity it goes with (the event's, else the
@@ -233,6 +248,7 @@ mod tests {
             labels: BTreeMap::from([("team".to_owned(), "search".to_owned())]),
             at: "t".into(),
             occurrence: "t".into(),
+            event: false,
         }
     }
 
