@@ -38,12 +38,43 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     peer: Option<PathBuf>,
     /// How hybrid fuses its lists, to measure the alternatives (see docs/RELEVANCE.md): rrf[:K],
-    /// convex:W [default: what search uses].
+    /// convex:W, calibrated:W [default: what search uses].
     #[arg(long, hide = true)]
     fusion: Option<quarry_pipeline::query::Fusion>,
     /// Only this mode (semantic, keyword or hybrid) [default: all three].
     #[arg(long)]
     mode: Option<Mode>,
+    /// Also show what each of these `min_score` thresholds (comma-separated) keeps: documents per
+    /// query, precision and recall of what is kept.
+    #[arg(long, value_delimiter = ',', value_name = "T,...")]
+    min_score: Vec<f32>,
+}
+
+/// What one `min_score` keeps, summed over queries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Kept {
+    documents: f64,
+    /// Over queries that keep something.
+    precision: f64,
+    recall: f64,
+    empty: usize,
+}
+
+impl Kept {
+    fn add(&mut self, ranking: &[(String, f32)], judged: &HashMap<String, u32>, threshold: f32) {
+        let kept: Vec<&String> = ranking.iter().filter(|(_, s)| *s >= threshold).map(|(d, _)| d).collect();
+        let relevant = judged.values().filter(|g| **g > 0).count();
+        let hits = kept.iter().filter(|d| judged.get(d.as_str()).is_some_and(|g| *g > 0)).count();
+        self.documents += kept.len() as f64;
+        if kept.is_empty() {
+            self.empty += 1;
+        } else {
+            self.precision += hits as f64 / kept.len() as f64;
+        }
+        if relevant > 0 {
+            self.recall += hits as f64 / relevant as f64;
+        }
+    }
 }
 
 /// The peer's figures for one mode: nDCG@10, Recall@100, MRR@10.
@@ -199,6 +230,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     println!("| --- | --- | --- | --- | --- | --- |");
     for mode in args.mode.map_or(Mode::ALL.to_vec(), |m| vec![m]) {
         let (mut sums, mut lat) = ((0.0, 0.0, 0.0), Vec::with_capacity(queries.len()));
+        let mut kept = vec![Kept::default(); args.min_score.len()];
         for (id, text) in &queries {
             let t = Instant::now();
             let vector = if mode.needs_vector() {
@@ -212,6 +244,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             let ranking = documents(&hits, &keys);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let (n, r, m) = metrics(&ranking, &qrels[id]);
+            for (k, t) in kept.iter_mut().zip(&args.min_score) {
+                k.add(&ranking, &qrels[id], *t);
+            }
             sums = (sums.0 + n, sums.1 + r, sums.2 + m);
         }
         let q = queries.len() as f64;
@@ -231,6 +266,16 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             pct(&lat, 0.5),
             pct(&lat, 0.95)
         );
+        for (k, t) in kept.iter().zip(&args.min_score) {
+            let answered = (queries.len() - k.empty).max(1) as f64;
+            println!(
+                "|   min_score {t} | kept {:.1}/query | precision {:.4} | recall {:.4} | {} queries keep nothing | |",
+                k.documents / q,
+                k.precision / answered,
+                k.recall / q,
+                k.empty
+            );
+        }
     }
     if args.state.is_none() {
         drop(store);
@@ -257,6 +302,19 @@ mod tests {
         assert!((recall - 2.0 / 3.0).abs() < 1e-12, "grade 0 is not relevant: {recall}");
         assert!((mrr - 0.5).abs() < 1e-12);
         assert_eq!(metrics(&[], &judged), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn a_threshold_keeps_what_scores_at_least_it() {
+        let judged: HashMap<String, u32> =
+            [("a", 2), ("b", 1), ("c", 0)].into_iter().map(|(d, g)| (d.to_owned(), g)).collect();
+        let ranking: Vec<(String, f32)> =
+            [("a", 0.8), ("x", 0.6), ("b", 0.3)].into_iter().map(|(d, s)| (d.to_owned(), s)).collect();
+        let mut k = Kept::default();
+        k.add(&ranking, &judged, 0.5);
+        assert_eq!((k.documents, k.precision, k.recall, k.empty), (2.0, 0.5, 0.5, 0));
+        k.add(&ranking, &judged, 0.9);
+        assert_eq!((k.documents, k.precision, k.recall, k.empty), (2.0, 0.5, 0.5, 1), "nothing kept: no precision");
     }
 
     #[test]

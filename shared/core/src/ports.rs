@@ -305,7 +305,9 @@ pub struct KeywordQuery {
 }
 
 /// Ranks chunks by BM25 over their text and their document's title. Hits are scored in [0, 1]
-/// relative to the best hit (BM25 has no absolute scale). Backends without full-text search
+/// over the most the query's words could score (BM25 has no absolute scale), so that a score reads
+/// the same across queries: a chunk that says everything the query asks, often, nears 1; one that
+/// says one of its words once scores low, whatever else matched. Backends without full-text search
 /// (S3 Vectors) do not implement it, and search there is semantic only.
 pub trait KeywordSearcher: Send + Sync {
     fn keyword_search(&self, query: &KeywordQuery) -> impl Future<Output = Result<Vec<VectorHit>, PortError>> + Send;

@@ -225,6 +225,22 @@ impl KeywordIndex {
         self.by_row = self.rows.iter().enumerate().map(|(s, &r)| (r, s as u32)).collect();
     }
 
+    /// The most any chunk could score for `terms`: each known term's BM25 weight as its frequency
+    /// grows without bound (`idf × (k1 + 1)`). A score over it reads the same across queries: how
+    /// much of everything the query asks for the chunk says, and how often.
+    pub fn ceiling(&self, terms: &[Box<str>]) -> f32 {
+        let n = self.live as f32;
+        terms
+            .iter()
+            .filter_map(|t| self.vocab.get(t))
+            .map(|&term| {
+                let hits = self.postings[term as usize].slots.len() as f32;
+                let idf = ((n - hits + 0.5) / (hits + 0.5)).ln();
+                (if idf <= 0.0 { 1e-6 } else { idf }) * (K1 + 1.0)
+            })
+            .sum()
+    }
+
     /// The `k` best chunks for `terms` (from [`query_terms`]) among the documents `accept` takes
     /// (all when `None`), best first; equal scores in insertion order.
     pub fn search(

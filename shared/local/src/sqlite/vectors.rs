@@ -241,13 +241,13 @@ impl KeywordSearcher for SqliteStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let ranked = {
+        let (ranked, ceiling) = {
             let keywords = self.keyword_index()?;
             let Some(keywords) = keywords.as_ref() else { return Ok(Vec::new()) };
             let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let accept = accepts(&metadata, query.filter.as_ref());
             let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
-            keywords.search(&terms, query.top_k, filter)
+            (keywords.search(&terms, query.top_k, filter), keywords.ceiling(&terms))
         };
         let conn = self.conn();
         let mut row_of = conn
@@ -263,10 +263,11 @@ impl KeywordSearcher for SqliteStore {
             let Some((id, p)) = row else { continue };
             out.extend(p.into_hit(ChunkId::from_stored(id), h.document, h.score));
         }
-        // BM25 has no absolute scale: scores relative to the best hit, in [0, 1].
-        let best = out.first().map_or(1.0, |h| h.score).max(f32::MIN_POSITIVE);
+        // BM25 has no absolute scale: over the most the query's words could score, in [0, 1], the
+        // same for a weak match whatever else the index holds.
+        let ceiling = ceiling.max(f32::MIN_POSITIVE);
         for h in &mut out {
-            h.score = (h.score / best).clamp(0.0, 1.0);
+            h.score = (h.score / ceiling).clamp(0.0, 1.0);
         }
         Ok(out)
     }

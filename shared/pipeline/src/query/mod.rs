@@ -76,22 +76,27 @@ pub enum Fusion {
     /// its hit at rank [`HYBRID_DEPTH`]: `semantic` weighs the semantic list, and the keyword lists
     /// share the rest ([`combine`]).
     Convex { semantic: f32 },
+    /// A convex combination of calibrated scores, which read the same across queries: the
+    /// semantic list's cosine (below 0 taken as 0), the keyword lists' BM25 over the query's
+    /// ceiling; `semantic` weighs the first ([`calibrate`]).
+    Calibrated { semantic: f32 },
 }
 
 impl Fusion {
-    /// What `retrieve` uses: see docs/RELEVANCE.md for how it was chosen.
-    pub const DEFAULT: Fusion = Fusion::Rrf { k: RRF_K };
+    /// What `retrieve` uses: the calibrated scores, weighed evenly, beat RRF and the peer on both
+    /// development sets, and read the same across queries (docs/RELEVANCE.md).
+    pub const DEFAULT: Fusion = Fusion::Calibrated { semantic: 0.5 };
 }
 
 /// A `--fusion` value that names no fusion.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown fusion {0:?}: use rrf[:K] or convex:W (W, the semantic weight, in [0, 1])")]
+#[error("unknown fusion {0:?}: use rrf[:K], convex:W or calibrated:W (W, the semantic weight, in [0, 1])")]
 pub struct UnknownFusion(String);
 
 impl std::str::FromStr for Fusion {
     type Err = UnknownFusion;
 
-    /// `rrf`, `rrf:K`, `convex:W`.
+    /// `rrf`, `rrf:K`, `convex:W`, `calibrated:W`.
     fn from_str(s: &str) -> Result<Self, UnknownFusion> {
         let bad = || UnknownFusion(s.to_owned());
         let (name, arg) = s.split_once(':').map_or((s, None), |(n, a)| (n, Some(a)));
@@ -103,6 +108,10 @@ impl std::str::FromStr for Fusion {
             },
             "convex" => match num(arg)? {
                 Some(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { semantic: w }),
+                _ => Err(bad()),
+            },
+            "calibrated" => match num(arg)? {
+                Some(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Calibrated { semantic: w }),
                 _ => Err(bad()),
             },
             _ => Err(bad()),
@@ -167,6 +176,10 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
                 Fusion::Convex { semantic: w } => {
                     let kw = if third.is_empty() { 1.0 - w } else { (1.0 - w) / 2.0 };
                     combine(vec![(semantic, w), (words, kw), (third, kw)])
+                }
+                Fusion::Calibrated { semantic: w } => {
+                    let kw = if third.is_empty() { 1.0 - w } else { (1.0 - w) / 2.0 };
+                    calibrate(vec![(semantic, w, true), (words, kw, false), (third, kw, false)])
                 }
             })
         }
@@ -257,6 +270,30 @@ pub fn combine(lists: Vec<(Vec<VectorHit>, f32)>) -> Vec<VectorHit> {
                 0.0
             };
             fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
+        }
+    }
+    let mut out: Vec<VectorHit> = fused
+        .into_values()
+        .map(|(mut h, s)| {
+            h.score = s.clamp(0.0, 1.0);
+            h
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.as_str().cmp(b.id.as_str())));
+    out
+}
+
+/// A convex combination of calibrated scores: each list `(hits, weight, semantic)` adds
+/// `weight × score` per chunk, where a semantic hit's score is its cosine (the store's similarity
+/// `(1 + cos) / 2` mapped back, below 0 taken as 0) and a keyword hit's is already over its
+/// query's ceiling. No list is normalised by its own spread, so a weak match scores low whatever
+/// else matched. Ties go to the smaller chunk id.
+pub fn calibrate(lists: Vec<(Vec<VectorHit>, f32, bool)>) -> Vec<VectorHit> {
+    let mut fused: std::collections::HashMap<String, (VectorHit, f32)> = std::collections::HashMap::new();
+    for (list, weight, semantic) in lists {
+        for hit in list {
+            let score = if semantic { (2.0 * hit.score - 1.0).max(0.0) } else { hit.score };
+            fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += weight * score;
         }
     }
     let mut out: Vec<VectorHit> = fused
