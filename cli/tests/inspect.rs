@@ -1,22 +1,10 @@
 //! `quarry inspect` as a user runs it: the real binary on files the test writes.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
-fn quarry(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(args)
-        .current_dir(dir)
-        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
-        .env_remove("QUARRY_CONFIG")
-        .output()
-        .expect("quarry runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::quarry;
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("quarry-cli-{name}-{}", std::process::id()));

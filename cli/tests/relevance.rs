@@ -2,19 +2,15 @@
 //! model. In hybrid mode the right document leads and its score stands clearly apart from the
 //! documents that do not answer (docs/RELEVANCE.md, "Scores a user can read").
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+/// `quarry ARGS` in `dir`, which must succeed: its stdout.
 fn quarry(args: &[&str], dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(args)
-        .current_dir(dir)
-        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
-        .env_remove("QUARRY_CONFIG")
-        .output()
-        .expect("quarry runs");
-    assert!(out.status.success(), "quarry {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (code, out, err) = common::quarry(args, dir);
+    assert_eq!(code, 0, "quarry {args:?}: {err}");
+    out
 }
 
 /// The ranked (score, file) lines of `quarry search`.

@@ -21,8 +21,19 @@ use unicode_normalization::UnicodeNormalization;
 /// Term-frequency weight of the title column against the body's 1: titles are short and say what
 /// a document is about (docs/RELEVANCE.md).
 pub const TITLE_WEIGHT: u32 = 2;
-const K1: f32 = 1.2;
-const B: f32 = 0.75;
+/// BM25's term-frequency saturation `k1` and length normalisation `b`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bm25 {
+    pub k1: f32,
+    pub b: f32,
+}
+
+impl Default for Bm25 {
+    /// FTS5's and Lucene's defaults (docs/RELEVANCE.md compares others).
+    fn default() -> Self {
+        Bm25 { k1: 1.2, b: 0.75 }
+    }
+}
 /// Most distinct words of a query that are scored.
 pub const MAX_QUERY_TERMS: usize = 64;
 
@@ -107,11 +118,17 @@ pub struct KeywordIndex {
     words: FxHashMap<Box<str>, Option<u32>>,
     /// (term, weighted count) of the chunk being indexed; kept for its allocation.
     scratch: Vec<(u32, u32)>,
+    bm25: Bm25,
 }
 
 impl KeywordIndex {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Scores from now on with `bm25` (the postings do not depend on it).
+    pub fn set_bm25(&mut self, bm25: Bm25) {
+        self.bm25 = bm25;
     }
 
     /// Live chunks.
@@ -236,7 +253,7 @@ impl KeywordIndex {
             .map(|&term| {
                 let hits = self.postings[term as usize].slots.len() as f32;
                 let idf = ((n - hits + 0.5) / (hits + 0.5)).ln();
-                (if idf <= 0.0 { 1e-6 } else { idf }) * (K1 + 1.0)
+                (if idf <= 0.0 { 1e-6 } else { idf }) * (self.bm25.k1 + 1.0)
             })
             .sum()
     }
@@ -257,6 +274,9 @@ impl KeywordIndex {
         let allowed: Option<Vec<bool>> = accept.map(|f| self.documents.accepted(f));
         let mut scores = vec![0f32; self.rows.len()];
         let mut touched: Vec<u32> = Vec::new();
+        // The length norm `k1 × (1 − b + b × len / avgdl)` as one multiply-add per posting.
+        let Bm25 { k1, b } = self.bm25;
+        let (flat, per_token) = (k1 * (1.0 - b), k1 * b / avgdl);
         for t in terms {
             let Some(&term) = self.vocab.get(t) else { continue };
             let p = &self.postings[term as usize];
@@ -269,11 +289,11 @@ impl KeywordIndex {
                     continue;
                 }
                 let tf = f32::from(tf);
-                let norm = K1 * (1.0 - B + B * self.lens[s] as f32 / avgdl);
+                let norm = flat + per_token * self.lens[s] as f32;
                 if scores[s] == 0.0 {
                     touched.push(slot);
                 }
-                scores[s] += idf * tf * (K1 + 1.0) / (tf + norm);
+                scores[s] += idf * tf * (k1 + 1.0) / (tf + norm);
             }
         }
         let mut scored: Vec<(f32, u32)> = touched.into_iter().map(|s| (scores[s as usize], s)).collect();

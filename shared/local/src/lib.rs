@@ -12,7 +12,7 @@ pub mod vector_index;
 
 pub use folder::FolderSource;
 pub use jsonl::{JsonlError, JsonlSource, Rejected};
-pub use keyword_index::{KeywordHit, KeywordIndex};
+pub use keyword_index::{Bm25, KeywordHit, KeywordIndex};
 pub use queue::{ChannelQueue, QueueClosed};
 pub use sqlite::{ChunkDetails, SqliteStore, StoreError};
 pub use vector_index::{FlatIndex, IndexError, IndexHit};

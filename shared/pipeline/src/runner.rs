@@ -196,30 +196,67 @@ mod tests {
         }
     }
 
+    /// The in-memory ports a runner runs on, with the real preparer.
+    struct Fixture {
+        preparer: Preparer<WordPiece>,
+        source: MemorySource,
+        state: MemoryState,
+        vectors: MemoryVectors,
+        embedder: Lengths,
+        events: quarry_testkit::fakes::MemoryEvents,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let model = quarry_testkit::model_dir();
+            let tokenizer = WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer");
+            Fixture {
+                preparer: Preparer::new(&Config::default(), tokenizer),
+                source: MemorySource::default(),
+                state: MemoryState::default(),
+                vectors: MemoryVectors::new(2),
+                embedder: Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 }),
+                events: quarry_testkit::fakes::MemoryEvents::default(),
+            }
+        }
+
+        #[allow(clippy::type_complexity)]
+        fn runner(
+            &self,
+        ) -> Runner<
+            '_,
+            MemorySource,
+            MemoryState,
+            Lengths,
+            MemoryState,
+            MemoryVectors,
+            Preparer<WordPiece>,
+            MemoryState,
+            quarry_testkit::fakes::MemoryEvents,
+        > {
+            Runner {
+                indexer: Indexer {
+                    source: &self.source,
+                    state: &self.state,
+                    embedder: &self.embedder,
+                    cache: &self.state,
+                    writer: &self.vectors,
+                    preparer: &self.preparer,
+                    lease: Duration::from_secs(60),
+                },
+                batches: &self.state,
+                events: &self.events,
+                retries: Retries::Record,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn every_outcome_and_stage_is_counted() {
         let recorded = Recorded::default();
-        let model = quarry_testkit::model_dir();
-        let preparer =
-            Preparer::new(&Config::default(), WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer"));
-        let source = MemorySource::default();
-        let state = MemoryState::default();
-        let vectors = MemoryVectors::new(2);
-        let embedder = Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 });
-        let runner = Runner {
-            indexer: Indexer {
-                source: &source,
-                state: &state,
-                embedder: &embedder,
-                cache: &state,
-                writer: &vectors,
-                preparer: &preparer,
-                lease: Duration::from_secs(60),
-            },
-            batches: &state,
-            events: &quarry_core::ports::NoEvents,
-            retries: Retries::Record,
-        };
+        let f = Fixture::new();
+        let (source, state) = (&f.source, &f.state);
+        let runner = f.runner();
         source.put("a.txt", b"Calcium keeps bones strong.", None);
         source.put("locked.pdf", &quarry_testkit::encrypted_pdf(&["secret"]), None);
         let batch = BatchId::new("b1");
@@ -253,26 +290,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_ends_with_failures_is_published_by_the_last_outcome() {
-        let model = quarry_testkit::model_dir();
-        let preparer =
-            Preparer::new(&Config::default(), WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer"));
-        let (source, state, vectors) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(2));
-        let events = quarry_testkit::fakes::MemoryEvents::default();
-        let embedder = Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 });
-        let runner = Runner {
-            indexer: Indexer {
-                source: &source,
-                state: &state,
-                embedder: &embedder,
-                cache: &state,
-                writer: &vectors,
-                preparer: &preparer,
-                lease: Duration::from_secs(60),
-            },
-            batches: &state,
-            events: &events,
-            retries: Retries::Record,
-        };
+        let f = Fixture::new();
+        let (source, state, events) = (&f.source, &f.state, &f.events);
+        let runner = f.runner();
         source.put("a.txt", b"Calcium keeps bones strong.", None);
         source.put("locked.pdf", &quarry_testkit::encrypted_pdf(&["secret"]), None);
         let (good, bad) = (BatchId::new("good"), BatchId::new("bad"));

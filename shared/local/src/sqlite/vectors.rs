@@ -21,6 +21,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Scores keyword search with other BM25 parameters from now on (`quarry eval` measures them).
+    pub fn tune_bm25(&self, bm25: crate::Bm25) -> Result<(), PortError> {
+        self.warm_keywords()?;
+        if let Some(index) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            index.set_bm25(bm25);
+        }
+        Ok(())
+    }
+
     /// The keyword index, built from the stored chunks the first time it is asked for.
     fn keyword_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<KeywordIndex>>, PortError> {
         let read = || self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);

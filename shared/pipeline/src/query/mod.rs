@@ -78,25 +78,28 @@ pub enum Fusion {
     Convex { semantic: f32 },
     /// A convex combination of calibrated scores, which read the same across queries: the
     /// semantic list's cosine (below 0 taken as 0), the keyword lists' BM25 over the query's
-    /// ceiling; `semantic` weighs the first ([`calibrate`]).
-    Calibrated { semantic: f32 },
+    /// ceiling; `semantic` weighs the first ([`calibrate`]). Without `feedback`, the expanded
+    /// keyword query is left out (to measure what it adds).
+    Calibrated { semantic: f32, feedback: bool },
 }
 
 impl Fusion {
     /// What `retrieve` uses: the calibrated scores, weighed evenly, beat RRF and the peer on both
     /// development sets, and read the same across queries (docs/RELEVANCE.md).
-    pub const DEFAULT: Fusion = Fusion::Calibrated { semantic: 0.5 };
+    pub const DEFAULT: Fusion = Fusion::Calibrated { semantic: 0.5, feedback: true };
 }
 
 /// A `--fusion` value that names no fusion.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown fusion {0:?}: use rrf[:K], convex:W or calibrated:W (W, the semantic weight, in [0, 1])")]
+#[error(
+    "unknown fusion {0:?}: use rrf[:K], convex:W, calibrated:W or calibrated-plain:W (W, the semantic weight, in [0, 1])"
+)]
 pub struct UnknownFusion(String);
 
 impl std::str::FromStr for Fusion {
     type Err = UnknownFusion;
 
-    /// `rrf`, `rrf:K`, `convex:W`, `calibrated:W`.
+    /// `rrf`, `rrf:K`, `convex:W`, `calibrated:W`, `calibrated-plain:W` (no feedback list).
     fn from_str(s: &str) -> Result<Self, UnknownFusion> {
         let bad = || UnknownFusion(s.to_owned());
         let (name, arg) = s.split_once(':').map_or((s, None), |(n, a)| (n, Some(a)));
@@ -110,8 +113,10 @@ impl std::str::FromStr for Fusion {
                 Some(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { semantic: w }),
                 _ => Err(bad()),
             },
-            "calibrated" => match num(arg)? {
-                Some(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Calibrated { semantic: w }),
+            "calibrated" | "calibrated-plain" => match num(arg)? {
+                Some(w) if (0.0..=1.0).contains(&w) => {
+                    Ok(Fusion::Calibrated { semantic: w, feedback: name == "calibrated" })
+                }
                 _ => Err(bad()),
             },
             _ => Err(bad()),
@@ -163,7 +168,8 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
             // words, which lifts recall and, fused, the top ten (docs/RELEVANCE.md).
             let feedback: Vec<&VectorHit> = words.iter().take(FEEDBACK_HITS).collect();
             let expanded = expand(text, &feedback, FEEDBACK_TERMS);
-            let third = if expanded == text {
+            let wanted = !matches!(fusion, Fusion::Calibrated { feedback: false, .. });
+            let third = if expanded == text || !wanted {
                 Vec::new()
             } else {
                 kw.keyword_search(&KeywordQuery { text: expanded, top_k: n, filter: filter.clone() }).await?
@@ -177,7 +183,7 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
                     let kw = if third.is_empty() { 1.0 - w } else { (1.0 - w) / 2.0 };
                     combine(vec![(semantic, w), (words, kw), (third, kw)])
                 }
-                Fusion::Calibrated { semantic: w } => {
+                Fusion::Calibrated { semantic: w, .. } => {
                     let kw = if third.is_empty() { 1.0 - w } else { (1.0 - w) / 2.0 };
                     calibrate(vec![(semantic, w, true), (words, kw, false), (third, kw, false)])
                 }
@@ -238,15 +244,10 @@ pub fn fuse(lists: Vec<Vec<VectorHit>>, k: f32) -> Vec<VectorHit> {
             fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
         }
     }
-    let mut out: Vec<VectorHit> = fused
-        .into_values()
-        .map(|(mut h, s)| {
-            h.score = (s / best).clamp(0.0, 1.0);
-            h
-        })
-        .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.as_str().cmp(b.id.as_str())));
-    out
+    for (_, score) in fused.values_mut() {
+        *score /= best;
+    }
+    ranked(fused)
 }
 
 /// A convex combination of ranked lists (each best first): each list's scores min-max normalised
@@ -272,15 +273,7 @@ pub fn combine(lists: Vec<(Vec<VectorHit>, f32)>) -> Vec<VectorHit> {
             fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += add;
         }
     }
-    let mut out: Vec<VectorHit> = fused
-        .into_values()
-        .map(|(mut h, s)| {
-            h.score = s.clamp(0.0, 1.0);
-            h
-        })
-        .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.as_str().cmp(b.id.as_str())));
-    out
+    ranked(fused)
 }
 
 /// A convex combination of calibrated scores: each list `(hits, weight, semantic)` adds
@@ -296,6 +289,12 @@ pub fn calibrate(lists: Vec<(Vec<VectorHit>, f32, bool)>) -> Vec<VectorHit> {
             fused.entry(hit.id.as_str().to_owned()).or_insert_with(|| (hit, 0.0)).1 += weight * score;
         }
     }
+    ranked(fused)
+}
+
+/// Fused chunks with their summed scores, clamped to [0, 1], best first; ties to the smaller chunk
+/// id, so that pages are stable.
+fn ranked(fused: std::collections::HashMap<String, (VectorHit, f32)>) -> Vec<VectorHit> {
     let mut out: Vec<VectorHit> = fused
         .into_values()
         .map(|(mut h, s)| {
@@ -439,12 +438,33 @@ mod tests {
     }
 
     #[test]
+    fn calibrated_scores_add_the_cosine_and_the_keyword_scores_as_they_are() {
+        let scored = |doc: &str, score: f32| VectorHit { score, ..hit(doc, 0) };
+        // Similarities (1 + cos) / 2: a has cos 0.6, b cos 0.2, c cos -0.2 (taken as 0).
+        let semantic = vec![scored("a", 0.8), scored("b", 0.6), scored("c", 0.4)];
+        let keyword = vec![scored("b", 0.5), scored("d", 0.1)];
+        let fused = super::calibrate(vec![(semantic, 0.5, true), (keyword, 0.5, false)]);
+        let by = |d: &str| fused.iter().find(|h| h.document == hit(d, 0).document).map_or(-1.0, |h| h.score);
+        assert!((by("a") - 0.3).abs() < 1e-6 && (by("b") - 0.35).abs() < 1e-6, "{} {}", by("a"), by("b"));
+        assert!(by("c").abs() < 1e-6 && (by("d") - 0.05).abs() < 1e-6);
+        assert!(fused.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        // Not normalised by the list's own spread: a weak best match stays weak.
+        let weak = super::calibrate(vec![(vec![scored("a", 0.55)], 0.5, true), (vec![scored("a", 0.05)], 0.5, false)]);
+        assert!(weak[0].score < 0.1, "{}", weak[0].score);
+    }
+
+    #[test]
     fn fusions_parse() {
         use super::Fusion;
         assert_eq!("rrf".parse::<Fusion>().ok(), Some(Fusion::Rrf { k: super::RRF_K }));
         assert_eq!("rrf:20".parse::<Fusion>().ok(), Some(Fusion::Rrf { k: 20.0 }));
         assert_eq!("convex:0.3".parse::<Fusion>().ok(), Some(Fusion::Convex { semantic: 0.3 }));
-        for bad in ["convex", "convex:1.5", "rrf:x", "rrf:-1", "rrf:NaN", "sum"] {
+        assert_eq!("calibrated:0.5".parse::<Fusion>().ok(), Some(Fusion::DEFAULT));
+        assert_eq!(
+            "calibrated-plain:0.4".parse::<Fusion>().ok(),
+            Some(Fusion::Calibrated { semantic: 0.4, feedback: false })
+        );
+        for bad in ["convex", "convex:1.5", "rrf:x", "rrf:-1", "rrf:NaN", "sum", "calibrated", "calibrated:2"] {
             assert!(bad.parse::<Fusion>().is_err(), "{bad}");
         }
     }

@@ -1,0 +1,20 @@
+//! What the CLI's test files share: the real binary, run as a user runs it.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `quarry ARGS` in `dir` with the tests' model and no config file: exit code, stdout, stderr.
+pub fn quarry(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(args)
+        .current_dir(dir)
+        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
+        .env_remove("QUARRY_CONFIG")
+        .output()
+        .expect("quarry runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
