@@ -44,6 +44,10 @@ pub struct Args {
     /// BM25's k1 and b, to measure others (see docs/RELEVANCE.md) [default: 1.2,0.75].
     #[arg(long, hide = true, value_delimiter = ',', value_name = "K1,B")]
     bm25: Option<Vec<f32>>,
+    /// A document's score: its best chunk's plus this share of its other chunks' (to measure
+    /// document-level aggregation; see docs/RELEVANCE.md) [default: 0, the best chunk alone].
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    others: f32,
     /// Only this mode (semantic, keyword or hybrid) [default: all three].
     #[arg(long)]
     mode: Option<Mode>,
@@ -172,15 +176,24 @@ fn metrics(ranking: &[(String, f32)], judged: &HashMap<String, u32>) -> (f64, f6
 }
 
 /// Documents in the order of their best chunk.
-fn documents(hits: &[VectorHit], keys: &HashMap<DocumentId, String>) -> Vec<(String, f32)> {
-    let mut best: HashMap<&str, f32> = HashMap::new();
+fn documents(hits: &[VectorHit], keys: &HashMap<DocumentId, String>, others: f32) -> Vec<(String, f32)> {
+    // Each document's best chunk, and the sum of its other chunks' scores.
+    let mut best: HashMap<&str, (f32, f32)> = HashMap::new();
     for h in hits {
         if let Some(k) = keys.get(&h.document) {
-            let e = best.entry(k.as_str()).or_insert(f32::MIN);
-            *e = e.max(h.score);
+            let e = best.entry(k.as_str()).or_insert((f32::MIN, 0.0));
+            if h.score > e.0 {
+                if e.0 > f32::MIN {
+                    e.1 += e.0;
+                }
+                e.0 = h.score;
+            } else {
+                e.1 += h.score;
+            }
         }
     }
-    let mut out: Vec<(String, f32)> = best.into_iter().map(|(k, s)| (k.to_owned(), s)).collect();
+    let mut out: Vec<(String, f32)> =
+        best.into_iter().map(|(k, (top, rest))| (k.to_owned(), top + others * rest)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
     out
 }
@@ -248,7 +261,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             let fusion = args.fusion.unwrap_or(quarry_pipeline::query::Fusion::DEFAULT);
             let hits =
                 quarry_pipeline::retrieve(&store, Some(&store), mode, text, vector, args.depth, None, fusion).await?;
-            let ranking = documents(&hits, &keys);
+            let ranking = documents(&hits, &keys, args.others);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let (n, r, m) = metrics(&ranking, &qrels[id]);
             for (k, t) in kept.iter_mut().zip(&args.min_score) {
@@ -355,7 +368,10 @@ mod tests {
             meta: quarry_core::meta::ChunkMeta::new(quarry_core::DocumentKey::new(k), quarry_core::Format::Text),
         };
         let hits = [hit("a", 1, 0.9), hit("b", 0, 0.5), hit("a", 0, 0.4), hit("c", 0, 0.5)];
-        let order: Vec<String> = documents(&hits, &keys).into_iter().map(|(d, _)| d).collect();
+        let order: Vec<String> = documents(&hits, &keys, 0.0).into_iter().map(|(d, _)| d).collect();
         assert_eq!(order, ["a", "c", "b"]);
+        // With a share of the other chunks, a's second chunk adds to it.
+        let scored = documents(&hits, &keys, 0.5);
+        assert_eq!(scored[0], ("a".to_owned(), 0.9 + 0.5 * 0.4));
     }
 }
