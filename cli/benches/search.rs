@@ -153,6 +153,7 @@ fn main() {
 
     // 4. The parts, in process: query embedding alone, and the store's search alone.
     let single = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 0, batch_size: 1 }).expect("model");
+    let one_thread = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 1, batch_size: 1 }).expect("model");
     let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
     // The keyword index is built on first use: what that costs once, in time and memory.
     let rss_before = rss_mb();
@@ -160,11 +161,27 @@ fn main() {
     store.warm_keywords().expect("keyword index");
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_grew = rss_mb() - rss_before;
-    let (mut embed, mut scan, mut words) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut embed, mut embed1, mut scan, mut words) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut deep, mut hybrid) = (Vec::new(), Vec::new());
+    // The depth a first page ranks to (the API's snapshot depth, plus one to know there is more).
+    let first_page = quarry_pipeline::query::HYBRID_DEPTH + 1;
     for q in &queries {
         let t = Instant::now();
         let v = single.embed_blocking(&[q.as_str()]).expect("embed").remove(0);
         embed.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        one_thread.embed_blocking(&[q.as_str()]).expect("embed");
+        embed1.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        rt.block_on(store.search(&VectorQuery { vector: v.clone(), top_k: first_page, filter: None })).expect("search");
+        deep.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let ready = std::future::ready(Ok(v.clone()));
+        let fusion = quarry_pipeline::query::Fusion::DEFAULT;
+        let mode = quarry_pipeline::Mode::Hybrid;
+        let r = quarry_pipeline::retrieve(&store, Some(&store), mode, q, ready, first_page, None, fusion);
+        rt.block_on(r).expect("hybrid");
+        hybrid.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         let hits = rt.block_on(store.search(&VectorQuery { vector: v, top_k: 11, filter: None })).expect("search");
         scan.push(t.elapsed().as_secs_f64() * 1e3);
@@ -183,7 +200,10 @@ fn main() {
     println!("| --- | --- | --- |");
     for (name, v) in [
         ("query embedding alone (in process)", &embed),
+        ("query embedding alone, one intra-op thread (in process)", &embed1),
         ("store search alone: index + payload read (in process)", &scan),
+        ("store search, a first page's depth (101) (in process)", &deep),
+        ("hybrid retrieve at a first page's depth, vector given (in process)", &hybrid),
         ("keyword search alone, top 100: index + payload read (in process)", &words),
     ] {
         println!("| {name} | {:.2} | {:.2} |", pct(v, 0.5), pct(v, 0.95));

@@ -20,6 +20,8 @@ use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_local::SqliteStore;
 use quarry_pipeline::Mode;
 
+mod levers;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A BEIR-format folder: corpus.jsonl, queries.jsonl, qrels.tsv (header, then query-id, corpus-id, score).
@@ -48,6 +50,14 @@ pub struct Args {
     /// document-level aggregation; see docs/RELEVANCE.md) [default: 0, the best chunk alone].
     #[arg(long, hide = true, default_value_t = 0.0)]
     others: f32,
+    /// Whole-document vectors beside chunk vectors, in semantic mode: a document scores the
+    /// better of the two (`max`) or its own vector alone (`only`) (see docs/RELEVANCE.md).
+    #[arg(long, hide = true, value_name = "HOW")]
+    doc_vectors: Option<levers::Use>,
+    /// In hybrid mode, also the run without the feedback list, and what a rule "feedback only
+    /// when the keyword list is weak" would score (see docs/RELEVANCE.md).
+    #[arg(long, hide = true)]
+    adaptive: bool,
     /// Only this mode (semantic, keyword or hybrid) [default: all three].
     #[arg(long)]
     mode: Option<Mode>,
@@ -240,6 +250,13 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
         .map_err(crate::SetupError::Model)?;
     embedder.embed(&[queries[0].1.clone()]).await?;
+    let doc_vectors = match args.doc_vectors {
+        Some(_) => Some(levers::DocVectors::build(&corpus, &embedder)?),
+        None => None,
+    };
+    if let Some(d) = &doc_vectors {
+        println!("{} documents longer than one window got a whole-document vector", d.len());
+    }
 
     println!("{}: {} documents indexed, {} queries with judgments", args.dataset.display(), keys.len(), queries.len());
     println!();
@@ -251,18 +268,44 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     for mode in args.mode.map_or(Mode::ALL.to_vec(), |m| vec![m]) {
         let (mut sums, mut lat) = ((0.0, 0.0, 0.0), Vec::with_capacity(queries.len()));
         let mut kept = vec![Kept::default(); args.min_score.len()];
+        let mut adaptive = levers::Adaptive::default();
+        let fusion = args.fusion.unwrap_or(quarry_pipeline::query::Fusion::DEFAULT);
         for (id, text) in &queries {
             let t = Instant::now();
-            let vector = if mode.needs_vector() {
-                Some(embedder.embed(std::slice::from_ref(text)).await?.remove(0))
-            } else {
-                None
+            // Embedded inside `retrieve`, as a search request does; kept for the levers below.
+            let vector = std::cell::OnceCell::new();
+            let embed = async {
+                let v = embedder.embed(std::slice::from_ref(text)).await?.remove(0);
+                Ok(vector.get_or_init(|| v).clone())
             };
-            let fusion = args.fusion.unwrap_or(quarry_pipeline::query::Fusion::DEFAULT);
             let hits =
-                quarry_pipeline::retrieve(&store, Some(&store), mode, text, vector, args.depth, None, fusion).await?;
-            let ranking = documents(&hits, &keys, args.others);
+                quarry_pipeline::retrieve(&store, Some(&store), mode, text, embed, args.depth, None, fusion).await?;
+            let mut ranking = documents(&hits, &keys, args.others);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
+            if let (Some(d), Some(how), Mode::Semantic, Some(v)) = (&doc_vectors, args.doc_vectors, mode, vector.get())
+            {
+                ranking = d.rescore(ranking, v, how);
+            }
+            if let (true, Mode::Hybrid, Some(v)) = (args.adaptive, mode, vector.get()) {
+                let plain = match fusion {
+                    quarry_pipeline::query::Fusion::Calibrated { semantic, .. } => {
+                        quarry_pipeline::query::Fusion::Calibrated { semantic, feedback: false }
+                    }
+                    _ => anyhow::bail!("--adaptive measures the calibrated fusion"),
+                };
+                let ready = std::future::ready(Ok(v.clone()));
+                let without =
+                    quarry_pipeline::retrieve(&store, Some(&store), mode, text, ready, args.depth, None, plain);
+                let without = documents(&without.await?, &keys, args.others);
+                let never = std::future::ready(Err(quarry_core::PortError::InvalidInput {
+                    operation: "eval",
+                    reason: "keyword mode needs no vector".into(),
+                }));
+                let words = quarry_pipeline::retrieve(&store, Some(&store), Mode::Keyword, text, never, 1, None, plain);
+                let top = words.await?.first().map_or(0.0, |h| h.score);
+                let (w, wo) = (metrics(&ranking, &qrels[id]), metrics(&without, &qrels[id]));
+                adaptive.add(top, (w.0, w.1), (wo.0, wo.1));
+            }
             let (n, r, m) = metrics(&ranking, &qrels[id]);
             for (k, t) in kept.iter_mut().zip(&args.min_score) {
                 k.add(&ranking, &qrels[id], *t);
@@ -286,6 +329,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             pct(&lat, 0.5),
             pct(&lat, 0.95)
         );
+        if args.adaptive && mode == Mode::Hybrid {
+            adaptive.print();
+        }
         for (k, t) in kept.iter().zip(&args.min_score) {
             let answered = (queries.len() - k.empty).max(1) as f64;
             println!(

@@ -63,7 +63,10 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         Some(&store),
         mode,
         &args.query,
-        vector.clone(),
+        std::future::ready(vector.clone().ok_or(quarry_core::PortError::InvalidInput {
+            operation: "search",
+            reason: "keyword mode has no query vector".into(),
+        })),
         top_k,
         filter,
         Fusion::DEFAULT,

@@ -127,16 +127,18 @@ impl std::str::FromStr for Fusion {
 /// Ranked chunks for one query in one mode: the semantic list, the keyword list, or, for hybrid,
 /// both fused with a third: the keyword query expanded by pseudo-relevance feedback ([`expand`])
 /// (each at least [`HYBRID_DEPTH`] deep; the fused list is not cut to `depth`). `vector` is the
-/// query's embedding, which every mode but keyword needs; `fusion` is how hybrid's lists become
-/// one ([`Fusion::DEFAULT`] but where `quarry eval` measures the alternatives). The one place a
-/// mode becomes port calls.
+/// query's embedding, awaited only by the modes that need it (not keyword), and in hybrid while
+/// the keyword lists run: the embedding and the two BM25 searches overlap instead of adding up
+/// (hybrid p95 at 100k chunks, docs/PERFORMANCE.md). `fusion` is how hybrid's lists become one
+/// ([`Fusion::DEFAULT`] but where `quarry eval` measures the alternatives). The one place a mode
+/// becomes port calls.
 #[allow(clippy::too_many_arguments)]
 pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
     searcher: &S,
     keywords: Option<&K>,
     mode: Mode,
     text: &str,
-    vector: Option<Vec<f32>>,
+    vector: impl Future<Output = Result<Vec<f32>, PortError>>,
     depth: usize,
     filter: Option<Filter>,
     fusion: Fusion,
@@ -148,32 +150,32 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
     let keyword = |n: usize| KeywordQuery { text: text.to_owned(), top_k: n, filter: filter.clone() };
     match mode {
         Mode::Keyword => keywords.ok_or_else(|| missing("a full-text index"))?.keyword_search(&keyword(depth)).await,
-        Mode::Semantic => {
-            let vector = vector.ok_or_else(|| missing("the query vector"))?;
-            searcher.search(&VectorQuery { vector, top_k: depth, filter }).await
-        }
+        Mode::Semantic => searcher.search(&VectorQuery { vector: vector.await?, top_k: depth, filter }).await,
         Mode::Hybrid => {
             let kw = keywords.ok_or_else(|| missing("a full-text index"))?;
             let n = depth.max(HYBRID_DEPTH);
-            let vq = VectorQuery {
-                vector: vector.ok_or_else(|| missing("the query vector"))?,
-                top_k: n,
-                filter: filter.clone(),
+            let semantic = async {
+                searcher.search(&VectorQuery { vector: vector.await?, top_k: n, filter: filter.clone() }).await
             };
-            let kq = keyword(n);
-            let (semantic, words) = tokio::join!(searcher.search(&vq), kw.keyword_search(&kq));
-            let (semantic, words) = (semantic?, words?);
-            // Pseudo-relevance feedback: the words that weigh most in the best keyword hits,
-            // added to the query, make a third list. It finds documents that say it in other
-            // words, which lifts recall and, fused, the top ten (docs/RELEVANCE.md).
-            let feedback: Vec<&VectorHit> = words.iter().take(FEEDBACK_HITS).collect();
-            let expanded = expand(text, &feedback, FEEDBACK_TERMS);
-            let wanted = !matches!(fusion, Fusion::Calibrated { feedback: false, .. });
-            let third = if expanded == text || !wanted {
-                Vec::new()
-            } else {
-                kw.keyword_search(&KeywordQuery { text: expanded, top_k: n, filter: filter.clone() }).await?
+            let keyword_lists = async {
+                let words = kw.keyword_search(&keyword(n)).await?;
+                // Pseudo-relevance feedback: the words that weigh most in the best keyword hits,
+                // added to the query, make a third list. It finds documents that say it in other
+                // words, which lifts recall and, fused, the top ten (docs/RELEVANCE.md).
+                let feedback: Vec<&VectorHit> = words.iter().take(FEEDBACK_HITS).collect();
+                let expanded = expand(text, &feedback, FEEDBACK_TERMS);
+                let wanted = !matches!(fusion, Fusion::Calibrated { feedback: false, .. });
+                let third = if expanded == text || !wanted {
+                    Vec::new()
+                } else {
+                    kw.keyword_search(&KeywordQuery { text: expanded, top_k: n, filter: filter.clone() }).await?
+                };
+                Ok::<_, PortError>((words, third))
             };
+            // The semantic side first: polling it starts the embedding (off this thread, for a
+            // model), and the keyword lists run meanwhile.
+            let (semantic, lists) = tokio::join!(semantic, keyword_lists);
+            let (semantic, (words, third)) = (semantic?, lists?);
             Ok(match fusion {
                 Fusion::Rrf { k } => {
                     let lists = if third.is_empty() { vec![semantic, words] } else { vec![semantic, words, third] };
