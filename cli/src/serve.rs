@@ -75,6 +75,7 @@ impl Backend for LocalBackend {
     type Batches = SqliteStore;
     type Starter = LocalStarter;
     type Keywords = SqliteStore;
+    type Fields = SqliteStore;
 
     fn embedder(&self) -> &LocalEmbedder {
         &self.queries
@@ -84,6 +85,9 @@ impl Backend for LocalBackend {
     }
     fn searcher(&self) -> &SqliteStore {
         &self.local.store
+    }
+    fn fields(&self) -> Option<&SqliteStore> {
+        Some(&self.local.store)
     }
     fn documents(&self) -> &SqliteStore {
         &self.local.store

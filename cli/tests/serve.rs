@@ -197,6 +197,16 @@ fn serve_watch_search_documents_batches_and_errors() {
     let (st, spec) = call(&s, "GET", "/openapi.json", None, &[]);
     assert_eq!(st, 200);
     assert!(spec["paths"]["/v1/search"]["post"].is_object(), "{spec}");
+    assert!(spec["paths"]["/v1/fields"]["get"].is_object(), "{spec}");
+    // The filters a page can offer: the indexed documents' formats (the broken PDF is not indexed).
+    let (st, f) = call(&s, "GET", "/v1/fields", None, &[]);
+    assert_eq!((st, &f["available"]), (200, &json!(true)), "{f}");
+    let format = f["fields"].as_array().and_then(|a| a.iter().find(|x| x["name"] == "format")).expect("format");
+    assert_eq!(format["documents"], 3, "{f}");
+    assert_eq!(format["values"][0], json!({"value": "text", "documents": 2}), "{f}");
+    assert!(f["fields"].as_array().is_some_and(|a| a.iter().all(|x| x["name"] != "key")), "{f}");
+    let (st, e) = call(&s, "GET", "/v1/fields?values=0", None, &[]);
+    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_values")), "{e}");
     let (st, e) = call(&s, "GET", "/v1/nothing-here", None, &[]);
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use quarry_api::{Backend, NoKeywords};
+use quarry_api::{Backend, NoFields, NoKeywords};
 use quarry_aws::{DynamoState, S3Source, S3VectorStore, SnsEvents, SqsQueue};
 use quarry_core::config::Limits;
 use quarry_core::ports::{
@@ -135,6 +135,7 @@ where
     type Batches = S;
     type Starter = AwsStarter<B, S, V, Q, P>;
     type Keywords = NoKeywords;
+    type Fields = NoFields;
 
     fn embedder(&self) -> &E {
         &self.embedder
@@ -144,6 +145,9 @@ where
     }
     fn searcher(&self) -> &V {
         &self.vectors
+    }
+    fn fields(&self) -> Option<&NoFields> {
+        None
     }
     fn documents(&self) -> &S {
         &self.state

@@ -12,6 +12,7 @@ mod batches;
 pub mod cursor;
 mod documents;
 mod error;
+mod fields;
 pub mod health;
 pub mod openapi;
 mod search;
@@ -29,13 +30,14 @@ use axum::{Json, Router};
 use quarry_core::PortError;
 use quarry_core::config::Server;
 use quarry_core::ports::{
-    BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, KeywordQuery, KeywordSearcher,
+    BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, FieldCatalog, KeywordQuery, KeywordSearcher,
     VectorSearcher, VectorWriter,
 };
 use tokio::sync::Semaphore;
 
 pub use cursor::CursorKey;
 pub use error::ApiError;
+pub use fields::FieldsResponse;
 pub use health::{Dependency, MetricsExport, metrics_routes};
 use quarry_pipeline::query::QueryCache;
 
@@ -61,12 +63,16 @@ pub trait Backend: Send + Sync + 'static {
     type Batches: BatchTracker;
     type Starter: BatchStarter;
     type Keywords: KeywordSearcher;
+    type Fields: FieldCatalog;
 
     fn embedder(&self) -> &Self::Embedder;
     /// Full-text search, where the backend has it (the in-memory BM25 index locally; not S3
     /// Vectors): it makes `keyword` and `hybrid` modes available, and `hybrid` the default.
     fn keywords(&self) -> Option<&Self::Keywords>;
     fn searcher(&self) -> &Self::Searcher;
+    /// The indexed documents' filterable fields, where the store can list them (SQLite locally;
+    /// not S3 Vectors): `GET /v1/fields`.
+    fn fields(&self) -> Option<&Self::Fields>;
     fn documents(&self) -> &Self::Documents;
     fn writer(&self) -> &Self::Writer;
     fn state(&self) -> &Self::State;
@@ -89,6 +95,17 @@ pub enum NoKeywords {}
 
 impl KeywordSearcher for NoKeywords {
     async fn keyword_search(&self, _: &KeywordQuery) -> Result<Vec<quarry_core::ports::VectorHit>, PortError> {
+        match *self {}
+    }
+}
+
+/// The `Fields` of a backend that cannot list its metadata (S3 Vectors): `fields()` can only be
+/// `None`, and `GET /v1/fields` answers an empty list.
+#[derive(Debug, Clone, Copy)]
+pub enum NoFields {}
+
+impl FieldCatalog for NoFields {
+    async fn fields(&self, _: usize) -> Result<Vec<quarry_core::ports::FieldSummary>, PortError> {
         match *self {}
     }
 }
@@ -131,6 +148,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/v1/documents/{id}", get(documents::get_document::<B>).delete(documents::delete_document::<B>))
         .route("/v1/batches", post(batches::start_batch::<B>))
         .route("/v1/batches/{id}", get(batches::get_batch::<B>))
+        .route("/v1/fields", get(fields::list_fields::<B>))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard::<B>))
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
@@ -206,6 +224,7 @@ mod tests {
             ("/v1/documents/{id}", "delete"),
             ("/v1/batches", "post"),
             ("/v1/batches/{id}", "get"),
+            ("/v1/fields", "get"),
         ] {
             assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
         }

@@ -28,7 +28,8 @@ pub struct ErrorDetail {
         crate::documents::get_document,
         crate::documents::delete_document,
         crate::batches::start_batch,
-        crate::batches::get_batch
+        crate::batches::get_batch,
+        crate::fields::list_fields
     ),
     components(schemas(
         SearchRequest,
@@ -41,7 +42,10 @@ pub struct ErrorDetail {
         BatchDocuments,
         BatchFailure,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        crate::fields::FieldsResponse,
+        quarry_core::ports::FieldSummary,
+        quarry_core::ports::ValueCount
     ))
 )]
 pub struct ApiDoc;

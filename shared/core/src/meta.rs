@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{DocumentKey, Format};
+use crate::ports::{FieldSummary, ValueCount};
 
 /// A chunk's metadata as stored and filtered: reserved fields and `user.`-prefixed ones.
 pub type Metadata = BTreeMap<String, Value>;
@@ -148,6 +149,44 @@ pub fn title(m: &Metadata) -> &str {
         .unwrap_or("")
 }
 
+/// The filterable fields of a set of documents (one [`Metadata`] each), as a search page offers
+/// them ([`crate::ports::FieldCatalog`]): every field but `key`, with its `values` commonest scalar
+/// values. A field whose values are all distinct and more than `values` (titles, ids in a large
+/// index) is left out, since a menu of it would list some documents, not narrow them all; a few
+/// documents of distinct formats keep their format menu. Fields by name; values by documents,
+/// then by value, so that the same index always gives the same menu.
+pub fn summarise<'a>(documents: impl IntoIterator<Item = &'a Metadata>, values: usize) -> Vec<FieldSummary> {
+    // field -> (documents carrying it, value as JSON text -> (value, documents))
+    let mut fields: BTreeMap<&str, (u64, BTreeMap<String, (&Value, u64)>)> = BTreeMap::new();
+    for m in documents {
+        for (name, value) in m {
+            if name == KEY || !(value.is_string() || value.is_number() || value.is_boolean()) {
+                continue;
+            }
+            let f = fields.entry(name.as_str()).or_default();
+            f.0 += 1;
+            f.1.entry(value.to_string()).or_insert((value, 0)).1 += 1;
+        }
+    }
+    fields
+        .into_iter()
+        .filter(|(_, (_, counts))| counts.len() <= values || counts.values().any(|(_, n)| *n > 1))
+        .map(|(name, (documents, counts))| {
+            let mut counts: Vec<(String, (&Value, u64))> = counts.into_iter().collect();
+            counts.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
+            FieldSummary {
+                name: name.to_owned(),
+                documents,
+                values: counts
+                    .into_iter()
+                    .take(values)
+                    .map(|(_, (value, documents))| ValueCount { value: value.clone(), documents })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +244,32 @@ mod tests {
             | Format::Json => Format::ALL.contains(&f),
         };
         assert!(Format::ALL.into_iter().all(listed));
+    }
+
+    #[test]
+    fn fields_are_summarised_for_filters_without_keys_or_unique_values() {
+        let doc = |key: &str, format: &str, title: &str, year: i64| {
+            let mut m = Metadata::new();
+            m.insert(KEY.to_owned(), Value::from(key));
+            m.insert(FORMAT.to_owned(), Value::from(format));
+            m.insert(TITLE.to_owned(), Value::from(title));
+            m.insert("user.year".to_owned(), Value::from(year));
+            m.insert("user.tags".to_owned(), serde_json::json!(["a"]));
+            m
+        };
+        let docs = [doc("a", "pdf", "A", 2020), doc("b", "pdf", "B", 2021), doc("c", "text", "C", 2020)];
+        let fields = summarise(&docs, 1);
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["format", "user.year"], "no key, no list, no all-distinct title past the cap");
+        assert_eq!(fields[0].documents, 3);
+        assert_eq!(
+            fields[0].values,
+            [ValueCount { value: Value::from("pdf"), documents: 2 }],
+            "commonest, capped at 1"
+        );
+        assert_eq!(fields[1].values[0].value, Value::from(2020));
+        let names: Vec<String> = summarise(&docs, 3).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["format", "title", "user.year"], "three titles fit a menu of three");
+        assert!(summarise(&[], 5).is_empty());
     }
 }

@@ -333,6 +333,33 @@ pub trait DocumentReader: Send + Sync {
     fn document(&self, id: &DocumentId) -> impl Future<Output = Result<Option<DocumentRecord>, PortError>> + Send;
 }
 
+/// One filterable metadata field as the index holds it: how many indexed documents carry it, and
+/// its commonest values (most documents first, then by value), for a search page's filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldSummary {
+    /// As filters name it: `format`, `title`, `user.<name>` ([`crate::meta`]).
+    pub name: String,
+    pub documents: u64,
+    pub values: Vec<ValueCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValueCount {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: serde_json::Value,
+    pub documents: u64,
+}
+
+/// The filterable fields of the indexed documents, summarised. `key` is left out (every document
+/// has its own), and so is any field whose every value is distinct, such as a title: a filter
+/// menu of them would be a list of documents.
+pub trait FieldCatalog: Send + Sync {
+    /// At most `values` values per field.
+    fn fields(&self, values: usize) -> impl Future<Output = Result<Vec<FieldSummary>, PortError>> + Send;
+}
+
 /// What to index as one tracked batch: a key prefix, a list of keys, or both.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

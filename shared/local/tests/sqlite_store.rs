@@ -32,6 +32,12 @@ async fn vector_store_contract() {
 }
 
 #[tokio::test]
+async fn field_catalog_contract() {
+    let store = SqliteStore::open(&scratch("fields"), 8).expect("open");
+    quarry_testkit::contract::field_catalog(&store, 8).await;
+}
+
+#[tokio::test]
 async fn keyword_store_contract() {
     let store = SqliteStore::open(&scratch("keywords"), 8).expect("open");
     quarry_testkit::contract::keyword_store(&store, 8).await;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, KeywordQuery,
-    KeywordSearcher, Lease, ModelInfo, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, FieldCatalog,
+    KeywordQuery, KeywordSearcher, Lease, ModelInfo, ValueCount, VectorQuery, VectorRecord, VectorSearcher,
+    VectorWriter,
 };
 use quarry_core::{
     BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, Format,
@@ -308,6 +309,42 @@ pub const BLOBS: &[(&str, &[u8])] = &[
     ("contract/c d+é.txt", b"gamma, named with spaces, a plus and an accent"),
     ("elsewhere/x.txt", b"outside the prefix"),
 ];
+
+/// Fields summarised per document (not per chunk), by name; values commonest first and capped;
+/// `key` left out, and fields whose values are all distinct and more than the cap (titles here);
+/// a removed document no longer counted.
+pub async fn field_catalog<S: VectorWriter + FieldCatalog>(store: &S, dim: usize) {
+    assert!(store.fields(10).await.expect("fields").is_empty(), "an empty index has no fields");
+    let mk = |name: &str, ordinal: u32, format: Format, team: &str| {
+        let (_, d) = doc(name);
+        let mut r = record(&d, ordinal, (0..dim).map(|j| if j == 0 { 1.0 } else { 0.5 }).collect());
+        r.meta.format = format;
+        r.meta.title = Some(format!("title of {name}"));
+        r.meta.user.insert("team".to_owned(), team.to_owned());
+        r
+    };
+    let records = [
+        mk("contract/f-a.md", 0, Format::Markdown, "search"),
+        mk("contract/f-a.md", 1, Format::Markdown, "search"),
+        mk("contract/f-b.md", 0, Format::Markdown, "search"),
+        mk("contract/f-c.txt", 0, Format::Text, "ops"),
+    ];
+    store.upsert(&records).await.expect("upsert");
+    let fields = store.fields(2).await.expect("fields");
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["format", "user.team"], "three distinct titles do not fit two values");
+    let count = |v: &str, n: u64| ValueCount { value: serde_json::Value::from(v), documents: n };
+    assert_eq!(fields[0].documents, 3, "documents, not chunks");
+    assert_eq!(fields[0].values, [count(Format::Markdown.name(), 2), count(Format::Text.name(), 1)]);
+    assert_eq!(fields[1].values, [count("search", 2), count("ops", 1)]);
+    let capped = store.fields(1).await.expect("fields");
+    assert_eq!(capped[1].values, [count("search", 2)]);
+    let (_, b) = doc("contract/f-b.md");
+    store.delete_from(&b, 0).await.expect("delete");
+    let fields = store.fields(2).await.expect("fields");
+    let teams: Vec<&ValueCount> = fields.iter().filter(|f| f.name == "user.team").flat_map(|f| &f.values).collect();
+    assert_eq!(teams, [&count("ops", 1), &count("search", 1)], "b is no longer counted");
+}
 
 /// Reads what [`BLOBS`] put there: sizes, bytes, listings by prefix in key order, peeks that are a
 /// prefix of the content, and a clear not-found for a key that names nothing.

@@ -5,7 +5,8 @@
 
 use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
-    KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+    FieldCatalog, FieldSummary, KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorRecord, VectorSearcher,
+    VectorWriter,
 };
 use quarry_core::{CharSpan, ChunkId, DocumentId, Filter, PageRange, PortError, meta};
 use rusqlite::{OptionalExtension, params};
@@ -197,6 +198,14 @@ impl VectorSearcher for SqliteStore {
             out.extend(p.into_hit(h.id, h.document, h.score));
         }
         Ok(out)
+    }
+}
+
+impl FieldCatalog for SqliteStore {
+    /// From the metadata kept in memory for filters (one map per indexed document): no query.
+    async fn fields(&self, values: usize) -> Result<Vec<FieldSummary>, PortError> {
+        let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(meta::summarise(metadata.values(), values))
     }
 }
 
