@@ -156,8 +156,10 @@ pub fn title(m: &Metadata) -> &str {
 /// documents of distinct formats keep their format menu. Fields by name; values by documents,
 /// then by value, so that the same index always gives the same menu.
 pub fn summarise<'a>(documents: impl IntoIterator<Item = &'a Metadata>, values: usize) -> Vec<FieldSummary> {
-    // field -> (documents carrying it, value as JSON text -> (value, documents))
-    let mut fields: BTreeMap<&str, (u64, BTreeMap<String, (&Value, u64)>)> = BTreeMap::new();
+    // Value as JSON text -> (value, documents with it).
+    type Counts<'v> = BTreeMap<String, (&'v Value, u64)>;
+    // Field -> (documents carrying it, its values).
+    let mut fields: BTreeMap<&str, (u64, Counts<'_>)> = BTreeMap::new();
     for m in documents {
         for (name, value) in m {
             if name == KEY || !(value.is_string() || value.is_number() || value.is_boolean()) {
