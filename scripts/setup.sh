@@ -5,8 +5,9 @@
 #   - ONNX Runtime's C library, from the PyPI package onnxruntime (pinned, hash-checked);
 #   - model.onnx, built from the model's safetensors by scripts/build_onnx.py (numpy and onnx in a
 #     throwaway folder; no torch), and checked against its pinned hash: the build is deterministic.
-#   - with --test-tools only (what scripts/test.sh runs, never the demo): the AWS tools, in a
-#     virtual environment of their own under ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the
+#   - with --test-tools only (what scripts/test.sh runs, never the demo): Debian's chromium for
+#     the browser tests, and playwright-core (pinned in tests/browser/package-lock.json) to drive it;
+#     the AWS tools, in a virtual environment of their own under ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the
 #     moto server (the tests' local AWS), cfn-lint and the SAM CLI (template checks), cargo-lambda
 #     and zig (Lambda builds); pinned. A new user trying Quarry needs none of them.
 # Nothing is fetched from a model hub. Safe to run again: a verified install is left as it is.
@@ -107,4 +108,26 @@ else
   "$AWS_TOOLS/bin/pip" install --quiet --disable-pip-version-check $AWS_REQUIREMENTS
   printf '%s' "$AWS_REQUIREMENTS" > "$AWS_TOOLS/.requirements"
   echo "aws tools: installed into $AWS_TOOLS"
+fi
+
+# 5. The browser tests: Debian's Chromium, and playwright-core (pinned by tests/browser's lock file).
+if command -v chromium >/dev/null 2>&1; then
+  echo "browser: $(chromium --version 2>/dev/null | head -1)"
+else
+  command -v apt-get >/dev/null || fail "the browser tests need Chromium: install your system's chromium package"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "browser: installing Debian's chromium (one time)"
+  $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; } \
+    || fail "apt-get install chromium failed"
+fi
+command -v npm >/dev/null || fail "the browser tests need Node.js and npm (Debian: apt install nodejs npm)"
+browser="$here/../tests/browser"
+pinned=$(sed -n 's/.*"playwright-core": "\([^"]*\)".*/\1/p' "$browser/package.json")
+if grep -qs "\"version\": \"$pinned\"" "$browser/node_modules/playwright-core/package.json"; then
+  echo "browser: playwright-core $pinned already installed"
+else
+  echo "browser: installing playwright-core"
+  (cd "$browser" && npm ci --no-audit --no-fund --silent) || fail "npm ci in tests/browser failed"
 fi

@@ -75,6 +75,11 @@ async fn searches_documents_and_batches_through_api_gateway_events() {
     assert_eq!(r["results"][0]["source"]["uri"], "s3://quarry-documents-test/notes/orchard care.md", "{r}");
     let (code, r) = api(&f.router, "POST", "/v1/search", Some(&json!({"query": "pump", "mode": "keyword"}))).await;
     assert_eq!((code, r["error"]["code"].as_str()), (400, Some("unsupported_mode")), "no full-text index on AWS: {r}");
+    // S3 Vectors cannot list its metadata: no filter menus, said plainly. The page itself is served.
+    let (code, r) = api(&f.router, "GET", "/v1/fields", None).await;
+    assert_eq!((code, r), (200, json!({"fields": [], "available": false})));
+    assert_eq!(api(&f.router, "GET", "/", None).await.0, 200, "the search page");
+    assert_eq!(api(&f.router, "GET", "/app.js", None).await.0, 200, "its script");
 
     // Deleting a document removes its chunks through the pipeline's `forget`.
     let id = DocumentId::for_key(&DocumentKey::new("notes/pump.txt"));

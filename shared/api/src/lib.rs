@@ -15,6 +15,7 @@ mod error;
 mod fields;
 pub mod health;
 pub mod openapi;
+pub mod page;
 mod search;
 pub mod snapshot;
 
@@ -156,6 +157,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/health/ready", get(health::ready::<B>))
         .route("/health/startup", get(health::startup::<B>))
         .route("/openapi.json", get(move || std::future::ready(Json(spec.clone()))))
+        .merge(page::routes())
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(app)

@@ -1,0 +1,53 @@
+//! The search page: `GET /` and its two assets, compiled into the binary (`assets/`), so that it
+//! works offline and from the search Lambda alike; nothing is fetched from anywhere else, which the
+//! Content-Security-Policy also enforces. The page calls the same `/v1` routes any client does.
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+const INDEX: &str = include_str!("../assets/index.html");
+const SCRIPT: &str = include_str!("../assets/app.js");
+const STYLE: &str = include_str!("../assets/app.css");
+
+/// Only this origin, no inline script or style, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Small, and changed by an upgrade: revalidated rather than cached stale.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+/// The page's routes, open like the health probes: the page holds no data, and every call it
+/// makes goes through the `/v1` routes' authentication.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
+        .route("/app.js", get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/app.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+}
+
+/// The page's size, uncompressed.
+pub const PAGE_BYTES: usize = INDEX.len() + SCRIPT.len() + STYLE.len();
+// The page's budget (150 KB uncompressed), checked as it is compiled.
+const _: () = assert!(PAGE_BYTES <= 150_000, "the search page is over its 150 KB budget");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_page_stays_small_and_loads_nothing_from_elsewhere() {
+        for asset in [super::INDEX, super::SCRIPT, super::STYLE] {
+            assert!(!asset.contains("http://") && !asset.contains("https://"), "no absolute URL in the assets");
+        }
+        assert!(super::INDEX.contains(r#"src="app.js""#) && super::INDEX.contains(r#"href="app.css""#));
+    }
+}
