@@ -205,8 +205,10 @@ fn serve_watch_search_documents_batches_and_errors() {
     assert_eq!(format["documents"], 3, "{f}");
     assert_eq!(format["values"][0], json!({"value": "text", "documents": 2}), "{f}");
     assert!(f["fields"].as_array().is_some_and(|a| a.iter().all(|x| x["name"] != "key")), "{f}");
-    let (st, e) = call(&s, "GET", "/v1/fields?values=0", None, &[]);
-    assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_values")), "{e}");
+    for bad in ["0", "101", "abc", "-1"] {
+        let (st, e) = call(&s, "GET", &format!("/v1/fields?values={bad}"), None, &[]);
+        assert_eq!((st, e["error"]["code"].as_str()), (400, Some("invalid_values")), "{bad}: {e}");
+    }
     let (st, e) = call(&s, "GET", "/v1/nothing-here", None, &[]);
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
 

@@ -24,7 +24,7 @@ const id = (t) => `[data-testid="${t}"]`;
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   const failed = [];
-  page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${new URL(r.url()).pathname}`); });
+  page.on('response', (r) => { if (r.status() >= 400) failed.push(r); });
   // The browser logs every failed response too; those are checked by URL below.
   page.on('console', (m) => {
     if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
@@ -67,38 +67,55 @@ try {
   measured.first_result_ms = times.map((t) => Math.round(t));
   measured.first_result_median_ms = Math.round(times[Math.floor(times.length / 2)]);
 
+  // A search response whose request matches `want` (query, mode, top_k, cursor, filter).
+  const searched = (want) => page.waitForResponse((r) => {
+    if (!r.url().endsWith('/v1/search')) return false;
+    const body = r.request().postDataJSON() ?? {};
+    return Object.entries(want).every(([k, v]) => JSON.stringify(body[k] ?? null) === JSON.stringify(v));
+  });
+  // The rendered list holds exactly these results, in order (by their record links).
+  const rendered = (results) => page.waitForFunction((ids) => {
+    const links = [...document.querySelectorAll('[data-testid="result-item"] [data-testid="document-link"]')];
+    return links.length === ids.length && links.every((l, i) => l.getAttribute('href').endsWith(ids[i]));
+  }, results.map((r) => r.document_id));
+
   // Mode and filter: keyword mode over Markdown alone finds the Markdown document only.
   await page.locator(id('query-input')).fill('vitamin D');
   await page.locator(id('mode-keyword')).check();
   const format = page.locator(id('filter-format'));
   const option = await format.locator('option', { hasText: 'markdown' }).getAttribute('value');
-  const answered = page.waitForResponse((r) => r.url().endsWith('/v1/search'));
+  const filtered = searched({ query: 'vitamin D', mode: 'keyword', filter: { format: 'markdown' } });
   await format.selectOption(option);
-  const request = JSON.parse((await answered).request().postData());
-  assert.equal(request.mode, 'keyword');
-  assert.deepEqual(request.filter, { format: 'markdown' });
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="result-item"]').length > 0);
-  for (const text of await page.locator(id('result-item')).allInnerTexts()) {
-    assert.match(text, /vitamin-d\.md/, 'only Markdown results under the filter');
-  }
+  const onlyMarkdown = await (await filtered).json();
+  assert.ok(onlyMarkdown.results.length > 0, 'the Markdown document matches');
+  for (const r of onlyMarkdown.results) assert.match(r.source.uri, /vitamin-d\.md$/, 'only Markdown under the filter');
+  await rendered(onlyMarkdown.results);
   await format.selectOption('');
 
   // Pages: five results a page, Next and Previous through the cursors.
   await page.locator(id('mode-hybrid')).check();
   await page.locator('details.options > summary').click();
   await page.locator(id('top-k')).selectOption('5');
-  await page.locator(id('query-input')).fill('nutrition and health');
+  const query = 'nutrition and health';
+  const firstPage = searched({ query, mode: 'hybrid', top_k: 5, cursor: null });
+  await page.locator(id('query-input')).fill(query);
   await page.locator(id('search-submit')).click();
-  await page.waitForFunction(() => document.querySelectorAll('[data-testid="result-item"]').length === 5);
-  const page1 = await page.locator(id('result-item')).allInnerTexts();
+  const p1 = await (await firstPage).json();
+  assert.equal(p1.results.length, 5);
+  assert.ok(p1.next_cursor, 'the sample folder has more than five chunks');
+  await rendered(p1.results);
+  const secondPage = searched({ query, top_k: 5, cursor: p1.next_cursor });
   await page.locator(id('next')).click();
-  await page.waitForFunction((before) => {
-    const now = [...document.querySelectorAll('[data-testid="result-item"]')].map((e) => e.innerText);
-    return now.length > 0 && now[0] !== before;
-  }, page1[0]);
+  const p2 = await (await secondPage).json();
+  assert.ok(p2.results.length > 0);
+  assert.ok(!p2.results.some((r) => p1.results.some((q) => q.chunk_id === r.chunk_id)), 'page 2 repeats nothing');
+  await rendered(p2.results);
   assert.ok(!(await page.locator(id('prev')).isDisabled()), 'Previous is offered on page 2');
+  const backAgain = searched({ query, top_k: 5, cursor: null });
   await page.locator(id('prev')).click();
-  await page.waitForFunction((want) => document.querySelector('[data-testid="result-item"]')?.innerText === want, page1[0]);
+  const p1again = await (await backAgain).json();
+  assert.deepEqual(p1again.results.map((r) => r.chunk_id), p1.results.map((r) => r.chunk_id), 'Previous is page 1');
+  await rendered(p1.results);
 
   // A document's record opens from its result.
   await page.locator(id('document-link')).first().click();
@@ -125,7 +142,9 @@ try {
 
   assert.deepEqual(consoleErrors, [], 'no errors in the console');
   // Typing the long query and submitting it may both ask; nothing else may fail.
-  assert.ok(failed.length > 0 && failed.every((f) => f === '400 /v1/search'), `failed requests: ${failed}`);
+  const codes = await Promise.all(failed.map(async (r) => `${r.status()} ${new URL(r.url()).pathname} ${
+    (await r.json().catch(() => ({})))?.error?.code}`));
+  assert.ok(codes.length > 0 && codes.every((c) => c === '400 /v1/search query_too_long'), `failed: ${codes}`);
   console.log(JSON.stringify(measured));
 } finally {
   await browser.close();

@@ -605,6 +605,9 @@
   // Typing searches after a pause; submitting (Enter, the button) searches at once.
   els.q.addEventListener('input', () => {
     timing.lastInputAt = performance.now();
+    // The query on screen has changed: an answer to an older one must not render after this.
+    search.controller?.abort();
+    search.seq++;
     clearTimeout(search.timer);
     search.timer = setTimeout(() => runSearch('new'), DEBOUNCE_MS);
   });

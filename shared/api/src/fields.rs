@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use quarry_core::ports::{FieldCatalog, FieldSummary};
 use serde::{Deserialize, Serialize};
@@ -32,11 +33,14 @@ pub struct FieldsResponse {
     responses((status = 200, body = FieldsResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list_fields<B: Backend>(
     State(app): State<Arc<App<B>>>,
-    Query(params): Query<FieldsParams>,
+    params: Result<Query<FieldsParams>, QueryRejection>,
 ) -> Result<Json<FieldsResponse>, ApiError> {
+    let bad = || ApiError::bad_request("invalid_values", format!("values must be a number from 1 to {MAX_VALUES}"));
+    // A value that is not a number at all gets the same JSON error as one out of range.
+    let Ok(Query(params)) = params else { return Err(bad()) };
     let values = params.values.unwrap_or(20);
     if !(1..=MAX_VALUES).contains(&values) {
-        return Err(ApiError::bad_request("invalid_values", format!("values must be 1 to {MAX_VALUES}")));
+        return Err(bad());
     }
     Ok(Json(match app.backend.fields() {
         Some(catalog) => FieldsResponse { fields: catalog.fields(values).await?, available: true },

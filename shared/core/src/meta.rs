@@ -151,10 +151,10 @@ pub fn title(m: &Metadata) -> &str {
 
 /// The filterable fields of a set of documents (one [`Metadata`] each), as a search page offers
 /// them ([`crate::ports::FieldCatalog`]): every field but `key`, with its `values` commonest scalar
-/// values. A field whose values are all distinct and more than `values` (titles, ids in a large
-/// index) is left out, since a menu of it would list some documents, not narrow them all; a few
-/// documents of distinct formats keep their format menu. Fields by name; values by documents,
-/// then by value, so that the same index always gives the same menu.
+/// values. A field with more distinct values than `values` where most of its documents have a
+/// value no other document shares (titles, ids) is left out, since a menu of it would list some
+/// documents, not narrow them all; a few documents of distinct formats keep their format menu. Fields by name; values by documents, then by value, so that the same index
+/// always gives the same menu.
 pub fn summarise<'a>(documents: impl IntoIterator<Item = &'a Metadata>, values: usize) -> Vec<FieldSummary> {
     // Value as JSON text -> (value, documents with it).
     type Counts<'v> = BTreeMap<String, (&'v Value, u64)>;
@@ -172,7 +172,10 @@ pub fn summarise<'a>(documents: impl IntoIterator<Item = &'a Metadata>, values: 
     }
     fields
         .into_iter()
-        .filter(|(_, (_, counts))| counts.len() <= values || counts.values().any(|(_, n)| *n > 1))
+        .filter(|(_, (documents, counts))| {
+            let own = counts.values().filter(|(_, n)| *n == 1).count() as u64;
+            counts.len() <= values || 2 * own <= *documents
+        })
         .map(|(name, (documents, counts))| {
             let mut counts: Vec<(String, (&Value, u64))> = counts.into_iter().collect();
             counts.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
@@ -272,6 +275,11 @@ mod tests {
         assert_eq!(fields[1].values[0].value, Value::from(2020));
         let names: Vec<String> = summarise(&docs, 3).into_iter().map(|f| f.name).collect();
         assert_eq!(names, ["format", "title", "user.year"], "three titles fit a menu of three");
+        // Titles with one repeat in many documents are still a list of documents.
+        let many: Vec<Metadata> =
+            (0..40).map(|i| doc(&format!("k{i}"), "pdf", &format!("T{}", i.min(38)), 2020)).collect();
+        let names: Vec<String> = summarise(&many, 20).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["format", "user.year"]);
         assert!(summarise(&[], 5).is_empty());
     }
 }

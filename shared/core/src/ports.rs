@@ -347,14 +347,15 @@ pub struct FieldSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValueCount {
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// A string, a number or a boolean, as stored.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub value: serde_json::Value,
     pub documents: u64,
 }
 
-/// The filterable fields of the indexed documents, summarised. `key` is left out (every document
-/// has its own), and so is any field whose every value is distinct, such as a title: a filter
-/// menu of them would be a list of documents.
+/// The filterable fields of the indexed documents, summarised ([`crate::meta::summarise`]). `key`
+/// is left out (every document has its own), and so is a field where most documents have a value
+/// no other shares, such as a title, once it has more values than a menu shows.
 pub trait FieldCatalog: Send + Sync {
     /// At most `values` values per field.
     fn fields(&self, values: usize) -> impl Future<Output = Result<Vec<FieldSummary>, PortError>> + Send;

@@ -28,17 +28,24 @@ fn record(key: &str, text: &str, vector: Vec<f32>) -> VectorRecord {
     }
 }
 
-/// Keyword hits from a fixed list; each call counted and announced.
+/// Keyword hits from a fixed list; each call counted and announced. With `wait_for`, a search
+/// answers only once that has been notified (the embedding has started).
 struct Words {
     hits: Vec<VectorHit>,
     calls: AtomicUsize,
     called: Arc<Notify>,
+    wait_for: Option<Arc<Notify>>,
 }
 
 impl KeywordSearcher for Words {
     async fn keyword_search(&self, _: &KeywordQuery) -> Result<Vec<VectorHit>, PortError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.called.notify_one();
+        if let Some(started) = &self.wait_for {
+            started.notified().await;
+            // The feedback search, if any, goes on at once.
+            started.notify_one();
+        }
         Ok(self.hits.clone())
     }
 }
@@ -62,7 +69,7 @@ async fn fixture() -> (MemoryVectors, Words) {
             meta: r.meta.clone(),
         })
         .collect();
-    (vectors, Words { hits, calls: AtomicUsize::new(0), called: Arc::new(Notify::new()) })
+    (vectors, Words { hits, calls: AtomicUsize::new(0), called: Arc::new(Notify::new()), wait_for: None })
 }
 
 fn no_vector() -> impl Future<Output = Result<Vec<f32>, PortError>> {
@@ -84,11 +91,15 @@ async fn keyword_mode_never_asks_for_the_vector_and_semantic_mode_passes_its_err
 
 #[tokio::test]
 async fn hybrid_runs_the_keyword_lists_while_the_query_is_embedded() {
-    let (vectors, words) = fixture().await;
+    let (vectors, mut words) = fixture().await;
     let called = Arc::clone(&words.called);
-    // The "embedding" finishes only once a keyword search has run: retrieving the lists one
-    // after the other (embedding first) would never finish.
+    let started = Arc::new(Notify::new());
+    words.wait_for = Some(Arc::clone(&started));
+    // Each side waits for the other: the "embedding", once started, finishes only after a keyword
+    // search has begun, and that search answers only after the embedding has started. Running
+    // the two one after the other, in either order, never finishes.
     let vector = async move {
+        started.notify_one();
         called.notified().await;
         Ok(vec![1.0, 0.0])
     };

@@ -311,7 +311,7 @@ pub const BLOBS: &[(&str, &[u8])] = &[
 ];
 
 /// Fields summarised per document (not per chunk), by name; values commonest first and capped;
-/// `key` left out, and fields whose values are all distinct and more than the cap (titles here);
+/// `key` left out, and fields of values mostly each document's own, past the cap (titles here);
 /// a removed document no longer counted.
 pub async fn field_catalog<S: VectorWriter + FieldCatalog>(store: &S, dim: usize) {
     assert!(store.fields(10).await.expect("fields").is_empty(), "an empty index has no fields");

@@ -173,9 +173,8 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
                 Ok::<_, PortError>((words, third))
             };
             // The semantic side first: polling it starts the embedding (off this thread, for a
-            // model), and the keyword lists run meanwhile.
-            let (semantic, lists) = tokio::join!(semantic, keyword_lists);
-            let (semantic, (words, third)) = (semantic?, lists?);
+            // model), and the keyword lists run meanwhile; the first error ends both.
+            let (semantic, (words, third)) = tokio::try_join!(semantic, keyword_lists)?;
             Ok(match fusion {
                 Fusion::Rrf { k } => {
                     let lists = if third.is_empty() { vec![semantic, words] } else { vec![semantic, words, third] };
