@@ -251,7 +251,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         .map_err(crate::SetupError::Model)?;
     embedder.embed(&[queries[0].1.clone()]).await?;
     let doc_vectors = match args.doc_vectors {
-        Some(_) => Some(levers::DocVectors::build(&corpus, &embedder)?),
+        Some(_) => Some(levers::DocVectors::build(&corpus, &embedder).await?),
         None => None,
     };
     if let Some(d) = &doc_vectors {
@@ -297,11 +297,10 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
                 let without =
                     quarry_pipeline::retrieve(&store, Some(&store), mode, text, ready, args.depth, None, plain);
                 let without = documents(&without.await?, &keys, args.others);
-                let never = std::future::ready(Err(quarry_core::PortError::InvalidInput {
-                    operation: "eval",
-                    reason: "keyword mode needs no vector".into(),
-                }));
-                let words = quarry_pipeline::retrieve(&store, Some(&store), Mode::Keyword, text, never, 1, None, plain);
+                // Keyword mode never asks for the vector.
+                let unused = std::future::pending();
+                let words =
+                    quarry_pipeline::retrieve(&store, Some(&store), Mode::Keyword, text, unused, 1, None, plain);
                 let top = words.await?.first().map_or(0.0, |h| h.score);
                 let (w, wo) = (metrics(&ranking, &qrels[id]), metrics(&without, &qrels[id]));
                 adaptive.add(top, (w.0, w.1), (wo.0, wo.1));

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
+use quarry_core::ports::BlobSource;
 use quarry_embed::LocalEmbedder;
+use quarry_local::JsonlSource;
 
 /// The model's position embeddings: the longest input it can take at all.
 const POSITIONS: usize = 512;
@@ -25,26 +27,19 @@ pub enum Use {
 pub struct DocVectors(HashMap<String, Vec<f32>>);
 
 impl DocVectors {
-    /// Embeds, from the corpus file, every document whose text (as `quarry ingest` renders a
-    /// JSONL record: title, blank line, text) takes more than one window and at most 512 positions.
-    pub fn build(corpus: &Path, embedder: &LocalEmbedder) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
+    /// Embeds every document of the corpus file whose text, as `quarry ingest` reads it (the same
+    /// JSONL source), takes more than one window and at most 512 positions.
+    pub async fn build(corpus: &Path, embedder: &LocalEmbedder) -> anyhow::Result<Self> {
+        let (source, _) = JsonlSource::open(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
         let t = embedder.tokenizer();
         let (mut keys, mut inputs) = (Vec::new(), Vec::new());
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(line).context("corpus line is not JSON")?;
-            let id = match &v["_id"] {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let title = v["title"].as_str().unwrap_or_default().trim();
-            let body = v["text"].as_str().unwrap_or_default().trim();
-            let whole = if title.is_empty() { body.to_owned() } else { format!("{title}\n\n{body}") };
+        for info in source.list("").await? {
+            let blob = source.get(&info.key).await?;
             let mut ids = vec![t.cls_id];
-            t.for_each_word(&whole, |_, _, w| ids.extend_from_slice(w));
+            t.for_each_word(&String::from_utf8_lossy(&blob.bytes), |_, _, w| ids.extend_from_slice(w));
             ids.push(t.sep_id);
             if ids.len() > quarry_embed::MAX_TOKENS && ids.len() <= POSITIONS {
-                keys.push(id);
+                keys.push(info.key.as_str().to_owned());
                 inputs.push(ids);
             }
         }
