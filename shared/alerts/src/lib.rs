@@ -127,7 +127,19 @@ impl<L: AlertLedger, M: Mailer> AlertRouter<L, M> {
     /// many reminders went out.
     pub async fn remind(&self) -> Result<usize, RouteError> {
         let Some(repeat) = self.routes.repeat_interval() else { return Ok(0) };
-        // Each member goes to one caller: two ticks at once share the alarms between them.
+        // One tick at a time: a drain gives each member to one caller, so two ticks at once would
+        // share an alarm's state changes between them, and the one that got its ALARM but not
+        // its later OK would remind of a resolved alarm. A tick that finds another running has
+        // nothing to add.
+        if !self.ledger.claim(REMINDING, REMINDING_FOR).await? {
+            return Ok(0);
+        }
+        let result = self.remind_all(repeat).await;
+        self.ledger.release(REMINDING).await?;
+        result
+    }
+
+    async fn remind_all(&self, repeat: Duration) -> Result<usize, RouteError> {
         let members = self.ledger.drain(FIRING).await?;
         let mut latest: BTreeMap<String, Firing> = BTreeMap::new();
         for f in members.iter().filter_map(|m| serde_json::from_str::<Firing>(m).ok()) {
@@ -283,6 +295,11 @@ impl<L: AlertLedger, M: Mailer> AlertRouter<L, M> {
 
 /// The ledger group of alarms' latest state changes, read by [`AlertRouter::remind`].
 const FIRING: &str = "firing";
+
+/// The claim a reminder tick holds while it runs, and for how long at most (a tick that dies
+/// holding it delays reminders by this much).
+const REMINDING: &str = "reminding";
+const REMINDING_FOR: Duration = Duration::from_secs(60);
 
 /// How long a firing alarm is remembered without a tick taking it (a tick puts it back).
 const REMEMBER_FIRING: Duration = Duration::from_secs(7 * 86_400);
