@@ -33,7 +33,7 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let store = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?.open_existing()?;
     match &args.id {
         None => {
-            let batches = store.batches()?;
+            let batches = store.recent(usize::MAX).await?;
             if batches.is_empty() {
                 println!("no batches");
             }

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quarry_api::{Backend, CursorKey};
+use quarry_core::config::Limits;
 use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource, IndexJob, JobQueue};
 use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_local::{ChannelQueue, SqliteStore};
+use quarry_local::{ChannelQueue, FolderSource, SqliteStore};
 
-use crate::engine::{Local, Target};
+use crate::engine::{Local, Source, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -76,6 +77,8 @@ impl Backend for LocalBackend {
     type Starter = LocalStarter;
     type Keywords = SqliteStore;
     type Fields = SqliteStore;
+    type Uploads = FolderSource;
+    type Inbox = FolderSource;
 
     fn embedder(&self) -> &LocalEmbedder {
         &self.queries
@@ -104,6 +107,15 @@ impl Backend for LocalBackend {
     fn starter(&self) -> &LocalStarter {
         &self.starter
     }
+    fn uploads(&self) -> Option<&FolderSource> {
+        self.folder()
+    }
+    fn inbox(&self) -> Option<&FolderSource> {
+        self.folder()
+    }
+    fn file_limits(&self) -> &Limits {
+        self.local.preparer.limits()
+    }
 
     fn uri(&self, key: &str) -> String {
         if self.jsonl {
@@ -127,6 +139,16 @@ impl Backend for LocalBackend {
 
     fn started(&self) -> bool {
         self.started.load(Ordering::Acquire)
+    }
+}
+
+impl LocalBackend {
+    /// Files dropped on the page land in the served folder; a JSONL file takes none.
+    fn folder(&self) -> Option<&FolderSource> {
+        match &self.local.source {
+            Source::Folder(f) => Some(f),
+            Source::Jsonl(_) => None,
+        }
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use quarry_testkit::http::Server;
 
 const SETUP: &str = "bash scripts/setup.sh --test-tools";
+/// What the script writes into docs/screenshots.
+const SHOTS: [&str; 3] = ["search-desktop.png", "search-phone.png", "batches-desktop.png"];
 
 /// The first of `names` on PATH.
 fn on_path(names: &[&str]) -> Option<PathBuf> {
@@ -55,7 +57,7 @@ fn the_search_page_in_a_real_browser() {
     let shots = root.join("docs/screenshots");
     std::fs::create_dir_all(&shots).expect("screenshots folder");
     // The committed screenshots go first, so that only this run's can pass the check below.
-    for name in ["search-desktop.png", "search-phone.png"] {
+    for name in SHOTS {
         let _ = std::fs::remove_file(shots.join(name));
     }
     let out = Command::new(node)
@@ -72,7 +74,7 @@ fn the_search_page_in_a_real_browser() {
     println!("browser: {}", stdout.trim());
     let measured: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
     assert!(measured["first_result_median_ms"].as_f64().is_some(), "{measured}");
-    for name in ["search-desktop.png", "search-phone.png"] {
+    for name in SHOTS {
         let png = std::fs::read(shots.join(name)).expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
     }

@@ -137,6 +137,61 @@ try {
   // A sentence first; the server's own message and code follow as details, for a bug report.
   assert.match(error.split('\n')[0], /^The query is too long\./, error);
 
+  // Adding documents: files dropped on the page (a real drop event carrying a DataTransfer).
+  await page.locator('a[data-view-link="batches"]').click();
+  await page.locator(id('drop-zone')).waitFor({ state: 'visible' });
+  const drop = async (files) => {
+    const dt = await page.evaluateHandle((fs) => {
+      const d = new DataTransfer();
+      for (const f of fs) d.items.add(new File([f.text], f.name, { type: f.type }));
+      return d;
+    }, files);
+    await page.locator(id('drop-zone')).dispatchEvent('drop', { dataTransfer: dt });
+  };
+  const upload = (name) => page.locator(id('upload-item'), { hasText: name });
+  const settled = async (name, state) => {
+    await page.waitForFunction(([n, s]) => [...document.querySelectorAll('[data-testid="upload-item"]')]
+      .some((li) => li.querySelector('.name')?.textContent === n && li.dataset.state === s), [name, state],
+    { timeout: 60_000 });
+    return upload(name).innerText();
+  };
+  await drop([
+    { name: 'tidal-lagoons.md', type: 'text/markdown',
+      text: '# Tidal lagoons\n\nA tidal lagoon holds seawater behind a wall and releases it through turbines.\n' },
+    { name: 'photo.png', type: 'image/png', text: 'not sent' },
+    { name: 'vitamin-d.md', type: 'text/markdown', text: 'a second file of a taken name' },
+  ]);
+  assert.match(await settled('photo.png', 'refused'), /Not sent: Quarry does not read \.png files/);
+  assert.match(await settled('vitamin-d.md', 'failed'), /already indexed/, 'a taken name reads as a sentence');
+  assert.match(await settled('tidal-lagoons.md', 'done'), /Indexed as tidal-lagoons\.md/);
+  await page.locator('a[data-view-link="search"]').click();
+  await page.locator(id('mode-hybrid')).check();
+  const tidal = searched({ query: 'tidal lagoon turbines' });
+  await page.locator(id('query-input')).fill('tidal lagoon turbines');
+  await page.locator(id('search-submit')).click();
+  const found = await (await tidal).json();
+  assert.match(found.results[0]?.source?.uri ?? '', /tidal-lagoons\.md$/, 'the dropped file is found first');
+  await page.locator(id('result-item')).first().filter({ hasText: 'tidal-lagoons.md' }).waitFor();
+
+  // A file that passes screening but cannot be read: its reason, in the batches view, and a retry.
+  await page.locator('a[data-view-link="batches"]').click();
+  await drop([{ name: 'scan.pdf', type: 'application/pdf', text: '%PDF-1.7 truncated' }]);
+  assert.match(await settled('scan.pdf', 'failed'), /Not indexed: /);
+  const card = page.locator(id('batch-item'), { hasText: 'Upload: scan.pdf' });
+  await card.locator('.failures li', { hasText: 'scan.pdf' }).waitFor();
+  const reason = await card.locator('.failures .reason').first().innerText();
+  assert.ok(reason.length > 10, `a reason, not a code: ${reason}`);
+  const retried = page.waitForResponse((r) => r.url().includes('/retry') && r.request().method() === 'POST');
+  await card.getByRole('button', { name: 'Retry failed' }).click();
+  assert.equal((await retried).status(), 202, 'the retry starts');
+  // Batches started elsewhere are listed too (the samples' own, from `quarry ingest` or a watch, are not
+  // batches; the two uploads' are): every card the server lists is on the page.
+  const listed = await (await page.request.get(new URL('/v1/batches', url).href)).json();
+  for (const b of listed.batches) await page.locator(`[data-batch-id="${b.batch_id}"]`).waitFor();
+  await card.locator('.failures li', { hasText: 'scan.pdf' }).waitFor();
+  await page.screenshot({ path: `${shots}/batches-desktop.png`, fullPage: true });
+  await page.locator('a[data-view-link="search"]').click();
+
   // Screenshots: desktop, then phone width, which must not scroll sideways.
   await page.locator(id('query-input')).fill('who is at risk of vitamin D deficiency');
   await page.locator(id('search-submit')).click();
@@ -149,11 +204,14 @@ try {
   await page.screenshot({ path: `${shots}/search-phone.png` });
 
   assert.deepEqual(consoleErrors, [], 'no errors in the console');
-  // Typing the long query and submitting it may both ask; nothing else may fail.
+  // Typing the long query and submitting it may both ask; the taken name is refused; nothing else may fail.
   const codes = await Promise.all(failed);
   // (A request the click aborted may have answered too; its body is gone, its status is not.)
   assert.ok(codes.includes('400 /v1/search query_too_long'), `failed: ${codes}`);
-  assert.ok(codes.every((c) => ['400 /v1/search query_too_long', '400 /v1/search undefined'].includes(c)),
+  assert.ok(codes.includes('409 /v1/uploads file_exists'), `failed: ${codes}`);
+  // The new file's record is polled until the worker has written it.
+  const expected = ['400 /v1/search query_too_long', '400 /v1/search undefined', '409 /v1/uploads file_exists'];
+  assert.ok(codes.every((c) => expected.includes(c) || /^404 \/v1\/documents\/[0-9a-f]{32} document_not_found$/.test(c)),
     `failed: ${codes}`);
   console.log(JSON.stringify(measured));
 } finally {

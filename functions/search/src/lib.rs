@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use quarry_api::{Backend, NoFields, NoKeywords};
+use quarry_api::{Backend, NoFields, NoKeywords, NoUploads};
 use quarry_aws::{DynamoState, S3Source, S3VectorStore, SnsEvents, SqsQueue};
 use quarry_core::config::Limits;
 use quarry_core::ports::{
     BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource, CheckpointStore, DocumentReader, Embedder,
-    EventPublisher, JobQueue, ModelInfo, VectorSearcher, VectorWriter,
+    EventPublisher, JobQueue, ModelInfo, UploadGranter, VectorSearcher, VectorWriter,
 };
 use quarry_core::{DocumentId, DocumentKey, PortError};
 use quarry_embed::{EmbedError, EmbedOptions, LocalEmbedder};
@@ -123,7 +123,7 @@ where
     E: Embedder + 'static,
     V: VectorSearcher + VectorWriter + 'static,
     S: CheckpointStore + BatchTracker + DocumentReader + 'static,
-    B: BlobSource + 'static,
+    B: BlobSource + UploadGranter + 'static,
     Q: JobQueue + 'static,
     P: EventPublisher + 'static,
 {
@@ -136,6 +136,8 @@ where
     type Starter = AwsStarter<B, S, V, Q, P>;
     type Keywords = NoKeywords;
     type Fields = NoFields;
+    type Uploads = B;
+    type Inbox = NoUploads;
 
     fn embedder(&self) -> &E {
         &self.embedder
@@ -163,6 +165,17 @@ where
     }
     fn starter(&self) -> &AwsStarter<B, S, V, Q, P> {
         &self.starter
+    }
+    /// Presigned PUTs straight to the bucket: the bytes never pass through the function (whose
+    /// request body API Gateway caps at 10 MB), and the bucket's event indexes them.
+    fn uploads(&self) -> Option<&B> {
+        Some(&self.starter.source)
+    }
+    fn inbox(&self) -> Option<&NoUploads> {
+        None
+    }
+    fn file_limits(&self) -> &Limits {
+        &self.starter.limits
     }
 
     fn uri(&self, key: &str) -> String {

@@ -120,4 +120,38 @@ async fn searches_documents_and_batches_through_api_gateway_events() {
         published[0].summary.contains("2 of 2 documents failed (not_found 1, unsupported_type 1)"),
         "{published:?}"
     );
+
+    // The recent batches, newest first, and a retry of the one that failed throughout: the same
+    // batch, whose documents are screened again (still refused: no job).
+    let (code, list) = api(&f.router, "GET", "/v1/batches?limit=5", None).await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list["batches"].as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(list["batches"][0]["batch_id"], b["batch"], "{list}");
+    let (code, r) =
+        api(&f.router, "POST", &format!("/v1/batches/{}/retry", b["batch"].as_str().unwrap_or("")), None).await;
+    assert_eq!((code, &r["batch"]), (202, &b["batch"]), "{r}");
+    assert!(f.queue.take().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_granted_for_the_bucket_never_received_by_the_function() {
+    let f = fixture().await;
+    let (code, info) = api(&f.router, "GET", "/v1/uploads", None).await;
+    assert_eq!((code, info), (200, json!({"available": true, "max_file_bytes": Limits::default().max_file_bytes})));
+    let (code, grant) = api(
+        &f.router,
+        "POST",
+        "/v1/uploads",
+        Some(&json!({"name": "minutes.md", "size": 120, "content_type": "text/markdown"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{grant}");
+    // The fake source's grant: on S3 a presigned URL (the contract suite PUTs through one on moto).
+    assert_eq!((grant["method"].as_str(), grant["url"].as_str()), (Some("PUT"), Some("memory:///minutes.md")));
+    assert_eq!(grant["document_id"], DocumentId::for_key(&DocumentKey::new("minutes.md")).as_str());
+    let (code, e) = api(&f.router, "POST", "/v1/uploads", Some(&json!({"name": "chart.png", "size": 120}))).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (400, Some("unsupported_type")), "{e}");
+    // The bytes go to the bucket, not through API Gateway and the function.
+    let (code, e) = api(&f.router, "PUT", "/v1/files/minutes.md", None).await;
+    assert_eq!((code, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
 }

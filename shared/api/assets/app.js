@@ -21,11 +21,13 @@
   // must not use them all and starve searches.
   const UPLOAD_CONCURRENCY = 2;
   const KEY_STORAGE = 'quarry.apiKey';       // sessionStorage: gone when the tab closes
-  const BATCH_STORAGE = 'quarry.batches';    // localStorage: there is no route listing batches
-  // There is no retry route (only POST /v1/batches and GET /v1/batches/{id}). When one exists, set this to a
-  // function of the batch id returning its path, e.g. (id) => `/v1/batches/${id}/retry`, and the
-  // "Retry failed" button appears (it POSTs there with an empty body).
-  const RETRY_PATH = null;
+  // localStorage: the labels of batches started here ("Upload: notes.md"); GET /v1/batches lists
+  // every recent batch, including those started elsewhere.
+  const BATCH_STORAGE = 'quarry.batches';
+  const HIDDEN_STORAGE = 'quarry.hiddenBatches';  // localStorage: ids removed from the list here
+  const RETRY_PATH = (id) => `/v1/batches/${id}/retry`;
+  // How long an upload's document is watched for its outcome (GET /v1/documents/{id}).
+  const DOCUMENT_WATCH_MS = 5 * 60 * 1000;
   // Extensions the server reads; the page checks them first so a
   // user learns at once, not from a batch failure later.
   const ACCEPTED_EXT = ['txt', 'text', 'log', 'rst', 'adoc', 'md', 'markdown', 'mdown', 'mkd', 'html', 'htm',
@@ -62,12 +64,18 @@
     starting: 'The server is still starting up. Try again in a moment.',
     internal: 'The server hit an internal error; its log has the details.',
     invalid_values: 'The filter menus asked for too many values.',  // GET /v1/fields?values= (the page sends none)
+    invalid_limit: 'The batch list asked for too many batches.',
+    nothing_to_retry: 'No document of this batch failed, so there is nothing to retry.',
     network: 'Could not reach the Quarry server. Check that it is running and your connection works.',
-    // Not API errors today: the screening codes, which batches
-    // record as failures and PUT /v1/files will most likely answer with.
+    // Uploads (POST /v1/uploads, PUT /v1/files/{name}); the screening codes are also what batches
+    // record for a refused file.
     empty_file: 'The file is empty.',
     file_too_large: 'The file is over the server’s size limit.',
     unsupported_type: 'Quarry does not read this kind of file.',
+    invalid_name: 'The file name cannot be used: rename the file (no slashes, not starting with a dot).',
+    file_exists: 'A file with this name is already indexed. Rename the new file to add it beside the old one.',
+    uploads_unavailable: 'This server does not take files from the page.',
+    upload_rejected: 'Storage refused the file. The upload link may have expired; try again.',
   };
 
   // Read by browser tests: the last keystroke in the query box, a search starting, and its first
@@ -284,7 +292,7 @@
 
   // ---- Filters (GET /v1/fields) ----
 
-  const fields = { loaded: false, list: [], maxFileBytes: null };
+  const fields = { loaded: false, list: [] };
 
   // The route names fields as filters do ("format", "user.year": docs/API.md, GET /v1/fields); a bare
   // name that is not a built-in field (the first sketch of the route said "year") is user metadata.
@@ -306,11 +314,6 @@
       return;
     }
     fields.loaded = true;
-    // Not in the route yet: without it the server alone checks sizes.
-    const max = data?.limits?.max_file_bytes;
-    fields.maxFileBytes = Number.isFinite(max) && max > 0 ? max : null;
-    renderFileHint();
-
     fields.list = [];
     els.filterList.replaceChildren();
     // `available: false` (S3 Vectors cannot list its metadata) comes with an empty list: no filters.
@@ -654,6 +657,7 @@
 
   const batches = {
     list: readBatchList(),   // [{id, label, added_ms}], newest first
+    hidden: readHidden(),    // ids the user removed
     cards: new Map(),        // id -> {root, ...parts}
     timers: new Map(),       // id -> timeout of its next poll
     // id -> number of its latest refresh: an older refresh still in flight must neither render
@@ -670,9 +674,19 @@
     }
   }
 
+  function readHidden() {
+    try {
+      const list = JSON.parse(localStorage.getItem(HIDDEN_STORAGE) || '[]');
+      return Array.isArray(list) ? list.filter((id) => typeof id === 'string') : [];
+    } catch {
+      return [];
+    }
+  }
+
   function saveBatchList() {
     try {
       localStorage.setItem(BATCH_STORAGE, JSON.stringify(batches.list));
+      localStorage.setItem(HIDDEN_STORAGE, JSON.stringify(batches.hidden));
     } catch {
       // Storage full or disabled: the list still works for this visit.
     }
@@ -681,6 +695,8 @@
   function trackBatch(id, label) {
     id = str(id);
     if (!id) return;
+    // Started or followed here again: shown again.
+    batches.hidden = batches.hidden.filter((h) => h !== id);
     const known = batches.list.find((b) => b.id === id);
     batches.list = [known || { id, label, added_ms: Date.now() }, ...batches.list.filter((b) => b.id !== id)]
       .slice(0, MAX_TRACKED_BATCHES);
@@ -691,6 +707,8 @@
 
   function untrackBatch(id) {
     batches.list = batches.list.filter((b) => b.id !== id);
+    // The server keeps listing it: remember not to show it again.
+    batches.hidden = [id, ...batches.hidden.filter((h) => h !== id)].slice(0, 200);
     clearTimeout(batches.timers.get(id));
     batches.timers.delete(id);
     batches.gen.delete(id);
@@ -782,6 +800,27 @@
   function refreshAllBatches() {
     renderBatchList();
     for (const b of batches.list) refreshBatch(b.id);
+    loadRecentBatches();
+  }
+
+  // GET /v1/batches: batches started anywhere (the CLI, another tab, a script) join the list; the
+  // ones started here keep their labels.
+  async function loadRecentBatches() {
+    let data;
+    try {
+      data = await api('GET', `/v1/batches?limit=${MAX_TRACKED_BATCHES}`);
+    } catch {
+      return;  // the tracked batches still show; each card reports its own errors
+    }
+    const known = new Set([...batches.list.map((b) => b.id), ...batches.hidden]);
+    const fresh = (Array.isArray(data?.batches) ? data.batches : [])
+      .filter((b) => str(b?.batch_id) && !known.has(b.batch_id))
+      .map((b) => ({ id: b.batch_id, label: 'Batch', added_ms: Number(b.created_ms) || Date.now() }));
+    if (!fresh.length) return;
+    batches.list = [...batches.list, ...fresh].sort((a, b) => b.added_ms - a.added_ms).slice(0, MAX_TRACKED_BATCHES);
+    saveBatchList();
+    renderBatchList();
+    for (const b of fresh) if (batches.cards.has(b.id)) refreshBatch(b.id);
   }
 
   function stopPolling() {
@@ -891,12 +930,26 @@
     els.watchId.value = '';
   });
 
-  // ---- Uploads (PUT /v1/files/{name}) ----
+  // ---- Uploads (POST /v1/uploads, then the bytes where it says) ----
 
-  const uploads = { queue: [], active: 0 };
+  const uploads = { queue: [], active: 0, maxFileBytes: null };
+
+  /** GET /v1/uploads: the drop zone shows where the server takes files, with its size limit. */
+  async function loadUploads() {
+    let info;
+    try {
+      info = await api('GET', '/v1/uploads');
+    } catch {
+      return;  // an older server, or none: the panel stays hidden
+    }
+    const max = info?.max_file_bytes;
+    uploads.maxFileBytes = Number.isFinite(max) && max > 0 ? max : null;
+    renderFileHint();
+    $('upload-panel').hidden = info?.available !== true;
+  }
 
   function renderFileHint() {
-    const limit = fields.maxFileBytes ? `; up to ${fmtBytes(fields.maxFileBytes)} each` : '';
+    const limit = uploads.maxFileBytes ? `; up to ${fmtBytes(uploads.maxFileBytes)} each` : '';
     els.fileHint.textContent = `Text, Markdown, HTML, PDF, Word (.docx), CSV and JSON files${limit}.`;
   }
 
@@ -908,15 +961,15 @@
       return ext ? `Quarry does not read .${ext} files.` : 'The file has no extension, so its type is unknown.';
     }
     if (file.size === 0) return ERROR_TEXT.empty_file;
-    if (fields.maxFileBytes && file.size > fields.maxFileBytes) {
-      return `The file is ${fmtBytes(file.size)}; the limit is ${fmtBytes(fields.maxFileBytes)}.`;
+    if (uploads.maxFileBytes && file.size > uploads.maxFileBytes) {
+      return `The file is ${fmtBytes(file.size)}; the limit is ${fmtBytes(uploads.maxFileBytes)}.`;
     }
     return null;
   }
 
   function setUpload(job, state, ...content) {
     job.item.className = `upload-${state}`;
-    job.item.dataset.state = state;  // for tests: queued, uploading, done, failed, refused
+    job.item.dataset.state = state;  // for tests: queued, uploading, uploaded, done, failed, refused
     job.status.replaceChildren(...content.filter(Boolean));
   }
 
@@ -954,17 +1007,59 @@
     // fetch reports no upload progress: an indeterminate bar says "working" without inventing a number.
     setUpload(job, 'uploading', el('progress', { 'aria-label': `Uploading ${file.name}` }), ' Uploading…');
     try {
-      // 201 {key, batch_id}; the name is one path segment, so "/" and friends are percent-encoded.
-      const r = await api('PUT', `/v1/files/${encodeURIComponent(file.name)}`,
-        { body: file, contentType: file.type || 'application/octet-stream' });
-      const key = str(r?.key) || file.name;
-      const batchId = str(r?.batch_id);
-      setUpload(job, 'done', 'Uploaded as ', el('code', {}, key),
-        batchId ? '; indexing (see Recent batches below).' : '.');
+      // The server screens name, size and type first, and says where the bytes go.
+      const grant = await api('POST', '/v1/uploads', { json: { name: file.name, size: file.size, content_type: file.type || null } });
+      const headers = grant?.headers && typeof grant.headers === 'object' ? grant.headers : {};
+      const url = str(grant?.url);
+      let batchId = '';
+      if (url.startsWith('/')) {
+        // This server takes the bytes itself (locally): 201 {key, document_id, batch}.
+        const r = await api(str(grant?.method) || 'PUT', url, { body: file, contentType: headers['content-type'] });
+        batchId = str(r?.batch?.batch);
+      } else {
+        // A presigned storage URL (AWS): no API key goes there, only the signed headers.
+        let res;
+        try {
+          res = await fetch(url, { method: str(grant?.method) || 'PUT', headers, body: file });
+        } catch (e) {
+          throw new ApiError(0, 'network', e?.message || 'network error');
+        }
+        if (res.status === 412) throw new ApiError(409, 'file_exists', 'an object with this key appeared meanwhile');
+        if (!res.ok) throw new ApiError(res.status, 'upload_rejected', `storage answered HTTP ${res.status}`);
+      }
+      const key = str(grant?.key) || file.name;
+      setUpload(job, 'uploaded', 'Uploaded as ', el('code', {}, key), '; indexing…');
       if (batchId) trackBatch(batchId, `Upload: ${file.name}`);
+      watchDocument(job, key, str(grant?.document_id));
     } catch (e) {
       const { sentence, detail } = describeError(e);
       setUpload(job, 'failed', `Failed: ${sentence}`, detail ? el('span', { class: 'hint' }, ` ${detail}`) : null);
+    }
+  }
+
+  /** Polls the uploaded document's record until it is indexed or failed: the same on both deployments. */
+  async function watchDocument(job, key, id) {
+    if (!id) return;
+    const until = Date.now() + DOCUMENT_WATCH_MS;
+    while (Date.now() < until) {
+      await sleep(1000);
+      let d;
+      try {
+        d = await api('GET', `/v1/documents/${encodeURIComponent(id)}`);
+      } catch (e) {
+        if (e.code === 'document_not_found') continue;  // not picked up yet
+        return;  // the upload itself worked; the batches view has the rest
+      }
+      if (d?.status === 'indexed' || d?.status === 'unchanged') {
+        const chunks = Number(d?.chunks);
+        setUpload(job, 'done', 'Indexed as ', el('code', {}, key),
+          Number.isFinite(chunks) ? ` (${plural(chunks, 'passage')}). It can be searched now.` : '. It can be searched now.');
+        return;
+      }
+      if (d?.status === 'failed') {
+        setUpload(job, 'failed', 'Not indexed: ', failureText(d?.failure));
+        return;
+      }
     }
   }
 
@@ -1008,5 +1103,6 @@
   renderFileHint();
   route(false);
   loadFields();
+  loadUploads();
   if (els.q.value.trim()) runSearch('new');  // a query the browser restored on back/forward
 })();

@@ -1,11 +1,12 @@
-//! `POST /v1/batches` and `GET /v1/batches/{id}`: start a batch through the backend's starter,
-//! and read its counts, rate, ETA and failures.
+//! `POST /v1/batches`, `GET /v1/batches` and `GET /v1/batches/{id}`: start a batch through the
+//! backend's starter, list the recent ones, and read one's counts, rate, ETA and failures;
+//! `POST /v1/batches/{id}/retry` starts a batch over its failed documents.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quarry_core::BatchId;
@@ -112,4 +113,63 @@ pub(crate) async fn get_batch<B: Backend>(
             })
             .collect(),
     }))
+}
+
+/// Most batches `GET /v1/batches` lists.
+pub const MAX_LISTED: usize = 100;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ListParams {
+    /// Batches to list, 1 to 100 [default: 20].
+    limit: Option<usize>,
+}
+
+/// The recent batches, newest first; `GET /v1/batches/{id}` has each one's progress.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchList {
+    pub batches: Vec<BatchSummary>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchSummary {
+    pub batch_id: String,
+    pub created_ms: i64,
+}
+
+#[utoipa::path(get, path = "/v1/batches", params(ListParams),
+    responses((status = 200, body = BatchList), (status = 400, body = ErrorBody)))]
+pub(crate) async fn list_batches<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<BatchList>, ApiError> {
+    let bad = || ApiError::bad_request("invalid_limit", format!("limit must be a number from 1 to {MAX_LISTED}"));
+    let Ok(Query(params)) = params else { return Err(bad()) };
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=MAX_LISTED).contains(&limit) {
+        return Err(bad());
+    }
+    let recent = app.backend.batches().recent(limit).await?;
+    Ok(Json(BatchList {
+        batches: recent
+            .into_iter()
+            .map(|(id, created_ms)| BatchSummary { batch_id: id.as_str().to_owned(), created_ms })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/batches/{id}/retry", params(("id" = String, Path)),
+    responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn retry_batch<B: Backend>(
+    State(app): State<Arc<App<B>>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = BatchId::new(id);
+    // An unknown batch is a 404, not "nothing failed".
+    app.backend.batches().counters(&id).await?;
+    let Some(request) = quarry_pipeline::retry_request(app.backend.batches(), &id).await? else {
+        return Err(ApiError::bad_request("nothing_to_retry", format!("no document of batch {id} failed")));
+    };
+    let started = app.backend.starter().start(&request).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod page;
 mod search;
 pub mod snapshot;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -26,13 +27,14 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use quarry_core::PortError;
+use quarry_core::config::Limits;
 use quarry_core::config::Server;
 use quarry_core::ports::{
-    BatchStarter, BatchTracker, CheckpointStore, DocumentReader, Embedder, FieldCatalog, KeywordQuery, KeywordSearcher,
-    VectorSearcher, VectorWriter,
+    BatchStarter, BatchTracker, BlobWriter, CheckpointStore, DocumentReader, Embedder, FieldCatalog, KeywordQuery,
+    KeywordSearcher, UploadGrant, UploadGranter, VectorSearcher, VectorWriter,
 };
 use tokio::sync::Semaphore;
 
@@ -42,9 +44,10 @@ pub use fields::FieldsResponse;
 pub use health::{Dependency, MetricsExport, metrics_routes};
 use quarry_pipeline::query::QueryCache;
 
-pub use batches::{BatchDocuments, BatchFailure, BatchView};
+pub use batches::{BatchDocuments, BatchFailure, BatchList, BatchSummary, BatchView};
 pub use openapi::{ApiDoc, ErrorBody, ErrorDetail, openapi_json};
 pub use search::{SNAPSHOT_DEPTH, SearchRequest, SearchResponse, SearchResult, Source};
+pub use uploads::{UploadReceived, UploadRequest, UploadsInfo};
 
 /// Deepest result a page sequence may reach (offset + page size).
 pub const MAX_DEPTH: usize = 1_000;
@@ -65,6 +68,8 @@ pub trait Backend: Send + Sync + 'static {
     type Starter: BatchStarter;
     type Keywords: KeywordSearcher;
     type Fields: FieldCatalog;
+    type Uploads: UploadGranter;
+    type Inbox: BlobWriter;
 
     fn embedder(&self) -> &Self::Embedder;
     /// Full-text search, where the backend has it (the in-memory BM25 index locally; not S3
@@ -79,6 +84,14 @@ pub trait Backend: Send + Sync + 'static {
     fn state(&self) -> &Self::State;
     fn batches(&self) -> &Self::Batches;
     fn starter(&self) -> &Self::Starter;
+    /// Where files added over the API go (`POST /v1/uploads`); `None` where nothing takes them
+    /// (a JSONL file served locally).
+    fn uploads(&self) -> Option<&Self::Uploads>;
+    /// The API receiving upload bytes itself (`PUT /v1/files/{name}`, locally); `None` where
+    /// the grant points elsewhere (a presigned S3 URL).
+    fn inbox(&self) -> Option<&Self::Inbox>;
+    /// What files this deployment accepts: the limits ingest screens with.
+    fn file_limits(&self) -> &Limits;
 
     /// Where a document's key points, for `source.uri` (`s3://bucket/key`, a file path).
     fn uri(&self, key: &str) -> String;
@@ -111,6 +124,22 @@ impl FieldCatalog for NoFields {
     }
 }
 
+/// The `Uploads` of a backend that takes no files over the API.
+#[derive(Debug, Clone, Copy)]
+pub enum NoUploads {}
+
+impl UploadGranter for NoUploads {
+    async fn grant(&self, _: &quarry_core::DocumentKey, _: u64, _: Option<&str>) -> Result<UploadGrant, PortError> {
+        match *self {}
+    }
+}
+
+impl BlobWriter for NoUploads {
+    async fn put_new(&self, _: &quarry_core::DocumentKey, _: &[u8]) -> Result<(), PortError> {
+        match *self {}
+    }
+}
+
 struct App<B> {
     backend: B,
     limits: Server,
@@ -131,6 +160,7 @@ pub const QUERY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(
 pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> Router {
     let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
     let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let file_limit = usize::try_from(backend.file_limits().max_file_bytes).unwrap_or(usize::MAX);
     let queries = QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL);
     let spec = openapi_json();
     let mut seed = [0u8; 8];
@@ -147,11 +177,19 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
     let v1 = Router::new()
         .route("/v1/search", post(search::search::<B>))
         .route("/v1/documents/{id}", get(documents::get_document::<B>).delete(documents::delete_document::<B>))
-        .route("/v1/batches", post(batches::start_batch::<B>))
+        .route("/v1/batches", post(batches::start_batch::<B>).get(batches::list_batches::<B>))
         .route("/v1/batches/{id}", get(batches::get_batch::<B>))
+        .route("/v1/batches/{id}/retry", post(batches::retry_batch::<B>))
         .route("/v1/fields", get(fields::list_fields::<B>))
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard::<B>))
-        .layer(DefaultBodyLimit::max(body_limit));
+        .route("/v1/uploads", get(uploads::info::<B>).post(uploads::grant::<B>))
+        .layer(DefaultBodyLimit::max(body_limit))
+        // A file's body is as large as the files ingest takes, not the 64 KiB of a JSON request.
+        .merge(
+            Router::new()
+                .route("/v1/files/{name}", put(uploads::put_file::<B>))
+                .layer(DefaultBodyLimit::max(file_limit)),
+        )
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard::<B>));
     Router::new()
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/ready", get(health::ready::<B>))
@@ -226,7 +264,12 @@ mod tests {
             ("/v1/documents/{id}", "delete"),
             ("/v1/batches", "post"),
             ("/v1/batches/{id}", "get"),
+            ("/v1/batches", "get"),
+            ("/v1/batches/{id}/retry", "post"),
             ("/v1/fields", "get"),
+            ("/v1/uploads", "get"),
+            ("/v1/uploads", "post"),
+            ("/v1/files/{name}", "put"),
         ] {
             assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
         }

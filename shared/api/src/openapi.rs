@@ -29,7 +29,12 @@ pub struct ErrorDetail {
         crate::documents::delete_document,
         crate::batches::start_batch,
         crate::batches::get_batch,
-        crate::fields::list_fields
+        crate::batches::list_batches,
+        crate::batches::retry_batch,
+        crate::fields::list_fields,
+        crate::uploads::info,
+        crate::uploads::grant,
+        crate::uploads::put_file
     ),
     components(schemas(
         SearchRequest,
@@ -45,7 +50,13 @@ pub struct ErrorDetail {
         ErrorDetail,
         crate::fields::FieldsResponse,
         quarry_core::ports::FieldSummary,
-        quarry_core::ports::ValueCount
+        quarry_core::ports::ValueCount,
+        crate::batches::BatchList,
+        crate::batches::BatchSummary,
+        crate::uploads::UploadsInfo,
+        crate::uploads::UploadRequest,
+        crate::uploads::UploadReceived,
+        quarry_core::ports::UploadGrant
     ))
 )]
 pub struct ApiDoc;

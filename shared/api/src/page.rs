@@ -11,9 +11,11 @@ const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
-/// Only this origin, no inline script or style, no framing.
+/// Only this origin, no inline script or style, no framing. The one exception is where dropped
+/// files go on AWS: a presigned PUT to the bucket's S3 endpoint (`POST /v1/uploads`).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+                   connect-src 'self' https://*.amazonaws.com; form-action 'self'; base-uri 'none'; \
+                   frame-ancestors 'none'";
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();

@@ -14,7 +14,7 @@ pub mod sqs;
 pub mod vectors;
 
 pub use dynamo::DynamoState;
-pub use s3::S3Source;
+pub use s3::{S3Source, UPLOAD_URL_TTL};
 pub use ses::SesMailer;
 pub use sns::SnsEvents;
 pub use sqs::SqsQueue;

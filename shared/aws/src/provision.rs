@@ -2,7 +2,8 @@
 //! and for trying Quarry on an account without SAM. Production deploys use the template.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_s3vectors::types::{DataType, DistanceMetric, MetadataConfiguration};
@@ -85,10 +86,10 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .map_err(|e| port_error("s3.put_bucket_notification_configuration", e))?;
 
     let table = format!("{name}-state");
-    let attr = |n: &str| {
+    let attr = |n: &str, t: ScalarAttributeType| {
         AttributeDefinition::builder()
             .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(t)
             .build()
             .map_err(build_error("dynamodb.create_table"))
     };
@@ -99,10 +100,21 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .dynamodb
         .create_table()
         .table_name(&table)
-        .attribute_definitions(attr("pk")?)
-        .attribute_definitions(attr("sk")?)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr(crate::dynamo::RECENT_PK, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(crate::dynamo::RECENT_SK, ScalarAttributeType::N)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(crate::dynamo::RECENT_INDEX)
+                .key_schema(key(crate::dynamo::RECENT_PK, KeyType::Hash)?)
+                .key_schema(key(crate::dynamo::RECENT_SK, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                .build()
+                .map_err(build_error("dynamodb.create_table"))?,
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::Client;
-use quarry_core::ports::{Blob, BlobInfo, BlobSource};
-use quarry_core::{DocumentKey, PortError};
+use quarry_core::ports::{Blob, BlobInfo, BlobSource, UploadGrant, UploadGranter};
+use quarry_core::{DocumentId, DocumentKey, PortError};
 use tracing::instrument;
 
 use crate::port_error;
@@ -106,5 +106,51 @@ impl BlobSource for S3Source {
             }
         }
         Ok(out)
+    }
+}
+
+/// How long a presigned upload URL stays valid: long enough for a large file on a slow link.
+pub const UPLOAD_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl UploadGranter for S3Source {
+    /// A presigned PUT for exactly this key, size and type, and only if no object has the key
+    /// (`If-None-Match: *`, which S3 checks on write even if an object appears after this look).
+    /// The URL can do what the signing role can; the bucket's CORS lets the page's origin use it.
+    // A taken key is the caller's to fix, not the server's: logged at INFO, not ERROR.
+    #[instrument(skip_all, err(level = tracing::Level::INFO))]
+    async fn grant(&self, key: &DocumentKey, size: u64, content_type: Option<&str>) -> Result<UploadGrant, PortError> {
+        match self.head(key).await {
+            Ok(_) => return Err(PortError::Conflict { operation: "s3.grant" }),
+            Err(PortError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(UPLOAD_URL_TTL)
+            .map_err(|e| PortError::Permanent { operation: "s3.presign", source: Box::new(e) })?;
+        let content_type = content_type.filter(|c| !c.is_empty()).unwrap_or("application/octet-stream");
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .if_none_match("*")
+            .presigned(config)
+            .await
+            .map_err(|e| port_error("s3.presign", e))?;
+        // A browser sets Host and Content-Length itself and refuses to be told them.
+        let headers = presigned
+            .headers()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("host") && !name.eq_ignore_ascii_case("content-length"))
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+            .collect();
+        Ok(UploadGrant {
+            key: key.clone(),
+            document_id: DocumentId::for_key(key),
+            method: presigned.method().to_owned(),
+            url: presigned.uri().to_owned(),
+            headers,
+            expires_in_s: Some(UPLOAD_URL_TTL.as_secs()),
+        })
     }
 }

@@ -54,7 +54,37 @@ async fn s3_blob_source() {
             .await
             .expect("put");
     }
-    contract::blob_source(&quarry_aws::S3Source::new(clients.s3, c.resources.bucket)).await;
+    let source = quarry_aws::S3Source::new(clients.s3, c.resources.bucket);
+    contract::blob_source(&source).await;
+    // The presigned PUT, sent as the page sends it: the grant's method, URL and headers, no credentials.
+    let http = reqwest::Client::new();
+    contract::upload_granter(&source, |grant, bytes| {
+        let http = &http;
+        async move {
+            assert_eq!(grant.expires_in_s, Some(quarry_aws::UPLOAD_URL_TTL.as_secs()));
+            assert!(grant.url.contains("X-Amz-Signature="), "a presigned URL: {}", grant.url);
+            assert_eq!(grant.headers.get("content-type").map(String::as_str), Some("text/markdown"));
+            let mut request = http.put(&grant.url).body(bytes);
+            for (name, value) in &grant.headers {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.expect("PUT");
+            assert!(response.status().is_success(), "the presigned PUT: {}", response.status());
+        }
+    })
+    .await;
+    // The same URL again (an object now has the key): S3 refuses to write over it (If-None-Match).
+    let key = quarry_core::DocumentKey::new("contract/twice.txt");
+    let grant = quarry_core::ports::UploadGranter::grant(&source, &key, 5, Some("text/plain")).await.expect("grant");
+    let send = || {
+        let mut request = http.put(&grant.url).body("first");
+        for (name, value) in &grant.headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    assert!(send().await.expect("PUT").status().is_success());
+    assert_eq!(send().await.expect("PUT").status(), 412, "a second write is refused");
 }
 
 #[tokio::test]

@@ -179,6 +179,8 @@ pub trait BatchTracker: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// The documents that failed, with why, in key order.
     fn failures(&self, batch: &BatchId) -> impl Future<Output = Result<Vec<(DocumentKey, Failure)>, PortError>> + Send;
+    /// The `limit` most recently created batches, newest first, with when each was created.
+    fn recent(&self, limit: usize) -> impl Future<Output = Result<Vec<(BatchId, i64)>, PortError>> + Send;
 }
 
 /// How one document of a batch ended.
@@ -384,6 +386,42 @@ pub struct BatchStarted {
 /// Starts batches: locally a background task, on AWS the same jobs sent to SQS.
 pub trait BatchStarter: Send + Sync {
     fn start(&self, request: &BatchRequest) -> impl Future<Output = Result<BatchStarted, PortError>> + Send;
+}
+
+/// Where to send a file added over the API (the search page's drop zone), once its name, size and
+/// type have passed the same screening as ingest: the bytes go to `url` with `method` and `headers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadGrant {
+    pub key: DocumentKey,
+    /// The document's id: `GET /v1/documents/{id}` says when it is indexed, or why it failed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub document_id: DocumentId,
+    pub method: String,
+    /// The API's own `/v1/files/{key}` locally (relative: send the API's credentials); a presigned
+    /// S3 URL on AWS (absolute: send nothing but `headers`).
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    /// Seconds the URL stays valid; `None`: it does not expire.
+    pub expires_in_s: Option<u64>,
+}
+
+/// Hands out places to upload files to: the local API itself, or presigned S3 PUTs.
+pub trait UploadGranter: Send + Sync {
+    /// Refuses (`Conflict`) a key that already names a file, where the target can tell: a page
+    /// never silently replaces a document.
+    fn grant(
+        &self,
+        key: &DocumentKey,
+        size: u64,
+        content_type: Option<&str>,
+    ) -> impl Future<Output = Result<UploadGrant, PortError>> + Send;
+}
+
+/// Takes an upload's bytes where the API itself receives them (locally): written where the source
+/// reads them, whole or not at all, and never over an existing file (`Conflict`).
+pub trait BlobWriter: Send + Sync {
+    fn put_new(&self, key: &DocumentKey, bytes: &[u8]) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// The alert router's memory, shared by every invocation: claims that make a notification go out

@@ -3,8 +3,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use quarry_core::ports::{Blob, BlobInfo, BlobSource};
-use quarry_core::{DocumentKey, PortError};
+use quarry_core::ports::{Blob, BlobInfo, BlobSource, BlobWriter, UploadGrant, UploadGranter};
+use quarry_core::{DocumentId, DocumentKey, PortError};
 
 #[derive(Debug, Clone)]
 pub struct FolderSource {
@@ -113,5 +113,66 @@ impl BlobSource for FolderSource {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+}
+
+impl BlobWriter for FolderSource {
+    /// Written to a hidden file beside its place (listings skip it), flushed, then hard-linked
+    /// into place: the link either creates the name or fails because it exists, so a reader or
+    /// the watcher never sees half a file and an existing file is never replaced.
+    // A taken name is the caller's to fix, not the server's: logged at INFO, not ERROR.
+    #[tracing::instrument(skip_all, err(level = tracing::Level::INFO))]
+    async fn put_new(&self, key: &DocumentKey, bytes: &[u8]) -> Result<(), PortError> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.path_of(key)?;
+        let what = format!("file {key}");
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(PortError::InvalidInput {
+                operation: "folder.put",
+                reason: format!("key {key:?} names no file"),
+            });
+        };
+        tokio::fs::create_dir_all(dir).await.map_err(io_error("folder.put", &what))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let temp = dir.join(format!(".{}.{}-{nanos}.upload", name.to_string_lossy(), std::process::id()));
+        let written = async {
+            let mut file = tokio::fs::File::create_new(&temp).await?;
+            file.write_all(bytes).await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::hard_link(&temp, &path).await
+        }
+        .await;
+        // The name is linked or was never made: the temporary name goes either way.
+        let _ = tokio::fs::remove_file(&temp).await;
+        written.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => PortError::Conflict { operation: "folder.put" },
+            _ => io_error("folder.put", &what)(e),
+        })
+    }
+}
+
+/// Every byte but the unreserved ones (RFC 3986) is escaped: a key becomes one path segment.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+impl UploadGranter for FolderSource {
+    /// The API's own `PUT /v1/files/{key}` ([`BlobWriter::put_new`] behind it), if no file has the
+    /// name yet.
+    async fn grant(&self, key: &DocumentKey, _: u64, content_type: Option<&str>) -> Result<UploadGrant, PortError> {
+        match self.head(key).await {
+            Ok(_) => return Err(PortError::Conflict { operation: "folder.grant" }),
+            Err(PortError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let content_type = content_type.filter(|c| !c.is_empty()).unwrap_or("application/octet-stream");
+        Ok(UploadGrant {
+            key: key.clone(),
+            document_id: DocumentId::for_key(key),
+            method: "PUT".to_owned(),
+            url: format!("/v1/files/{}", percent_encoding::utf8_percent_encode(key.as_str(), SEGMENT)),
+            headers: [("content-type".to_owned(), content_type.to_owned())].into(),
+            expires_in_s: None,
+        })
     }
 }

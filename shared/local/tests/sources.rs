@@ -16,6 +16,17 @@ async fn folder_source_contract() {
     std::fs::write(root.join("contract/.hidden.txt"), b"hidden").expect("write");
     let source = FolderSource::new(&root);
     quarry_testkit::contract::blob_source(&source).await;
+    quarry_testkit::contract::upload_granter(&source, |grant, bytes| {
+        // Locally the grant is the API's own route; behind it, the folder's writer.
+        assert!(grant.url.starts_with("/v1/files/"), "{}", grant.url);
+        assert!(grant.url.ends_with("uploaded%20%C3%A9%2B.md"), "the key is one escaped segment: {}", grant.url);
+        let source = &source;
+        async move { quarry_core::ports::BlobWriter::put_new(source, &grant.key, &bytes).await.expect("put") }
+    })
+    .await;
+    quarry_testkit::contract::blob_writer(&source).await;
+    let hidden: Vec<_> = std::fs::read_dir(root.join("contract/written")).expect("dir").collect();
+    assert_eq!(hidden.len(), 1, "no temporary file left behind: {hidden:?}");
     let outside = quarry_core::DocumentKey::new("../escape.txt");
     assert!(matches!(
         quarry_core::ports::BlobSource::get(&source, &outside).await,

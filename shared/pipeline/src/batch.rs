@@ -34,6 +34,14 @@ pub fn batch_id<'a>(items: impl IntoIterator<Item = (&'a DocumentKey, Option<&'a
     BatchId::new(format!("b-{}", &ContentHash::of(&seed).as_str()[..12]))
 }
 
+/// What retrying a batch means wherever it is asked for (the API, the page): a batch over the
+/// documents that failed, whose files may have been fixed since. `None`: nothing failed. Its id
+/// follows from those documents, as any batch's: the original batch when every document failed.
+pub async fn retry_request<T: BatchTracker>(tracker: &T, batch: &BatchId) -> Result<Option<BatchRequest>, PortError> {
+    let failed = tracker.failures(batch).await?;
+    Ok((!failed.is_empty()).then(|| BatchRequest { prefix: None, keys: failed.into_iter().map(|(k, _)| k).collect() }))
+}
+
 /// A batch recorded and ready for work.
 #[derive(Debug, Clone)]
 pub struct Plan {

@@ -18,7 +18,7 @@ pub mod index;
 pub mod query;
 pub mod runner;
 
-pub use batch::{Plan, Planner, batch_id, report_end};
+pub use batch::{Plan, Planner, batch_id, report_end, retry_request};
 pub use coalesce::CoalescingEmbedder;
 pub use index::{Indexer, Outcome, forget, reject};
 pub use query::{Mode, retrieve};

@@ -214,6 +214,19 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
         store.record(&batch, &k("not-in-batch.txt"), &BatchOutcome::Unchanged { bytes: 1 }).await.is_err(),
         "a document outside the batch is refused"
     );
+
+    // The recent batches, newest first: a later batch leads, and the limit holds.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let later = BatchId::new("contract-batch-2");
+    store.create(&later, &items[..1]).await.expect("create a second batch");
+    let ours = |all: Vec<(BatchId, i64)>| -> Vec<BatchId> {
+        all.into_iter().filter(|(b, _)| b.as_str().starts_with("contract-batch-")).map(|(b, _)| b).collect()
+    };
+    assert_eq!(ours(store.recent(10).await.expect("recent")), [later.clone(), batch.clone()], "newest first");
+    let one = store.recent(1).await.expect("recent");
+    assert_eq!(one.len(), 1, "the limit holds: {one:?}");
+    let created_later = store.timing(&later).await.expect("timing").created_ms;
+    assert_eq!(one, [(later, created_later)], "with when it was created");
 }
 
 /// Cached vectors come back only for the same model, dimension and text.
@@ -449,4 +462,50 @@ pub async fn alert_ledger<L: quarry_core::ports::AlertLedger>(ledger: &L) {
 async fn racing_claims<L: quarry_core::ports::AlertLedger>(ledger: &L, key: &str) -> usize {
     let claims = (0..8).map(|_| ledger.claim(key, Duration::from_secs(60)));
     futures::future::join_all(claims).await.into_iter().map(|c| usize::from(c.expect("claim"))).sum()
+}
+
+/// Grants an upload for a key that is free, refuses one that is taken (`Conflict`: a page never
+/// replaces a document), and the bytes sent the way a client sends them to the grant (`send`)
+/// become a blob the source reads. Run after [`BLOBS`] were put.
+pub async fn upload_granter<S, F, Fut>(source: &S, send: F)
+where
+    S: quarry_core::ports::BlobSource + quarry_core::ports::UploadGranter,
+    F: Fn(quarry_core::ports::UploadGrant, Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let key = DocumentKey::new("contract/uploaded é+.md");
+    let bytes = b"# Uploaded\n\nA note dropped on the page.\n".to_vec();
+    let grant = source.grant(&key, bytes.len() as u64, Some("text/markdown")).await.expect("grant");
+    assert_eq!(grant.key, key);
+    assert_eq!(grant.document_id, quarry_core::DocumentId::for_key(&key), "the id search results will carry");
+    assert_eq!(grant.method, "PUT");
+    assert!(!grant.url.is_empty() && !grant.url.contains(' '), "one URL, escaped: {}", grant.url);
+    assert!(
+        !grant.headers.keys().any(|h| h == "host" || h == "content-length"),
+        "no header a browser refuses to set: {:?}",
+        grant.headers
+    );
+    send(grant, bytes.clone()).await;
+    let blob = source.get(&key).await.expect("the upload is readable");
+    assert_eq!(blob.bytes, bytes);
+    for taken in [key, DocumentKey::new(BLOBS[0].0)] {
+        assert!(
+            matches!(source.grant(&taken, 10, None).await, Err(quarry_core::PortError::Conflict { .. })),
+            "{taken} is taken"
+        );
+    }
+}
+
+/// Writes a new file whole and never over an existing one.
+pub async fn blob_writer<S: quarry_core::ports::BlobSource + quarry_core::ports::BlobWriter>(source: &S) {
+    let key = DocumentKey::new("contract/written/new.txt");
+    source.put_new(&key, b"first").await.expect("put");
+    assert_eq!(source.get(&key).await.expect("get").bytes, b"first");
+    assert!(
+        matches!(source.put_new(&key, b"second").await, Err(quarry_core::PortError::Conflict { .. })),
+        "an existing file is not replaced"
+    );
+    assert_eq!(source.get(&key).await.expect("get").bytes, b"first", "and is left as it was");
+    let listed = source.list("contract/written/").await.expect("list");
+    assert_eq!(listed.len(), 1, "no temporary file is left to list: {listed:?}");
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use quarry_core::ports::{
     BatchOutcome, BatchTiming, BatchTracker, Blob, BlobInfo, BlobSource, Checkpoint, CheckpointStore, DocumentReader,
-    DocumentRecord, EmbeddingCache, EventPublisher, IndexJob, JobQueue, Lease, ModelInfo, VectorHit, VectorQuery,
-    VectorRecord, VectorSearcher, VectorWriter,
+    DocumentRecord, EmbeddingCache, EventPublisher, IndexJob, JobQueue, Lease, ModelInfo, UploadGrant, UploadGranter,
+    VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
 use quarry_core::{
     BatchCounters, BatchId, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PortError,
@@ -65,6 +65,23 @@ impl BlobSource for MemorySource {
             .filter(|b| b.info.key.as_str().starts_with(prefix))
             .map(|b| b.info.clone())
             .collect())
+    }
+}
+
+impl UploadGranter for MemorySource {
+    /// A `memory:` URL: nothing can be sent there, but the grant's checks and shape are the real ones.
+    async fn grant(&self, key: &DocumentKey, _: u64, content_type: Option<&str>) -> Result<UploadGrant, PortError> {
+        if lock(&self.blobs).contains_key(key) {
+            return Err(PortError::Conflict { operation: "memory.grant" });
+        }
+        Ok(UploadGrant {
+            key: key.clone(),
+            document_id: quarry_core::DocumentId::for_key(key),
+            method: "PUT".to_owned(),
+            url: format!("memory:///{}", key.as_str()),
+            headers: content_type.map(|c| ("content-type".to_owned(), c.to_owned())).into_iter().collect(),
+            expires_in_s: None,
+        })
     }
 }
 
@@ -364,6 +381,14 @@ impl BatchTracker for MemoryState {
                 _ => None,
             })
             .collect())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<(BatchId, i64)>, PortError> {
+        let s = lock(&self.state);
+        let mut all: Vec<(BatchId, i64)> = s.batches.iter().map(|(id, b)| (id.clone(), b.created_ms)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+        all.truncate(limit);
+        Ok(all)
     }
 }
 

@@ -51,7 +51,8 @@ impl Server {
         Server { child, addr }
     }
 
-    /// One request on its own connection: (status, JSON body, or the body as a string).
+    /// One request on its own connection: (status, JSON body, or the body as a string). The body
+    /// is JSON unless `headers` name another Content-Type.
     pub fn call(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
@@ -60,7 +61,7 @@ impl Server {
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
-        if !body.is_empty() {
+        if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             req.push_str("Content-Type: application/json\r\n");
         }
         req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));

@@ -6,7 +6,10 @@ use quarry_core::ports::{BatchOutcome, BatchTiming, BatchTracker};
 use quarry_core::{BatchCounters, BatchId, DocumentKey, Failure, PortError};
 use tracing::instrument;
 
-use super::{DynamoState, RACES, batch_pk, failure_of, get_n, get_s, item_key, meta_key, n, s};
+use super::{
+    DynamoState, RACES, RECENT_INDEX, RECENT_PK, RECENT_SK, batch_pk, failure_of, get_n, get_s, item_key, meta_key, n,
+    s,
+};
 use crate::{build_error, port_error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +48,8 @@ impl BatchTracker for DynamoState {
     async fn create(&self, batch: &BatchId, items: &[(DocumentKey, u64)]) -> Result<(), PortError> {
         let now = (self.clock)();
         let counters = ["total", "pending", "done", "failed", "skipped", "bytes_total", "bytes_done"];
-        let mut zero = String::from("SET created_ms = if_not_exists(created_ms, :now), expires_at = :exp ADD ");
+        let mut zero =
+            String::from("SET created_ms = if_not_exists(created_ms, :now), expires_at = :exp, #recent = :batch ADD ");
         zero.push_str(&(0..counters.len()).map(|i| format!("#c{i} :zero")).collect::<Vec<_>>().join(", "));
         let mut req = self.client.update_item().table_name(&self.table).set_key(Some(meta_key(batch)));
         for (i, c) in counters.iter().enumerate() {
@@ -55,6 +59,8 @@ impl BatchTracker for DynamoState {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":exp", self.expires_at())
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_names("#recent", RECENT_PK)
+            .expression_attribute_values(":batch", s("batch"))
             .send()
             .await
             .map_err(|e| port_error("dynamodb.batch_create", e))?;
@@ -176,6 +182,39 @@ impl BatchTracker for DynamoState {
                 if let (Some(key), Some(f)) = (get_s(item, "key"), failure_of(item)) {
                     out.push((DocumentKey::new(key), f));
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    #[instrument(skip_all, err)]
+    async fn recent(&self, limit: usize) -> Result<Vec<(BatchId, i64)>, PortError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        while out.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(RECENT_INDEX)
+                .key_condition_expression("#recent = :batch")
+                .expression_attribute_names("#recent", RECENT_PK)
+                .expression_attribute_values(":batch", s("batch"))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error("dynamodb.batch_recent", e))?;
+            for item in page.items() {
+                let id = get_s(item, "pk").and_then(|pk| pk.strip_prefix("batch#"));
+                if let (Some(id), Some(created)) = (id, get_n(item, RECENT_SK)) {
+                    out.push((BatchId::new(id), created));
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
             }
         }
         Ok(out)

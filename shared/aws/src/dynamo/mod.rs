@@ -5,7 +5,7 @@
 //! | item            | pk                          | sk            |
 //! |-----------------|-----------------------------|---------------|
 //! | document        | `doc#<document id>`         | `doc`         |
-//! | batch counters  | `batch#<batch id>`          | `meta`        |
+//! | batch counters  | `batch#<batch id>`          | `meta`        | (and `recent` = `batch`, for the `recent` index)
 //! | batch document  | `batch#<batch id>`          | `item#<key>`  |
 //! | cached vector   | `emb#<model>#<dim>#<hash>`  | `emb`         |
 //! | alert claim     | `alert#claim#<key>`         | `claim`       |
@@ -33,6 +33,13 @@ mod state;
 use crate::{build_error, port_error};
 
 type Item = HashMap<String, AttributeValue>;
+
+/// The sparse index of batches by creation time (only batch counters items carry its keys), for
+/// `GET /v1/batches`. One partition: batches are started a few times a minute at most, far below
+/// a partition's 1,000 writes a second.
+pub const RECENT_INDEX: &str = "recent";
+pub const RECENT_PK: &str = "recent";
+pub const RECENT_SK: &str = "created_ms";
 
 /// How long batch records and cached vectors live after their last write.
 pub const TTL: Duration = Duration::from_secs(30 * 24 * 3600);

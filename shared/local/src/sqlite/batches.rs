@@ -126,4 +126,16 @@ impl BatchTracker for SqliteStore {
             .map_err(db_error("batches.failures"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.failures"))
     }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<(BatchId, i64)>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, created_ms FROM batches ORDER BY created_ms DESC, id LIMIT ?1")
+            .map_err(db_error("batches.recent"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map([limit], |r| Ok((BatchId::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)))
+            .map_err(db_error("batches.recent"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.recent"))
+    }
 }

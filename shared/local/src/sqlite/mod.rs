@@ -12,7 +12,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use quarry_core::meta::Metadata;
-use quarry_core::{BatchId, ChunkId, DocumentId, DocumentKey, PortError};
+use quarry_core::{ChunkId, DocumentId, DocumentKey, PortError};
 use rusqlite::{Connection, OptionalExtension};
 
 mod alerts;
@@ -177,18 +177,6 @@ impl SqliteStore {
             .execute("UPDATE documents SET lease_until_ms = 0 WHERE status = 'processing'", [])
             .map_err(db_error("documents.release"))?;
         Ok(n)
-    }
-
-    /// Batches, newest first, with when they started (milliseconds since the epoch).
-    pub fn batches(&self) -> Result<Vec<(BatchId, i64)>, PortError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, created_ms FROM batches ORDER BY created_ms DESC, id")
-            .map_err(db_error("batches.list"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((BatchId::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)))
-            .map_err(db_error("batches.list"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.list"))
     }
 
     /// Readiness: the database answers a query.
