@@ -188,6 +188,12 @@ pub struct EmbedderSettings {
     /// `QUARRY_OPENAI_API_KEY` only.
     #[serde(skip)]
     pub openai_api_key: Option<Secret>,
+    /// Embedding requests in flight at once, per process (an embed-worker, `quarry ingest`).
+    pub openai_concurrency: u32,
+    /// The account's requests-per-minute limit, if it should be kept to rather than found by 429s.
+    pub openai_requests_per_minute: Option<u32>,
+    /// The account's tokens-per-minute limit, likewise; no request is packed larger than it.
+    pub openai_tokens_per_minute: Option<u32>,
 }
 
 impl Default for EmbedderSettings {
@@ -198,6 +204,9 @@ impl Default for EmbedderSettings {
             openai_dimensions: 384,
             openai_base_url: None,
             openai_api_key: None,
+            openai_concurrency: 4,
+            openai_requests_per_minute: None,
+            openai_tokens_per_minute: None,
         }
     }
 }
@@ -309,6 +318,9 @@ const ENV: &[(&str, &str)] = &[
     ("QUARRY_OPENAI_DIMENSIONS", "embedder.openai_dimensions"),
     ("QUARRY_OPENAI_BASE_URL", "embedder.openai_base_url"),
     ("QUARRY_OPENAI_API_KEY", "embedder.openai_api_key (environment only)"),
+    ("QUARRY_OPENAI_CONCURRENCY", "embedder.openai_concurrency"),
+    ("QUARRY_OPENAI_RPM", "embedder.openai_requests_per_minute"),
+    ("QUARRY_OPENAI_TPM", "embedder.openai_tokens_per_minute"),
 ];
 
 fn invalid(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -428,6 +440,9 @@ impl Config {
             "QUARRY_OPENAI_DIMENSIONS" => self.embedder.openai_dimensions = parse_num(name, v)?,
             "QUARRY_OPENAI_BASE_URL" => self.embedder.openai_base_url = Some(v.to_owned()),
             "QUARRY_OPENAI_API_KEY" => self.embedder.openai_api_key = Some(Secret::new(v)),
+            "QUARRY_OPENAI_CONCURRENCY" => self.embedder.openai_concurrency = parse_num(name, v)?,
+            "QUARRY_OPENAI_RPM" => self.embedder.openai_requests_per_minute = Some(parse_num(name, v)?),
+            "QUARRY_OPENAI_TPM" => self.embedder.openai_tokens_per_minute = Some(parse_num(name, v)?),
             _ => {
                 let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
@@ -475,6 +490,19 @@ impl Config {
                 self.embedder.openai_dimensions.to_string(),
                 "must be between 1 and 3072",
             )?;
+            let e = &self.embedder;
+            check(
+                e.openai_concurrency > 0,
+                "embedder.openai_concurrency",
+                e.openai_concurrency.to_string(),
+                "must be above 0",
+            )?;
+            for (name, limit) in [
+                ("embedder.openai_requests_per_minute", e.openai_requests_per_minute),
+                ("embedder.openai_tokens_per_minute", e.openai_tokens_per_minute),
+            ] {
+                check(limit != Some(0), name, "0".into(), "must be above 0, or unset for no limit")?;
+            }
         }
         if let Some(k) = &srv.cursor_secret {
             check(k.expose().len() >= 32, "QUARRY_CURSOR_SECRET", "(hidden)".into(), "must be at least 32 characters")?;

@@ -1,28 +1,31 @@
-//! The OpenAI embedder: the Embedder port over `async-openai`'s embeddings endpoint, for
+//! The OpenAI embedder: the Embedder port over the embeddings endpoint, for
 //! `text-embedding-3-small` (or another `text-embedding-3` model) shortened to the index's dimension.
 //!
-//! Inputs go in requests of at most 2,048 texts (the endpoint's limit). async-openai itself retries
-//! a throttled request a few times; a request still answered 429 or 5xx, or lost to a timeout or a
-//! dropped connection, is sent again here after an exponential back-off with jitter, up to
-//! `retries` more rounds, for outages longer than the client's own patience. Then the port sees
-//! `Throttled` or `Transient`, which the SQS helper hands back to the queue (the message returns
-//! after its visibility timeout). Anything else (a bad key, a bad request) is permanent at once.
-//! The key is never logged: it lives in the client's configuration only.
+//! Inputs are counted in the model's own tokens and packed into requests within the endpoint's
+//! limits ([`pack`]); an input over the model's window is refused, not silently cut. A request
+//! answered 429 (throttled, but not out of quota) or 5xx, or lost to a timeout or a dropped
+//! connection, is sent again after the wait the server asked for (`Retry-After`) or else an
+//! exponential back-off with jitter, up to `retries` more times. Then the port sees `Throttled` or
+//! `Transient`, which the SQS helper hands back to the queue (the message returns after its
+//! visibility timeout). Anything else (a bad key, a bad request, no quota left) is permanent at
+//! once. The key is never logged: it lives in the request's header only.
 
 use std::time::Duration;
 
-use async_openai::Client;
-use async_openai::config::OpenAIConfig;
-use async_openai::error::OpenAIError;
-use async_openai::types::embeddings::{CreateEmbeddingRequest, EmbeddingInput};
+use futures::{StreamExt, TryStreamExt};
 use quarry_core::PortError;
 use quarry_core::config::Secret;
 use quarry_core::ports::{Embedder, ModelInfo};
 
-/// Texts per request: the embeddings endpoint takes at most 2,048 inputs.
-pub const MAX_INPUTS: usize = 2_048;
+mod limit;
+pub mod pack;
+mod wire;
+
+pub use pack::{MAX_INPUT_TOKENS, MAX_INPUTS, MAX_REQUEST_TOKENS};
+pub use wire::{ApiError, MAX_RETRY_AFTER};
+
 /// The model's window, in its own tokens. Quarry's chunks (256 WordPiece tokens) are far below it.
-pub const MAX_TOKENS: usize = 8_191;
+pub const MAX_TOKENS: usize = MAX_INPUT_TOKENS;
 
 /// How the embedder talks to the API.
 #[derive(Debug, Clone)]
@@ -38,6 +41,13 @@ pub struct Options {
     /// The first back-off; each retry doubles it.
     pub backoff: Duration,
     pub max_inputs: usize,
+    /// Tokens per request, summed over its inputs.
+    pub max_request_tokens: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Kept to before sending, where the account's limits are known: fewer 429s to wait out.
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
 }
 
 impl Default for Options {
@@ -50,6 +60,10 @@ impl Default for Options {
             retries: 3,
             backoff: Duration::from_millis(500),
             max_inputs: MAX_INPUTS,
+            max_request_tokens: MAX_REQUEST_TOKENS,
+            concurrency: 4,
+            requests_per_minute: None,
+            tokens_per_minute: None,
         }
     }
 }
@@ -65,6 +79,9 @@ pub fn from_settings(settings: &quarry_core::config::EmbedderSettings) -> Result
         model: settings.openai_model.clone(),
         dimensions: settings.openai_dimensions,
         api_base: settings.openai_base_url.clone(),
+        concurrency: settings.openai_concurrency as usize,
+        requests_per_minute: settings.openai_requests_per_minute,
+        tokens_per_minute: settings.openai_tokens_per_minute,
         ..Options::default()
     };
     OpenAiEmbedder::new(key, options).map(Some)
@@ -76,78 +93,114 @@ pub enum OpenAiError {
     NoKey,
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error("the API key cannot be sent as an HTTP header")]
+    BadKey,
+    #[error("the embeddings request failed in transit")]
+    Http(#[source] reqwest::Error),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the embeddings endpoint answered with a body that is not an embeddings response")]
+    Body(#[source] serde_json::Error),
     #[error("the embeddings endpoint returned {got} vectors of {dimension} for {asked} inputs of dimension {want}")]
     Shape { asked: usize, got: usize, dimension: usize, want: usize },
+    #[error("input {index} has {tokens} tokens; the model takes at most {MAX_INPUT_TOKENS}")]
+    TooLong { index: usize, tokens: usize },
 }
 
 #[derive(Debug, Clone)]
 pub struct OpenAiEmbedder {
-    client: Client<OpenAIConfig>,
+    http: reqwest::Client,
+    url: String,
+    auth: reqwest::header::HeaderValue,
     info: ModelInfo,
     options: Options,
+    limits: std::sync::Arc<limit::Limits>,
 }
+
+const OP: &str = "openai.embeddings";
 
 impl OpenAiEmbedder {
     pub fn new(api_key: &Secret, options: Options) -> Result<Self, OpenAiError> {
-        let mut config = OpenAIConfig::new().with_api_key(api_key.expose());
-        if let Some(base) = &options.api_base {
-            config = config.with_api_base(base);
-        }
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
+            .map_err(|_| OpenAiError::BadKey)?;
+        auth.set_sensitive(true);
         let http = reqwest::Client::builder().timeout(options.timeout).build().map_err(OpenAiError::Client)?;
-        let client = Client::with_config(config).with_http_client(http);
+        let base = options.api_base.as_deref().unwrap_or("https://api.openai.com/v1").trim_end_matches('/');
         // The id names the dimension too: vectors shortened differently never share a cache entry.
         let info = ModelInfo {
             id: format!("openai/{}", options.model),
             dimension: options.dimensions as usize,
             max_tokens: MAX_TOKENS,
         };
-        Ok(OpenAiEmbedder { client, info, options })
+        let limits = std::sync::Arc::new(limit::Limits::new(&options));
+        Ok(OpenAiEmbedder { http, url: format!("{base}/embeddings"), auth, info, options, limits })
     }
 
-    async fn request(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-        let request = CreateEmbeddingRequest {
-            model: self.options.model.clone(),
-            input: EmbeddingInput::StringArray(texts.to_vec()),
-            encoding_format: None,
-            user: None,
-            dimensions: Some(self.options.dimensions),
+    async fn request(&self, texts: &[String], tokens: usize) -> Result<Vec<Vec<f32>>, PortError> {
+        let body = wire::Request {
+            model: &self.options.model,
+            input: texts,
+            dimensions: self.options.dimensions,
+            encoding_format: "float",
         };
+        let body = serde_json::to_vec(&body).map_err(|e| permanent(OpenAiError::Body(e)))?;
         let mut attempt = 0;
         loop {
-            match self.client.embeddings().create(request.clone()).await {
-                Ok(response) => {
-                    let tokens = u64::from(response.usage.prompt_tokens);
-                    let cost = tokens * nanodollars_per_token(&self.options.model);
-                    metrics::counter!(quarry_core::metric::COST, "operation" => "embed").increment(cost);
-                    let mut data = response.data;
-                    data.sort_by_key(|e| e.index);
-                    let want = self.info.dimension;
-                    let dimension = data.first().map_or(want, |e| e.embedding.len());
-                    if data.len() != texts.len() || data.iter().any(|e| e.embedding.len() != want) {
-                        return Err(PortError::Permanent {
-                            operation: "openai.embeddings",
-                            source: Box::new(OpenAiError::Shape {
-                                asked: texts.len(),
-                                got: data.len(),
-                                dimension,
-                                want,
-                            }),
-                        });
-                    }
-                    return Ok(data.into_iter().map(|e| unit(e.embedding)).collect());
-                }
+            // Each attempt waits its turn; a back-off holds no slot.
+            let slot = self.limits.admit(tokens).await;
+            let sent = self.send(body.clone()).await;
+            drop(slot);
+            let (error, wait) = match sent {
+                Ok(response) => return self.vectors(response, texts.len()),
                 Err(e) => {
-                    let retryable = retryable(&e);
-                    if retryable.is_none() || attempt >= self.options.retries {
-                        return Err(classify(e, retryable));
-                    }
-                    attempt += 1;
-                    let delay = self.backoff(attempt);
-                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "embeddings request failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    let wait = match &e {
+                        OpenAiError::Api(a) if a.throttled() || a.transient() => Some(a.retry_after),
+                        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() => Some(None),
+                        _ => None,
+                    };
+                    (e, wait)
                 }
-            }
+            };
+            let Some(asked) = wait.filter(|_| attempt < self.options.retries) else {
+                return Err(classify(error));
+            };
+            attempt += 1;
+            let delay = asked.unwrap_or_else(|| self.backoff(attempt));
+            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "embeddings request failed; retrying");
+            tokio::time::sleep(delay).await;
         }
+    }
+
+    async fn send(&self, body: Vec<u8>) -> Result<wire::Response, OpenAiError> {
+        let response = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(OpenAiError::Http)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(OpenAiError::Http)?;
+        if !status.is_success() {
+            return Err(ApiError::read(status.as_u16(), &headers, &bytes).into());
+        }
+        serde_json::from_slice(&bytes).map_err(OpenAiError::Body)
+    }
+
+    fn vectors(&self, response: wire::Response, asked: usize) -> Result<Vec<Vec<f32>>, PortError> {
+        let cost = response.usage.prompt_tokens * nanodollars_per_token(&self.options.model);
+        metrics::counter!(quarry_core::metric::COST, "operation" => "embed").increment(cost);
+        let mut data = response.data;
+        data.sort_by_key(|e| e.index);
+        let want = self.info.dimension;
+        let dimension = data.first().map_or(want, |e| e.embedding.len());
+        if data.len() != asked || data.iter().any(|e| e.embedding.len() != want) {
+            return Err(permanent(OpenAiError::Shape { asked, got: data.len(), dimension, want }));
+        }
+        Ok(data.into_iter().map(|e| unit(e.embedding)).collect())
     }
 
     /// `backoff * 2^(attempt-1)`, plus up to half of it again as jitter (from the clock: no RNG).
@@ -155,6 +208,24 @@ impl OpenAiEmbedder {
         let base = self.options.backoff.saturating_mul(1 << (attempt - 1).min(10));
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+fn permanent(e: OpenAiError) -> PortError {
+    PortError::Permanent { operation: OP, source: Box::new(e) }
+}
+
+/// Throttled and transient failures are the queue's to retry; the rest are permanent.
+fn classify(e: OpenAiError) -> PortError {
+    match &e {
+        OpenAiError::Api(a) if a.throttled() => {
+            PortError::Throttled { operation: OP, retry_after: a.retry_after, source: Some(Box::new(e)) }
+        }
+        OpenAiError::Api(a) if a.transient() => PortError::Transient { operation: OP, source: Box::new(e) },
+        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() => {
+            PortError::Transient { operation: OP, source: Box::new(e) }
+        }
+        _ => permanent(e),
     }
 }
 
@@ -166,31 +237,6 @@ pub fn nanodollars_per_token(model: &str) -> u64 {
         "text-embedding-3-small" => 20,
         "text-embedding-ada-002" => 100,
         _ => 130,
-    }
-}
-
-/// Why a failure may pass on retry: throttled (429) or transient (5xx, timeout, connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    Throttled,
-    Transient,
-}
-
-fn retryable(e: &OpenAIError) -> Option<Retry> {
-    match e {
-        OpenAIError::ApiError(r) if r.status_code.as_u16() == 429 => Some(Retry::Throttled),
-        OpenAIError::ApiError(r) if r.status_code.is_server_error() => Some(Retry::Transient),
-        OpenAIError::Reqwest(r) if r.is_timeout() || r.is_connect() || r.is_request() => Some(Retry::Transient),
-        _ => None,
-    }
-}
-
-fn classify(e: OpenAIError, retry: Option<Retry>) -> PortError {
-    const OP: &str = "openai.embeddings";
-    match retry {
-        Some(Retry::Throttled) => PortError::Throttled { operation: OP, retry_after: None, source: Some(Box::new(e)) },
-        Some(Retry::Transient) => PortError::Transient { operation: OP, source: Box::new(e) },
-        None => PortError::Permanent { operation: OP, source: Box::new(e) },
     }
 }
 
@@ -211,10 +257,22 @@ impl Embedder for OpenAiEmbedder {
 
     #[tracing::instrument(skip_all, err, fields(texts = texts.len()))]
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for group in texts.chunks(self.options.max_inputs.max(1)) {
-            out.extend(self.request(group).await?);
+        let counts: Vec<usize> = texts.iter().map(|t| pack::tokens(t)).collect();
+        // One input over the window would fail the whole request, and every retry of it.
+        if let Some((index, &tokens)) = counts.iter().enumerate().find(|(_, n)| **n > MAX_INPUT_TOKENS) {
+            return Err(PortError::InvalidInput {
+                operation: OP,
+                reason: OpenAiError::TooLong { index, tokens }.to_string(),
+            });
         }
-        Ok(out)
+        let max_tokens = self.limits.request_tokens(self.options.max_request_tokens);
+        let requests = pack::pack(&counts, self.options.max_inputs, max_tokens).into_iter().map(|range| {
+            let tokens = counts[range.clone()].iter().sum();
+            self.request(&texts[range], tokens)
+        });
+        // In order, up to `concurrency` at once (the limits also hold across calls).
+        let parts: Vec<Vec<Vec<f32>>> =
+            futures::stream::iter(requests).buffered(self.options.concurrency.max(1)).try_collect().await?;
+        Ok(parts.into_iter().flatten().collect())
     }
 }

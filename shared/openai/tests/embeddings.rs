@@ -23,12 +23,18 @@ use serde_json::{Value, json};
 enum Next {
     Fail(u16),
     Slow(Duration),
+    /// 429 with `retry-after-ms`.
+    WaitMs(u64),
+    /// 429 for an account out of credit.
+    Quota,
 }
 
 #[derive(Default)]
 struct Fake {
     script: Mutex<VecDeque<Next>>,
     requests: Mutex<Vec<Value>>,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<std::time::Instant>>,
 }
 
 /// A vector that depends only on the text, so results can be checked; not unit length, so the
@@ -51,6 +57,7 @@ async fn embeddings(
     Json(body): Json<Value>,
 ) -> Response {
     fake.requests.lock().unwrap().push(body.clone());
+    fake.arrivals.lock().unwrap().push(std::time::Instant::now());
     assert_eq!(
         headers.get("authorization").and_then(|v| v.to_str().ok()),
         Some("Bearer sk-test-key-for-the-fake-server"),
@@ -62,6 +69,28 @@ async fn embeddings(
             return (
                 StatusCode::TOO_MANY_REQUESTS,
                 Json(json!({"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+            )
+                .into_response();
+        }
+        Some(Next::WaitMs(ms)) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after-ms", ms.to_string())],
+                Json(json!({"error": {"message": "Rate limit reached", "type": "tokens", "param": null, "code": "rate_limit_exceeded"}})),
+            )
+                .into_response();
+        }
+        Some(Next::Quota) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}})),
+            )
+                .into_response();
+        }
+        Some(Next::Fail(401)) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})),
             )
                 .into_response();
         }
@@ -93,7 +122,7 @@ async fn embeddings(
 }
 
 async fn serve(script: Vec<Next>) -> (String, Arc<Fake>) {
-    let fake = Arc::new(Fake { script: Mutex::new(script.into()), requests: Mutex::new(Vec::new()) });
+    let fake = Arc::new(Fake { script: Mutex::new(script.into()), ..Fake::default() });
     let app = axum::Router::new().route("/v1/embeddings", post(embeddings)).with_state(Arc::clone(&fake));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -154,9 +183,58 @@ async fn persistent_throttling_is_a_retryable_error_for_the_queue() {
     assert!(matches!(err, PortError::Throttled { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Retryable);
     assert!(quarry_core::error::chain(&err).contains("Rate limit reached"), "the cause is kept");
-    let sent = fake.requests.lock().unwrap().len();
-    // async-openai retries a 429 itself (3 times); Quarry's own round adds one more go of that.
-    assert!((2..50).contains(&sent), "retried, then gave up: {sent} requests");
+    assert_eq!(fake.requests.lock().unwrap().len(), 2, "one try and one retry, nothing more: no retry storm");
+}
+
+#[tokio::test]
+async fn the_servers_retry_after_is_honoured() {
+    let (base, fake) = serve(vec![Next::WaitMs(300)]).await;
+    let out = embedder(&base, |_| {}).embed(&texts(2)).await.expect("succeeds after the wait");
+    assert_eq!(out.len(), 2);
+    let arrivals = fake.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 2);
+    let waited = arrivals[1] - arrivals[0];
+    // The back-off alone would have been 5 to 8 ms.
+    assert!(waited >= Duration::from_millis(300), "waited {waited:?}, not the 300 ms asked");
+}
+
+#[tokio::test]
+async fn a_bad_key_or_an_empty_account_fails_at_once_with_the_apis_words() {
+    for (next, words) in [(Next::Fail(401), "Incorrect API key"), (Next::Quota, "exceeded your current quota")] {
+        let (base, fake) = serve(vec![next; 5]).await;
+        let err = embedder(&base, |_| {}).embed(&texts(1)).await.expect_err("refused");
+        assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
+        assert!(quarry_core::error::chain(&err).contains(words), "{}", quarry_core::error::chain(&err));
+        assert_eq!(fake.requests.lock().unwrap().len(), 1, "not retried: {next:?}");
+    }
+}
+
+#[tokio::test]
+async fn requests_are_packed_by_the_models_tokens() {
+    let (base, fake) = serve(Vec::new()).await;
+    let e = embedder(&base, |o| o.max_request_tokens = 20);
+    let input: Vec<String> = (0..12).map(|i| "tidal energy ".repeat(1 + i % 4)).collect();
+    assert_eq!(e.embed(&input).await.expect("embed").len(), 12);
+    let sent: Vec<Vec<String>> = fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r["input"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .collect();
+    assert_eq!(sent.concat(), input, "every input once, in order");
+    for batch in &sent {
+        let tokens: usize = batch.iter().map(|t| quarry_openai::pack::tokens(t)).sum();
+        assert!(tokens <= 20, "{tokens} tokens in one request: {batch:?}");
+    }
+    assert!(sent.len() > 1, "the token limit split the inputs");
+
+    // An input over the model's window is refused before anything is sent.
+    let long = "word ".repeat(9_000);
+    let err = e.embed(&[long]).await.expect_err("too long");
+    assert!(matches!(err, PortError::InvalidInput { .. }), "{err:?}");
+    assert!(err.to_string().contains("at most 8191"), "{err}");
+    assert_eq!(fake.requests.lock().unwrap().len(), sent.len(), "nothing more was sent");
 }
 
 #[tokio::test]
@@ -169,4 +247,23 @@ async fn a_timeout_is_transient_and_a_bad_request_is_not_retried() {
     let err = embedder(&base, |_| {}).embed(&texts(1)).await.expect_err("bad request");
     assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
     assert_eq!(fake.requests.lock().unwrap().len(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn a_tokens_per_minute_limit_is_kept_before_sending() {
+    let (base, fake) = serve(Vec::new()).await;
+    let text = "tidal ".repeat(600);
+    let t = quarry_openai::pack::tokens(&text);
+    // Two requests of `t` tokens against a bucket of 120t/61 a minute: the first fits whole, the
+    // second waits for about a second's refill.
+    let per_minute = u32::try_from(120 * t / 61).unwrap();
+    let e = embedder(&base, |o| {
+        o.max_request_tokens = t;
+        o.tokens_per_minute = Some(per_minute);
+    });
+    assert_eq!(e.embed(&[text.clone(), text]).await.expect("embed").len(), 2);
+    let arrivals = fake.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 2, "one request each");
+    let gap = arrivals[1] - arrivals[0];
+    assert!(gap >= Duration::from_millis(700), "the second request waited for the bucket: {gap:?}");
 }
