@@ -88,6 +88,7 @@ fn serve_watch_search_documents_batches_and_errors() {
         "{top}"
     );
     assert!(r["took_ms"].as_f64().is_some());
+    assert_eq!(r["usage"], json!({"tokens": 0, "cost_usd": 0.0}), "the local model bills nothing");
     // The highlight is the sentence that answers, by character offsets into `text`.
     let (ha, hb) = (
         top["highlights"][0]["start"].as_u64().expect("a highlight") as usize,

@@ -149,15 +149,29 @@ fn files_added_over_the_api_are_screened_written_and_indexed() {
         assert_eq!((status, code(&e)), (400, "invalid_limit"), "{bad}: {e}");
     }
 
+    let before = view["updated_ms"].as_i64().expect("an outcome was recorded");
+    std::thread::sleep(Duration::from_millis(5));
     let (status, retried) = post(&s, &format!("/v1/batches/{broken}/retry"), json!({}));
     assert_eq!(status, 202, "{retried}");
     // Every document of the batch failed, so the retry is the same batch, run again.
     assert_eq!((retried["batch"].as_str(), retried["documents"].as_u64()), (Some(broken.as_str()), Some(1)));
+    // Run again (a new outcome is recorded), and still broken: still failed, with its reason.
+    let mut again = Value::Null;
+    wait_for("the retry's outcome", || {
+        again = s.call("GET", &format!("/v1/batches/{broken}"), None, &[]).1;
+        again["updated_ms"].as_i64() > Some(before)
+    });
     assert_eq!(
-        finished(&s, &broken)["failures"][0]["key"],
-        "broken.pdf",
-        "still broken: still failed, with its reason"
+        (again["documents"]["failed"].as_u64(), again["failures"][0]["key"].as_str()),
+        (Some(1), Some("broken.pdf"))
     );
+    let (status, e) = s.call(
+        "POST",
+        &format!("/v1/batches/{broken}/retry"),
+        Some("x=1"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    assert_eq!((status, code(&e)), (400, "invalid_request"), "a form cannot start a retry: {e}");
     let (status, e) = post(&s, &format!("/v1/batches/{batch}/retry"), json!({}));
     assert_eq!((status, code(&e)), (400, "nothing_to_retry"), "{e}");
     let (status, e) = post(&s, "/v1/batches/b-000000000000/retry", json!({}));

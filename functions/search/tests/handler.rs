@@ -17,6 +17,23 @@ const NOTES: &[(&str, &str)] = &[
     ("notes/pump.txt", "Prime the centrifugal pump before starting the motor."),
 ];
 
+/// The function's model, billed as a paid one would be (a token per character, 20 nanodollars
+/// each), so that a search's `usage` can be checked end to end.
+struct Priced(BackgroundEmbedder);
+
+impl Embedder for Priced {
+    fn model(&self) -> &quarry_core::ports::ModelInfo {
+        self.0.model()
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, quarry_core::PortError> {
+        self.0.embed(texts).await
+    }
+    fn usage(&self, texts: &[String]) -> quarry_core::ports::Usage {
+        let tokens = texts.iter().map(|t| t.chars().count() as u64).sum::<u64>();
+        quarry_core::ports::Usage { tokens, nanodollars: tokens * 20 }
+    }
+}
+
 struct Fixture {
     router: axum::Router,
     vectors: MemoryVectors,
@@ -48,7 +65,7 @@ async fn fixture() -> Fixture {
     source.put("reports/q1.txt", b"First quarter: the engines ran hot.", None);
     source.put("reports/chart.png", b"\x89PNG\r\n\x1a\n an image", None);
     let backend = AwsBackend {
-        embedder,
+        embedder: Priced(embedder),
         vectors: vectors.clone(),
         state: state.clone(),
         starter: AwsStarter {
@@ -73,6 +90,16 @@ async fn searches_documents_and_batches_through_api_gateway_events() {
         api(&f.router, "POST", "/v1/search", Some(&json!({"query": "when to prune fruit trees", "top_k": 2}))).await;
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["results"][0]["source"]["uri"], "s3://quarry-documents-test/notes/orchard care.md", "{r}");
+    // The query's embedding was billed; the same query again is answered from the query cache.
+    let q = "when to prune fruit trees".len() as u64;
+    assert_eq!(
+        (r["usage"]["tokens"].as_u64(), r["usage"]["cost_usd"].as_f64()),
+        (Some(q), Some(q as f64 * 20e-9)),
+        "{r}"
+    );
+    let (_, again) =
+        api(&f.router, "POST", "/v1/search", Some(&json!({"query": "when to prune fruit trees", "top_k": 2}))).await;
+    assert_eq!(again["usage"], json!({"tokens": 0, "cost_usd": 0.0}), "cached: nothing billed");
     let (code, r) = api(&f.router, "POST", "/v1/search", Some(&json!({"query": "pump", "mode": "keyword"}))).await;
     assert_eq!((code, r["error"]["code"].as_str()), (400, Some("unsupported_mode")), "no full-text index on AWS: {r}");
     // S3 Vectors cannot list its metadata: no filter menus, said plainly. The page itself is served.
@@ -128,7 +155,8 @@ async fn searches_documents_and_batches_through_api_gateway_events() {
     assert_eq!(list["batches"].as_array().map(Vec::len), Some(2), "{list}");
     assert_eq!(list["batches"][0]["batch_id"], b["batch"], "{list}");
     let (code, r) =
-        api(&f.router, "POST", &format!("/v1/batches/{}/retry", b["batch"].as_str().unwrap_or("")), None).await;
+        api(&f.router, "POST", &format!("/v1/batches/{}/retry", b["batch"].as_str().unwrap_or("")), Some(&json!({})))
+            .await;
     assert_eq!((code, &r["batch"]), (202, &b["batch"]), "{r}");
     assert!(f.queue.take().is_empty());
 }

@@ -286,6 +286,7 @@
   /** With a new key, redo whatever needed one. */
   function retryAfterAuth() {
     if (!fields.loaded) loadFields();
+    if (!uploads.loaded) loadUploads();
     if (els.q.value.trim()) runSearch('same');
     if (currentView === 'batches') refreshAllBatches();
   }
@@ -932,7 +933,7 @@
 
   // ---- Uploads (POST /v1/uploads, then the bytes where it says) ----
 
-  const uploads = { queue: [], active: 0, maxFileBytes: null };
+  const uploads = { queue: [], active: 0, maxFileBytes: null, loaded: false };
 
   /** GET /v1/uploads: the drop zone shows where the server takes files, with its size limit. */
   async function loadUploads() {
@@ -942,6 +943,7 @@
     } catch {
       return;  // an older server, or none: the panel stays hidden
     }
+    uploads.loaded = true;
     const max = info?.max_file_bytes;
     uploads.maxFileBytes = Number.isFinite(max) && max > 0 ? max : null;
     renderFileHint();
@@ -1015,7 +1017,7 @@
       if (url.startsWith('/')) {
         // This server takes the bytes itself (locally): 201 {key, document_id, batch}.
         const r = await api(str(grant?.method) || 'PUT', url, { body: file, contentType: headers['content-type'] });
-        batchId = str(r?.batch?.batch);
+        batchId = str(r?.batch?.batch);  // null if the server could not start one; the record still tells
       } else {
         // A presigned storage URL (AWS): no API key goes there, only the signed headers.
         let res;

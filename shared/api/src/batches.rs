@@ -157,19 +157,36 @@ pub(crate) async fn list_batches<B: Backend>(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/batches/{id}/retry", params(("id" = String, Path)),
+/// `POST /v1/batches/{id}/retry` takes an empty object.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {}
+
+#[utoipa::path(post, path = "/v1/batches/{id}/retry", params(("id" = String, Path)), request_body = RetryRequest,
     responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub(crate) async fn retry_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
     Path(id): Path<String>,
+    payload: Result<Json<RetryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    // A JSON body (`{}`), as every POST here takes: a cross-site form cannot send one.
+    body(payload)?;
     let id = BatchId::new(id);
     // An unknown batch is a 404, not "nothing failed".
     app.backend.batches().counters(&id).await?;
     let Some(request) = quarry_pipeline::retry_request(app.backend.batches(), &id).await? else {
         return Err(ApiError::bad_request("nothing_to_retry", format!("no document of batch {id} failed")));
     };
+    if request.keys.len() > MAX_BATCH_KEYS {
+        return Err(ApiError::bad_request(
+            "too_many_keys",
+            format!(
+                "{} documents of batch {id} failed; one batch takes up to {MAX_BATCH_KEYS}: retry with `quarry retry` or in parts",
+                request.keys.len()
+            ),
+        ));
+    }
     let started = app.backend.starter().start(&request).await?;
     Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }

@@ -46,7 +46,7 @@ use quarry_pipeline::query::QueryCache;
 
 pub use batches::{BatchDocuments, BatchFailure, BatchList, BatchSummary, BatchView};
 pub use openapi::{ApiDoc, ErrorBody, ErrorDetail, openapi_json};
-pub use search::{SNAPSHOT_DEPTH, SearchRequest, SearchResponse, SearchResult, Source};
+pub use search::{SNAPSHOT_DEPTH, SearchRequest, SearchResponse, SearchResult, SearchUsage, Source};
 pub use uploads::{UploadReceived, UploadRequest, UploadsInfo};
 
 /// Deepest result a page sequence may reach (offset + page size).
@@ -161,6 +161,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
     let slots = Arc::new(Semaphore::new(limits.max_concurrency as usize));
     let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
     let file_limit = usize::try_from(backend.file_limits().max_file_bytes).unwrap_or(usize::MAX);
+    let upload_origin = backend.uploads().and_then(UploadGranter::origin);
     let queries = QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL);
     let spec = openapi_json();
     let mut seed = [0u8; 8];
@@ -195,7 +196,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/health/ready", get(health::ready::<B>))
         .route("/health/startup", get(health::startup::<B>))
         .route("/openapi.json", get(move || std::future::ready(Json(spec.clone()))))
-        .merge(page::routes())
+        .merge(page::routes(upload_origin.as_deref()))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(app)

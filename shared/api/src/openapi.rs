@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::batches::{BatchDocuments, BatchFailure, BatchView};
-use crate::search::{SearchRequest, SearchResponse, SearchResult, Source};
+use crate::search::{SearchRequest, SearchResponse, SearchResult, SearchUsage, Source};
 use quarry_pipeline::query::{Highlight, Mode};
 
 /// The error shape every failure has.
@@ -40,6 +40,7 @@ pub struct ErrorDetail {
         SearchRequest,
         SearchResponse,
         SearchResult,
+        SearchUsage,
         Source,
         Mode,
         Highlight,

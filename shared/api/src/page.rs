@@ -12,18 +12,26 @@ const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
 /// Only this origin, no inline script or style, no framing. The one exception is where dropped
-/// files go on AWS: a presigned PUT to the bucket's S3 endpoint (`POST /v1/uploads`).
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self' https://*.amazonaws.com; form-action 'self'; base-uri 'none'; \
-                   frame-ancestors 'none'";
+/// files go when that is elsewhere (`upload_origin`: the bucket's S3 endpoint on AWS, for the
+/// presigned PUT that `POST /v1/uploads` grants), and only that origin.
+fn csp(upload_origin: Option<&str>) -> HeaderValue {
+    let extra = upload_origin
+        .filter(|o| o.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b','))
+        .map_or(String::new(), |o| format!(" {o}"));
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'{extra}; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+fn asset(body: &'static str, content_type: &'static str, csp: HeaderValue) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Small, and changed by an upgrade: revalidated rather than cached stale.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     r
@@ -31,11 +39,13 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 
 /// The page's routes, open like the health probes: the page holds no data, and every call it
 /// makes goes through the `/v1` routes' authentication.
-pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(upload_origin: Option<&str>) -> Router<S> {
+    let policy = csp(upload_origin);
+    let (a, b, c) = (policy.clone(), policy.clone(), policy);
     Router::new()
-        .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
-        .route("/app.js", get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }))
-        .route("/app.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+        .route("/", get(move || std::future::ready(asset(INDEX, "text/html; charset=utf-8", a))))
+        .route("/app.js", get(move || std::future::ready(asset(SCRIPT, "text/javascript; charset=utf-8", b))))
+        .route("/app.css", get(move || std::future::ready(asset(STYLE, "text/css; charset=utf-8", c))))
 }
 
 /// The page's size, uncompressed.
@@ -51,5 +61,14 @@ mod tests {
             assert!(!asset.contains("http://") && !asset.contains("https://"), "no absolute URL in the assets");
         }
         assert!(super::INDEX.contains(r#"src="app.js""#) && super::INDEX.contains(r#"href="app.css""#));
+    }
+
+    #[test]
+    fn connections_go_to_this_origin_and_the_upload_origin_only() {
+        let policy = |o| super::csp(o).to_str().map(str::to_owned).unwrap_or_default();
+        assert!(policy(None).contains("connect-src 'self';"), "{}", policy(None));
+        let aws = policy(Some("https://docs.s3.eu-west-1.amazonaws.com"));
+        assert!(aws.contains("connect-src 'self' https://docs.s3.eu-west-1.amazonaws.com;"), "{aws}");
+        assert!(policy(Some("https://x; script-src *")).contains("connect-src 'self';"), "no policy injection");
     }
 }

@@ -55,6 +55,15 @@ pub struct SearchResponse {
     pub results: Vec<SearchResult>,
     pub next_cursor: Option<String>,
     pub took_ms: f64,
+    pub usage: SearchUsage,
+}
+
+/// What this search's embedding calls were billed: the query's (none when its vector was cached,
+/// or in keyword mode) and semantic highlights'. The local model bills nothing.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchUsage {
+    pub tokens: u64,
+    pub cost_usd: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -110,6 +119,8 @@ async fn answer<B: Backend>(
     started: Instant,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let req = body(payload)?;
+    // Every embedding call of this request goes through it, for `usage`.
+    let embedder = quarry_pipeline::usage::Metered::new(app.backend.embedder());
     let query = req.query.trim();
     if query.is_empty() {
         return Err(ApiError::bad_request("empty_query", "query must contain some text"));
@@ -168,7 +179,7 @@ async fn answer<B: Backend>(
             let first = req.cursor.is_none();
             let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
             // Embedded only where the mode needs it, while the keyword lists run.
-            let vector = query::embed_query(app.backend.embedder(), &app.queries, query);
+            let vector = query::embed_query(&embedder, &app.queries, query);
             let hits =
                 retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter, Fusion::DEFAULT).await?;
             let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
@@ -185,9 +196,12 @@ async fn answer<B: Backend>(
         }
     };
     // The query's vector is in the cache by now (or was never needed: keyword mode).
-    let query_vector =
-        if mode.needs_vector() && req.semantic_highlights { Some(embed_query(app, query).await?) } else { None };
-    let marks = highlight_hits(app.backend.embedder(), query, query_vector.as_deref(), &page).await?;
+    let query_vector = if mode.needs_vector() && req.semantic_highlights {
+        Some(query::embed_query(&embedder, &app.queries, query).await?)
+    } else {
+        None
+    };
+    let marks = highlight_hits(&embedder, query, query_vector.as_deref(), &page).await?;
     let results = page
         .into_iter()
         .zip(marks)
@@ -205,9 +219,7 @@ async fn answer<B: Backend>(
         })
         .collect();
     let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, next_snapshot, &fingerprint));
-    Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3 }))
-}
-
-async fn embed_query<B: Backend>(app: &App<B>, query: &str) -> Result<Vec<f32>, ApiError> {
-    Ok(query::embed_query(app.backend.embedder(), &app.queries, query).await?)
+    let used = embedder.used();
+    let usage = SearchUsage { tokens: used.tokens, cost_usd: used.dollars() };
+    Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3, usage }))
 }

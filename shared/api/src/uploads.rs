@@ -53,8 +53,10 @@ pub struct UploadRequest {
 pub struct UploadReceived {
     pub key: String,
     pub document_id: String,
+    /// The batch indexing it; `null` if it could not be started (the file is kept: a watching
+    /// server indexes it anyway, and `POST /v1/batches` with its key starts one).
     #[schema(value_type = Object)]
-    pub batch: BatchStarted,
+    pub batch: Option<BatchStarted>,
 }
 
 #[utoipa::path(get, path = "/v1/uploads", responses((status = 200, body = UploadsInfo)))]
@@ -121,7 +123,15 @@ pub(crate) async fn put_file<B: Backend>(
     screen(limits, &key, bytes.len() as u64, content_type, head).map_err(refused)?;
     inbox.put_new(&key, &bytes).await.map_err(|e| taken(&key, e))?;
     tracing::info!(key = %key, bytes = bytes.len(), "file received");
-    let batch = app.backend.starter().start(&BatchRequest { prefix: None, keys: vec![key.clone()] }).await?;
+    // The file is written: whatever happens now, the answer is 201, or a client's retry would
+    // find its own file and read "name taken".
+    let batch = match app.backend.starter().start(&BatchRequest { prefix: None, keys: vec![key.clone()] }).await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(key = %key, error = %quarry_core::error::chain(&e), "file written, but its batch did not start");
+            None
+        }
+    };
     let received = UploadReceived {
         document_id: DocumentId::for_key(&key).as_str().to_owned(),
         key: key.as_str().to_owned(),

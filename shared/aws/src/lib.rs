@@ -91,6 +91,8 @@ pub struct Clients {
     pub s3vectors: aws_sdk_s3vectors::Client,
     pub sesv2: aws_sdk_sesv2::Client,
     pub sns: aws_sdk_sns::Client,
+    /// The one endpoint every client uses, where one is set (an emulator).
+    pub endpoint: Option<String>,
 }
 
 impl Clients {
@@ -136,6 +138,7 @@ impl Clients {
             s3vectors: aws_sdk_s3vectors::Client::from_conf(s3vectors),
             sesv2: aws_sdk_sesv2::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
+            endpoint: config.endpoint_url().map(str::to_owned),
         }
     }
 }
@@ -157,7 +160,7 @@ impl Adapters {
     /// The adapters over `clients` for `resources`.
     pub fn new(resources: Resources, clients: Clients) -> Adapters {
         Adapters {
-            source: S3Source::new(clients.s3.clone(), &resources.bucket),
+            source: S3Source::new(clients.s3.clone(), &resources.bucket).with_endpoint(clients.endpoint.clone()),
             queue: SqsQueue::new(clients.sqs.clone(), &resources.queue_url),
             state: DynamoState::new(clients.dynamodb.clone(), &resources.table),
             vectors: S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index),

@@ -14,11 +14,18 @@ use crate::port_error;
 pub struct S3Source {
     client: Client,
     bucket: String,
+    endpoint: Option<String>,
 }
 
 impl S3Source {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        S3Source { client, bucket: bucket.into() }
+        S3Source { client, bucket: bucket.into(), endpoint: None }
+    }
+
+    /// The endpoint the client was pointed at (an emulator), where presigned URLs then point.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
     }
 
     pub fn bucket(&self) -> &str {
@@ -113,6 +120,18 @@ impl BlobSource for S3Source {
 pub const UPLOAD_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl UploadGranter for S3Source {
+    /// The client's endpoint where one is set (an emulator, path-style), else the bucket's
+    /// virtual-hosted endpoint in its region, which is where the SDK presigns for a bucket name
+    /// without dots (the template's are).
+    fn origin(&self) -> Option<String> {
+        let url = match &self.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => format!("https://{}.s3.{}.amazonaws.com", self.bucket, self.client.config().region()?.as_ref()),
+        };
+        let (scheme, rest) = url.split_once("://")?;
+        Some(format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)))
+    }
+
     /// A presigned PUT for exactly this key, size and type, and only if no object has the key
     /// (`If-None-Match: *`, which S3 checks on write even if an object appears after this look).
     /// The URL can do what the signing role can; the bucket's CORS lets the page's origin use it.

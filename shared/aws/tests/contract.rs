@@ -54,15 +54,23 @@ async fn s3_blob_source() {
             .await
             .expect("put");
     }
-    let source = quarry_aws::S3Source::new(clients.s3, c.resources.bucket);
+    let source = quarry_aws::S3Source::new(clients.s3.clone(), &c.resources.bucket);
+    // Without an endpoint, the bucket's own in its region: what a page's CSP allows on AWS.
+    assert_eq!(
+        quarry_core::ports::UploadGranter::origin(&source),
+        Some(format!("https://{}.s3.us-east-1.amazonaws.com", c.resources.bucket))
+    );
+    let source = source.with_endpoint(Some(moto::endpoint().to_owned()));
+    let origin = quarry_core::ports::UploadGranter::origin(&source).expect("an origin");
     contract::blob_source(&source).await;
     // The presigned PUT, sent as the page sends it: the grant's method, URL and headers, no credentials.
     let http = reqwest::Client::new();
     contract::upload_granter(&source, |grant, bytes| {
-        let http = &http;
+        let (http, origin) = (&http, &origin);
         async move {
             assert_eq!(grant.expires_in_s, Some(quarry_aws::UPLOAD_URL_TTL.as_secs()));
             assert!(grant.url.contains("X-Amz-Signature="), "a presigned URL: {}", grant.url);
+            assert!(grant.url.starts_with(&format!("{origin}/")), "{} is at {origin}", grant.url);
             assert_eq!(grant.headers.get("content-type").map(String::as_str), Some("text/markdown"));
             let mut request = http.put(&grant.url).body(bytes);
             for (name, value) in &grant.headers {

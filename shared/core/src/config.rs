@@ -190,9 +190,10 @@ pub struct EmbedderSettings {
     pub openai_api_key: Option<Secret>,
     /// Embedding requests in flight at once, per process (an embed-worker, `quarry ingest`).
     pub openai_concurrency: u32,
-    /// The account's requests-per-minute limit, if it should be kept to rather than found by 429s.
+    /// Requests per minute this process may send (the account's limit divided by the processes
+    /// sharing it), kept to before sending rather than found by 429s.
     pub openai_requests_per_minute: Option<u32>,
-    /// The account's tokens-per-minute limit, likewise; no request is packed larger than it.
+    /// Tokens per minute this process may send, likewise; no request is packed larger than it.
     pub openai_tokens_per_minute: Option<u32>,
 }
 

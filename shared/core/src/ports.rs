@@ -201,10 +201,34 @@ pub struct ModelInfo {
     pub max_tokens: usize,
 }
 
+/// What embedding some texts is billed: the provider's tokens, and their price in billionths of
+/// a dollar. A model that runs here (the local one) bills nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub tokens: u64,
+    pub nanodollars: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.tokens += other.tokens;
+        self.nanodollars += other.nanodollars;
+    }
+
+    pub fn dollars(&self) -> f64 {
+        self.nanodollars as f64 / 1e9
+    }
+}
+
 /// Turns text into unit-length vectors.
 pub trait Embedder: Send + Sync {
     fn model(&self) -> &ModelInfo;
     fn embed(&self, texts: &[String]) -> impl Future<Output = Result<Vec<Vec<f32>>, PortError>> + Send;
+    /// What embedding `texts` is billed, counted as the provider counts; nothing by default.
+    fn usage(&self, texts: &[String]) -> Usage {
+        let _ = texts;
+        Usage::default()
+    }
 }
 
 /// One of two embedders, chosen at start-up (the local model or the OpenAI API): handlers stay
@@ -227,6 +251,13 @@ impl<A: Embedder, B: Embedder> Embedder for Either<A, B> {
         match self {
             Either::Left(a) => a.embed(texts).await,
             Either::Right(b) => b.embed(texts).await,
+        }
+    }
+
+    fn usage(&self, texts: &[String]) -> Usage {
+        match self {
+            Either::Left(a) => a.usage(texts),
+            Either::Right(b) => b.usage(texts),
         }
     }
 }
@@ -408,6 +439,11 @@ pub struct UploadGrant {
 
 /// Hands out places to upload files to: the local API itself, or presigned S3 PUTs.
 pub trait UploadGranter: Send + Sync {
+    /// The origin (`https://host[:port]`) the grants' URLs point at, where it is not the API's
+    /// own: a page's Content-Security-Policy lets it connect there and nowhere else.
+    fn origin(&self) -> Option<String> {
+        None
+    }
     /// Refuses (`Conflict`) a key that already names a file, where the target can tell: a page
     /// never silently replaces a document.
     fn grant(

@@ -134,7 +134,9 @@ impl BlobWriter for FolderSource {
         };
         tokio::fs::create_dir_all(dir).await.map_err(io_error("folder.put", &what))?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let temp = dir.join(format!(".{}.{}-{nanos}.upload", name.to_string_lossy(), std::process::id()));
+        // Short and fixed-length: a name near the file system's 255-byte limit must still fit.
+        let temp = dir.join(format!(".quarry-upload-{}-{nanos}", std::process::id()));
+        let _ = name;
         let written = async {
             let mut file = tokio::fs::File::create_new(&temp).await?;
             file.write_all(bytes).await?;
@@ -147,6 +149,10 @@ impl BlobWriter for FolderSource {
         let _ = tokio::fs::remove_file(&temp).await;
         written.map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => PortError::Conflict { operation: "folder.put" },
+            // No retry fixes these: a full disk, a file system without hard links, a bad name.
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::Unsupported | std::io::ErrorKind::InvalidInput => {
+                PortError::Permanent { operation: "folder.put", source: Box::new(e) }
+            }
             _ => io_error("folder.put", &what)(e),
         })
     }

@@ -155,7 +155,9 @@ impl OpenAiEmbedder {
                 Err(e) => {
                     let wait = match &e {
                         OpenAiError::Api(a) if a.throttled() || a.transient() => Some(a.retry_after),
-                        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() => Some(None),
+                        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() || r.is_body() => {
+                            Some(None)
+                        }
                         _ => None,
                     };
                     (e, wait)
@@ -222,7 +224,7 @@ fn classify(e: OpenAiError) -> PortError {
             PortError::Throttled { operation: OP, retry_after: a.retry_after, source: Some(Box::new(e)) }
         }
         OpenAiError::Api(a) if a.transient() => PortError::Transient { operation: OP, source: Box::new(e) },
-        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() => {
+        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() || r.is_body() => {
             PortError::Transient { operation: OP, source: Box::new(e) }
         }
         _ => permanent(e),
@@ -253,6 +255,12 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
 impl Embedder for OpenAiEmbedder {
     fn model(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The embeddings endpoint bills the inputs' cl100k tokens, at the model's list price.
+    fn usage(&self, texts: &[String]) -> quarry_core::ports::Usage {
+        let tokens: u64 = texts.iter().map(|t| pack::tokens(t) as u64).sum();
+        quarry_core::ports::Usage { tokens, nanodollars: tokens * nanodollars_per_token(&self.options.model) }
     }
 
     #[tracing::instrument(skip_all, err, fields(texts = texts.len()))]

@@ -158,6 +158,9 @@ async fn vectors_come_back_in_order_unit_length_and_batched() {
         let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!(v.iter().zip(&want).all(|(a, b)| (a - b / norm).abs() < 1e-5), "the vector for {t:?}, normalised");
     }
+    // Billed as OpenAI counts: cl100k tokens at the model's list price ($0.02 per million).
+    let usage = e.usage(&["hello world".to_owned(), "hello world".to_owned()]);
+    assert_eq!((usage.tokens, usage.nanodollars), (4, 80));
     let requests = fake.requests.lock().unwrap();
     let sizes: Vec<usize> = requests.iter().map(|r| r["input"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, [4, 4, 2], "at most max_inputs per request");

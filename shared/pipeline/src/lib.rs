@@ -17,6 +17,7 @@ pub mod coalesce;
 pub mod index;
 pub mod query;
 pub mod runner;
+pub mod usage;
 
 pub use batch::{Plan, Planner, batch_id, report_end, retry_request};
 pub use coalesce::CoalescingEmbedder;
