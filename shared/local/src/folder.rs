@@ -126,7 +126,7 @@ impl BlobWriter for FolderSource {
         use tokio::io::AsyncWriteExt;
         let path = self.path_of(key)?;
         let what = format!("file {key}");
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
             return Err(PortError::InvalidInput {
                 operation: "folder.put",
                 reason: format!("key {key:?} names no file"),
@@ -136,7 +136,6 @@ impl BlobWriter for FolderSource {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         // Short and fixed-length: a name near the file system's 255-byte limit must still fit.
         let temp = dir.join(format!(".quarry-upload-{}-{nanos}", std::process::id()));
-        let _ = name;
         let written = async {
             let mut file = tokio::fs::File::create_new(&temp).await?;
             file.write_all(bytes).await?;
