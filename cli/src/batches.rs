@@ -2,8 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use quarry_core::ports::{BatchOutcome, BatchTracker};
+use quarry_core::ports::{BatchOutcome, BatchTracker, Usage};
+use quarry_core::spend::{SpendLedger, SpendScope};
 use quarry_core::{BatchId, Config};
+
+/// `1,234 tokens ($0.0000)`: what embedding was billed.
+pub fn spend_line(used: Usage) -> String {
+    format!("{} tokens embedded (${:.4})", used.tokens, used.dollars())
+}
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -39,9 +45,16 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
             }
             for (id, _) in batches {
                 let c = store.counters(&id).await?;
+                let used = store.spent(&SpendScope::Batch(id.clone())).await?.used;
                 println!(
-                    "{id}  {} documents: {} done, {} unchanged, {} failed, {} pending",
-                    c.total, c.done, c.skipped, c.failed, c.pending
+                    "{id}  {} documents: {} done, {} unchanged, {} failed, {} pending{}; ${:.4}",
+                    c.total,
+                    c.done,
+                    c.skipped,
+                    c.failed,
+                    c.pending,
+                    if c.paused > 0 { format!(" ({} paused)", c.paused) } else { String::new() },
+                    used.dollars()
                 );
             }
         }
@@ -54,6 +67,11 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<()> {
             println!("  unchanged  {}", c.skipped);
             println!("  failed     {}", c.failed);
             println!("  pending    {} ({} of {} bytes processed)", c.pending, c.bytes_done, c.bytes_total);
+            if c.paused > 0 {
+                println!("  paused     {} (budget_exhausted: `quarry retry {id}` once the budget allows)", c.paused);
+            }
+            let used = store.spent(&SpendScope::Batch(id.clone())).await?.used;
+            println!("  spent      {}", spend_line(used));
             for (key, f) in store.failures(&id).await? {
                 println!("  failed {key}: {} ({}{})", f.message, f.code, if f.retryable { ", retryable" } else { "" });
             }
@@ -67,9 +85,16 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
     let target = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?;
     let store = target.open_existing()?;
     let batch = BatchId::new(args.id.as_str());
-    let failed = store.failures(&batch).await?;
+    // Failed documents, and those a budget paused: the batch resumes under its own id.
+    let mut failed = store.failures(&batch).await?;
+    let paused = store.paused(&batch).await?;
+    failed.extend(
+        paused.into_iter().map(|(key, reason)| {
+            (key, quarry_core::Failure { code: reason, message: "paused".into(), retryable: true })
+        }),
+    );
     if failed.is_empty() {
-        println!("batch {batch} has no failed documents");
+        println!("batch {batch} has no failed or paused documents");
         return Ok(());
     }
     // Lines of a JSONL file that are not documents are still not documents; the rest can be retried.
@@ -83,10 +108,14 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
                 still += 1;
                 println!("  still failing {key}: {} ({})", failure.message, failure.code);
             }
+            Some(BatchOutcome::Paused { reason }) => {
+                still += 1;
+                println!("  still paused {key}: {reason}");
+            }
             Some(_) => fixed += 1,
             None => {}
         })
         .await?;
-    println!("batch {batch}: retried {}, {fixed} now indexed, {still} still failing", failed.len());
+    println!("batch {batch}: retried {}, {fixed} now indexed, {still} still failing or paused", failed.len());
     Ok(())
 }

@@ -8,12 +8,29 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quarry_core::event::Event;
-use quarry_core::ports::{BatchOutcome, Blob, BlobInfo, BlobSource, EventPublisher, IndexJob};
+use quarry_core::ports::{BatchOutcome, Blob, BlobInfo, BlobSource, Either, EventPublisher, IndexJob};
 use quarry_core::{Config, DocumentKey, PortError};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_local::{FolderSource, JsonlSource, Rejected, SqliteStore};
+use quarry_openai::OpenAiEmbedder;
 use quarry_pipeline::{CoalescingEmbedder, Indexer, Planner, Retries, Runner};
-use quarry_text::{Preparer, WordPiece};
+use quarry_text::{Preparer, TokenCounter, WordPiece};
+
+/// The embedder the configuration picks: the local model, or OpenAI's API.
+pub type ConfiguredEmbedder = Either<LocalEmbedder, OpenAiEmbedder>;
+
+/// The embedder `config` asks for; the local model is loaded with `options` only when it is the one.
+pub fn embedder(config: &Config, options: EmbedOptions) -> Result<ConfiguredEmbedder, crate::SetupError> {
+    Ok(match quarry_openai::from_settings(&config.embedder).map_err(crate::SetupError::OpenAi)? {
+        Some(openai) => Either::Right(openai),
+        None => {
+            Either::Left(LocalEmbedder::load(&config.model.resolved_dir(), options).map_err(crate::SetupError::Model)?)
+        }
+    })
+}
+
+/// What chunks are measured in: the configured embedder's own tokens.
+pub type ChunkTokens = Box<dyn TokenCounter>;
 
 /// How long one run may hold a document before another may take it over.
 const LEASE: Duration = Duration::from_secs(300);
@@ -140,7 +157,7 @@ impl BlobSource for Source {
 
 /// The indexer over the local adapters.
 pub type LocalIndexer<'a> =
-    Indexer<'a, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, Preparer<WordPiece>>;
+    Indexer<'a, Source, SqliteStore, CoalescingEmbedder, SqliteStore, SqliteStore, Preparer<ChunkTokens>, SqliteStore>;
 
 /// Quarry's events on this machine (a batch that ended with failures): handed to whoever listens
 /// (`quarry serve` routes them with its alert routes), dropped when no one does. `quarry ingest`
@@ -166,28 +183,32 @@ pub type LocalRunner<'a> = Runner<
     CoalescingEmbedder,
     SqliteStore,
     SqliteStore,
-    Preparer<WordPiece>,
+    Preparer<ChunkTokens>,
     SqliteStore,
     LocalEvents,
+    SqliteStore,
 >;
 
 #[derive(Debug)]
 pub struct Local {
     /// The local model behind a merging queue: documents in flight share model calls.
     pub embedder: CoalescingEmbedder,
-    pub preparer: Preparer<WordPiece>,
+    pub preparer: Preparer<ChunkTokens>,
     pub source: Source,
     pub store: SqliteStore,
     pub events: LocalEvents,
+    /// The budgets indexing is held to (the store keeps the spend).
+    pub budget: quarry_core::config::Budget,
 }
 
 impl Local {
     /// Call inside the tokio runtime (the merging queue runs on it).
     pub fn load(config: &Config, source: Source, store: SqliteStore) -> Result<Self, crate::SetupError> {
         let model_dir = config.model.resolved_dir();
-        let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).map_err(crate::SetupError::Model)?;
-        let tokenizer =
-            WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)?;
+        let embedder = embedder(config, EmbedOptions::default())?;
+        let tokenizer = quarry_openai::chunk_counter(&config.embedder, || {
+            WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)
+        })?;
         let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
         Ok(Local {
             embedder,
@@ -195,6 +216,7 @@ impl Local {
             source,
             store,
             events: LocalEvents::default(),
+            budget: config.budget.clone(),
         })
     }
 
@@ -214,6 +236,8 @@ impl Local {
             writer: &self.store,
             preparer: &self.preparer,
             lease: LEASE,
+            spend: &self.store,
+            budget: &self.budget,
         }
     }
 }

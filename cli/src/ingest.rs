@@ -27,11 +27,63 @@ pub struct Args {
     /// No progress bar (for logs and scripts).
     #[arg(long)]
     quiet: bool,
+    /// Print what indexing would send and cost (documents, chunks, tokens after the cache,
+    /// dollars) and stop: nothing is embedded or written.
+    #[arg(long)]
+    estimate: bool,
+}
+
+/// `quarry ingest --estimate`: the pipeline's estimator over this input and its index, if any.
+async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Result<()> {
+    use quarry_core::ports::{BlobSource, Embedder, ModelInfo, Usage};
+    let (source, rejected) = target.source()?;
+    let store = if target.state_db().is_file() { Some(target.open_existing()?) } else { None };
+    let model_dir = config.model.resolved_dir();
+    let counter = quarry_openai::chunk_counter(&config.embedder, || {
+        quarry_text::WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)
+    })?;
+    let preparer = quarry_text::Preparer::new(config, counter);
+    let openai = quarry_openai::from_settings(&config.embedder).map_err(crate::SetupError::OpenAi)?;
+    let local = ModelInfo {
+        id: quarry_embed::MODEL_ID.to_owned(),
+        dimension: quarry_embed::DIMENSION,
+        max_tokens: quarry_embed::MAX_TOKENS,
+    };
+    let model = openai.as_ref().map_or(&local, |o| o.model());
+    let price = |texts: &[String]| openai.as_ref().map_or_else(Usage::default, |o| o.usage(texts));
+    let mut keys: Vec<DocumentKey> = source.list("").await?.into_iter().map(|b| b.key).collect();
+    keys.sort();
+    let estimator = quarry_pipeline::estimate::Estimator {
+        source: &source,
+        reader: store.as_ref(),
+        cache: store.as_ref(),
+        preparer: &preparer,
+        model,
+        price: &price,
+    };
+    let e = estimator.estimate(&keys).await?;
+    let failing = e.failing + rejected.len() as u64;
+    println!(
+        "estimate: {} documents ({} unchanged, {failing} would fail), {} chunks ({} cached), {} to embed: {} tokens billed, ${:.4} with {}",
+        e.documents + rejected.len() as u64,
+        e.unchanged,
+        e.chunks,
+        e.cached,
+        e.chunks - e.cached,
+        e.usage.tokens,
+        e.usage.dollars(),
+        model.id,
+    );
+    println!("nothing was embedded or written");
+    Ok(())
 }
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
     let target = crate::engine::Target::resolve(&args.input, args.state.as_deref())?;
+    if args.estimate {
+        return estimate(&config, &target).await;
+    }
     let Some((lock, store)) = target.open_for_writing()? else {
         anyhow::bail!("another `quarry ingest` is running on {}", args.input.display())
     };
@@ -57,6 +109,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let mut failures: Vec<(DocumentKey, Failure)> =
         plan.refused.iter().cloned().chain(not_documents.into_iter().map(|(k, _, f)| (k, f))).collect();
     let (mut indexed, mut chunks, mut unchanged, mut failed, mut busy) = (0, 0u64, 0, failures.len(), 0);
+    let mut paused = 0;
     local
         .run(&plan.jobs, usize::from(args.workers), |key, size, outcome| {
             match outcome {
@@ -67,6 +120,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
                     chunks += u64::from(*n);
                 }
                 Some(BatchOutcome::Unchanged { .. }) => unchanged += 1,
+                Some(BatchOutcome::Paused { .. }) => paused += 1,
                 Some(BatchOutcome::Failed { failure, .. }) => {
                     failed += 1;
                     failures.push((key.clone(), failure.clone()));
@@ -82,13 +136,24 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let removed = local.remove_missing(&plan.listed.iter().map(|b| &b.key).collect()).await?;
 
     let c = local.store.counters(&batch).await?;
+    let spent =
+        quarry_core::spend::SpendLedger::spent(&local.store, &quarry_core::spend::SpendScope::Batch(batch.clone()))
+            .await?
+            .used;
     drop(lock);
     println!(
-        "batch {batch}: {} documents, {indexed} indexed ({chunks} chunks), {unchanged} unchanged, {failed} failed, {removed} removed{} in {:.1}s",
+        "batch {batch}: {} documents, {indexed} indexed ({chunks} chunks), {unchanged} unchanged, {failed} failed, {removed} removed{} in {:.1}s; {}",
         c.total,
         if busy > 0 { format!(", {busy} busy elsewhere") } else { String::new() },
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        crate::batches::spend_line(spent),
     );
+    if paused > 0 {
+        println!(
+            "  paused {paused}: a budget was reached (nothing was spent on them); raise budget.daily_usd or \
+             budget.batch_usd, or wait for the day to turn (UTC), then `quarry retry {batch}`"
+        );
+    }
     failures.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, f) in &failures {
         println!("  failed {key}: {} ({})", f.message, f.code);

@@ -21,4 +21,6 @@ pub enum SetupError {
     Tokenizer(#[source] quarry_text::TokenizerError),
     #[error("cannot load the embedding model")]
     Model(#[source] quarry_embed::EmbedError),
+    #[error("cannot set up the OpenAI embedder")]
+    OpenAi(#[source] quarry_openai::OpenAiError),
 }

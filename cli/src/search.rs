@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quarry_core::Config;
-use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_embed::EmbedOptions;
 use quarry_pipeline::Mode;
 use quarry_pipeline::query::Fusion;
 
@@ -47,15 +47,12 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let top_k = usize::from(args.top_k);
     let mode = args.mode;
     let embedder = if mode.needs_vector() {
-        Some(
-            LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 16 })
-                .map_err(crate::SetupError::Model)?,
-        )
+        Some(crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 16 })?)
     } else {
         None
     };
     let vector = match &embedder {
-        Some(e) => Some(e.embed_blocking(&[args.query.as_str()])?.remove(0)),
+        Some(e) => Some(quarry_core::ports::Embedder::embed(e, std::slice::from_ref(&args.query)).await?.remove(0)),
         None => None,
     };
     let mut hits = quarry_pipeline::retrieve(

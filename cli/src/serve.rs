@@ -16,8 +16,8 @@ use anyhow::Context;
 use quarry_api::{Backend, CursorKey};
 use quarry_core::config::Limits;
 use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource, IndexJob, JobQueue};
-use quarry_core::{Config, DocumentKey, PortError};
-use quarry_embed::{EmbedOptions, LocalEmbedder};
+use quarry_core::{BatchId, Config, DocumentKey, PortError};
+use quarry_embed::EmbedOptions;
 use quarry_local::{ChannelQueue, FolderSource, SqliteStore};
 
 use crate::engine::{Local, Source, Target};
@@ -60,7 +60,7 @@ const WORKERS: usize = 32;
 struct LocalBackend {
     local: Arc<Local>,
     /// Its own session: a query never waits behind a batch's merged embedding calls.
-    queries: LocalEmbedder,
+    queries: crate::engine::ConfiguredEmbedder,
     starter: LocalStarter,
     started: Arc<AtomicBool>,
     root: PathBuf,
@@ -68,7 +68,7 @@ struct LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    type Embedder = LocalEmbedder;
+    type Embedder = crate::engine::ConfiguredEmbedder;
     type Searcher = SqliteStore;
     type Documents = SqliteStore;
     type Writer = SqliteStore;
@@ -80,7 +80,7 @@ impl Backend for LocalBackend {
     type Uploads = FolderSource;
     type Inbox = FolderSource;
 
-    fn embedder(&self) -> &LocalEmbedder {
+    fn embedder(&self) -> &crate::engine::ConfiguredEmbedder {
         &self.queries
     }
     fn keywords(&self) -> Option<&SqliteStore> {
@@ -172,6 +172,18 @@ impl BatchStarter for LocalStarter {
         });
         Ok(plan.started)
     }
+
+    async fn resume(&self, batch: &BatchId, keys: &[DocumentKey]) -> Result<u64, PortError> {
+        let jobs = quarry_pipeline::index_jobs(keys.iter().map(|k| (k, None)), Some(batch));
+        let n = jobs.len() as u64;
+        let (queue, batch) = (self.queue.clone(), batch.clone());
+        tokio::spawn(async move {
+            if let Err(e) = queue.enqueue(&jobs).await {
+                tracing::error!(batch = %batch, error = %anyhow::Error::from(e), "cannot queue the batch's jobs");
+            }
+        });
+        Ok(n)
+    }
 }
 
 /// Jobs the local queue holds at most.
@@ -228,8 +240,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         config.alerts.routes.as_deref().map(quarry_alerts::Routes::load).transpose().context("alerts.routes")?;
     let events = routes.as_ref().map(|_| local.listen());
     let local = Arc::new(local);
-    let queries = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
-        .map_err(crate::SetupError::Model)?;
+    let queries = crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 1 })?;
     let started = Arc::new(AtomicBool::new(args.watch.is_none()));
     let (queue, jobs) = ChannelQueue::new(QUEUE_CAPACITY);
     tokio::spawn(work(Arc::clone(&local), jobs));

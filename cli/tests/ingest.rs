@@ -80,7 +80,7 @@ fn ingest_search_rerun_change_and_delete() {
     let shown = ok(&quarry(&["batches", &batch, "--dir"]).arg(&dir).output().expect("runs"));
     assert!(shown.contains("done       9") && shown.contains("failed     0"), "{shown}");
     let nothing = ok(&quarry(&["retry", &batch, "--dir"]).arg(&dir).output().expect("runs"));
-    assert!(nothing.contains("has no failed documents"), "{nothing}");
+    assert!(nothing.contains("has no failed or paused documents"), "{nothing}");
 
     let hits = ok(&quarry(&["search", "--mode", "semantic", "-k", "3", "--dir"])
         .arg(&dir)

@@ -11,6 +11,11 @@ backend, following AWS's documented semantics (docs/AWS.md says why an emulator 
   a filter on a non-filterable key, or an unknown operator, is a ValidationException;
 - returnMetadata / returnDistance decide what each result carries.
 
+It also makes each DynamoDB request atomic, as DynamoDB's are: moto serves requests on many
+threads and applies an update as read, change, write, so two concurrent `ADD`s on one item (eight
+workers moving a batch's counters, reserving one budget) could lose one. Requests to DynamoDB are
+serialised here; every other service is served as moto serves it.
+
 It prints the port on its first line of output and serves until its standard input closes, so the
 test process that started it takes it down when it exits, however it exits.
 """
@@ -22,6 +27,7 @@ import sys
 import threading
 
 from moto.core.responses import ActionResult
+from moto.dynamodb.responses import DynamoHandler
 from moto.s3vectors import urls as s3v_urls
 from moto.s3vectors.exceptions import ValidationError
 from moto.s3vectors.responses import S3VectorsResponse
@@ -189,6 +195,16 @@ def put_vectors(self):
     return _put_vectors(self)
 
 
+_DYNAMODB = threading.Lock()
+_dynamodb_call_action = DynamoHandler.call_action
+
+
+def dynamodb_call_action(self):
+    with _DYNAMODB:
+        return _dynamodb_call_action(self)
+
+
+DynamoHandler.call_action = dynamodb_call_action
 S3VectorsResponse.create_index = create_index
 S3VectorsResponse.put_vectors = put_vectors
 S3VectorsResponse.query_vectors = query_vectors

@@ -12,6 +12,7 @@ use quarry_core::ports::{
     BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, EventPublisher, IndexJob,
     VectorWriter,
 };
+use quarry_core::spend::SpendLedger;
 use quarry_lambda::sqs_batch;
 use quarry_pipeline::{Indexer, Retries, Runner};
 
@@ -20,8 +21,8 @@ pub const CONCURRENCY: usize = 4;
 
 /// The job runner over the AWS ports.
 #[derive(Debug)]
-pub struct Worker<'a, B, S, E, C, W, P, K, V> {
-    pub runner: Runner<'a, B, S, E, C, W, P, K, V>,
+pub struct Worker<'a, B, S, E, C, W, P, K, V, L> {
+    pub runner: Runner<'a, B, S, E, C, W, P, K, V, L>,
 }
 
 /// A message body that is not a job.
@@ -33,7 +34,7 @@ pub struct BadJob {
     pub source: serde_json::Error,
 }
 
-impl<'a, B, S, E, C, W, P, K, V> Worker<'a, B, S, E, C, W, P, K, V>
+impl<'a, B, S, E, C, W, P, K, V, L> Worker<'a, B, S, E, C, W, P, K, V, L>
 where
     B: BlobSource,
     S: CheckpointStore,
@@ -43,10 +44,11 @@ where
     P: DocumentPreparer,
     K: BatchTracker,
     V: EventPublisher,
+    L: SpendLedger,
 {
     /// The indexer, the tracker that records jobs of a batch, and where a batch's end with
     /// failures is published; retryable failures go back to the queue.
-    pub fn new(indexer: Indexer<'a, B, S, E, C, W, P>, batches: &'a K, events: &'a V) -> Self {
+    pub fn new(indexer: Indexer<'a, B, S, E, C, W, P, L>, batches: &'a K, events: &'a V) -> Self {
         Worker { runner: Runner { indexer, batches, events, retries: Retries::Redeliver } }
     }
 

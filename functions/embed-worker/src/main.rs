@@ -29,7 +29,9 @@ async fn main() -> Result<(), Error> {
         None => Either::Left(LocalEmbedder::load(&model_dir, EmbedOptions::default())?),
     };
     let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
-    let preparer = Preparer::new(&config, WordPiece::from_file(&model_dir.join("tokenizer.json"))?);
+    let tokens =
+        quarry_openai::chunk_counter(&config.embedder, || WordPiece::from_file(&model_dir.join("tokenizer.json")))?;
+    let preparer = Preparer::new(&config, tokens);
     let indexer = Indexer {
         source: &aws.source,
         state: &aws.state,
@@ -38,6 +40,8 @@ async fn main() -> Result<(), Error> {
         writer: &aws.vectors,
         preparer: &preparer,
         lease: LEASE,
+        spend: &aws.state,
+        budget: &config.budget,
     };
     let worker = Worker::new(indexer, &aws.state, &aws.events);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {

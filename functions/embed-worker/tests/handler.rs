@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use quarry_core::ports::{BatchTracker, CheckpointStore, DocumentReader, IndexJob, JobAction};
+use quarry_core::spend::NoLedger;
 use quarry_core::{BatchId, Config, ContentHash, DocumentId, DocumentKey, DocumentStatus};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embed_worker::Worker;
@@ -19,6 +20,7 @@ struct Fixture {
     events: MemoryEvents,
     embedder: CoalescingEmbedder,
     preparer: Preparer<WordPiece>,
+    budget: quarry_core::config::Budget,
 }
 
 impl Fixture {
@@ -33,6 +35,7 @@ impl Fixture {
             events: MemoryEvents::default(),
             embedder: CoalescingEmbedder::new(embedder, 64),
             preparer: Preparer::new(&Config::default(), tokenizer),
+            budget: quarry_core::config::Budget::default(),
         }
     }
 
@@ -49,6 +52,7 @@ impl Fixture {
         Preparer<WordPiece>,
         MemoryState,
         MemoryEvents,
+        NoLedger,
     > {
         let indexer = Indexer {
             source: &self.source,
@@ -58,6 +62,8 @@ impl Fixture {
             writer: &self.vectors,
             preparer: &self.preparer,
             lease: Duration::from_secs(900),
+            spend: &NoLedger,
+            budget: &self.budget,
         };
         Worker::new(indexer, &self.state, &self.events)
     }

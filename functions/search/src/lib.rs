@@ -13,7 +13,7 @@ use quarry_core::ports::{
     BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource, CheckpointStore, DocumentReader, Embedder,
     EventPublisher, JobQueue, ModelInfo, UploadGranter, VectorSearcher, VectorWriter,
 };
-use quarry_core::{DocumentId, DocumentKey, PortError};
+use quarry_core::{BatchId, DocumentId, DocumentKey, PortError};
 use quarry_embed::{EmbedError, EmbedOptions, LocalEmbedder};
 use quarry_pipeline::Planner;
 
@@ -105,6 +105,13 @@ where
         tracing::info!(batch = %plan.started.batch, documents = plan.started.documents, "batch started");
         Ok(plan.started)
     }
+
+    async fn resume(&self, batch: &BatchId, keys: &[DocumentKey]) -> Result<u64, PortError> {
+        let jobs = quarry_pipeline::index_jobs(keys.iter().map(|k| (k, None)), Some(batch));
+        self.queue.enqueue(&jobs).await?;
+        tracing::info!(batch = %batch, documents = jobs.len(), "batch resumed");
+        Ok(jobs.len() as u64)
+    }
 }
 
 /// Everything the API needs on AWS: the embedder, the vector store (searched, and written to delete
@@ -122,7 +129,7 @@ impl<E, V, S, B, Q, P> Backend for AwsBackend<E, V, S, B, Q, P>
 where
     E: Embedder + 'static,
     V: VectorSearcher + VectorWriter + 'static,
-    S: CheckpointStore + BatchTracker + DocumentReader + 'static,
+    S: CheckpointStore + BatchTracker + DocumentReader + quarry_core::spend::SpendLedger + 'static,
     B: BlobSource + UploadGranter + 'static,
     Q: JobQueue + 'static,
     P: EventPublisher + 'static,

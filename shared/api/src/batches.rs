@@ -1,6 +1,7 @@
 //! `POST /v1/batches`, `GET /v1/batches` and `GET /v1/batches/{id}`: start a batch through the
 //! backend's starter, list the recent ones, and read one's counts, rate, ETA and failures;
-//! `POST /v1/batches/{id}/retry` starts a batch over its failed documents.
+//! `POST /v1/batches/{id}/retry` starts a batch over its failed documents, or resumes one that a
+//! budget paused.
 
 use std::sync::Arc;
 
@@ -42,8 +43,12 @@ pub(crate) async fn start_batch<B: Backend>(
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchView {
     pub batch_id: String,
-    /// `running` while documents are pending, then `done`.
+    /// `running` while documents are pending, `paused` when a budget holds some of them back
+    /// (`reason`), then `done`.
     pub status: String,
+    /// Why the batch is paused (`budget_exhausted`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub documents: BatchDocuments,
     pub bytes_total: u64,
     pub bytes_done: u64,
@@ -54,12 +59,16 @@ pub struct BatchView {
     pub rate_bytes_per_s: Option<f64>,
     pub eta_s: Option<f64>,
     pub failures: Vec<BatchFailure>,
+    /// What the batch's embedding was billed so far (nothing with the local model).
+    pub usage: crate::search::SearchUsage,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchDocuments {
     pub total: u64,
     pub pending: u64,
+    /// Of the pending, those a budget paused: resumed by `POST /v1/batches/{id}/retry`.
+    pub paused: u64,
     pub indexed: u64,
     pub unchanged: u64,
     pub failed: u64,
@@ -84,15 +93,26 @@ pub(crate) async fn get_batch<B: Backend>(
     let c = tracker.counters(&id).await?;
     let t = tracker.timing(&id).await?;
     let failures = tracker.failures(&id).await?;
+    let used =
+        quarry_core::spend::SpendLedger::spent(tracker, &quarry_core::spend::SpendScope::Batch(id.clone())).await?.used;
     let elapsed_s = t.updated_ms.map(|u| (u - t.created_ms).max(1) as f64 / 1e3);
     let rate = elapsed_s.filter(|_| c.bytes_done > 0).map(|s| c.bytes_done as f64 / s);
     let eta = rate.map(|r| (c.bytes_total - c.bytes_done) as f64 / r);
     Ok(Json(BatchView {
         batch_id: id.as_str().to_owned(),
-        status: if c.pending > 0 { "running" } else { "done" }.to_owned(),
+        status: if c.paused > 0 {
+            "paused"
+        } else if c.pending > 0 {
+            "running"
+        } else {
+            "done"
+        }
+        .to_owned(),
+        reason: (c.paused > 0).then(|| quarry_pipeline::runner::BUDGET_EXHAUSTED.to_owned()),
         documents: BatchDocuments {
             total: c.total,
             pending: c.pending,
+            paused: c.paused,
             indexed: c.done,
             unchanged: c.skipped,
             failed: c.failed,
@@ -112,6 +132,7 @@ pub(crate) async fn get_batch<B: Backend>(
                 retryable: f.retryable,
             })
             .collect(),
+        usage: crate::search::SearchUsage::from(used),
     }))
 }
 
@@ -174,7 +195,16 @@ pub(crate) async fn retry_batch<B: Backend>(
     body(payload)?;
     let id = BatchId::new(id);
     // An unknown batch is a 404, not "nothing failed".
-    app.backend.batches().counters(&id).await?;
+    let counters = app.backend.batches().counters(&id).await?;
+    // Paused by a budget: the batch resumes under its own id, its failures with it.
+    if counters.paused > 0 {
+        let tracker = app.backend.batches();
+        let mut keys: Vec<_> = tracker.paused(&id).await?.into_iter().map(|(k, _)| k).collect();
+        keys.extend(tracker.failures(&id).await?.into_iter().map(|(k, _)| k));
+        app.backend.starter().resume(&id, &keys).await?;
+        let started = quarry_core::ports::BatchStarted { batch: id, documents: keys.len() as u64, missing: Vec::new() };
+        return Ok((StatusCode::ACCEPTED, Json(started)).into_response());
+    }
     let Some(request) = quarry_pipeline::retry_request(app.backend.batches(), &id).await? else {
         return Err(ApiError::bad_request("nothing_to_retry", format!("no document of batch {id} failed")));
     };

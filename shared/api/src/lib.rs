@@ -64,7 +64,8 @@ pub trait Backend: Send + Sync + 'static {
     type Documents: DocumentReader;
     type Writer: VectorWriter;
     type State: CheckpointStore;
-    type Batches: BatchTracker;
+    /// Batches, and what their embedding spent.
+    type Batches: BatchTracker + quarry_core::spend::SpendLedger;
     type Starter: BatchStarter;
     type Keywords: KeywordSearcher;
     type Fields: FieldCatalog;

@@ -66,6 +66,12 @@ pub struct SearchUsage {
     pub cost_usd: f64,
 }
 
+impl From<quarry_core::ports::Usage> for SearchUsage {
+    fn from(u: quarry_core::ports::Usage) -> Self {
+        SearchUsage { tokens: u.tokens, cost_usd: u.dollars() }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResult {
     pub document_id: String,
@@ -220,6 +226,6 @@ async fn answer<B: Backend>(
         .collect();
     let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, next_snapshot, &fingerprint));
     let used = embedder.used();
-    let usage = SearchUsage { tokens: used.tokens, cost_usd: used.dollars() };
+    let usage = SearchUsage::from(used);
     Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3, usage }))
 }

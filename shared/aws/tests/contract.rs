@@ -22,6 +22,12 @@ async fn dynamodb_batch_tracker() {
 }
 
 #[tokio::test]
+async fn dynamodb_spend_ledger() {
+    let (clients, c) = fresh(8).await;
+    contract::spend_ledger(&DynamoState::new(clients.dynamodb, c.resources.table)).await;
+}
+
+#[tokio::test]
 async fn dynamodb_alert_ledger() {
     let (clients, c) = fresh(8).await;
     contract::alert_ledger(&DynamoState::new(clients.dynamodb, c.resources.table)).await;

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::PiiKind;
 
 mod env;
-use env::ENV;
+mod spend;
+
+pub use env::parse_bytes;
+pub use spend::{Budget, Usd};
 
 /// Limits that protect the pipeline from hostile or accidental inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,16 +53,20 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Chunking {
-    /// Largest chunk in model tokens, special tokens ([CLS], [SEP]) included: the model's window.
-    /// Chunks are measured with the embedding model's own tokenizer.
+    /// Largest chunk in the local model's tokens, special tokens ([CLS], [SEP]) included: its
+    /// window. Chunks are measured with the embedding model's own tokenizer.
     pub max_tokens: u32,
     /// Tokens repeated from the end of one chunk at the start of the next.
     pub overlap_tokens: u32,
+    /// The same when OpenAI embeds, in its cl100k tokens: its window is 8,191 tokens, but a chunk
+    /// is what a hit shows and highlights, so it stays near a few paragraphs.
+    pub openai_max_tokens: u32,
+    pub openai_overlap_tokens: u32,
 }
 
 impl Default for Chunking {
     fn default() -> Self {
-        Chunking { max_tokens: 256, overlap_tokens: 32 }
+        Chunking { max_tokens: 256, overlap_tokens: 32, openai_max_tokens: 512, openai_overlap_tokens: 64 }
     }
 }
 
@@ -198,6 +205,12 @@ pub struct EmbedderSettings {
     pub openai_requests_per_minute: Option<u32>,
     /// Tokens per minute this process may send, likewise; no request is packed larger than it.
     pub openai_tokens_per_minute: Option<u32>,
+    /// Retries of a request answered 429 (not out of quota), 5xx, or lost to a timeout, before
+    /// the failure is handed back (to the queue on AWS; to the batch locally).
+    pub openai_max_retries: u32,
+    /// The model's price per million input tokens; the list price of the `text-embedding-3`
+    /// models when unset (docs/COSTS.md).
+    pub openai_usd_per_million_tokens: Option<Usd>,
 }
 
 impl Default for EmbedderSettings {
@@ -211,6 +224,8 @@ impl Default for EmbedderSettings {
             openai_concurrency: 4,
             openai_requests_per_minute: None,
             openai_tokens_per_minute: None,
+            openai_usd_per_million_tokens: None,
+            openai_max_retries: 3,
         }
     }
 }
@@ -254,6 +269,18 @@ pub struct Config {
     pub aws: Aws,
     pub embedder: EmbedderSettings,
     pub alerts: Alerts,
+    pub budget: Budget,
+}
+
+impl Config {
+    /// The chunk window and overlap, in the tokens of the embedder the configuration picks.
+    pub fn chunk_window(&self) -> (u32, u32) {
+        let c = &self.chunking;
+        match self.embedder.kind {
+            EmbedderKind::Local => (c.max_tokens, c.overlap_tokens),
+            EmbedderKind::Openai => (c.openai_max_tokens, c.openai_overlap_tokens),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -289,41 +316,6 @@ fn invalid(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError
     ConfigError::Invalid { setting: setting.to_owned(), value: value.to_owned(), reason: reason.into() }
 }
 
-/// Parses `50MB`, `50 MiB`, `1.5GB`, `1048576`: what people type for sizes.
-pub fn parse_bytes(setting: &str, value: &str) -> Result<u64, ConfigError> {
-    let v = value.trim();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1000,
-        "kib" => 1 << 10,
-        "mb" | "m" => 1000 * 1000,
-        "mib" => 1 << 20,
-        "gb" | "g" => 1000 * 1000 * 1000,
-        "gib" => 1 << 30,
-        _ => return Err(invalid(setting, value, "expected a size such as 50MB, 64MiB or 1048576")),
-    };
-    let n: f64 = num.parse().map_err(|_| invalid(setting, value, "expected a size such as 50MB, 64MiB or 1048576"))?;
-    let bytes = n * mult as f64;
-    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
-        return Err(invalid(setting, value, "size out of range"));
-    }
-    Ok(bytes as u64)
-}
-
-fn parse_num<T: std::str::FromStr>(setting: &str, value: &str) -> Result<T, ConfigError> {
-    value.trim().replace('_', "").parse().map_err(|_| invalid(setting, value, "expected a whole number"))
-}
-
-fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "on" | "yes" => Ok(true),
-        "0" | "false" | "off" | "no" => Ok(false),
-        _ => Err(invalid(setting, value, "expected on/off (true/false, 1/0)")),
-    }
-}
-
 impl Config {
     /// Reads the file named by `QUARRY_CONFIG` (or `file`, which wins) and then the `QUARRY_*`
     /// variables of the process environment.
@@ -349,68 +341,6 @@ impl Config {
         }
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    fn apply_env(&mut self, name: &str, v: &str) -> Result<(), ConfigError> {
-        let l = &mut self.limits;
-        match name {
-            "QUARRY_CONFIG" | "QUARRY_LOG" => {}
-            "QUARRY_MAX_FILE_BYTES" => l.max_file_bytes = parse_bytes(name, v)?,
-            "QUARRY_MAX_CHARS" => l.max_chars = parse_num(name, v)?,
-            "QUARRY_MAX_PDF_PAGES" => l.max_pdf_pages = parse_num(name, v)?,
-            "QUARRY_DOCX_MAX_RATIO" => l.docx_max_ratio = parse_num(name, v)?,
-            "QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES" => l.docx_max_uncompressed_bytes = parse_bytes(name, v)?,
-            "QUARRY_JSON_MAX_DEPTH" => l.json_max_depth = parse_num(name, v)?,
-            "QUARRY_HTML_MAX_DEPTH" => l.html_max_depth = parse_num(name, v)?,
-            "QUARRY_CHUNK_MAX_TOKENS" => self.chunking.max_tokens = parse_num(name, v)?,
-            "QUARRY_CHUNK_OVERLAP_TOKENS" => self.chunking.overlap_tokens = parse_num(name, v)?,
-            "QUARRY_REDACT" => self.redaction.enabled = parse_bool(name, v)?,
-            "QUARRY_REDACT_DISABLE" => {
-                let mut set = BTreeSet::new();
-                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let kind = PiiKind::from_name(part).ok_or_else(|| {
-                        let names: Vec<_> = PiiKind::ALL.iter().map(|k| k.name()).collect();
-                        invalid(name, v, format!("unknown kind {part:?}; kinds are {}", names.join(", ")))
-                    })?;
-                    set.insert(kind);
-                }
-                self.redaction.disabled = set;
-            }
-            "QUARRY_MODEL_DIR" => self.model.dir = Some(PathBuf::from(v)),
-            "QUARRY_BIND" => self.server.bind = v.to_owned(),
-            "QUARRY_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_bytes(name, v)?,
-            "QUARRY_MAX_QUERY_CHARS" => self.server.max_query_chars = parse_num(name, v)?,
-            "QUARRY_MAX_CONCURRENCY" => self.server.max_concurrency = parse_num(name, v)?,
-            "QUARRY_API_KEY" => self.server.api_key = Some(Secret::new(v)),
-            "QUARRY_CURSOR_SECRET" => self.server.cursor_secret = Some(Secret::new(v)),
-            "QUARRY_BUCKET" => self.aws.bucket = Some(v.to_owned()),
-            "QUARRY_QUEUE_URL" => self.aws.queue_url = Some(v.to_owned()),
-            "QUARRY_TABLE" => self.aws.table = Some(v.to_owned()),
-            "QUARRY_ALERT_ROUTES" => self.alerts.routes = Some(v.to_owned()),
-            "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
-            "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
-            "QUARRY_EVENTS_TOPIC" => self.aws.events_topic = Some(v.to_owned()),
-            "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),
-            "QUARRY_EMBEDDER" => {
-                self.embedder.kind = match v.trim().to_ascii_lowercase().as_str() {
-                    "local" => EmbedderKind::Local,
-                    "openai" => EmbedderKind::Openai,
-                    _ => return Err(invalid(name, v, "expected local or openai")),
-                }
-            }
-            "QUARRY_OPENAI_MODEL" => self.embedder.openai_model = v.to_owned(),
-            "QUARRY_OPENAI_DIMENSIONS" => self.embedder.openai_dimensions = parse_num(name, v)?,
-            "QUARRY_OPENAI_BASE_URL" => self.embedder.openai_base_url = Some(v.to_owned()),
-            "QUARRY_OPENAI_API_KEY" => self.embedder.openai_api_key = Some(Secret::new(v)),
-            "QUARRY_OPENAI_CONCURRENCY" => self.embedder.openai_concurrency = parse_num(name, v)?,
-            "QUARRY_OPENAI_RPM" => self.embedder.openai_requests_per_minute = Some(parse_num(name, v)?),
-            "QUARRY_OPENAI_TPM" => self.embedder.openai_tokens_per_minute = Some(parse_num(name, v)?),
-            _ => {
-                let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
-                return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
-            }
-        }
-        Ok(())
     }
 
     /// Checks relations between settings that types alone cannot.
@@ -503,6 +433,28 @@ impl Config {
             c.overlap_tokens.to_string(),
             "must be at most half of chunking.max_tokens",
         )?;
+        check(
+            (16..=8191).contains(&c.openai_max_tokens),
+            "chunking.openai_max_tokens",
+            c.openai_max_tokens.to_string(),
+            "must be between 16 and 8191 (the model's window)",
+        )?;
+        check(
+            c.openai_overlap_tokens * 2 <= c.openai_max_tokens,
+            "chunking.openai_overlap_tokens",
+            c.openai_overlap_tokens.to_string(),
+            "must be at most half of chunking.openai_max_tokens",
+        )?;
+        let b = &self.budget;
+        check(
+            (1..=99).contains(&b.warn_percent),
+            "budget.warn_percent",
+            b.warn_percent.to_string(),
+            "must be between 1 and 99",
+        )?;
+        for (name, limit) in [("budget.daily_usd", b.daily_usd), ("budget.batch_usd", b.batch_usd)] {
+            check(limit != Some(Usd(0)), name, "0".into(), "must be above 0, or unset for no limit")?;
+        }
         Ok(())
     }
 }

@@ -370,6 +370,8 @@ pub struct BatchCounters {
     pub failed: u64,
     /// Unchanged since the last indexing: nothing to embed.
     pub skipped: u64,
+    /// Of the pending, those paused because a budget ran out (`BatchOutcome::Paused`).
+    pub paused: u64,
     pub bytes_total: u64,
     pub bytes_done: u64,
 }

@@ -16,6 +16,7 @@ pub mod lexicon;
 pub mod meta;
 pub mod metric;
 pub mod ports;
+pub mod spend;
 
 pub use config::{Config, ConfigError};
 pub use domain::*;

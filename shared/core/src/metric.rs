@@ -76,7 +76,7 @@ macro_rules! catalogue {
 catalogue! {
     // The indexing half: one document's lifecycle.
     DOCUMENTS = "documents", Counter, Count, ["outcome"],
-        "Documents processed, by outcome: indexed, unchanged, failed, busy (held by another worker), deleted.";
+        "Documents processed, by outcome: indexed, unchanged, failed, paused (a budget held it back), busy (held by another worker), deleted.";
     DOCUMENT_FAILURES = "document_failures", Counter, Count, ["code"],
         "Documents that could not be indexed, by error code (docs/TROUBLESHOOTING.md).";
     DOCUMENT_LATENCY = "document_latency", Histogram, Milliseconds, [],
@@ -128,6 +128,8 @@ pub mod outcome {
     pub const FAILED: &str = "failed";
     pub const BUSY: &str = "busy";
     pub const DELETED: &str = "deleted";
+    /// Held back by a budget; pending until the batch is resumed.
+    pub const PAUSED: &str = "paused";
 }
 
 /// Values of the `stage` dimension of [`STAGE_LATENCY`].

@@ -145,6 +145,10 @@ pub trait CheckpointStore: Send + Sync {
         failure: &Failure,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn forget(&self, document: &DocumentId) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Gives a lease back without an outcome (a budget ran out before the document was embedded):
+    /// the document is pending again, for whoever takes it next, at once rather than at the
+    /// lease's expiry. A document that is not `processing` is left as it is.
+    fn release(&self, document: &DocumentId) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// A batch's clock, in milliseconds since the Unix epoch.
@@ -179,6 +183,8 @@ pub trait BatchTracker: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// The documents that failed, with why, in key order.
     fn failures(&self, batch: &BatchId) -> impl Future<Output = Result<Vec<(DocumentKey, Failure)>, PortError>> + Send;
+    /// The documents paused (a budget ran out), with why, in key order: what resuming runs again.
+    fn paused(&self, batch: &BatchId) -> impl Future<Output = Result<Vec<(DocumentKey, String)>, PortError>> + Send;
     /// The `limit` most recently created batches, newest first, with when each was created.
     fn recent(&self, limit: usize) -> impl Future<Output = Result<Vec<(BatchId, i64)>, PortError>> + Send;
 }
@@ -187,9 +193,22 @@ pub trait BatchTracker: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum BatchOutcome {
-    Indexed { chunks: u32, bytes: u64 },
-    Unchanged { bytes: u64 },
-    Failed { failure: Failure, bytes: u64 },
+    Indexed {
+        chunks: u32,
+        bytes: u64,
+    },
+    Unchanged {
+        bytes: u64,
+    },
+    Failed {
+        failure: Failure,
+        bytes: u64,
+    },
+    /// Not embedded because a budget ran out: still pending (never failed), with why
+    /// (`budget_exhausted`), until the batch is resumed.
+    Paused {
+        reason: String,
+    },
 }
 
 /// The embedding model's identity: vectors from different models never mix in one index.
@@ -417,6 +436,10 @@ pub struct BatchStarted {
 /// Starts batches: locally a background task, on AWS the same jobs sent to SQS.
 pub trait BatchStarter: Send + Sync {
     fn start(&self, request: &BatchRequest) -> impl Future<Output = Result<BatchStarted, PortError>> + Send;
+    /// Runs `keys` of an existing batch again, under that batch (a resume after a budget was
+    /// raised, a retry of its failures): its counters follow the documents, and it ends when they
+    /// do. Returns how many jobs were queued.
+    fn resume(&self, batch: &BatchId, keys: &[DocumentKey]) -> impl Future<Output = Result<u64, PortError>> + Send;
 }
 
 /// Where to send a file added over the API (the search page's drop zone), once its name, size and

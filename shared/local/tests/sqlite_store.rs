@@ -50,6 +50,12 @@ async fn batch_tracker_contract() {
 }
 
 #[tokio::test]
+async fn spend_ledger_contract() {
+    let store = SqliteStore::open(&scratch("spend"), 8).expect("open");
+    quarry_testkit::contract::spend_ledger(&store).await;
+}
+
+#[tokio::test]
 async fn alert_ledger_contract() {
     let store = SqliteStore::open(&scratch("alerts"), 8).expect("open");
     quarry_testkit::contract::alert_ledger(&store).await;

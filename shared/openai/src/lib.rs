@@ -20,11 +20,13 @@ use quarry_core::ports::{Embedder, ModelInfo};
 mod limit;
 pub mod pack;
 mod wire;
+mod words;
 
 pub use pack::{MAX_INPUT_TOKENS, MAX_INPUTS, MAX_REQUEST_TOKENS};
 pub use wire::{ApiError, MAX_RETRY_AFTER};
+pub use words::Cl100k;
 
-/// The model's window, in its own tokens. Quarry's chunks (256 WordPiece tokens) are far below it.
+/// The model's window, in its own tokens. Quarry's chunks (512 cl100k tokens by default) are far below it.
 pub const MAX_TOKENS: usize = MAX_INPUT_TOKENS;
 
 /// How the embedder talks to the API.
@@ -48,6 +50,8 @@ pub struct Options {
     /// Kept to before sending, where the account's limits are known: fewer 429s to wait out.
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// What a token costs, in billionths of a dollar: the configured price, else the list price.
+    pub nanodollars_per_token: u64,
 }
 
 impl Default for Options {
@@ -64,6 +68,7 @@ impl Default for Options {
             concurrency: 4,
             requests_per_minute: None,
             tokens_per_minute: None,
+            nanodollars_per_token: nanodollars_per_token("text-embedding-3-small"),
         }
     }
 }
@@ -82,9 +87,28 @@ pub fn from_settings(settings: &quarry_core::config::EmbedderSettings) -> Result
         concurrency: settings.openai_concurrency as usize,
         requests_per_minute: settings.openai_requests_per_minute,
         tokens_per_minute: settings.openai_tokens_per_minute,
+        retries: settings.openai_max_retries,
+        // A price per million tokens, in nanodollars, is the per-token price in femtodollars.
+        nanodollars_per_token: settings.openai_usd_per_million_tokens.map_or_else(
+            || nanodollars_per_token(&settings.openai_model),
+            |usd| (usd.nanodollars() as f64 / 1e6).round() as u64,
+        ),
         ..Options::default()
     };
     OpenAiEmbedder::new(key, options).map(Some)
+}
+
+/// What chunks are measured in: the tokens of the embedder the configuration picks (cl100k when
+/// OpenAI embeds, else the local model's own `wordpiece`).
+/// The local tokenizer is loaded only when it is the one.
+pub fn chunk_counter<T: quarry_tokenizer::TokenCounter + 'static, E>(
+    settings: &quarry_core::config::EmbedderSettings,
+    wordpiece: impl FnOnce() -> Result<T, E>,
+) -> Result<Box<dyn quarry_tokenizer::TokenCounter>, E> {
+    Ok(match settings.kind {
+        quarry_core::config::EmbedderKind::Openai => Box::new(Cl100k),
+        quarry_core::config::EmbedderKind::Local => Box::new(wordpiece()?),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +217,7 @@ impl OpenAiEmbedder {
     }
 
     fn vectors(&self, response: wire::Response, asked: usize) -> Result<Vec<Vec<f32>>, PortError> {
-        let cost = response.usage.prompt_tokens * nanodollars_per_token(&self.options.model);
+        let cost = response.usage.prompt_tokens * self.options.nanodollars_per_token;
         metrics::counter!(quarry_core::metric::COST, "operation" => "embed").increment(cost);
         let mut data = response.data;
         data.sort_by_key(|e| e.index);
@@ -260,7 +284,7 @@ impl Embedder for OpenAiEmbedder {
     /// The embeddings endpoint bills the inputs' cl100k tokens, at the model's list price.
     fn usage(&self, texts: &[String]) -> quarry_core::ports::Usage {
         let tokens: u64 = texts.iter().map(|t| pack::tokens(t) as u64).sum();
-        quarry_core::ports::Usage { tokens, nanodollars: tokens * nanodollars_per_token(&self.options.model) }
+        quarry_core::ports::Usage { tokens, nanodollars: tokens * self.options.nanodollars_per_token }
     }
 
     #[tracing::instrument(skip_all, err, fields(texts = texts.len()))]

@@ -14,10 +14,12 @@
 use std::sync::Arc;
 
 use quarry_core::PortError;
-use quarry_core::ports::{Embedder, ModelInfo};
+use quarry_core::ports::{Embedder, ModelInfo, Usage};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, PortError>>;
+/// What a call to the inner embedder is billed.
+type Pricing = Arc<dyn Fn(&[String]) -> Usage + Send + Sync>;
 
 struct Request {
     texts: Vec<String>,
@@ -26,10 +28,18 @@ struct Request {
 
 /// An [`Embedder`] that merges concurrent calls into calls of up to `max_texts` texts on `inner`.
 /// Create it inside a tokio runtime: it runs one task that makes the calls.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CoalescingEmbedder {
     model: ModelInfo,
     queue: mpsc::UnboundedSender<Request>,
+    /// The inner embedder's pricing: what a call is billed does not change by merging.
+    usage: Pricing,
+}
+
+impl std::fmt::Debug for CoalescingEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoalescingEmbedder").field("model", &self.model).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Request {
@@ -47,8 +57,10 @@ impl CoalescingEmbedder {
     pub fn new<E: Embedder + 'static>(inner: E, max_texts: usize) -> Self {
         let model = inner.model().clone();
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(Arc::new(inner), rx, max_texts.max(1)));
-        CoalescingEmbedder { model, queue }
+        let inner = Arc::new(inner);
+        let priced = Arc::clone(&inner);
+        tokio::spawn(run(inner, rx, max_texts.max(1)));
+        CoalescingEmbedder { model, queue, usage: Arc::new(move |texts: &[String]| priced.usage(texts)) }
     }
 }
 
@@ -111,6 +123,10 @@ impl Embedder for CoalescingEmbedder {
         let (reply, rx) = oneshot::channel();
         self.queue.send(Request { texts: texts.to_vec(), reply }).map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
+    }
+
+    fn usage(&self, texts: &[String]) -> Usage {
+        (self.usage)(texts)
     }
 }
 
@@ -185,6 +201,29 @@ mod tests {
                 assert_eq!(r.expect("others embed").len(), texts(i).len(), "request {i}");
             }
         }
+    }
+
+    /// Bills a token per byte at 20 nanodollars.
+    struct Priced(ModelInfo);
+
+    impl Embedder for Priced {
+        fn model(&self) -> &ModelInfo {
+            &self.0
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+            Ok(texts.iter().map(|_| vec![1.0]).collect())
+        }
+        fn usage(&self, texts: &[String]) -> Usage {
+            let tokens = texts.iter().map(|t| t.len() as u64).sum::<u64>();
+            Usage { tokens, nanodollars: tokens * 20 }
+        }
+    }
+
+    #[tokio::test]
+    async fn merging_keeps_the_inner_embedders_price() {
+        let e = CoalescingEmbedder::new(Priced(ModelInfo { id: "p".into(), dimension: 1, max_tokens: 8 }), 64);
+        // Budgets reserve what this says before every call: merging must not hide it.
+        assert_eq!(e.usage(&["abcd".to_owned(), "ef".to_owned()]), Usage { tokens: 6, nanodollars: 120 });
     }
 
     #[tokio::test]

@@ -9,13 +9,17 @@
 use std::time::{Duration, Instant};
 
 use metrics::{counter, histogram};
+use quarry_core::config::Budget;
 use quarry_core::meta::ChunkMeta;
 use quarry_core::metric::{self, millis, stage};
 use quarry_core::ports::{
-    BlobInfo, BlobSource, Checkpoint, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, Lease, VectorRecord,
-    VectorWriter,
+    BlobInfo, BlobSource, Checkpoint, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache, Lease, Usage,
+    VectorRecord, VectorWriter,
 };
-use quarry_core::{ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
+use quarry_core::spend::{Reservation, SpendLedger};
+use quarry_core::{BatchId, ChunkId, Classify, ContentHash, DocumentId, DocumentKey, Failure, PortError};
+
+use crate::spend::{Exhausted, charges};
 
 /// How indexing one document ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,18 +27,18 @@ pub enum Outcome {
     Indexed {
         chunks: u32,
         bytes: u64,
+        /// What its embedding calls were billed (nothing for chunks found in the cache).
+        usage: Usage,
     },
     /// The same content is already indexed: nothing was embedded.
-    Unchanged {
-        bytes: u64,
-    },
+    Unchanged { bytes: u64 },
     /// The document itself is at fault (recorded with its reason; retrying will not help).
-    Failed {
-        failure: Failure,
-        bytes: u64,
-    },
+    Failed { failure: Failure, bytes: u64 },
     /// Another worker holds the document's lease; try again later.
     Busy,
+    /// A budget would be passed by embedding it: nothing was sent, the document waits (pending)
+    /// until the budget is raised or the day turns.
+    Paused { exhausted: Exhausted, bytes: u64 },
 }
 
 /// Forgets a document: its chunks leave the vector store, then its state goes. Returns how many
@@ -64,7 +68,7 @@ pub async fn reject<S: CheckpointStore, W: VectorWriter>(
 
 /// The ports and the preparer one indexing step needs.
 #[derive(Debug)]
-pub struct Indexer<'a, B, S, E, C, W, P> {
+pub struct Indexer<'a, B, S, E, C, W, P, L> {
     pub source: &'a B,
     pub state: &'a S,
     pub embedder: &'a E,
@@ -74,9 +78,12 @@ pub struct Indexer<'a, B, S, E, C, W, P> {
     pub preparer: &'a P,
     /// How long a worker may hold a document before another may take it over.
     pub lease: Duration,
+    /// Where embedding spend is reserved and counted, and the limits it is held to.
+    pub spend: &'a L,
+    pub budget: &'a Budget,
 }
 
-impl<B, S, E, C, W, P> Indexer<'_, B, S, E, C, W, P>
+impl<B, S, E, C, W, P, L> Indexer<'_, B, S, E, C, W, P, L>
 where
     B: BlobSource,
     S: CheckpointStore,
@@ -84,18 +91,24 @@ where
     C: EmbeddingCache,
     W: VectorWriter,
     P: DocumentPreparer,
+    L: SpendLedger,
 {
     /// Indexes the document at `key`. Port failures (throttling, I/O) are returned for the caller
     /// to retry; a bad document is an [`Outcome::Failed`], already recorded.
     pub async fn index(&self, key: &DocumentKey) -> Result<Outcome, PortError> {
-        self.index_sized(key, None).await
+        self.index_sized(key, None, None).await
     }
 
     /// [`Indexer::index`] for a document whose size its job already knows (an S3 event, a
     /// listing): screened on it first, without a request, so that a file too large to take is
-    /// never read into memory.
+    /// never read into memory. Its embedding is charged to today and to `batch`.
     #[tracing::instrument(skip_all, err, fields(key = %key))]
-    pub async fn index_sized(&self, key: &DocumentKey, size: Option<u64>) -> Result<Outcome, PortError> {
+    pub async fn index_sized(
+        &self,
+        key: &DocumentKey,
+        size: Option<u64>,
+        batch: Option<&BatchId>,
+    ) -> Result<Outcome, PortError> {
         if let Some(size) = size {
             let info = BlobInfo {
                 key: key.clone(),
@@ -137,7 +150,15 @@ where
             }
         };
         let step = Instant::now();
-        let vectors = self.vectors(&prepared.chunks).await?;
+        let (vectors, usage) = match self.vectors(&prepared.chunks, batch).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(exhausted)) => {
+                tracing::warn!(scope = %exhausted.scope.key(), "budget reached; document left pending");
+                self.state.release(&document).await?;
+                return Ok(Outcome::Paused { exhausted, bytes });
+            }
+            Err(e) => return Err(e),
+        };
         histogram!(metric::STAGE_LATENCY, "stage" => stage::EMBED).record(millis(step));
         let meta = ChunkMeta {
             key: key.clone(),
@@ -177,23 +198,52 @@ where
         self.state.checkpoint(&checkpoint).await?;
         histogram!(metric::STAGE_LATENCY, "stage" => stage::CHECKPOINT).record(millis(step));
         histogram!(metric::DOCUMENT_LATENCY).record(millis(started));
-        tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "indexed");
-        Ok(Outcome::Indexed { chunks, bytes })
+        tracing::info!(
+            chunks,
+            tokens = usage.tokens,
+            nanodollars = usage.nanodollars,
+            redactions = prepared.redactions.values().sum::<u32>(),
+            "indexed"
+        );
+        Ok(Outcome::Indexed { chunks, bytes, usage })
     }
 
     /// One vector per chunk: from the cache where the same text was embedded by the same model,
-    /// from the embedder for the rest (which are then cached).
-    async fn vectors(&self, chunks: &[quarry_core::Chunk]) -> Result<Vec<Vec<f32>>, PortError> {
+    /// from the embedder for the rest (which are then cached), with what they were billed. The
+    /// cost is reserved against the budgets before the call and settled after it; a refused
+    /// reservation sends nothing.
+    async fn vectors(
+        &self,
+        chunks: &[quarry_core::Chunk],
+        batch: Option<&BatchId>,
+    ) -> Result<Result<(Vec<Vec<f32>>, Usage), Exhausted>, PortError> {
         let model = self.embedder.model();
         let hashes: Vec<ContentHash> = chunks.iter().map(|c| ContentHash::of_text(&c.text)).collect();
         let mut vectors = self.cache.get(model, &hashes).await?;
         let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors.get(i).is_none_or(Option::is_none)).collect();
         counter!(metric::EMBEDDING_CACHE, "result" => "hit").increment((chunks.len() - missing.len()) as u64);
         counter!(metric::EMBEDDING_CACHE, "result" => "miss").increment(missing.len() as u64);
+        let mut billed = Usage::default();
         if !missing.is_empty() {
             let texts: Vec<String> = missing.iter().map(|&i| chunks[i].text.clone()).collect();
             let tokens: u64 = missing.iter().map(|&i| u64::from(chunks[i].tokens)).sum();
-            let fresh = crate::embed_timed(self.embedder, &texts, "index").await?;
+            let cost = self.embedder.usage(&texts);
+            // A model that bills nothing (the local one) is neither limited nor counted.
+            let charged = if cost.nanodollars > 0 { charges(self.budget, batch) } else { Vec::new() };
+            if !charged.is_empty()
+                && let Reservation::Refused { scope, held, limit } =
+                    self.spend.reserve(&charged, cost.nanodollars).await?
+            {
+                return Ok(Err(Exhausted { scope, held, limit }));
+            }
+            let result = crate::embed_timed(self.embedder, &texts, "index").await;
+            if !charged.is_empty() {
+                let scopes: Vec<_> = charged.into_iter().map(|c| c.scope).collect();
+                let used = if result.is_ok() { cost } else { Usage::default() };
+                self.spend.settle(&scopes, cost.nanodollars, used).await?;
+            }
+            let fresh = result?;
+            billed = cost;
             counter!(metric::TOKENS_EMBEDDED).increment(tokens);
             if fresh.len() != texts.len() {
                 return Err(PortError::InvalidInput {
@@ -210,7 +260,7 @@ where
             }
         }
         tracing::debug!(cached = chunks.len() - missing.len(), embedded = missing.len(), "chunk vectors");
-        Ok(vectors.into_iter().flatten().collect())
+        Ok(Ok((vectors.into_iter().flatten().collect(), billed)))
     }
 
     /// Removes a deleted document's chunks and state ([`forget`]).

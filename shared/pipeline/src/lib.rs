@@ -14,9 +14,11 @@
 
 pub mod batch;
 pub mod coalesce;
+pub mod estimate;
 pub mod index;
 pub mod query;
 pub mod runner;
+pub mod spend;
 pub mod usage;
 
 pub use batch::{Plan, Planner, batch_id, report_end, retry_request};

@@ -4,11 +4,13 @@
 //! many at once with [`Runner::run_all`]. Only the concurrency and [`Retries`] differ.
 
 use futures::StreamExt;
+use quarry_core::event::Severity;
 use quarry_core::metric::{self, outcome as named};
 use quarry_core::ports::{
     BatchOutcome, BatchTracker, BlobSource, CheckpointStore, DocumentPreparer, Embedder, EmbeddingCache,
     EventPublisher, IndexJob, JobAction, VectorWriter,
 };
+use quarry_core::spend::SpendLedger;
 use quarry_core::{Classify, DocumentId, DocumentKey, ErrorClass, Failure, PortError};
 
 use crate::count_error;
@@ -17,6 +19,9 @@ use crate::index::{Indexer, Outcome};
 fn count(outcome: &'static str) {
     metrics::counter!(metric::DOCUMENTS, "outcome" => outcome).increment(1);
 }
+
+/// Why a paused document waits: a budget would be passed by embedding it.
+pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
 
 /// What happens to a failure that may pass next time (throttling, a busy document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +36,14 @@ pub enum Retries {
 /// The indexer, the tracker a job's batch is recorded in, where a batch's end with failures is
 /// published, and what to do with retryable failures.
 #[derive(Debug)]
-pub struct Runner<'a, B, S, E, C, W, P, K, V> {
-    pub indexer: Indexer<'a, B, S, E, C, W, P>,
+pub struct Runner<'a, B, S, E, C, W, P, K, V, L> {
+    pub indexer: Indexer<'a, B, S, E, C, W, P, L>,
     pub batches: &'a K,
     pub events: &'a V,
     pub retries: Retries,
 }
 
-impl<B, S, E, C, W, P, K, V> Runner<'_, B, S, E, C, W, P, K, V>
+impl<B, S, E, C, W, P, K, V, L> Runner<'_, B, S, E, C, W, P, K, V, L>
 where
     B: BlobSource,
     S: CheckpointStore,
@@ -48,6 +53,7 @@ where
     P: DocumentPreparer,
     K: BatchTracker,
     V: EventPublisher,
+    L: SpendLedger,
 {
     /// Runs one job to its end. Returns how it ended for its batch (`None` for a deletion, or for
     /// a document another worker holds, which stays pending), or, with [`Retries::Redeliver`], the
@@ -62,14 +68,24 @@ where
         }
         // What a batch counts as processed for a document that failed before it was read.
         let size = job.size.unwrap_or(0);
-        let outcome = match self.indexer.index_sized(key, job.size).await {
-            Ok(Outcome::Indexed { chunks, bytes }) => {
+        let outcome = match self.indexer.index_sized(key, job.size, job.batch.as_ref()).await {
+            Ok(Outcome::Indexed { chunks, bytes, usage }) => {
                 // Deleted while it was being indexed, after its removal was handled: look once
                 // more, so that a deleted file never stays searchable.
                 if let Err(PortError::NotFound { .. }) = self.indexer.source.head(key).await {
                     self.indexer.remove(key).await?;
                 }
+                if usage.nanodollars > 0 {
+                    let charged = crate::spend::charges(self.indexer.budget, job.batch.as_ref());
+                    crate::spend::warn_if_near(self.indexer.spend, self.indexer.budget, &charged, self.events).await?;
+                }
                 Some(BatchOutcome::Indexed { chunks, bytes })
+            }
+            // Nothing was spent, nothing is lost: the document waits in its batch, which says why.
+            Ok(Outcome::Paused { exhausted, .. }) => {
+                let e = &exhausted;
+                self.events.publish(&crate::spend::budget_event(&e.scope, e.held, e.limit, Severity::Critical)).await?;
+                Some(BatchOutcome::Paused { reason: BUDGET_EXHAUSTED.to_owned() })
             }
             Ok(Outcome::Unchanged { bytes }) => Some(BatchOutcome::Unchanged { bytes }),
             Ok(Outcome::Failed { failure, bytes }) => Some(BatchOutcome::Failed { failure, bytes }),
@@ -117,6 +133,7 @@ where
         let name = match &outcome {
             Some(BatchOutcome::Indexed { .. }) => named::INDEXED,
             Some(BatchOutcome::Unchanged { .. }) => named::UNCHANGED,
+            Some(BatchOutcome::Paused { .. }) => named::PAUSED,
             Some(BatchOutcome::Failed { failure, .. }) => {
                 metrics::counter!(metric::DOCUMENT_FAILURES, "code" => failure.code.clone()).increment(1);
                 named::FAILED
@@ -204,6 +221,7 @@ mod tests {
         vectors: MemoryVectors,
         embedder: Lengths,
         events: quarry_testkit::fakes::MemoryEvents,
+        budget: quarry_core::config::Budget,
     }
 
     impl Fixture {
@@ -217,6 +235,7 @@ mod tests {
                 vectors: MemoryVectors::new(2),
                 embedder: Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 }),
                 events: quarry_testkit::fakes::MemoryEvents::default(),
+                budget: quarry_core::config::Budget::default(),
             }
         }
 
@@ -233,6 +252,7 @@ mod tests {
             Preparer<WordPiece>,
             MemoryState,
             quarry_testkit::fakes::MemoryEvents,
+            quarry_core::spend::NoLedger,
         > {
             Runner {
                 indexer: Indexer {
@@ -243,6 +263,8 @@ mod tests {
                     writer: &self.vectors,
                     preparer: &self.preparer,
                     lease: Duration::from_secs(60),
+                    spend: &quarry_core::spend::NoLedger,
+                    budget: &self.budget,
                 },
                 batches: &self.state,
                 events: &self.events,

@@ -71,6 +71,8 @@ async fn indexes_a_folder_and_follows_its_changes() {
         writer: &store,
         preparer: &preparer,
         lease: Duration::from_secs(60),
+        spend: &quarry_core::spend::NoLedger,
+        budget: &config.budget,
     };
     let keys: Vec<DocumentKey> =
         quarry_core::ports::BlobSource::list(&source, "").await.expect("list").into_iter().map(|b| b.key).collect();
@@ -126,7 +128,7 @@ async fn indexes_a_folder_and_follows_its_changes() {
     std::fs::write(files.join("notes/fiber.md"), shorter).expect("write");
     assert_eq!(
         indexer.index(&DocumentKey::new("notes/fiber.md")).await.expect("index"),
-        Outcome::Indexed { chunks: 1, bytes: shorter.len() as u64 }
+        Outcome::Indexed { chunks: 1, bytes: shorter.len() as u64, usage: quarry_core::ports::Usage::default() }
     );
     assert_eq!(store.chunk_ids(&fiber).expect("chunks").len(), 1);
     std::fs::write(files.join("omega.html"), b"\x89PNG\r\n\x1a\nnot html any more").expect("write");

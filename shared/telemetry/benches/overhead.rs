@@ -8,9 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use quarry_core::config::Budget;
 use quarry_core::config::Limits;
 use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{Embedder, IndexJob, ModelInfo, NoEvents, VectorRecord, VectorWriter};
+use quarry_core::spend::NoLedger;
 use quarry_core::{CharSpan, ChunkId, Config, DocumentId, DocumentKey, Format, PortError};
 use quarry_pipeline::{Indexer, Retries, Runner};
 use quarry_search::{AwsBackend, AwsStarter, cursor_key};
@@ -69,6 +71,7 @@ async fn documents<E: Embedder>(
         Preparer<WordPiece>,
         MemoryState,
         NoEvents,
+        NoLedger,
     >,
     source: &MemorySource,
     d: Duration,
@@ -124,7 +127,7 @@ fn main() {
         let (source, store, index) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(DIM));
         let embedder = Stub(model());
         let runner = Runner {
-            indexer: Indexer { source: &source, state: &store, embedder: &embedder, cache: &store, writer: &index, preparer: &preparer, lease: Duration::from_secs(60) },
+            indexer: Indexer { source: &source, state: &store, embedder: &embedder, cache: &store, writer: &index, preparer: &preparer, lease: Duration::from_secs(60), spend: &NoLedger, budget: &Budget::default() },
             batches: &store,
             events: &NoEvents,
             retries: Retries::Record,
@@ -147,7 +150,7 @@ fn main() {
             .expect("model");
         let (rsource, rstore, rindex) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(quarry_embed::DIMENSION));
         let real_runner = Runner {
-            indexer: Indexer { source: &rsource, state: &rstore, embedder: &real, cache: &rstore, writer: &rindex, preparer: &preparer, lease: Duration::from_secs(60) },
+            indexer: Indexer { source: &rsource, state: &rstore, embedder: &real, cache: &rstore, writer: &rindex, preparer: &preparer, lease: Duration::from_secs(60), spend: &NoLedger, budget: &Budget::default() },
             batches: &rstore,
             events: &NoEvents,
             retries: Retries::Record,

@@ -216,6 +216,7 @@ struct State {
     documents: HashMap<DocumentId, Doc>,
     batches: HashMap<BatchId, Batch>,
     cache: HashMap<(String, usize, ContentHash), Vec<f32>>,
+    spend: HashMap<quarry_core::spend::SpendScope, quarry_core::spend::Spent>,
 }
 
 /// Document state, batches and the embedding cache in memory: one table, as DynamoDB is on AWS.
@@ -297,6 +298,14 @@ impl CheckpointStore for MemoryState {
         lock(&self.state).documents.remove(document);
         Ok(())
     }
+
+    async fn release(&self, document: &DocumentId) -> Result<(), PortError> {
+        if let Some(d) = lock(&self.state).documents.get_mut(document).filter(|d| d.status == "processing") {
+            d.status = "pending";
+            d.lease_until = None;
+        }
+        Ok(())
+    }
 }
 
 impl DocumentReader for MemoryState {
@@ -316,6 +325,7 @@ impl DocumentReader for MemoryState {
                         retryable: false,
                     }),
                 },
+                "pending" => DocumentStatus::Pending,
                 _ => DocumentStatus::Processing { attempt: d.attempts },
             },
             updated_ms: d.updated_ms,
@@ -345,8 +355,12 @@ impl BatchTracker for MemoryState {
                 Some(BatchOutcome::Indexed { .. }) => c.done += 1,
                 Some(BatchOutcome::Unchanged { .. }) => c.skipped += 1,
                 Some(BatchOutcome::Failed { .. }) => c.failed += 1,
+                Some(BatchOutcome::Paused { .. }) => {
+                    c.pending += 1;
+                    c.paused += 1;
+                }
             }
-            if outcome.is_some() {
+            if outcome.as_ref().is_some_and(|o| !matches!(o, BatchOutcome::Paused { .. })) {
                 c.bytes_done += bytes;
             }
         }
@@ -383,12 +397,63 @@ impl BatchTracker for MemoryState {
             .collect())
     }
 
+    async fn paused(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, String)>, PortError> {
+        let s = lock(&self.state);
+        let b = s.batches.get(batch).ok_or_else(|| PortError::NotFound { what: format!("batch {batch}") })?;
+        Ok(b.items
+            .iter()
+            .filter_map(|(k, (_, o))| match o {
+                Some(BatchOutcome::Paused { reason }) => Some((k.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn recent(&self, limit: usize) -> Result<Vec<(BatchId, i64)>, PortError> {
         let s = lock(&self.state);
         let mut all: Vec<(BatchId, i64)> = s.batches.iter().map(|(id, b)| (id.clone(), b.created_ms)).collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
         all.truncate(limit);
         Ok(all)
+    }
+}
+
+impl quarry_core::spend::SpendLedger for MemoryState {
+    async fn reserve(
+        &self,
+        charges: &[quarry_core::spend::Charge],
+        nanodollars: u64,
+    ) -> Result<quarry_core::spend::Reservation, PortError> {
+        let mut s = lock(&self.state);
+        for c in charges {
+            let held = s.spend.get(&c.scope).map_or(0, quarry_core::spend::Spent::held);
+            if let Some(limit) = c.limit.filter(|&l| held + nanodollars > l) {
+                return Ok(quarry_core::spend::Reservation::Refused { scope: c.scope.clone(), held, limit });
+            }
+        }
+        for c in charges {
+            s.spend.entry(c.scope.clone()).or_default().reserved_nanodollars += nanodollars;
+        }
+        Ok(quarry_core::spend::Reservation::Granted)
+    }
+
+    async fn settle(
+        &self,
+        scopes: &[quarry_core::spend::SpendScope],
+        reserved: u64,
+        used: quarry_core::ports::Usage,
+    ) -> Result<(), PortError> {
+        let mut s = lock(&self.state);
+        for scope in scopes {
+            let e = s.spend.entry(scope.clone()).or_default();
+            e.reserved_nanodollars = e.reserved_nanodollars.saturating_sub(reserved);
+            e.used.add(used);
+        }
+        Ok(())
+    }
+
+    async fn spent(&self, scope: &quarry_core::spend::SpendScope) -> Result<quarry_core::spend::Spent, PortError> {
+        Ok(lock(&self.state).spend.get(scope).copied().unwrap_or_default())
     }
 }
 

@@ -16,6 +16,8 @@ pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod moto;
+#[cfg(feature = "openai")]
+pub mod openai;
 #[cfg(feature = "lambda")]
 pub mod runtime;
 

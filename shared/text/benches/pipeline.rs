@@ -122,7 +122,7 @@ fn bench(c: &mut Criterion) {
     let red = Redactor::all();
     g.bench_function("redact", |b| b.iter(|| black_box(red.redact(black_box(&text)))));
     let doc = ex.extract(Some("doc.txt"), text.as_bytes()).expect("ok");
-    let chunker = Chunker::new(preparer.counter(), ChunkOptions::from(&config.chunking));
+    let chunker = Chunker::new(preparer.counter(), ChunkOptions::for_config(&config));
     g.bench_function("chunk", |b| b.iter(|| black_box(chunker.chunk(black_box(&doc)))));
     g.finish();
 }

@@ -21,9 +21,11 @@ pub struct ChunkOptions {
     pub overlap_tokens: usize,
 }
 
-impl From<&quarry_core::config::Chunking> for ChunkOptions {
-    fn from(c: &quarry_core::config::Chunking) -> Self {
-        ChunkOptions { max_tokens: c.max_tokens as usize, overlap_tokens: c.overlap_tokens as usize }
+impl ChunkOptions {
+    /// The window of the embedder the configuration picks, in its tokens.
+    pub fn for_config(config: &quarry_core::Config) -> Self {
+        let (max_tokens, overlap_tokens) = config.chunk_window();
+        ChunkOptions { max_tokens: max_tokens as usize, overlap_tokens: overlap_tokens as usize }
     }
 }
 

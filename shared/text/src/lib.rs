@@ -30,7 +30,7 @@ impl<T: TokenCounter> Preparer<T> {
             extractor: Extractor::new(config.limits.clone()),
             redactor: Redactor::new(&config.redaction.kinds()),
             counter,
-            options: ChunkOptions::from(&config.chunking),
+            options: ChunkOptions::for_config(config),
         }
     }
 

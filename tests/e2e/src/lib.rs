@@ -32,6 +32,8 @@ pub struct Stack {
     pub limits: Limits,
     pub preparer: Preparer<WordPiece>,
     pub embedder: CoalescingEmbedder,
+    /// The budgets the workers hold to (none by default); the state table keeps the spend.
+    pub budget: quarry_core::config::Budget,
 }
 
 pub type TheWorker<'a> = Worker<
@@ -44,6 +46,7 @@ pub type TheWorker<'a> = Worker<
     Preparer<WordPiece>,
     DynamoState,
     SnsEvents,
+    DynamoState,
 >;
 
 impl Stack {
@@ -65,6 +68,7 @@ impl Stack {
             limits: config.limits.clone(),
             preparer: Preparer::new(&config, WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer")),
             embedder: CoalescingEmbedder::new(embedder, 256),
+            budget: config.budget.clone(),
             created,
             clients,
         }
@@ -85,15 +89,22 @@ impl Stack {
     }
 
     pub fn worker(&self) -> TheWorker<'_> {
+        self.worker_with(&self.embedder)
+    }
+
+    /// A worker with its own embedder: another Lambda instance of the embed-worker.
+    pub fn worker_with<'a>(&'a self, embedder: &'a CoalescingEmbedder) -> TheWorker<'a> {
         Worker::new(
             Indexer {
                 source: &self.source,
                 state: &self.state,
-                embedder: &self.embedder,
+                embedder,
                 cache: &self.state,
                 writer: &self.vectors,
                 preparer: &self.preparer,
                 lease: Duration::from_secs(900),
+                spend: &self.state,
+                budget: &self.budget,
             },
             &self.state,
             &self.events,
@@ -137,6 +148,23 @@ impl Stack {
     pub async fn queue_send(&self, job: &quarry_core::ports::IndexJob) {
         use quarry_core::ports::JobQueue;
         self.queue.enqueue(std::slice::from_ref(job)).await.expect("enqueue");
+    }
+
+    /// Takes every job now on the jobs queue off it, as workers receiving them would.
+    pub async fn take_jobs(&self) -> Vec<quarry_core::ports::IndexJob> {
+        let url = self.created.resources.queue_url.clone();
+        let mut jobs = Vec::new();
+        loop {
+            let messages = self.receive(&url).await;
+            if messages.is_empty() {
+                return jobs;
+            }
+            for m in messages {
+                jobs.push(serde_json::from_str(m.body.as_deref().unwrap_or_default()).expect("a job"));
+                let handle = m.receipt_handle.unwrap_or_default();
+                self.clients.sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await.expect("delete");
+            }
+        }
     }
 
     /// Up to ten messages now on `queue_url`.

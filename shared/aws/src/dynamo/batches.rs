@@ -18,6 +18,8 @@ enum State {
     Done,
     Failed,
     Skipped,
+    /// Pending, held back by a budget: counted in `pending` and in `paused`.
+    Paused,
 }
 
 impl State {
@@ -27,11 +29,27 @@ impl State {
             State::Done => "done",
             State::Failed => "failed",
             State::Skipped => "skipped",
+            State::Paused => "paused",
         }
     }
 
+    /// The counters a document in this state is counted in.
+    fn counters(self) -> &'static [&'static str] {
+        match self {
+            State::Pending => &["pending"],
+            State::Paused => &["pending", "paused"],
+            State::Done => &["done"],
+            State::Failed => &["failed"],
+            State::Skipped => &["skipped"],
+        }
+    }
+
+    fn waiting(self) -> bool {
+        matches!(self, State::Pending | State::Paused)
+    }
+
     fn parse(s: &str) -> Option<State> {
-        [State::Pending, State::Done, State::Failed, State::Skipped].into_iter().find(|x| x.name() == s)
+        [State::Pending, State::Done, State::Failed, State::Skipped, State::Paused].into_iter().find(|x| x.name() == s)
     }
 
     fn of(outcome: &BatchOutcome) -> State {
@@ -39,6 +57,7 @@ impl State {
             BatchOutcome::Indexed { .. } => State::Done,
             BatchOutcome::Unchanged { .. } => State::Skipped,
             BatchOutcome::Failed { .. } => State::Failed,
+            BatchOutcome::Paused { .. } => State::Paused,
         }
     }
 }
@@ -47,7 +66,7 @@ impl BatchTracker for DynamoState {
     #[instrument(skip_all, err, fields(items = items.len()))]
     async fn create(&self, batch: &BatchId, items: &[(DocumentKey, u64)]) -> Result<(), PortError> {
         let now = (self.clock)();
-        let counters = ["total", "pending", "done", "failed", "skipped", "bytes_total", "bytes_done"];
+        let counters = ["total", "pending", "done", "failed", "skipped", "paused", "bytes_total", "bytes_done"];
         let mut zero =
             String::from("SET created_ms = if_not_exists(created_ms, :now), expires_at = :exp, #recent = :batch ADD ");
         zero.push_str(&(0..counters.len()).map(|i| format!("#c{i} :zero")).collect::<Vec<_>>().join(", "));
@@ -96,6 +115,7 @@ impl BatchTracker for DynamoState {
             done: c("done"),
             failed: c("failed"),
             skipped: c("skipped"),
+            paused: c("paused"),
             bytes_total: c("bytes_total"),
             bytes_done: c("bytes_done"),
         })
@@ -117,8 +137,13 @@ impl BatchTracker for DynamoState {
                 PortError::NotFound { what: format!("document {} in batch {}", document.as_str(), batch.as_str()) }
             })?;
             let prev = get_s(&item, "state").and_then(State::parse).unwrap_or(State::Pending);
+            let paused;
             let failure = match outcome {
                 BatchOutcome::Failed { failure, .. } => Some(failure),
+                BatchOutcome::Paused { reason } => {
+                    paused = Failure { code: reason.clone(), message: String::new(), retryable: true };
+                    Some(&paused)
+                }
                 _ => None,
             };
             if prev == new && failure.is_none_or(|f| failure_of(&item).as_ref() == Some(f)) {
@@ -147,10 +172,19 @@ impl BatchTracker for DynamoState {
                     .build(),
             ];
             if prev != new {
-                let mut adds = vec![(prev.name(), -1), (new.name(), 1)];
-                if prev == State::Pending {
-                    adds.push(("bytes_done", bytes));
+                let mut adds: Vec<(&str, i64)> = Vec::new();
+                for (names, delta) in [(prev.counters(), -1), (new.counters(), 1)] {
+                    for name in names {
+                        match adds.iter_mut().find(|(n, _)| n == name) {
+                            Some((_, d)) => *d += delta,
+                            None => adds.push((name, delta)),
+                        }
+                    }
                 }
+                if prev.waiting() != new.waiting() {
+                    adds.push(("bytes_done", if prev.waiting() { bytes } else { -bytes }));
+                }
+                adds.retain(|(_, d)| *d != 0);
                 actions.push(self.counters_update(batch, &adds)?);
             }
             if self.transact("dynamodb.batch_record", actions).await? {
@@ -184,6 +218,34 @@ impl BatchTracker for DynamoState {
                 }
             }
         }
+        Ok(out)
+    }
+
+    #[instrument(skip_all, err)]
+    async fn paused(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, String)>, PortError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :item)")
+            .filter_expression("#st = :paused")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":pk", batch_pk(batch))
+            .expression_attribute_values(":item", s("item#"))
+            .expression_attribute_values(":paused", s("paused"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("dynamodb.batch_paused", e))?;
+            for item in page.items() {
+                if let Some(key) = get_s(item, "key") {
+                    out.push((DocumentKey::new(key), get_s(item, "fcode").unwrap_or_default().to_owned()));
+                }
+            }
+        }
+        out.sort();
         Ok(out)
     }
 

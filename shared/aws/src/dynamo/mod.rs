@@ -10,6 +10,7 @@
 //! | cached vector   | `emb#<model>#<dim>#<hash>`  | `emb`         |
 //! | alert claim     | `alert#claim#<key>`         | `claim`       |
 //! | alert member    | `alert#group#<group>`       | `m#<id>`      |
+//! | spend           | `spend#day#<YYYY-MM-DD>`, `spend#batch#<batch id>` | `spend` |
 //!
 //! Concurrency is settled by conditional writes, never by reading and hoping: a lease is taken only
 //! if the document's revision is still the one read (or it does not exist yet), and a batch
@@ -28,6 +29,7 @@ use quarry_core::{BatchId, ContentHash, DocumentId, DocumentKey, Failure, PortEr
 mod alerts;
 mod batches;
 mod cache;
+mod spend;
 mod state;
 
 use crate::{build_error, port_error};

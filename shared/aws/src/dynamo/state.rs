@@ -122,6 +122,30 @@ impl CheckpointStore for DynamoState {
     }
 
     #[instrument(skip_all, err)]
+    async fn release(&self, document: &DocumentId) -> Result<(), PortError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(doc_key(document)))
+            .update_expression("SET #s = :pending, updated_ms = :now, rev = rev + :one REMOVE lease_until")
+            .condition_expression("#s = :processing")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":processing", s("processing"))
+            .expression_attribute_values(":now", n((self.clock)()))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match sent {
+            // Not processing (anymore): nothing to give back.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(port_error("dynamodb.release", e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    #[instrument(skip_all, err)]
     async fn forget(&self, document: &DocumentId) -> Result<(), PortError> {
         self.client
             .delete_item()

@@ -1,5 +1,12 @@
 //! The environment variables Quarry reads, each with the setting it sets: a table apart from
-//! the settings themselves, so that one file lists every name a deployment can use.
+//! the settings themselves, so that one file lists every name a deployment can use, and how each
+//! is read.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use super::{Config, ConfigError, EmbedderKind, Secret, Usd, invalid};
+use crate::domain::PiiKind;
 
 /// Environment variables and the settings they set.
 pub(super) const ENV: &[(&str, &str)] = &[
@@ -16,6 +23,8 @@ pub(super) const ENV: &[(&str, &str)] = &[
     ("QUARRY_HTML_MAX_DEPTH", "limits.html_max_depth"),
     ("QUARRY_CHUNK_MAX_TOKENS", "chunking.max_tokens"),
     ("QUARRY_CHUNK_OVERLAP_TOKENS", "chunking.overlap_tokens"),
+    ("QUARRY_CHUNK_OPENAI_MAX_TOKENS", "chunking.openai_max_tokens"),
+    ("QUARRY_CHUNK_OPENAI_OVERLAP_TOKENS", "chunking.openai_overlap_tokens"),
     ("QUARRY_REDACT", "redaction.enabled"),
     ("QUARRY_REDACT_DISABLE", "redaction.disabled"),
     ("QUARRY_MODEL_DIR", "model.dir"),
@@ -41,4 +50,121 @@ pub(super) const ENV: &[(&str, &str)] = &[
     ("QUARRY_OPENAI_CONCURRENCY", "embedder.openai_concurrency"),
     ("QUARRY_OPENAI_RPM", "embedder.openai_requests_per_minute"),
     ("QUARRY_OPENAI_TPM", "embedder.openai_tokens_per_minute"),
+    ("QUARRY_OPENAI_USD_PER_MILLION_TOKENS", "embedder.openai_usd_per_million_tokens"),
+    ("QUARRY_OPENAI_MAX_RETRIES", "embedder.openai_max_retries"),
+    ("QUARRY_BUDGET_DAILY_USD", "budget.daily_usd"),
+    ("QUARRY_BUDGET_BATCH_USD", "budget.batch_usd"),
+    ("QUARRY_BUDGET_WARN_PERCENT", "budget.warn_percent"),
 ];
+
+/// Parses `50MB`, `50 MiB`, `1.5GB`, `1048576`: what people type for sizes.
+pub fn parse_bytes(setting: &str, value: &str) -> Result<u64, ConfigError> {
+    let v = value.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1 << 10,
+        "mb" | "m" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        _ => return Err(invalid(setting, value, "expected a size such as 50MB, 64MiB or 1048576")),
+    };
+    let n: f64 = num.parse().map_err(|_| invalid(setting, value, "expected a size such as 50MB, 64MiB or 1048576"))?;
+    let bytes = n * mult as f64;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(invalid(setting, value, "size out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+fn parse_usd(setting: &str, value: &str) -> Result<Usd, ConfigError> {
+    Usd::parse(value).ok_or_else(|| invalid(setting, value, "expected dollars such as 5 or 0.50"))
+}
+
+fn parse_num<T: std::str::FromStr>(setting: &str, value: &str) -> Result<T, ConfigError> {
+    value.trim().replace('_', "").parse().map_err(|_| invalid(setting, value, "expected a whole number"))
+}
+
+fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(invalid(setting, value, "expected on/off (true/false, 1/0)")),
+    }
+}
+
+impl Config {
+    pub(super) fn apply_env(&mut self, name: &str, v: &str) -> Result<(), ConfigError> {
+        let l = &mut self.limits;
+        match name {
+            "QUARRY_CONFIG" | "QUARRY_LOG" => {}
+            "QUARRY_MAX_FILE_BYTES" => l.max_file_bytes = parse_bytes(name, v)?,
+            "QUARRY_MAX_CHARS" => l.max_chars = parse_num(name, v)?,
+            "QUARRY_MAX_PDF_PAGES" => l.max_pdf_pages = parse_num(name, v)?,
+            "QUARRY_DOCX_MAX_RATIO" => l.docx_max_ratio = parse_num(name, v)?,
+            "QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES" => l.docx_max_uncompressed_bytes = parse_bytes(name, v)?,
+            "QUARRY_JSON_MAX_DEPTH" => l.json_max_depth = parse_num(name, v)?,
+            "QUARRY_HTML_MAX_DEPTH" => l.html_max_depth = parse_num(name, v)?,
+            "QUARRY_CHUNK_MAX_TOKENS" => self.chunking.max_tokens = parse_num(name, v)?,
+            "QUARRY_CHUNK_OVERLAP_TOKENS" => self.chunking.overlap_tokens = parse_num(name, v)?,
+            "QUARRY_CHUNK_OPENAI_MAX_TOKENS" => self.chunking.openai_max_tokens = parse_num(name, v)?,
+            "QUARRY_CHUNK_OPENAI_OVERLAP_TOKENS" => self.chunking.openai_overlap_tokens = parse_num(name, v)?,
+            "QUARRY_REDACT" => self.redaction.enabled = parse_bool(name, v)?,
+            "QUARRY_REDACT_DISABLE" => {
+                let mut set = BTreeSet::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let kind = PiiKind::from_name(part).ok_or_else(|| {
+                        let names: Vec<_> = PiiKind::ALL.iter().map(|k| k.name()).collect();
+                        invalid(name, v, format!("unknown kind {part:?}; kinds are {}", names.join(", ")))
+                    })?;
+                    set.insert(kind);
+                }
+                self.redaction.disabled = set;
+            }
+            "QUARRY_MODEL_DIR" => self.model.dir = Some(PathBuf::from(v)),
+            "QUARRY_BIND" => self.server.bind = v.to_owned(),
+            "QUARRY_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_bytes(name, v)?,
+            "QUARRY_MAX_QUERY_CHARS" => self.server.max_query_chars = parse_num(name, v)?,
+            "QUARRY_MAX_CONCURRENCY" => self.server.max_concurrency = parse_num(name, v)?,
+            "QUARRY_API_KEY" => self.server.api_key = Some(Secret::new(v)),
+            "QUARRY_CURSOR_SECRET" => self.server.cursor_secret = Some(Secret::new(v)),
+            "QUARRY_BUCKET" => self.aws.bucket = Some(v.to_owned()),
+            "QUARRY_QUEUE_URL" => self.aws.queue_url = Some(v.to_owned()),
+            "QUARRY_TABLE" => self.aws.table = Some(v.to_owned()),
+            "QUARRY_ALERT_ROUTES" => self.alerts.routes = Some(v.to_owned()),
+            "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
+            "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
+            "QUARRY_EVENTS_TOPIC" => self.aws.events_topic = Some(v.to_owned()),
+            "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),
+            "QUARRY_EMBEDDER" => {
+                self.embedder.kind = match v.trim().to_ascii_lowercase().as_str() {
+                    "local" => EmbedderKind::Local,
+                    "openai" => EmbedderKind::Openai,
+                    _ => return Err(invalid(name, v, "expected local or openai")),
+                }
+            }
+            "QUARRY_OPENAI_MODEL" => self.embedder.openai_model = v.to_owned(),
+            "QUARRY_OPENAI_DIMENSIONS" => self.embedder.openai_dimensions = parse_num(name, v)?,
+            "QUARRY_OPENAI_BASE_URL" => self.embedder.openai_base_url = Some(v.to_owned()),
+            "QUARRY_OPENAI_API_KEY" => self.embedder.openai_api_key = Some(Secret::new(v)),
+            "QUARRY_OPENAI_CONCURRENCY" => self.embedder.openai_concurrency = parse_num(name, v)?,
+            "QUARRY_OPENAI_RPM" => self.embedder.openai_requests_per_minute = Some(parse_num(name, v)?),
+            "QUARRY_OPENAI_TPM" => self.embedder.openai_tokens_per_minute = Some(parse_num(name, v)?),
+            "QUARRY_OPENAI_USD_PER_MILLION_TOKENS" => {
+                self.embedder.openai_usd_per_million_tokens = Some(parse_usd(name, v)?);
+            }
+            "QUARRY_OPENAI_MAX_RETRIES" => self.embedder.openai_max_retries = parse_num(name, v)?,
+            "QUARRY_BUDGET_DAILY_USD" => self.budget.daily_usd = Some(parse_usd(name, v)?),
+            "QUARRY_BUDGET_BATCH_USD" => self.budget.batch_usd = Some(parse_usd(name, v)?),
+            "QUARRY_BUDGET_WARN_PERCENT" => self.budget.warn_percent = parse_num(name, v)?,
+            _ => {
+                let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
+                return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });
+            }
+        }
+        Ok(())
+    }
+}

@@ -7,6 +7,11 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, db_error};
 
+/// A paused item keeps its reason where a failure keeps its code.
+fn paused_as_failure(reason: &str) -> Failure {
+    Failure { code: reason.to_owned(), message: String::new(), retryable: true }
+}
+
 impl BatchTracker for SqliteStore {
     async fn create(&self, batch: &BatchId, items: &[(DocumentKey, u64)]) -> Result<(), PortError> {
         let now = (self.clock)();
@@ -50,11 +55,15 @@ impl BatchTracker for SqliteStore {
             c.bytes_total += bytes;
             match outcome.as_str() {
                 "pending" => c.pending += n,
+                "paused" => {
+                    c.pending += n;
+                    c.paused += n;
+                }
                 "failed" => c.failed += n,
                 "unchanged" => c.skipped += n,
                 _ => c.done += n,
             }
-            if outcome != "pending" {
+            if outcome != "pending" && outcome != "paused" {
                 c.bytes_done += bytes;
             }
         }
@@ -79,6 +88,7 @@ impl BatchTracker for SqliteStore {
             BatchOutcome::Indexed { chunks, .. } => ("indexed", Some(*chunks), None),
             BatchOutcome::Unchanged { .. } => ("unchanged", None, None),
             BatchOutcome::Failed { failure, .. } => ("failed", None, Some(failure)),
+            BatchOutcome::Paused { reason } => ("paused", None, Some(&paused_as_failure(reason))),
         };
         let n = self
             .conn()
@@ -125,6 +135,21 @@ impl BatchTracker for SqliteStore {
             })
             .map_err(db_error("batches.failures"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.failures"))
+    }
+
+    async fn paused(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, String)>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, failure_code FROM batch_items WHERE batch_id = ?1 AND outcome = 'paused' ORDER BY key",
+            )
+            .map_err(db_error("batches.paused"))?;
+        let rows = stmt
+            .query_map([batch.as_str()], |r| {
+                Ok((DocumentKey::new(r.get::<_, String>(0)?), r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+            })
+            .map_err(db_error("batches.paused"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error("batches.paused"))
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<(BatchId, i64)>, PortError> {

@@ -19,6 +19,7 @@ mod alerts;
 mod batches;
 mod cache;
 mod schema;
+mod spend;
 mod state;
 mod vectors;
 

@@ -97,6 +97,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (grp, id)
     );
 ",
+    // Embedding spend per scope (quarry_core::spend): a UTC day, a batch. `reserved` is what
+    // requests in flight hold; a reservation checks used + reserved against the limit.
+    // A batch's paused documents are its items with outcome 'paused' (pending, with a reason).
+    r"
+    CREATE TABLE spend (
+        scope TEXT PRIMARY KEY,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        nanodollars INTEGER NOT NULL DEFAULT 0,
+        reserved INTEGER NOT NULL DEFAULT 0,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -50,6 +50,18 @@ impl CheckpointStore for SqliteStore {
         Ok(Lease::Acquired { attempt: attempts as u32, expires_in: lease })
     }
 
+    async fn release(&self, document: &DocumentId) -> Result<(), PortError> {
+        let now = (self.clock)();
+        self.conn()
+            .execute(
+                "UPDATE documents SET status = 'pending', lease_until_ms = NULL, updated_ms = ?2
+                 WHERE id = ?1 AND status = 'processing'",
+                params![document.as_str(), now],
+            )
+            .map_err(db_error("documents.release"))?;
+        Ok(())
+    }
+
     async fn checkpoint(&self, c: &Checkpoint) -> Result<(), PortError> {
         let now = (self.clock)();
         self.conn()
@@ -123,6 +135,7 @@ impl DocumentReader for SqliteStore {
                     retryable: retryable.unwrap_or(false),
                 },
             },
+            "pending" => DocumentStatus::Pending,
             _ => DocumentStatus::Processing { attempt: attempts },
         };
         Ok(Some(DocumentRecord {

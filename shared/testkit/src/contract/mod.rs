@@ -15,6 +15,9 @@ use quarry_core::{
     PageRange,
 };
 
+mod spend;
+pub use spend::spend_ledger;
+
 fn doc(name: &str) -> (DocumentKey, DocumentId) {
     let key = DocumentKey::new(name);
     let id = DocumentId::for_key(&key);
@@ -67,6 +70,10 @@ pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
     assert_eq!((read.key.as_ref(), &read.status), (Some(&key), &DocumentStatus::Failed { failure: failure.clone() }));
     let retry = store.acquire(&id, &h2, long).await.expect("acquire");
     assert_eq!(acquired(&retry), Some(2), "a failed document can be retried, counting attempts: {retry:?}");
+    // A lease given back (a budget ran out) leaves the document pending, free to take at once.
+    store.release(&id).await.expect("release");
+    assert_eq!(store.document(&id).await.expect("read").map(|d| d.status), Some(DocumentStatus::Pending));
+    assert_eq!(acquired(&store.acquire(&id, &h2, long).await.expect("acquire")), Some(3), "released means free");
 
     // A worker that dies holding a lease delays the document only until the lease expires.
     let (_, crashed) = doc("contract/crashed.txt");
@@ -173,6 +180,7 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
         done,
         failed,
         skipped,
+        paused: 0,
         bytes_total: 2_440,
         bytes_done,
     };
@@ -202,6 +210,14 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
     store.create(&batch, &items).await.expect("create again");
     assert_eq!(store.counters(&batch).await.expect("counters"), want(1, 1, 1, 1, 2_400));
 
+    // A budget ran out: the document stays pending, counted as paused, with why; resumed, it is done.
+    let paused = BatchOutcome::Paused { reason: "budget_exhausted".into() };
+    store.record(&batch, &k("d.csv"), &paused).await.expect("pause");
+    store.record(&batch, &k("d.csv"), &paused).await.expect("pause again");
+    assert_eq!(store.counters(&batch).await.expect("counters"), BatchCounters { paused: 1, ..want(1, 1, 1, 1, 2_400) });
+    assert_eq!(store.paused(&batch).await.expect("paused"), vec![(k("d.csv"), "budget_exhausted".to_owned())]);
+    assert_eq!(store.failures(&batch).await.expect("failures").len(), 1, "a paused document has not failed");
+
     // A retry that succeeds moves the document from failed to done.
     store.record(&batch, &k("b.pdf"), &BatchOutcome::Indexed { chunks: 9, bytes: 2_000 }).await.expect("retry");
     store.record(&batch, &k("d.csv"), &BatchOutcome::Indexed { chunks: 1, bytes: 40 }).await.expect("record");
@@ -209,6 +225,7 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
     assert_eq!(c, want(0, 3, 0, 1, 2_440));
     assert_eq!(c.total, c.pending + c.done + c.failed + c.skipped);
     assert!(store.failures(&batch).await.expect("failures").is_empty());
+    assert!(store.paused(&batch).await.expect("paused").is_empty());
 
     assert!(
         store.record(&batch, &k("not-in-batch.txt"), &BatchOutcome::Unchanged { bytes: 1 }).await.is_err(),
