@@ -16,6 +16,7 @@ use quarry_core::config::Secret;
 use quarry_core::ports::Embedder;
 use quarry_core::{Classify, ErrorClass, PortError};
 use quarry_openai::{OpenAiEmbedder, Options};
+use quarry_testkit::openai::vector;
 use serde_json::{Value, json};
 
 /// What the fake answers next: a status to fail with, or a delay before answering well.
@@ -35,20 +36,6 @@ struct Fake {
     requests: Mutex<Vec<Value>>,
     /// When each request arrived.
     arrivals: Mutex<Vec<std::time::Instant>>,
-}
-
-/// A vector that depends only on the text, so results can be checked; not unit length, so the
-/// embedder's normalisation is exercised.
-fn vector(text: &str, dimensions: usize) -> Vec<f32> {
-    let mut h: u64 = 1469598103934665603;
-    (0..dimensions)
-        .map(|i| {
-            for b in text.bytes().chain([i as u8]) {
-                h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
-            }
-            ((h >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
 }
 
 async fn embeddings(

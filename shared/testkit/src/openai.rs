@@ -132,8 +132,9 @@ async fn embeddings(
     .into_response()
 }
 
-/// A vector that depends only on the text (not unit length: the client normalises).
-fn vector(text: &str, dimensions: usize) -> Vec<f32> {
+/// A vector that depends only on the text, so results can be checked; not unit length, so the
+/// client's normalisation is exercised.
+pub fn vector(text: &str, dimensions: usize) -> Vec<f32> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     (0..dimensions)
         .map(|i| {

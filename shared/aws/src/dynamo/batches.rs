@@ -196,55 +196,19 @@ impl BatchTracker for DynamoState {
 
     #[instrument(skip_all, err)]
     async fn failures(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, Failure)>, PortError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :item)")
-            .filter_expression("#st = :failed")
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_values(":pk", batch_pk(batch))
-            .expression_attribute_values(":item", s("item#"))
-            .expression_attribute_values(":failed", s("failed"))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error("dynamodb.batch_failures", e))?;
-            for item in page.items() {
-                if let (Some(key), Some(f)) = (get_s(item, "key"), failure_of(item)) {
-                    out.push((DocumentKey::new(key), f));
-                }
-            }
-        }
-        Ok(out)
+        let items = self.items_in(batch, State::Failed, "dynamodb.batch_failures").await?;
+        Ok(items.iter().filter_map(|item| Some((DocumentKey::new(get_s(item, "key")?), failure_of(item)?))).collect())
     }
 
     #[instrument(skip_all, err)]
     async fn paused(&self, batch: &BatchId) -> Result<Vec<(DocumentKey, String)>, PortError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :item)")
-            .filter_expression("#st = :paused")
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_values(":pk", batch_pk(batch))
-            .expression_attribute_values(":item", s("item#"))
-            .expression_attribute_values(":paused", s("paused"))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error("dynamodb.batch_paused", e))?;
-            for item in page.items() {
-                if let Some(key) = get_s(item, "key") {
-                    out.push((DocumentKey::new(key), get_s(item, "fcode").unwrap_or_default().to_owned()));
-                }
-            }
-        }
+        let items = self.items_in(batch, State::Paused, "dynamodb.batch_paused").await?;
+        let mut out: Vec<(DocumentKey, String)> = items
+            .iter()
+            .filter_map(|item| {
+                Some((DocumentKey::new(get_s(item, "key")?), get_s(item, "fcode").unwrap_or_default().to_owned()))
+            })
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -284,6 +248,33 @@ impl BatchTracker for DynamoState {
 }
 
 impl DynamoState {
+    /// The batch's documents in `state`, by a consistent query of its items.
+    async fn items_in(
+        &self,
+        batch: &BatchId,
+        state: State,
+        operation: &'static str,
+    ) -> Result<Vec<super::Item>, PortError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :item)")
+            .filter_expression("#st = :state")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":pk", batch_pk(batch))
+            .expression_attribute_values(":item", s("item#"))
+            .expression_attribute_values(":state", s(state.name()))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            out.extend(page.map_err(|e| port_error(operation, e))?.items.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
     /// Adds batch documents and their counts in one transaction; `false` when one of them
     /// already exists (nothing is written then).
     async fn add_items(&self, batch: &BatchId, group: &[&(DocumentKey, u64)]) -> Result<bool, PortError> {
