@@ -310,6 +310,78 @@ mod tests {
         assert_eq!(recorded.counter(metric::EMBEDDING_CACHE, &[("result", "miss")]), 1);
     }
 
+    /// Vectors as [`Lengths`] makes them; bills a token per byte at 20 nanodollars.
+    struct Priced(ModelInfo);
+
+    impl Embedder for Priced {
+        fn model(&self) -> &ModelInfo {
+            &self.0
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+            Lengths(self.0.clone()).embed(texts).await
+        }
+        fn usage(&self, texts: &[String]) -> quarry_core::ports::Usage {
+            let tokens = texts.iter().map(|t| t.len() as u64).sum::<u64>();
+            quarry_core::ports::Usage { tokens, nanodollars: tokens * 20 }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_budget_warns_near_its_limit_and_pauses_the_document_that_would_pass_it() {
+        use quarry_core::DocumentStatus;
+        use quarry_core::config::{Budget, Usd};
+        use quarry_core::event::Severity;
+        use quarry_core::ports::{DocumentReader, Embedder as _};
+        use quarry_core::spend::{SpendLedger, SpendScope};
+
+        let f = Fixture::new();
+        let embedder = Priced(ModelInfo { id: "priced".into(), dimension: 2, max_tokens: 512 });
+        let (a, b) = (&b"Calcium keeps bones strong."[..], &b"Vitamin D helps the body absorb calcium from food."[..]);
+        f.source.put("a.txt", a, None);
+        f.source.put("b.txt", b, None);
+        let cost = |bytes: &[u8]| {
+            let chunks = f.preparer.prepare(Some("x.txt"), bytes).expect("prepare").chunks;
+            embedder.usage(&chunks.into_iter().map(|c| c.text).collect::<Vec<_>>()).nanodollars
+        };
+        let batch = BatchId::new("budgeted");
+        f.state.create(&batch, &[(DocumentKey::new("a.txt"), 1), (DocumentKey::new("b.txt"), 1)]).await.expect("batch");
+        // a.txt fills 90 % of the batch's budget; b.txt would pass it.
+        let budget = Budget { batch_usd: Some(Usd(cost(a) * 10 / 9)), ..Budget::default() };
+        let runner = Runner {
+            indexer: Indexer {
+                source: &f.source,
+                state: &f.state,
+                embedder: &embedder,
+                cache: &f.state,
+                writer: &f.vectors,
+                preparer: &f.preparer,
+                lease: Duration::from_secs(60),
+                spend: &f.state,
+                budget: &budget,
+            },
+            batches: &f.state,
+            events: &f.events,
+            retries: Retries::Record,
+        };
+        let job = |k: &str| IndexJob::index(DocumentKey::new(k), Some(batch.clone()), None);
+
+        assert!(matches!(runner.run(&job("a.txt")).await.expect("runs"), Some(BatchOutcome::Indexed { .. })));
+        let warned = f.events.published();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!((warned[0].severity, warned[0].resource.as_str()), (Severity::Warning, "batch#budgeted"));
+
+        let paused = runner.run(&job("b.txt")).await.expect("a paused document is not an error");
+        assert_eq!(paused, Some(BatchOutcome::Paused { reason: BUDGET_EXHAUSTED.into() }));
+        let all = f.events.published();
+        assert_eq!((all.len(), all[1].severity), (2, Severity::Critical), "{all:?}");
+        let c = f.state.counters(&batch).await.expect("counters");
+        assert_eq!((c.done, c.pending, c.paused, c.failed), (1, 1, 1, 0), "{c:?}");
+        let status = f.state.document(&DocumentId::for_key(&DocumentKey::new("b.txt"))).await.expect("read");
+        assert_eq!(status.map(|d| d.status), Some(DocumentStatus::Pending), "its lease is given back");
+        let spent = f.state.spent(&SpendScope::Batch(batch.clone())).await.expect("spent");
+        assert_eq!((spent.used.nanodollars, spent.reserved_nanodollars), (cost(a), 0), "only a.txt was paid for");
+    }
+
     #[tokio::test]
     async fn a_batch_that_ends_with_failures_is_published_by_the_last_outcome() {
         let f = Fixture::new();
