@@ -85,22 +85,16 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
     let target = crate::engine::Target::resolve(&args.dir, args.state.as_deref())?;
     let store = target.open_existing()?;
     let batch = BatchId::new(args.id.as_str());
-    // Failed documents, and those a budget paused: the batch resumes under its own id.
-    let mut failed = store.failures(&batch).await?;
-    let paused = store.paused(&batch).await?;
-    failed.extend(
-        paused.into_iter().map(|(key, reason)| {
-            (key, quarry_core::Failure { code: reason, message: "paused".into(), retryable: true })
-        }),
-    );
-    if failed.is_empty() {
+    // Paused and failed documents, under the batch's own id.
+    let keys = quarry_pipeline::resume_keys(&store, &batch).await?;
+    if keys.is_empty() {
         println!("batch {batch} has no failed or paused documents");
         return Ok(());
     }
     // Lines of a JSONL file that are not documents are still not documents; the rest can be retried.
     let (source, _) = target.source()?;
     let local = crate::engine::Local::load(&config, source, store)?;
-    let jobs = quarry_pipeline::index_jobs(failed.iter().map(|(key, _)| (key, None)), Some(&batch));
+    let jobs = quarry_pipeline::index_jobs(keys.iter().map(|key| (key, None)), Some(&batch));
     let (mut fixed, mut still) = (0, 0);
     local
         .run(&jobs, 1, |key, _, outcome| match outcome {
@@ -116,6 +110,6 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
             None => {}
         })
         .await?;
-    println!("batch {batch}: retried {}, {fixed} now indexed, {still} still failing or paused", failed.len());
+    println!("batch {batch}: retried {}, {fixed} now indexed, {still} still failing or paused", keys.len());
     Ok(())
 }

@@ -35,7 +35,7 @@ pub struct Args {
 
 /// `quarry ingest --estimate`: the pipeline's estimator over this input and its index, if any.
 async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Result<()> {
-    use quarry_core::ports::{BlobSource, Embedder, ModelInfo, Usage};
+    use quarry_core::ports::{BlobSource, Embedder, Usage};
     let (source, rejected) = target.source()?;
     let store = if target.state_db().is_file() { Some(target.open_existing()?) } else { None };
     let model_dir = config.model.resolved_dir();
@@ -44,11 +44,7 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
     })?;
     let preparer = quarry_text::Preparer::new(config, counter);
     let openai = quarry_openai::from_settings(&config.embedder).map_err(crate::SetupError::OpenAi)?;
-    let local = ModelInfo {
-        id: quarry_embed::MODEL_ID.to_owned(),
-        dimension: quarry_embed::DIMENSION,
-        max_tokens: quarry_embed::MAX_TOKENS,
-    };
+    let local = quarry_embed::model_info();
     let model = openai.as_ref().map_or(&local, |o| o.model());
     let price = |texts: &[String]| openai.as_ref().map_or_else(Usage::default, |o| o.usage(texts));
     let mut keys: Vec<DocumentKey> = source.list("").await?.into_iter().map(|b| b.key).collect();

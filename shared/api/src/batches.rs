@@ -198,9 +198,7 @@ pub(crate) async fn retry_batch<B: Backend>(
     let counters = app.backend.batches().counters(&id).await?;
     // Paused by a budget: the batch resumes under its own id, its failures with it.
     if counters.paused > 0 {
-        let tracker = app.backend.batches();
-        let mut keys: Vec<_> = tracker.paused(&id).await?.into_iter().map(|(k, _)| k).collect();
-        keys.extend(tracker.failures(&id).await?.into_iter().map(|(k, _)| k));
+        let keys = quarry_pipeline::resume_keys(app.backend.batches(), &id).await?;
         app.backend.starter().resume(&id, &keys).await?;
         let started = quarry_core::ports::BatchStarted { batch: id, documents: keys.len() as u64, missing: Vec::new() };
         return Ok((StatusCode::ACCEPTED, Json(started)).into_response());

@@ -27,6 +27,11 @@ pub const DIMENSION: usize = 384;
 /// The model's window, [CLS] and [SEP] included (sentence-transformers' `max_seq_length`).
 pub const MAX_TOKENS: usize = 256;
 /// The ONNX Runtime library the setup script installs next to the model.
+/// The local model's identity (its cache and checkpoint key), known without loading it.
+pub fn model_info() -> ModelInfo {
+    ModelInfo { id: MODEL_ID.to_owned(), dimension: DIMENSION, max_tokens: MAX_TOKENS }
+}
+
 pub const RUNTIME_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +152,7 @@ impl LocalEmbedder {
             inner: Arc::new(Inner {
                 session: Mutex::new(session),
                 tokenizer,
-                info: ModelInfo { id: MODEL_ID.to_owned(), dimension: DIMENSION, max_tokens: MAX_TOKENS },
+                info: model_info(),
                 batch_size: opts.batch_size.max(1),
             }),
         })

@@ -42,6 +42,14 @@ pub async fn retry_request<T: BatchTracker>(tracker: &T, batch: &BatchId) -> Res
     Ok((!failed.is_empty()).then(|| BatchRequest { prefix: None, keys: failed.into_iter().map(|(k, _)| k).collect() }))
 }
 
+/// What resuming a batch runs again, wherever it is asked for (`quarry retry`, the API): the
+/// documents a budget paused, then those that failed, under the batch's own id.
+pub async fn resume_keys<T: BatchTracker>(tracker: &T, batch: &BatchId) -> Result<Vec<DocumentKey>, PortError> {
+    let mut keys: Vec<DocumentKey> = tracker.paused(batch).await?.into_iter().map(|(k, _)| k).collect();
+    keys.extend(tracker.failures(batch).await?.into_iter().map(|(k, _)| k));
+    Ok(keys)
+}
+
 /// A batch recorded and ready for work.
 #[derive(Debug, Clone)]
 pub struct Plan {

@@ -21,7 +21,7 @@ pub mod runner;
 pub mod spend;
 pub mod usage;
 
-pub use batch::{Plan, Planner, batch_id, report_end, retry_request};
+pub use batch::{Plan, Planner, batch_id, report_end, resume_keys, retry_request};
 pub use coalesce::CoalescingEmbedder;
 pub use index::{Indexer, Outcome, forget, reject};
 pub use query::{Mode, retrieve};
