@@ -35,7 +35,7 @@ pub struct Args {
 
 /// `quarry ingest --estimate`: the pipeline's estimator over this input and its index, if any.
 async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Result<()> {
-    use quarry_core::ports::{BlobSource, Embedder, Usage};
+    use quarry_core::ports::{Embedder, Usage};
     let (source, rejected) = target.source()?;
     let store = if target.state_db().is_file() { Some(target.open_existing()?) } else { None };
     let model_dir = config.model.resolved_dir();
@@ -47,8 +47,6 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
     let local = quarry_embed::model_info();
     let model = openai.as_ref().map_or(&local, |o| o.model());
     let price = |texts: &[String]| openai.as_ref().map_or_else(Usage::default, |o| o.usage(texts));
-    let mut keys: Vec<DocumentKey> = source.list("").await?.into_iter().map(|b| b.key).collect();
-    keys.sort();
     let estimator = quarry_pipeline::estimate::Estimator {
         source: &source,
         reader: store.as_ref(),
@@ -57,7 +55,7 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
         model,
         price: &price,
     };
-    let e = estimator.estimate(&keys).await?;
+    let e = estimator.estimate_request(&BatchRequest { prefix: Some(String::new()), keys: Vec::new() }).await?;
     let failing = e.failing + rejected.len() as u64;
     println!(
         "estimate: {} documents ({} unchanged, {failing} would fail), {} chunks ({} cached), {} to embed: {} tokens billed, ${:.4} with {}",

@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use quarry_api::{Backend, CursorKey};
 use quarry_core::config::Limits;
-use quarry_core::ports::{BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource, IndexJob, JobQueue};
+use quarry_core::ports::{
+    BatchOutcome, BatchRequest, BatchStarted, BatchStarter, BlobSource, Estimate, IndexJob, JobQueue,
+};
 use quarry_core::{BatchId, Config, DocumentKey, PortError};
 use quarry_embed::EmbedOptions;
 use quarry_local::{ChannelQueue, FolderSource, SqliteStore};
@@ -171,6 +173,23 @@ impl BatchStarter for LocalStarter {
             }
         });
         Ok(plan.started)
+    }
+
+    /// The pipeline's estimator over the served index: the same documents a batch would plan,
+    /// read and prepared as the indexer would, priced after the cache.
+    async fn estimate(&self, request: &BatchRequest) -> Result<Option<Estimate>, PortError> {
+        use quarry_core::ports::Embedder;
+        let local = &self.local;
+        let price = |texts: &[String]| local.embedder.usage(texts);
+        let estimator = quarry_pipeline::estimate::Estimator {
+            source: &local.source,
+            reader: Some(&local.store),
+            cache: Some(&local.store),
+            preparer: &local.preparer,
+            model: local.embedder.model(),
+            price: &price,
+        };
+        estimator.estimate_request(request).await.map(Some)
     }
 
     async fn resume(&self, batch: &BatchId, keys: &[DocumentKey]) -> Result<u64, PortError> {

@@ -179,3 +179,78 @@ async fn the_estimate_is_what_ingest_then_bills_and_it_sends_nothing() {
     assert_eq!(fake.billed_tokens(), estimated + edited, "and that is what the edit cost");
     assert!(fake.calls() > calls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_batch_over_the_api_prices_what_the_batch_then_bills_and_records_nothing() {
+    let fake = FakeOpenAi::start(Faults::default()).await;
+    let dir = scratch("dry-run");
+    corpus(&dir);
+    let (path, url) = (dir.to_str().expect("utf-8").to_owned(), fake.url.clone());
+    let calls = || fake.calls();
+    let server = tokio::task::spawn_blocking(move || {
+        quarry_testkit::http::Server::start(
+            env!("CARGO_BIN_EXE_quarry"),
+            &["--dir", &path, "--bind", "127.0.0.1:0"],
+            &[("QUARRY_EMBEDDER", "openai"), ("QUARRY_OPENAI_BASE_URL", &url), ("QUARRY_OPENAI_API_KEY", KEY)],
+        )
+    })
+    .await
+    .expect("join");
+    let server = std::sync::Arc::new(server);
+    let post = |body: serde_json::Value| {
+        let s = server.clone();
+        tokio::task::spawn_blocking(move || s.call("POST", "/v1/batches", Some(&body.to_string()), &[]))
+    };
+    let get = |path: String| {
+        let s = server.clone();
+        tokio::task::spawn_blocking(move || s.call("GET", &path, None, &[]))
+    };
+
+    // The readiness probe embeds a word at start: let it land before counting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get("/health/ready".to_owned()).await.expect("join").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the server never became ready");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (probes, probe_tokens) = (calls(), fake.billed_tokens());
+    let (status, e) =
+        post(serde_json::json!({"prefix": "", "keys": ["gone.txt"], "dry_run": true})).await.expect("join");
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["dry_run"], true);
+    assert_eq!(e["documents"], DOCUMENTS as u64 + 1, "{e}");
+    assert_eq!((e["failing"].as_u64(), e["missing"].clone()), (Some(1), serde_json::json!(["gone.txt"])), "{e}");
+    assert_eq!((e["unchanged"].as_u64(), e["cached"].as_u64()), (Some(0), Some(0)), "{e}");
+    assert_eq!(e["to_embed"], e["chunks"]);
+    assert_eq!(e["model"], "openai/text-embedding-3-small");
+    let tokens = e["usage"]["tokens"].as_u64().expect("tokens");
+    assert!(tokens > 0, "{e}");
+    assert_eq!(e["usage"]["cost_usd"].as_f64(), Some((tokens * NANODOLLARS_PER_TOKEN) as f64 / 1e9), "{e}");
+    assert_eq!(calls(), probes, "a dry run sends nothing");
+    let (_, listed) = get("/v1/batches".to_owned()).await.expect("join");
+    assert_eq!(listed["batches"], serde_json::json!([]), "and records no batch");
+
+    // The same request for real: billed exactly what the dry run said.
+    let (status, started) = post(serde_json::json!({"prefix": ""})).await.expect("join");
+    assert_eq!(status, 202, "{started}");
+    let batch = started["batch"].as_str().expect("batch id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, view) = get(format!("/v1/batches/{batch}")).await.expect("join");
+        if view["status"] == "done" {
+            assert_eq!(view["documents"]["indexed"], DOCUMENTS as u64, "{view}");
+            assert_eq!(view["usage"]["tokens"].as_u64(), Some(tokens), "{view}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the batch did not end: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(fake.billed_tokens() - probe_tokens, tokens, "the server billed what the dry run priced");
+
+    // Now indexed: a second dry run would send nothing.
+    let (_, again) = post(serde_json::json!({"prefix": "", "dry_run": true})).await.expect("join");
+    assert_eq!(
+        (again["unchanged"].as_u64(), again["usage"]["tokens"].as_u64()),
+        (Some(DOCUMENTS as u64), Some(0)),
+        "{again}"
+    );
+}

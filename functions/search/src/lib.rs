@@ -11,7 +11,7 @@ use quarry_aws::{DynamoState, S3Source, S3VectorStore, SnsEvents, SqsQueue};
 use quarry_core::config::Limits;
 use quarry_core::ports::{
     BatchRequest, BatchStarted, BatchStarter, BatchTracker, BlobSource, CheckpointStore, DocumentReader, Embedder,
-    EventPublisher, JobQueue, ModelInfo, UploadGranter, VectorSearcher, VectorWriter,
+    Estimate, EventPublisher, JobQueue, ModelInfo, UploadGranter, VectorSearcher, VectorWriter,
 };
 use quarry_core::{BatchId, DocumentId, DocumentKey, PortError};
 use quarry_embed::{EmbedError, EmbedOptions, LocalEmbedder};
@@ -104,6 +104,12 @@ where
         self.queue.enqueue(&plan.jobs).await?;
         tracing::info!(batch = %plan.started.batch, documents = plan.started.documents, "batch started");
         Ok(plan.started)
+    }
+
+    /// The search Lambda carries no extractors (they would double its bootstrap and its cold
+    /// start): what a batch costs is known only once the embed-workers read its documents.
+    async fn estimate(&self, _request: &BatchRequest) -> Result<Option<Estimate>, PortError> {
+        Ok(None)
     }
 
     async fn resume(&self, batch: &BatchId, keys: &[DocumentKey]) -> Result<u64, PortError> {

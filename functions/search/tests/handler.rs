@@ -114,6 +114,12 @@ async fn searches_documents_and_batches_through_api_gateway_events() {
     assert_eq!((code, r["removed_chunks"].as_u64()), (200, Some(1)), "{r}");
     assert_eq!(f.vectors.ids().len(), 1);
 
+    // A dry run cannot be priced here (no extractors in this function): refused, nothing queued.
+    let dry = json!({"prefix": "reports/", "dry_run": true});
+    let (code, r) = api(&f.router, "POST", "/v1/batches", Some(&dry)).await;
+    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("dry_run_unsupported")), "{r}");
+    assert!(f.queue.take().is_empty());
+
     // A batch over a prefix: screened and recorded up front, one job per document on the queue.
     let (code, b) = api(&f.router, "POST", "/v1/batches", Some(&json!({"prefix": "reports/"}))).await;
     assert_eq!((code, b["documents"].as_u64()), (202, Some(2)), "{b}");

@@ -17,13 +17,49 @@ use serde::{Deserialize, Serialize};
 use crate::openapi::ErrorBody;
 use crate::{ApiError, App, Backend, MAX_BATCH_KEYS, body};
 
-#[utoipa::path(post, path = "/v1/batches", request_body = quarry_core::ports::BatchRequest,
-    responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 400, body = ErrorBody)))]
+/// `POST /v1/batches`'s body: what to index, and whether only to price it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct StartBatch {
+    #[serde(flatten)]
+    pub request: BatchRequest,
+    /// Only say what the batch would send and cost (200, a `BatchEstimate`): nothing is queued,
+    /// embedded or written. On AWS, 400 `dry_run_unsupported` (the estimate needs the documents
+    /// read and chunked, which only the embed-workers do): use `quarry ingest --estimate` on a copy.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a batch would send and cost: documents read and chunked as indexing would, chunks already
+/// in the embedding cache (or repeated within the batch) left out, the rest priced.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchEstimate {
+    /// Always `true`: nothing was queued, embedded or written.
+    pub dry_run: bool,
+    pub documents: u64,
+    /// Already indexed with the same content: nothing would be sent.
+    pub unchanged: u64,
+    /// Missing, unreadable or refused: nothing would be sent.
+    pub failing: u64,
+    /// Requested keys that name nothing (among `failing`).
+    pub missing: Vec<String>,
+    pub chunks: u64,
+    /// Chunks found in the embedding cache or earlier in the batch.
+    pub cached: u64,
+    /// Chunks that would be sent to the embedder.
+    pub to_embed: u64,
+    /// What they would be billed (nothing with the local model).
+    pub usage: crate::search::SearchUsage,
+    pub model: String,
+}
+
+#[utoipa::path(post, path = "/v1/batches", request_body = StartBatch,
+    responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 200, body = BatchEstimate),
+        (status = 400, body = ErrorBody)))]
 pub(crate) async fn start_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
-    payload: Result<Json<BatchRequest>, JsonRejection>,
+    payload: Result<Json<StartBatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let req = body(payload)?;
+    let StartBatch { request: req, dry_run } = body(payload)?;
     if req.prefix.is_none() && req.keys.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "give a prefix, a list of keys, or both"));
     }
@@ -35,6 +71,27 @@ pub(crate) async fn start_batch<B: Backend>(
     }
     if req.keys.iter().any(|k| k.as_str().trim().is_empty()) {
         return Err(ApiError::bad_request("invalid_key", "keys must not be empty"));
+    }
+    if dry_run {
+        let Some(e) = app.backend.starter().estimate(&req).await? else {
+            return Err(ApiError::bad_request(
+                "dry_run_unsupported",
+                "this deployment prices a batch only once its documents are read; estimate a copy with `quarry ingest --estimate`",
+            ));
+        };
+        return Ok(Json(BatchEstimate {
+            dry_run: true,
+            documents: e.documents,
+            unchanged: e.unchanged,
+            failing: e.failing,
+            missing: e.missing.iter().map(|k| k.as_str().to_owned()).collect(),
+            chunks: e.chunks,
+            cached: e.cached,
+            to_embed: e.chunks - e.cached,
+            usage: crate::search::SearchUsage::from(e.usage),
+            model: e.model,
+        })
+        .into_response());
     }
     let started = app.backend.starter().start(&req).await?;
     Ok((StatusCode::ACCEPTED, Json(started)).into_response())

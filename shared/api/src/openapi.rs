@@ -54,6 +54,8 @@ pub struct ErrorDetail {
         quarry_core::ports::ValueCount,
         crate::batches::BatchList,
         crate::batches::BatchSummary,
+        crate::batches::StartBatch,
+        crate::batches::BatchEstimate,
         crate::uploads::UploadsInfo,
         crate::uploads::UploadRequest,
         crate::uploads::UploadReceived,

@@ -433,9 +433,33 @@ pub struct BatchStarted {
     pub missing: Vec<DocumentKey>,
 }
 
+/// What indexing a request would send and cost, worked out before anything is spent
+/// (`quarry_pipeline::estimate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub documents: u64,
+    /// Already indexed with this content: nothing to do.
+    pub unchanged: u64,
+    /// Documents that would fail (missing, unreadable, refused): nothing sent for them.
+    pub failing: u64,
+    /// Requested keys that name nothing (among the failing).
+    pub missing: Vec<DocumentKey>,
+    /// Chunks of the documents that would be indexed.
+    pub chunks: u64,
+    /// Of those, found in the embedding cache or earlier in the same request.
+    pub cached: u64,
+    /// What the chunks left would be billed.
+    pub usage: Usage,
+    /// The model that would embed them.
+    pub model: String,
+}
+
 /// Starts batches: locally a background task, on AWS the same jobs sent to SQS.
 pub trait BatchStarter: Send + Sync {
     fn start(&self, request: &BatchRequest) -> impl Future<Output = Result<BatchStarted, PortError>> + Send;
+    /// What `request` would cost, without queueing, embedding or writing anything (a dry run).
+    /// `None`: this deployment cannot tell before the documents are read by the workers.
+    fn estimate(&self, request: &BatchRequest) -> impl Future<Output = Result<Option<Estimate>, PortError>> + Send;
     /// Runs `keys` of an existing batch again, under that batch (a resume after a budget was
     /// raised, a retry of its failures): its counters follow the documents, and it ends when they
     /// do. Returns how many jobs were queued.

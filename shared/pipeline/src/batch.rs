@@ -50,6 +50,31 @@ pub async fn resume_keys<T: BatchTracker>(tracker: &T, batch: &BatchId) -> Resul
     Ok(keys)
 }
 
+/// The documents a request names: those under its prefix and its keys that exist, by key, and
+/// the keys that name nothing (or nothing inside a local folder: the caller's mistake either way).
+pub async fn resolve<B: BlobSource>(
+    source: &B,
+    request: &BatchRequest,
+) -> Result<(BTreeMap<DocumentKey, BlobInfo>, Vec<DocumentKey>), PortError> {
+    let mut items: BTreeMap<DocumentKey, BlobInfo> = BTreeMap::new();
+    if let Some(prefix) = &request.prefix {
+        for b in source.list(prefix).await? {
+            items.insert(b.key.clone(), b);
+        }
+    }
+    let mut missing = Vec::new();
+    for key in &request.keys {
+        match source.head(key).await {
+            Ok(info) => {
+                items.insert(key.clone(), info);
+            }
+            Err(PortError::NotFound { .. } | PortError::InvalidInput { .. }) => missing.push(key.clone()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((items, missing))
+}
+
 /// A batch recorded and ready for work.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -89,23 +114,7 @@ impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter, V: Eve
         request: &BatchRequest,
         not_documents: &[(DocumentKey, u64, Failure)],
     ) -> Result<Plan, PortError> {
-        let mut items: BTreeMap<DocumentKey, BlobInfo> = BTreeMap::new();
-        if let Some(prefix) = &request.prefix {
-            for b in self.source.list(prefix).await? {
-                items.insert(b.key.clone(), b);
-            }
-        }
-        let mut missing = Vec::new();
-        for key in &request.keys {
-            match self.source.head(key).await {
-                Ok(info) => {
-                    items.insert(key.clone(), info);
-                }
-                // A key that names nothing (or nothing inside a local folder) is the caller's mistake.
-                Err(PortError::NotFound { .. } | PortError::InvalidInput { .. }) => missing.push(key.clone()),
-                Err(e) => return Err(e),
-            }
-        }
+        let (items, missing) = resolve(self.source, request).await?;
         let batch = batch_id(
             items
                 .values()

@@ -7,24 +7,10 @@
 
 use std::collections::HashSet;
 
-use quarry_core::ports::{BlobSource, DocumentPreparer, DocumentReader, EmbeddingCache, ModelInfo, Usage};
+use quarry_core::ports::{
+    BatchRequest, BlobSource, DocumentPreparer, DocumentReader, EmbeddingCache, Estimate, ModelInfo, Usage,
+};
 use quarry_core::{Classify, ContentHash, DocumentId, DocumentKey, DocumentStatus, PortError};
-
-/// The totals of an estimate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Estimate {
-    pub documents: u64,
-    /// Already indexed with this content: nothing to do.
-    pub unchanged: u64,
-    /// Documents that would fail (unreadable, refused): nothing sent for them.
-    pub failing: u64,
-    /// Chunks of the documents that would be indexed.
-    pub chunks: u64,
-    /// Of those, found in the embedding cache or earlier in this run.
-    pub cached: u64,
-    /// What the chunks left would be billed.
-    pub usage: Usage,
-}
 
 /// Reads and prices documents without writing anything. `reader` and `cache` are the index's, if
 /// there is one yet.
@@ -40,10 +26,22 @@ pub struct Estimator<'a, B, R, C, P> {
 }
 
 impl<B: BlobSource, R: DocumentReader, C: EmbeddingCache, P: DocumentPreparer> Estimator<'_, B, R, C, P> {
+    /// What a batch `request` would cost: its documents resolved as the planner resolves them
+    /// ([`crate::batch::resolve`]), the keys that name nothing counted as failing.
+    pub async fn estimate_request(&self, request: &BatchRequest) -> Result<Estimate, PortError> {
+        let (items, missing) = crate::batch::resolve(self.source, request).await?;
+        let keys: Vec<DocumentKey> = items.into_keys().collect();
+        let mut total = self.estimate(&keys).await?;
+        total.documents += missing.len() as u64;
+        total.failing += missing.len() as u64;
+        total.missing = missing;
+        Ok(total)
+    }
+
     /// Adds up `keys`, in order: a paragraph shared by two documents is priced once, as the
     /// indexer embeds it once.
     pub async fn estimate(&self, keys: &[DocumentKey]) -> Result<Estimate, PortError> {
-        let mut total = Estimate::default();
+        let mut total = Estimate { model: self.model.id.clone(), ..Estimate::default() };
         let mut seen: HashSet<ContentHash> = HashSet::new();
         for key in keys {
             total.documents += 1;
