@@ -214,7 +214,7 @@ impl Local {
             embedder,
             preparer: Preparer::new(config, tokenizer),
             source,
-            store,
+            store: store.with_cache_policy(config.cache.clone()),
             events: LocalEvents::default(),
             budget: config.budget.clone(),
         })

@@ -37,7 +37,11 @@ pub struct Args {
 async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Result<()> {
     use quarry_core::ports::{Embedder, Usage};
     let (source, rejected) = target.source()?;
-    let store = if target.state_db().is_file() { Some(target.open_existing()?) } else { None };
+    let store = if target.state_db().is_file() {
+        Some(target.open_existing()?.with_cache_policy(config.cache.clone()))
+    } else {
+        None
+    };
     let model_dir = config.model.resolved_dir();
     let counter = quarry_openai::chunk_counter(&config.embedder, || {
         quarry_text::WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)

@@ -7,6 +7,7 @@
 
 mod alerting;
 mod batches;
+mod cache;
 mod eval;
 mod ingest;
 mod inspect;
@@ -45,6 +46,8 @@ enum Command {
     Batches(batches::ShowArgs),
     /// Index a batch's failed documents again.
     Retry(batches::RetryArgs),
+    /// Show or clear the embedding cache of an index (`quarry cache stats`, `quarry cache clear`).
+    Cache(cache::Args),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(cli.config.as_deref(), &args))),
         Command::Batches(args) => runtime().and_then(|rt| rt.block_on(batches::show(&args))),
         Command::Retry(args) => runtime().and_then(|rt| rt.block_on(batches::retry(cli.config.as_deref(), &args))),
+        Command::Cache(args) => runtime().and_then(|rt| rt.block_on(cache::run(cli.config.as_deref(), &args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

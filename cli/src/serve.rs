@@ -81,6 +81,7 @@ impl Backend for LocalBackend {
     type Fields = SqliteStore;
     type Uploads = FolderSource;
     type Inbox = FolderSource;
+    type Cache = SqliteStore;
 
     fn embedder(&self) -> &crate::engine::ConfiguredEmbedder {
         &self.queries
@@ -114,6 +115,9 @@ impl Backend for LocalBackend {
     }
     fn inbox(&self) -> Option<&FolderSource> {
         self.folder()
+    }
+    fn cache(&self) -> &SqliteStore {
+        &self.local.store
     }
     fn file_limits(&self) -> &Limits {
         self.local.preparer.limits()

@@ -32,11 +32,12 @@ async fn main() -> Result<(), Error> {
     let tokens =
         quarry_openai::chunk_counter(&config.embedder, || WordPiece::from_file(&model_dir.join("tokenizer.json")))?;
     let preparer = Preparer::new(&config, tokens);
+    let cache = aws.state.clone().with_cache_policy(config.cache.clone());
     let indexer = Indexer {
         source: &aws.source,
         state: &aws.state,
         embedder: &embedder,
-        cache: &aws.state,
+        cache: &cache,
         writer: &aws.vectors,
         preparer: &preparer,
         lease: LEASE,

@@ -135,7 +135,12 @@ impl<E, V, S, B, Q, P> Backend for AwsBackend<E, V, S, B, Q, P>
 where
     E: Embedder + 'static,
     V: VectorSearcher + VectorWriter + 'static,
-    S: CheckpointStore + BatchTracker + DocumentReader + quarry_core::spend::SpendLedger + 'static,
+    S: CheckpointStore
+        + BatchTracker
+        + DocumentReader
+        + quarry_core::spend::SpendLedger
+        + quarry_core::cache::CacheAdmin
+        + 'static,
     B: BlobSource + UploadGranter + 'static,
     Q: JobQueue + 'static,
     P: EventPublisher + 'static,
@@ -151,6 +156,7 @@ where
     type Fields = NoFields;
     type Uploads = B;
     type Inbox = NoUploads;
+    type Cache = S;
 
     fn embedder(&self) -> &E {
         &self.embedder
@@ -171,6 +177,9 @@ where
         &self.vectors
     }
     fn state(&self) -> &S {
+        &self.state
+    }
+    fn cache(&self) -> &S {
         &self.state
     }
     fn batches(&self) -> &S {

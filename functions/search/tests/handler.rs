@@ -189,3 +189,41 @@ async fn uploads_are_granted_for_the_bucket_never_received_by_the_function() {
     let (code, e) = api(&f.router, "PUT", "/v1/files/minutes.md", None).await;
     assert_eq!((code, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
 }
+
+#[tokio::test]
+async fn the_embedding_cache_is_reported_and_cleared_through_the_api() {
+    use quarry_core::ContentHash;
+    use quarry_core::ports::{EmbeddingCache, ModelInfo};
+    let f = fixture().await;
+    let (a, b) = (
+        ModelInfo { id: "openai/text-embedding-3-small".into(), dimension: 3, max_tokens: 8191 },
+        ModelInfo { id: "local/all-MiniLM-L6-v2".into(), dimension: 3, max_tokens: 256 },
+    );
+    let v = vec![1.0, 0.0, 0.0];
+    let entries: Vec<_> = ["x", "y", "z"].iter().map(|t| (ContentHash::of_text(t), v.clone())).collect();
+    f.state.put(&a, &entries).await.expect("put");
+    f.state.put(&b, &entries[..1]).await.expect("put");
+
+    let (code, r) = api(&f.router, "GET", "/v1/cache", None).await;
+    assert_eq!((code, r["entries"].as_u64()), (200, Some(4)), "{r}");
+    let models: Vec<(&str, u64)> = r["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| (m["model"].as_str().unwrap_or(""), m["entries"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(models, [("local/all-MiniLM-L6-v2", 1), ("openai/text-embedding-3-small", 3)]);
+    assert!(r["bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
+
+    let (code, r) = api(&f.router, "POST", "/v1/cache/clear", Some(&json!({"older_than_days": -1}))).await;
+    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("invalid_age")), "{r}");
+    let (code, r) = api(&f.router, "POST", "/v1/cache/clear", Some(&json!({"older_than_days": 1}))).await;
+    assert_eq!((code, r["removed"].as_u64()), (200, Some(0)), "nothing is a day old: {r}");
+    let clear = json!({"model": "openai/text-embedding-3-small"});
+    let (code, r) = api(&f.router, "POST", "/v1/cache/clear", Some(&clear)).await;
+    assert_eq!((code, r["removed"].as_u64()), (200, Some(3)), "{r}");
+    let (_, r) = api(&f.router, "GET", "/v1/cache", None).await;
+    assert_eq!(r["entries"].as_u64(), Some(1), "the other model's entry stays: {r}");
+    let (code, r) = api(&f.router, "POST", "/v1/cache/clear", Some(&json!({}))).await;
+    assert_eq!((code, r["removed"].as_u64()), (200, Some(1)), "{r}");
+}

@@ -9,6 +9,7 @@
 //! the rest.
 
 mod batches;
+mod cache;
 pub mod cursor;
 mod documents;
 mod error;
@@ -71,6 +72,7 @@ pub trait Backend: Send + Sync + 'static {
     type Fields: FieldCatalog;
     type Uploads: UploadGranter;
     type Inbox: BlobWriter;
+    type Cache: quarry_core::cache::CacheAdmin;
 
     fn embedder(&self) -> &Self::Embedder;
     /// Full-text search, where the backend has it (the in-memory BM25 index locally; not S3
@@ -91,6 +93,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The API receiving upload bytes itself (`PUT /v1/files/{name}`, locally); `None` where
     /// the grant points elsewhere (a presigned S3 URL).
     fn inbox(&self) -> Option<&Self::Inbox>;
+    /// The embedding cache, to report on and clear (`/v1/cache`).
+    fn cache(&self) -> &Self::Cache;
     /// What files this deployment accepts: the limits ingest screens with.
     fn file_limits(&self) -> &Limits;
 
@@ -183,6 +187,8 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .route("/v1/batches/{id}", get(batches::get_batch::<B>))
         .route("/v1/batches/{id}/retry", post(batches::retry_batch::<B>))
         .route("/v1/fields", get(fields::list_fields::<B>))
+        .route("/v1/cache", get(cache::stats::<B>))
+        .route("/v1/cache/clear", post(cache::clear::<B>))
         .route("/v1/uploads", get(uploads::info::<B>).post(uploads::grant::<B>))
         .layer(DefaultBodyLimit::max(body_limit))
         // A file's body is as large as the files ingest takes, not the 64 KiB of a JSON request.

@@ -36,7 +36,9 @@ async fn dynamodb_alert_ledger() {
 #[tokio::test]
 async fn dynamodb_embedding_cache() {
     let (clients, c) = fresh(8).await;
-    contract::embedding_cache(&DynamoState::new(clients.dynamodb, c.resources.table)).await;
+    let state = DynamoState::new(clients.dynamodb, c.resources.table);
+    contract::embedding_cache(&state).await;
+    contract::cache_admin(&state).await;
 }
 
 #[tokio::test]

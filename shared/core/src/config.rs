@@ -270,6 +270,7 @@ pub struct Config {
     pub embedder: EmbedderSettings,
     pub alerts: Alerts,
     pub budget: Budget,
+    pub cache: crate::cache::CachePolicy,
 }
 
 impl Config {

@@ -6,6 +6,7 @@
 //! embedded default are the same pipeline over different adapters, and the adapters live in their own
 //! crates (see `docs/ARCHITECTURE.md`).
 
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -91,6 +91,8 @@ catalogue! {
         "Model tokens in the chunks sent to the embedder (cache misses only).";
     EMBEDDING_CACHE = "embedding_cache", Counter, Count, ["result"],
         "Chunk vectors looked up by text before embedding: hit (reused) or miss (embedded).";
+    EMBEDDING_CACHE_EVICTED = "embedding_cache_evicted", Counter, Count, [],
+        "Cached vectors dropped to keep the local cache under its size cap or TTL.";
     EMBEDDING_CALLS = "embedding_calls", Counter, Count, ["purpose", "status"],
         "Calls to the embedder, for indexing or a query, and whether they succeeded (ok or error).";
     EMBEDDING_LATENCY = "embedding_latency", Histogram, Milliseconds, ["purpose"],

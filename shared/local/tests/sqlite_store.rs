@@ -62,9 +62,15 @@ async fn alert_ledger_contract() {
 }
 
 #[tokio::test]
-async fn embedding_cache_contract() {
-    let store = SqliteStore::open(&scratch("cache"), 8).expect("open");
-    quarry_testkit::contract::embedding_cache(&store).await;
+async fn embedding_cache_contract_in_every_encoding() {
+    use quarry_core::cache::{CachePolicy, Encoding};
+    for encoding in [Encoding::F32, Encoding::F16, Encoding::Int8] {
+        let policy = CachePolicy { encoding, ..CachePolicy::default() };
+        let store =
+            SqliteStore::open(&scratch(&format!("cache-{encoding:?}")), 8).expect("open").with_cache_policy(policy);
+        quarry_testkit::contract::embedding_cache(&store).await;
+        quarry_testkit::contract::cache_admin(&store).await;
+    }
 }
 
 #[tokio::test]

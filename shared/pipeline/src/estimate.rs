@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use quarry_core::cache::cache_key_text;
 use quarry_core::ports::{
     BatchRequest, BlobSource, DocumentPreparer, DocumentReader, EmbeddingCache, Estimate, ModelInfo, Usage,
 };
@@ -72,7 +73,7 @@ impl<B: BlobSource, R: DocumentReader, C: EmbeddingCache, P: DocumentPreparer> E
                 total.failing += 1;
                 continue;
             };
-            let hashes: Vec<ContentHash> = prepared.chunks.iter().map(|c| ContentHash::of_text(&c.text)).collect();
+            let hashes: Vec<ContentHash> = prepared.chunks.iter().map(|c| cache_key_text(&c.text)).collect();
             let cached = match self.cache {
                 Some(cache) => cache.get(self.model, &hashes).await?,
                 None => Vec::new(),

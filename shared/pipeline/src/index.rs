@@ -6,9 +6,11 @@
 //! a crash anywhere leaves a lease that expires, and the retry redoes the upsert (same chunk ids)
 //! and then checkpoints. Duplicate deliveries of unchanged content stop at the lease.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, histogram};
+use quarry_core::cache::cache_key_text;
 use quarry_core::config::Budget;
 use quarry_core::meta::ChunkMeta;
 use quarry_core::metric::{self, millis, stage};
@@ -218,9 +220,22 @@ where
         batch: Option<&BatchId>,
     ) -> Result<Result<(Vec<Vec<f32>>, Usage), Exhausted>, PortError> {
         let model = self.embedder.model();
-        let hashes: Vec<ContentHash> = chunks.iter().map(|c| ContentHash::of_text(&c.text)).collect();
+        let hashes: Vec<ContentHash> = chunks.iter().map(|c| cache_key_text(&c.text)).collect();
         let mut vectors = self.cache.get(model, &hashes).await?;
-        let missing: Vec<usize> = (0..chunks.len()).filter(|&i| vectors.get(i).is_none_or(Option::is_none)).collect();
+        vectors.resize(chunks.len(), None);
+        // A text repeated within the document is sent once; its other chunks take its vector.
+        let mut first: HashMap<&ContentHash, usize> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, h) in hashes.iter().enumerate().filter(|(i, _)| vectors[*i].is_none()) {
+            match first.get(h) {
+                Some(&j) => repeats.push((i, j)),
+                None => {
+                    first.insert(h, i);
+                    missing.push(i);
+                }
+            }
+        }
         counter!(metric::EMBEDDING_CACHE, "result" => "hit").increment((chunks.len() - missing.len()) as u64);
         counter!(metric::EMBEDDING_CACHE, "result" => "miss").increment(missing.len() as u64);
         let mut billed = Usage::default();
@@ -254,9 +269,11 @@ where
             let entries: Vec<(ContentHash, Vec<f32>)> =
                 missing.iter().zip(&fresh).map(|(&i, v)| (hashes[i].clone(), v.clone())).collect();
             self.cache.put(model, &entries).await?;
-            vectors.resize(chunks.len(), None);
             for (&i, v) in missing.iter().zip(fresh) {
                 vectors[i] = Some(v);
+            }
+            for (i, j) in repeats {
+                vectors[i] = vectors[j].clone();
             }
         }
         tracing::debug!(cached = chunks.len() - missing.len(), embedded = missing.len(), "chunk vectors");

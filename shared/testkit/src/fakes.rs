@@ -215,7 +215,8 @@ struct Batch {
 struct State {
     documents: HashMap<DocumentId, Doc>,
     batches: HashMap<BatchId, Batch>,
-    cache: HashMap<(String, usize, ContentHash), Vec<f32>>,
+    /// Vectors with when they were last used (ms).
+    cache: HashMap<(String, usize, ContentHash), (Vec<f32>, i64)>,
     spend: HashMap<quarry_core::spend::SpendScope, quarry_core::spend::Spent>,
 }
 
@@ -459,15 +460,53 @@ impl quarry_core::spend::SpendLedger for MemoryState {
 
 impl EmbeddingCache for MemoryState {
     async fn get(&self, model: &ModelInfo, texts: &[ContentHash]) -> Result<Vec<Option<Vec<f32>>>, PortError> {
-        let s = lock(&self.state);
-        Ok(texts.iter().map(|h| s.cache.get(&(model.id.clone(), model.dimension, h.clone())).cloned()).collect())
+        let mut s = lock(&self.state);
+        let now = now_ms();
+        Ok(texts
+            .iter()
+            .map(|h| {
+                s.cache.get_mut(&(model.id.clone(), model.dimension, h.clone())).map(|(v, used)| {
+                    *used = now;
+                    v.clone()
+                })
+            })
+            .collect())
     }
 
     async fn put(&self, model: &ModelInfo, entries: &[(ContentHash, Vec<f32>)]) -> Result<(), PortError> {
         let mut s = lock(&self.state);
         for (h, v) in entries {
-            s.cache.insert((model.id.clone(), model.dimension, h.clone()), v.clone());
+            s.cache.insert((model.id.clone(), model.dimension, h.clone()), (v.clone(), now_ms()));
         }
         Ok(())
+    }
+}
+
+impl quarry_core::cache::CacheAdmin for MemoryState {
+    async fn cache_stats(&self) -> Result<Vec<quarry_core::cache::CacheStats>, PortError> {
+        let s = lock(&self.state);
+        let mut by: BTreeMap<(String, usize), quarry_core::cache::CacheStats> = BTreeMap::new();
+        for ((model, dimension, hash), (v, used)) in &s.cache {
+            let e = by.entry((model.clone(), *dimension)).or_insert_with(|| quarry_core::cache::CacheStats {
+                model: model.clone(),
+                dimension: *dimension,
+                entries: 0,
+                bytes: 0,
+                oldest_ms: *used,
+                newest_ms: *used,
+            });
+            e.entries += 1;
+            e.bytes += (model.len() + hash.as_str().len() + v.len() * 4 + 16) as u64;
+            e.oldest_ms = e.oldest_ms.min(*used);
+            e.newest_ms = e.newest_ms.max(*used);
+        }
+        Ok(by.into_values().collect())
+    }
+
+    async fn clear_cache(&self, filter: &quarry_core::cache::CacheFilter) -> Result<u64, PortError> {
+        let mut s = lock(&self.state);
+        let before = s.cache.len();
+        s.cache.retain(|(model, _, _), (_, used)| !filter.matches(model, *used));
+        Ok((before - s.cache.len()) as u64)
     }
 }

@@ -9,6 +9,7 @@ async fn memory_state_is_a_checkpoint_store_a_batch_tracker_and_a_cache() {
     contract::checkpoint_store(&MemoryState::default()).await;
     contract::batch_tracker(&MemoryState::default()).await;
     contract::embedding_cache(&MemoryState::default()).await;
+    contract::cache_admin(&MemoryState::default()).await;
     contract::spend_ledger(&MemoryState::default()).await;
 }
 

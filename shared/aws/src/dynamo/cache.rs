@@ -1,24 +1,94 @@
-//! The embedding cache: vectors by (model, dimension, text hash), expiring by TTL
-//! ([`EmbeddingCache`]).
+//! The embedding cache: vectors by (model, dimension, normalised text hash), in the policy's
+//! encoding, expiring by DynamoDB's TTL ([`EmbeddingCache`]); reported on and cleared by a scan
+//! ([`CacheAdmin`]).
+//!
+//! Items: `pk = emb#MODEL#DIMENSION#HASH`, `sk = emb`, `v` (the encoded vector), `at` (written,
+//! ms), `expires_at` (seconds, the table's TTL attribute). DynamoDB deletes expired items within
+//! days, not at once, so reads also skip items past `expires_at`. Entries are not touched on a hit
+//! (a write per read would double the cache's cost): their TTL runs from their last write.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use quarry_core::cache::{CacheAdmin, CacheFilter, CacheStats, Encoding};
 use quarry_core::ports::{EmbeddingCache, ModelInfo};
 use quarry_core::{ContentHash, PortError};
 use tracing::instrument;
 
-use super::{DynamoState, Item, cache_key, get_s};
+use super::{DynamoState, Item, cache_key, get_n, get_s, n};
 use crate::{build_error, port_error};
 
-fn vector_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// The model, dimension and hash of a cache item's `pk`; `None` for any other item.
+fn parse_pk(pk: &str) -> Option<(&str, usize, &str)> {
+    let rest = pk.strip_prefix("emb#")?;
+    let mut parts = rest.rsplitn(3, '#');
+    let hash = parts.next()?;
+    let dimension = parts.next()?.parse().ok()?;
+    Some((parts.next()?, dimension, hash))
 }
 
-fn bytes_vector(b: &[u8], dimension: usize) -> Option<Vec<f32>> {
-    (b.len() == dimension * 4)
-        .then(|| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+impl DynamoState {
+    /// Whether an item read now is past its TTL (and only waiting for DynamoDB to delete it).
+    fn expired(&self, item: &Item) -> bool {
+        get_n(item, "expires_at").is_some_and(|t| t <= (self.clock)() / 1000)
+    }
+
+    /// BatchWriteItem in groups of 25, unprocessed items sent again with back-off.
+    async fn write_all(&self, operation: &'static str, writes: Vec<WriteRequest>) -> Result<(), PortError> {
+        for group in writes.chunks(25) {
+            let mut pending = group.to_vec();
+            let mut round = 0u32;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(operation, e))?;
+                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    if round > 8 {
+                        return Err(PortError::Throttled { operation, retry_after: None, source: None });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << round)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every cache item (key, size, written-at), by a paginated scan of the table.
+    async fn cache_items(&self, operation: &'static str) -> Result<Vec<(String, u64, i64)>, PortError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :emb")
+                .expression_attribute_values(":emb", AttributeValue::S("emb".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error(operation, e))?;
+            for item in page.items.unwrap_or_default() {
+                if self.expired(&item) {
+                    continue;
+                }
+                let Some(pk) = get_s(&item, "pk") else { continue };
+                let size = item.get("v").and_then(|v| v.as_b().ok()).map_or(0, |b| b.as_ref().len());
+                out.push((pk.to_owned(), (pk.len() + size + 16) as u64, get_n(&item, "at").unwrap_or(0)));
+            }
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 impl EmbeddingCache for DynamoState {
@@ -37,9 +107,10 @@ impl EmbeddingCache for DynamoState {
         let found = self.existing("dynamodb.cache_get", unique).await?;
         let by_pk: HashMap<&str, Vec<f32>> = found
             .iter()
+            .filter(|i| !self.expired(i))
             .filter_map(|i| {
                 let v = i.get("v").and_then(|v| v.as_b().ok())?;
-                Some((get_s(i, "pk")?, bytes_vector(v.as_ref(), model.dimension)?))
+                Some((get_s(i, "pk")?, Encoding::decode(v.as_ref(), model.dimension)?))
             })
             .collect();
         Ok(texts
@@ -50,6 +121,7 @@ impl EmbeddingCache for DynamoState {
 
     #[instrument(skip_all, err, fields(entries = entries.len()))]
     async fn put(&self, model: &ModelInfo, entries: &[(ContentHash, Vec<f32>)]) -> Result<(), PortError> {
+        let now = (self.clock)();
         let mut seen = std::collections::HashSet::new();
         let mut writes = Vec::new();
         for (h, v) in entries {
@@ -57,36 +129,75 @@ impl EmbeddingCache for DynamoState {
                 continue;
             }
             let mut item = cache_key(model, h);
-            item.insert("v".into(), AttributeValue::B(aws_smithy_types::Blob::new(vector_bytes(v))));
-            item.insert("expires_at".into(), self.expires_at());
+            item.insert("v".into(), AttributeValue::B(aws_smithy_types::Blob::new(self.cache.encoding.encode(v))));
+            item.insert("at".into(), n(now));
+            if let Some(ttl) = self.cache.ttl_ms() {
+                item.insert("expires_at".into(), n((now + ttl) / 1000));
+            }
             let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error("dynamodb.cache_put"))?;
             writes.push(WriteRequest::builder().put_request(put).build());
         }
-        for group in writes.chunks(25) {
-            let mut pending = group.to_vec();
-            let mut round = 0u32;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| port_error("dynamodb.cache_put", e))?;
-                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                if !pending.is_empty() {
-                    round += 1;
-                    if round > 8 {
-                        return Err(PortError::Throttled {
-                            operation: "dynamodb.cache_put",
-                            retry_after: None,
-                            source: None,
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << round)).await;
-                }
-            }
+        self.write_all("dynamodb.cache_put", writes).await
+    }
+}
+
+/// A scan reads the whole table (documents, batches and cache alike): an administrator's
+/// operation, priced in docs/AWS.md, not something to call per request.
+impl CacheAdmin for DynamoState {
+    #[instrument(skip_all, err)]
+    async fn cache_stats(&self) -> Result<Vec<CacheStats>, PortError> {
+        let mut by_model: std::collections::BTreeMap<(String, usize), CacheStats> = Default::default();
+        for (pk, bytes, at) in self.cache_items("dynamodb.cache_stats").await? {
+            let Some((model, dimension, _)) = parse_pk(&pk) else { continue };
+            let s = by_model.entry((model.to_owned(), dimension)).or_insert_with(|| CacheStats {
+                model: model.to_owned(),
+                dimension,
+                entries: 0,
+                bytes: 0,
+                oldest_ms: at,
+                newest_ms: at,
+            });
+            s.entries += 1;
+            s.bytes += bytes;
+            s.oldest_ms = s.oldest_ms.min(at);
+            s.newest_ms = s.newest_ms.max(at);
         }
-        Ok(())
+        Ok(by_model.into_values().collect())
+    }
+
+    #[instrument(skip_all, err)]
+    async fn clear_cache(&self, filter: &CacheFilter) -> Result<u64, PortError> {
+        let mut deletes = Vec::new();
+        for (pk, _, at) in self.cache_items("dynamodb.cache_clear").await? {
+            if !parse_pk(&pk).is_some_and(|(model, _, _)| filter.matches(model, at)) {
+                continue;
+            }
+            let key = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(pk)),
+                ("sk".to_owned(), AttributeValue::S("emb".into())),
+            ]);
+            let delete =
+                DeleteRequest::builder().set_key(Some(key)).build().map_err(build_error("dynamodb.cache_clear"))?;
+            deletes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let n = deletes.len() as u64;
+        self.write_all("dynamodb.cache_clear", deletes).await?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pk;
+
+    #[test]
+    fn a_cache_key_names_its_model_even_with_separators_in_it() {
+        assert_eq!(
+            parse_pk("emb#openai/text-embedding-3-small#384#ab12"),
+            Some(("openai/text-embedding-3-small", 384, "ab12"))
+        );
+        assert_eq!(parse_pk("emb#a#b#1536#ff"), Some(("a#b", 1536, "ff")));
+        assert_eq!(parse_pk("doc#123"), None);
+        assert_eq!(parse_pk("emb#m#x#ff"), None);
     }
 }

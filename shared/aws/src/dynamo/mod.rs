@@ -43,7 +43,7 @@ pub const RECENT_INDEX: &str = "recent";
 pub const RECENT_PK: &str = "recent";
 pub const RECENT_SK: &str = "created_ms";
 
-/// How long batch records and cached vectors live after their last write.
+/// How long batch records live after their last write (cached vectors: `[cache] ttl_days`).
 pub const TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Tries at an optimistic update that keeps losing races before answering "busy"/"conflict".
 const RACES: usize = 8;
@@ -53,6 +53,8 @@ pub struct DynamoState {
     client: Client,
     table: String,
     clock: fn() -> i64,
+    /// How cached vectors are stored and how long they live (`[cache]`; the cap is local only).
+    cache: quarry_core::cache::CachePolicy,
 }
 
 fn now_ms() -> i64 {
@@ -109,7 +111,14 @@ fn failure_of(item: &Item) -> Option<Failure> {
 /// A batch document's state, as stored and as counted.
 impl DynamoState {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoState { client, table: table.into(), clock: now_ms }
+        DynamoState { client, table: table.into(), clock: now_ms, cache: quarry_core::cache::CachePolicy::default() }
+    }
+
+    /// The embedding cache's encoding and TTL (`[cache]`); the defaults otherwise.
+    #[must_use]
+    pub fn with_cache_policy(mut self, policy: quarry_core::cache::CachePolicy) -> Self {
+        self.cache = policy;
+        self
     }
 
     fn expires_at(&self) -> AttributeValue {

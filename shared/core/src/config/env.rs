@@ -55,6 +55,9 @@ pub(super) const ENV: &[(&str, &str)] = &[
     ("QUARRY_BUDGET_DAILY_USD", "budget.daily_usd"),
     ("QUARRY_BUDGET_BATCH_USD", "budget.batch_usd"),
     ("QUARRY_BUDGET_WARN_PERCENT", "budget.warn_percent"),
+    ("QUARRY_CACHE_ENCODING", "cache.encoding"),
+    ("QUARRY_CACHE_TTL_DAYS", "cache.ttl_days"),
+    ("QUARRY_CACHE_MAX_MB", "cache.max_mb"),
 ];
 
 /// Parses `50MB`, `50 MiB`, `1.5GB`, `1048576`: what people type for sizes.
@@ -160,6 +163,12 @@ impl Config {
             "QUARRY_BUDGET_DAILY_USD" => self.budget.daily_usd = Some(parse_usd(name, v)?),
             "QUARRY_BUDGET_BATCH_USD" => self.budget.batch_usd = Some(parse_usd(name, v)?),
             "QUARRY_BUDGET_WARN_PERCENT" => self.budget.warn_percent = parse_num(name, v)?,
+            "QUARRY_CACHE_ENCODING" => {
+                self.cache.encoding =
+                    crate::cache::Encoding::parse(v).ok_or_else(|| invalid(name, v, "expected f32, f16 or int8"))?;
+            }
+            "QUARRY_CACHE_TTL_DAYS" => self.cache.ttl_days = parse_num(name, v)?,
+            "QUARRY_CACHE_MAX_MB" => self.cache.max_mb = parse_num(name, v)?,
             _ => {
                 let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });

@@ -101,6 +101,8 @@ pub struct SqliteStore {
     /// current by every write: semantic-only use never pays for it.
     keywords: RwLock<Option<KeywordIndex>>,
     clock: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// How the embedding cache stores vectors, and how long and how large it may keep them.
+    cache: quarry_core::cache::CachePolicy,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -155,7 +157,15 @@ impl SqliteStore {
             metadata: RwLock::new(metadata),
             keywords: RwLock::new(None),
             clock: Box::new(now_ms),
+            cache: quarry_core::cache::CachePolicy::default(),
         })
+    }
+
+    /// The embedding cache's encoding, TTL and cap (`[cache]`); the defaults otherwise.
+    #[must_use]
+    pub fn with_cache_policy(mut self, policy: quarry_core::cache::CachePolicy) -> Self {
+        self.cache = policy;
+        self
     }
 
     /// Replaces the clock (milliseconds since the epoch): tests use it to expire leases.

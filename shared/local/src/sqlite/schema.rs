@@ -109,6 +109,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    // The embedding cache, managed (quarry_core::cache): when each vector was last used (for the
+    // TTL and least-recently-used eviction; existing entries count as used now), and its size
+    // kept by triggers, so that a cap is checked without scanning a gigabyte.
+    r"
+    ALTER TABLE embedding_cache ADD COLUMN used_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE embedding_cache SET used_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+    CREATE INDEX embedding_cache_by_use ON embedding_cache (used_ms);
+    CREATE TABLE embedding_cache_size (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        entries INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );
+    INSERT INTO embedding_cache_size
+        SELECT 0, COUNT(*), COALESCE(SUM(length(model) + length(content_hash) + length(vector) + 16), 0)
+        FROM embedding_cache;
+    CREATE TRIGGER embedding_cache_added AFTER INSERT ON embedding_cache BEGIN
+        UPDATE embedding_cache_size SET entries = entries + 1,
+            bytes = bytes + length(NEW.model) + length(NEW.content_hash) + length(NEW.vector) + 16;
+    END;
+    CREATE TRIGGER embedding_cache_removed AFTER DELETE ON embedding_cache BEGIN
+        UPDATE embedding_cache_size SET entries = entries - 1,
+            bytes = bytes - (length(OLD.model) + length(OLD.content_hash) + length(OLD.vector) + 16);
+    END;
+    CREATE TRIGGER embedding_cache_replaced AFTER UPDATE OF vector ON embedding_cache BEGIN
+        UPDATE embedding_cache_size SET bytes = bytes - length(OLD.vector) + length(NEW.vector);
+    END;
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

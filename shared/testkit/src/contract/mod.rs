@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
-    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, EmbeddingCache, FieldCatalog,
-    KeywordQuery, KeywordSearcher, Lease, ModelInfo, ValueCount, VectorQuery, VectorRecord, VectorSearcher,
-    VectorWriter,
+    BatchOutcome, BatchTracker, Checkpoint, CheckpointStore, DocumentReader, FieldCatalog, KeywordQuery,
+    KeywordSearcher, Lease, ValueCount, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
 };
 use quarry_core::{
     BatchCounters, BatchId, CharSpan, ChunkId, ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, Format,
     PageRange,
 };
 
+mod cache;
 mod spend;
+pub use cache::{cache_admin, embedding_cache};
 pub use spend::spend_ledger;
 
 fn doc(name: &str) -> (DocumentKey, DocumentId) {
@@ -244,29 +245,6 @@ pub async fn batch_tracker<S: BatchTracker>(store: &S) {
     assert_eq!(one.len(), 1, "the limit holds: {one:?}");
     let created_later = store.timing(&later).await.expect("timing").created_ms;
     assert_eq!(one, [(later, created_later)], "with when it was created");
-}
-
-/// Cached vectors come back only for the same model, dimension and text.
-pub async fn embedding_cache<S: EmbeddingCache>(store: &S) {
-    let model = ModelInfo { id: "contract/model-a".into(), dimension: 3, max_tokens: 256 };
-    let other = ModelInfo { id: "contract/model-b".into(), dimension: 3, max_tokens: 256 };
-    let wider = ModelInfo { id: "contract/model-a".into(), dimension: 4, max_tokens: 256 };
-    let (a, b, c) = (ContentHash::of_text("alpha"), ContentHash::of_text("beta"), ContentHash::of_text("gamma"));
-    assert_eq!(store.get(&model, &[a.clone(), b.clone()]).await.expect("get"), vec![None, None]);
-    store.put(&model, &[(a.clone(), vec![1.0, 0.0, 0.0]), (b.clone(), vec![0.0, 1.0, 0.0])]).await.expect("put");
-    store.put(&model, &[(a.clone(), vec![1.0, 0.0, 0.0])]).await.expect("putting again is fine");
-    assert_eq!(
-        store.get(&model, &[b.clone(), c.clone(), a.clone()]).await.expect("get"),
-        vec![Some(vec![0.0, 1.0, 0.0]), None, Some(vec![1.0, 0.0, 0.0])],
-        "entries come back in the order asked, None where missing"
-    );
-    assert_eq!(
-        store.get(&other, std::slice::from_ref(&a)).await.expect("get"),
-        vec![None],
-        "another model's vectors never mix in"
-    );
-    assert_eq!(store.get(&wider, &[a]).await.expect("get"), vec![None], "nor another dimension's");
-    assert!(store.get(&model, &[]).await.expect("empty").is_empty());
 }
 
 /// Full-text ranking over chunk text and title, filters inside the ranking, scores in [0, 1],
