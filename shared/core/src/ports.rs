@@ -295,6 +295,15 @@ pub trait EmbeddingCache: Send + Sync {
         model: &ModelInfo,
         entries: &[(ContentHash, Vec<f32>)],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// As `get`, without counting as a use where a store keeps uses (its TTL and eviction order
+    /// stay as they were): what an estimate looks with.
+    fn peek(
+        &self,
+        model: &ModelInfo,
+        texts: &[ContentHash],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<f32>>>, PortError>> + Send {
+        self.get(model, texts)
+    }
 }
 
 /// A chunk's vector with what search needs to show and filter it.

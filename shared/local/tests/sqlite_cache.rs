@@ -53,13 +53,21 @@ async fn an_entry_unused_for_longer_than_the_ttl_is_gone_and_a_used_one_stays() 
     now.fetch_add(DAY_MS + 1, Ordering::SeqCst);
     assert!(store.get(&model(), std::slice::from_ref(&used)).await.expect("get")[0].is_some(), "a day old: fresh");
     now.fetch_add(DAY_MS + 1, Ordering::SeqCst);
-    let got = store.get(&model(), &[old, used]).await.expect("get");
+    let got = store.get(&model(), &[old, used.clone()]).await.expect("get");
     assert!(got[0].is_none(), "two days unused: expired");
     assert!(got[1].is_some(), "used a day ago: its TTL started again then");
+    // An estimate's look is not a use: it does not move the TTL.
+    let peeked = ContentHash::of_text("peeked");
+    store.put(&model(), &[(peeked.clone(), unit(3))]).await.expect("put");
+    now.fetch_add(DAY_MS + 1, Ordering::SeqCst);
+    assert!(store.peek(&model(), std::slice::from_ref(&peeked)).await.expect("peek")[0].is_some());
+    now.fetch_add(DAY_MS + 1, Ordering::SeqCst);
+    assert!(store.get(&model(), std::slice::from_ref(&peeked)).await.expect("get")[0].is_none(), "peeked, not used");
+    assert!(store.get(&model(), std::slice::from_ref(&used)).await.expect("get")[0].is_none(), "unused two days");
     // The next write drops what has expired.
     store.put(&model(), &[(ContentHash::of_text("new"), unit(2))]).await.expect("put");
     let stats = store.cache_stats().await.expect("stats");
-    assert_eq!(stats.iter().map(|s| s.entries).sum::<u64>(), 2, "{stats:?}");
+    assert_eq!(stats.iter().map(|s| s.entries).sum::<u64>(), 1, "only the new entry is left: {stats:?}");
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ impl<B: BlobSource, R: DocumentReader, C: EmbeddingCache, P: DocumentPreparer> E
             };
             let hashes: Vec<ContentHash> = prepared.chunks.iter().map(|c| cache_key_text(&c.text)).collect();
             let cached = match self.cache {
-                Some(cache) => cache.get(self.model, &hashes).await?,
+                Some(cache) => cache.peek(self.model, &hashes).await?,
                 None => Vec::new(),
             };
             let mut texts = Vec::new();

@@ -65,9 +65,14 @@ impl SqliteStore {
     }
 }
 
-impl EmbeddingCache for SqliteStore {
-    /// A hit counts as a use: it moves the entry's expiry and its place in the eviction order.
-    async fn get(&self, model: &ModelInfo, texts: &[ContentHash]) -> Result<Vec<Option<Vec<f32>>>, PortError> {
+impl SqliteStore {
+    /// The vectors of `texts` that are cached and fresh; with `touch`, each hit is a use.
+    fn lookup(
+        &self,
+        model: &ModelInfo,
+        texts: &[ContentHash],
+        touch: bool,
+    ) -> Result<Vec<Option<Vec<f32>>>, PortError> {
         let now = (self.clock)();
         let fresh_since = self.cache_fresh_since(now);
         let mut conn = self.conn();
@@ -80,7 +85,7 @@ impl EmbeddingCache for SqliteStore {
                      WHERE model = ?1 AND dimension = ?2 AND content_hash = ?3 AND used_ms >= ?4",
                 )
                 .map_err(db_error("cache.get"))?;
-            let mut touch = tx
+            let mut used = tx
                 .prepare_cached(
                     "UPDATE embedding_cache SET used_ms = ?4 WHERE model = ?1 AND dimension = ?2 AND content_hash = ?3",
                 )
@@ -92,14 +97,25 @@ impl EmbeddingCache for SqliteStore {
                     .optional()
                     .map_err(db_error("cache.get"))?
                     .and_then(|b| Encoding::decode(&b, model.dimension));
-                if found.is_some() {
-                    touch.execute(params![model.id, dimension, h.as_str(), now]).map_err(db_error("cache.get"))?;
+                if touch && found.is_some() {
+                    used.execute(params![model.id, dimension, h.as_str(), now]).map_err(db_error("cache.get"))?;
                 }
                 out.push(found);
             }
         }
         tx.commit().map_err(db_error("cache.get"))?;
         Ok(out)
+    }
+}
+
+impl EmbeddingCache for SqliteStore {
+    /// A hit counts as a use: it moves the entry's expiry and its place in the eviction order.
+    async fn get(&self, model: &ModelInfo, texts: &[ContentHash]) -> Result<Vec<Option<Vec<f32>>>, PortError> {
+        self.lookup(model, texts, true)
+    }
+
+    async fn peek(&self, model: &ModelInfo, texts: &[ContentHash]) -> Result<Vec<Option<Vec<f32>>>, PortError> {
+        self.lookup(model, texts, false)
     }
 
     async fn put(&self, model: &ModelInfo, entries: &[(ContentHash, Vec<f32>)]) -> Result<(), PortError> {
