@@ -19,6 +19,8 @@ use quarry_core::ports::{Embedder, ModelInfo};
 
 mod limit;
 pub mod pack;
+mod retry;
+pub mod stores;
 mod wire;
 mod words;
 
@@ -119,7 +121,7 @@ pub enum OpenAiError {
     Client(#[source] reqwest::Error),
     #[error("the API key cannot be sent as an HTTP header")]
     BadKey,
-    #[error("the embeddings request failed in transit")]
+    #[error("the request to OpenAI failed in transit")]
     Http(#[source] reqwest::Error),
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -129,6 +131,14 @@ pub enum OpenAiError {
     Shape { asked: usize, got: usize, dimension: usize, want: usize },
     #[error("input {index} has {tokens} tokens; the model takes at most {MAX_INPUT_TOKENS}")]
     TooLong { index: usize, tokens: usize },
+    #[error("{endpoint} answered with a body that is not its response")]
+    StoreBody {
+        endpoint: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("file batch {batch} was still in progress after {waited:?}; cancelled")]
+    AttachTimedOut { batch: String, waited: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -168,33 +178,15 @@ impl OpenAiEmbedder {
             encoding_format: "float",
         };
         let body = serde_json::to_vec(&body).map_err(|e| permanent(OpenAiError::Body(e)))?;
-        let mut attempt = 0;
-        loop {
+        let response = retry::retrying(OP, self.options.retries, self.options.backoff, || async {
             // Each attempt waits its turn; a back-off holds no slot.
             let slot = self.limits.admit(tokens).await;
             let sent = self.send(body.clone()).await;
             drop(slot);
-            let (error, wait) = match sent {
-                Ok(response) => return self.vectors(response, texts.len()),
-                Err(e) => {
-                    let wait = match &e {
-                        OpenAiError::Api(a) if a.throttled() || a.transient() => Some(a.retry_after),
-                        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() || r.is_body() => {
-                            Some(None)
-                        }
-                        _ => None,
-                    };
-                    (e, wait)
-                }
-            };
-            let Some(asked) = wait.filter(|_| attempt < self.options.retries) else {
-                return Err(classify(error));
-            };
-            attempt += 1;
-            let delay = asked.unwrap_or_else(|| self.backoff(attempt));
-            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "embeddings request failed; retrying");
-            tokio::time::sleep(delay).await;
-        }
+            sent
+        })
+        .await?;
+        self.vectors(response, texts.len())
     }
 
     async fn send(&self, body: Vec<u8>) -> Result<wire::Response, OpenAiError> {
@@ -228,31 +220,10 @@ impl OpenAiEmbedder {
         }
         Ok(data.into_iter().map(|e| unit(e.embedding)).collect())
     }
-
-    /// `backoff * 2^(attempt-1)`, plus up to half of it again as jitter (from the clock: no RNG).
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.options.backoff.saturating_mul(1 << (attempt - 1).min(10));
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
-    }
 }
 
 fn permanent(e: OpenAiError) -> PortError {
     PortError::Permanent { operation: OP, source: Box::new(e) }
-}
-
-/// Throttled and transient failures are the queue's to retry; the rest are permanent.
-fn classify(e: OpenAiError) -> PortError {
-    match &e {
-        OpenAiError::Api(a) if a.throttled() => {
-            PortError::Throttled { operation: OP, retry_after: a.retry_after, source: Some(Box::new(e)) }
-        }
-        OpenAiError::Api(a) if a.transient() => PortError::Transient { operation: OP, source: Box::new(e) },
-        OpenAiError::Http(r) if r.is_timeout() || r.is_connect() || r.is_request() || r.is_body() => {
-            PortError::Transient { operation: OP, source: Box::new(e) }
-        }
-        _ => permanent(e),
-    }
 }
 
 /// OpenAI's list price of an embedding model's input, in billionths of a dollar per token

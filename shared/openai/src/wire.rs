@@ -52,7 +52,7 @@ struct ApiErrorDetail {
 /// A non-2xx answer: its status, and the API's own words where the body has them (a proxy's HTML
 /// error page has none).
 #[derive(Debug, thiserror::Error)]
-#[error("the embeddings endpoint answered {status}: {message}")]
+#[error("OpenAI answered {status}: {message}")]
 pub struct ApiError {
     pub status: u16,
     pub message: String,

@@ -25,7 +25,13 @@ pub struct Faults {
     /// Percent of calls that fail transiently (0 to 100).
     pub fail_percent: u64,
     pub seed: u64,
+    /// Percent of calls answered 200 with a body cut short (0 to 100).
+    pub malformed_percent: u64,
+    /// Looks at a file batch that find it still in progress.
+    pub processing_polls: u32,
 }
+
+mod stores;
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -49,7 +55,8 @@ impl FakeOpenAi {
         let counts = Arc::new(Counts::default());
         let app = axum::Router::new()
             .route("/v1/embeddings", axum::routing::post(embeddings))
-            .with_state((Arc::clone(&counts), faults));
+            .with_state((Arc::clone(&counts), faults))
+            .merge(stores::routes(Arc::clone(&counts), faults));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake OpenAI server");
         let url = format!("http://{}/v1", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -83,21 +90,19 @@ fn roll(seed: u64, n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-async fn embeddings(
-    State((counts, faults)): State<(Arc<Counts>, Faults)>,
-    headers: axum::http::HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
+/// What every route does first: the latency, the key check, and the seeded share of transient
+/// failures. `Some` is the answer to send instead of the route's own.
+async fn gate(counts: &Counts, faults: &Faults, headers: &axum::http::HeaderMap) -> Option<Response> {
     let n = counts.calls.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(faults.latency).await;
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {KEY}")) {
         let error = json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}});
-        return (StatusCode::UNAUTHORIZED, Json(error)).into_response();
+        return Some((StatusCode::UNAUTHORIZED, Json(error)).into_response());
     }
     let r = roll(faults.seed, n);
     if r % 100 < faults.fail_percent {
         counts.failed.fetch_add(1, Ordering::SeqCst);
-        return match (r >> 8) % 3 {
+        return Some(match (r >> 8) % 3 {
             0 => (
                 StatusCode::TOO_MANY_REQUESTS,
                 [("retry-after-ms", "5")],
@@ -106,7 +111,24 @@ async fn embeddings(
                 .into_response(),
             1 => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": {"message": "The server had an error", "type": "server_error"}}))).into_response(),
             _ => (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error").into_response(),
-        };
+        });
+    }
+    if (r >> 16) % 100 < faults.malformed_percent {
+        return Some(
+            (StatusCode::OK, [("content-type", "application/json")], "{\"object\": \"list\", \"data\": [")
+                .into_response(),
+        );
+    }
+    None
+}
+
+async fn embeddings(
+    State((counts, faults)): State<(Arc<Counts>, Faults)>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = gate(&counts, &faults, &headers).await {
+        return refused;
     }
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
