@@ -150,6 +150,24 @@ async fn with_thirty_percent_of_calls_failing_every_document_is_indexed_and_bill
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_paragraph_in_many_documents_is_embedded_and_billed_once() {
+    let fake = FakeOpenAi::start(Faults { latency: std::time::Duration::from_millis(20), ..Faults::default() }).await;
+    let dir = scratch("shared");
+    let notice = "This notice applies to every report in the archive and is repeated word for word.";
+    for i in 0..12 {
+        std::fs::write(dir.join(format!("report-{i:02}.txt")), notice).expect("write");
+    }
+    for i in 0..4 {
+        std::fs::write(dir.join(format!("note-{i}.txt")), format!("A note of its own, number {i}.")).expect("write");
+    }
+    let out = ok(&quarry(&fake, &["ingest", dir.to_str().expect("utf-8"), "--quiet"], &[]).await);
+    let batch = batch_of(&out);
+    assert_eq!(fake.embedded_inputs(), 5, "twelve documents in flight at once share one embedding of the notice");
+    let used = store(&dir).spent(&SpendScope::Batch(batch)).await.expect("spent").used;
+    assert_eq!(used.tokens, fake.billed_tokens(), "and it is recorded once, as billed: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_estimate_is_what_ingest_then_bills_and_it_sends_nothing() {
     let fake = FakeOpenAi::start(Faults::default()).await;
     let dir = scratch("estimate");

@@ -248,6 +248,15 @@ pub trait Embedder: Send + Sync {
         let _ = texts;
         Usage::default()
     }
+    /// Embeds `texts` and says what this caller was billed for them: `usage(texts)`, unless the
+    /// embedder shares calls between callers and a text was already being embedded for another
+    /// (then only the first caller pays for it, as the provider bills it once).
+    fn embed_billed(&self, texts: &[String]) -> impl Future<Output = Result<(Vec<Vec<f32>>, Usage), PortError>> + Send {
+        async move {
+            let vectors = self.embed(texts).await?;
+            Ok((vectors, self.usage(texts)))
+        }
+    }
 }
 
 /// One of two embedders, chosen at start-up (the local model or the OpenAI API): handlers stay

@@ -10,14 +10,20 @@
 //! up, and the next call takes all of them (up to a cap). A lone request is never held back.
 //! A failed merged call is retried one request at a time, so that one document's bad input or
 //! refused request fails that document, not every document that happened to share its call.
+//!
+//! A text that two documents in one merged call both need (a shared paragraph, a boilerplate
+//! footer) is sent once, and billed to the first of them: the embedding cache catches repeats
+//! across calls, this catches them within one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use quarry_core::PortError;
 use quarry_core::ports::{Embedder, ModelInfo, Usage};
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, PortError>>;
+/// The vectors asked for, and what this request was billed for them.
+type Reply = oneshot::Sender<Result<(Vec<Vec<f32>>, Usage), PortError>>;
 /// What a call to the inner embedder is billed.
 type Pricing = Arc<dyn Fn(&[String]) -> Usage + Send + Sync>;
 
@@ -64,7 +70,12 @@ impl CoalescingEmbedder {
     }
 }
 
+/// Texts embedded by the last calls, kept so that a text still being embedded for one document
+/// when another asked for it (its cache lookup came too early) is not sent again.
+const RECENT: usize = 4_096;
+
 async fn run<E: Embedder>(inner: Arc<E>, mut rx: mpsc::UnboundedReceiver<Request>, max_texts: usize) {
+    let mut recent: HashMap<String, Vec<f32>> = HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut texts = first.texts.len();
         let mut group = vec![first];
@@ -73,37 +84,82 @@ async fn run<E: Embedder>(inner: Arc<E>, mut rx: mpsc::UnboundedReceiver<Request
             texts += next.texts.len();
             group.push(next);
         }
-        serve(inner.as_ref(), group, texts).await;
+        if recent.len() > RECENT {
+            recent.clear();
+        }
+        serve(inner.as_ref(), group, &mut recent).await;
     }
 }
 
-async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, total: usize) {
-    if group.len() == 1 {
-        for r in group {
-            let result = inner.embed(&r.texts).await;
-            // The caller may have given up; nothing to do about it here.
-            let _ = r.reply.send(result);
-        }
-        return;
-    }
-    let mut all = Vec::with_capacity(total);
+/// One request on its own: its texts, billed to it.
+async fn alone<E: Embedder>(inner: &E, r: Request) {
+    let result = inner.embed(&r.texts).await.map(|v| (v, inner.usage(&r.texts)));
+    // The caller may have given up; nothing to do about it here.
+    let _ = r.reply.send(result);
+}
+
+/// Where a request's text comes from: the call about to be made, or one just made.
+enum From {
+    Call(usize),
+    Recent(Vec<f32>),
+}
+
+async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, recent: &mut HashMap<String, Vec<f32>>) {
+    // Each distinct text once; each request's texts as places in that list (or vectors already
+    // at hand), and the texts it is the first to need: what it pays for.
+    let mut unique: Vec<String> = Vec::new();
+    let mut place: HashMap<&str, usize> = HashMap::new();
+    let mut layout: Vec<(Vec<From>, Vec<String>)> = Vec::with_capacity(group.len());
     for r in &group {
-        all.extend(r.texts.iter().cloned());
-    }
-    tracing::debug!(requests = group.len(), texts = total, "merged embedding call");
-    match inner.embed(&all).await {
-        Ok(vectors) if vectors.len() == total => {
-            let mut vectors = vectors.into_iter();
-            for r in group {
-                let mine: Vec<Vec<f32>> = vectors.by_ref().take(r.texts.len()).collect();
-                let _ = r.reply.send(Ok(mine));
+        let (mut at, mut first) = (Vec::with_capacity(r.texts.len()), Vec::new());
+        for t in &r.texts {
+            if let Some(v) = recent.get(t) {
+                at.push(From::Recent(v.clone()));
+                continue;
             }
+            let i = *place.entry(t.as_str()).or_insert_with(|| {
+                unique.push(t.clone());
+                first.push(t.clone());
+                unique.len() - 1
+            });
+            at.push(From::Call(i));
+        }
+        layout.push((at, first));
+    }
+    if group.len() > 1 {
+        tracing::debug!(requests = group.len(), texts = unique.len(), "merged embedding call");
+    }
+    let result = if unique.is_empty() { Ok(Vec::new()) } else { inner.embed(&unique).await };
+    match result {
+        Ok(vectors) if vectors.len() == unique.len() => {
+            for (r, (at, first)) in group.into_iter().zip(layout) {
+                let mine: Vec<Vec<f32>> = at
+                    .into_iter()
+                    .map(|f| match f {
+                        From::Call(i) => vectors[i].clone(),
+                        From::Recent(v) => v,
+                    })
+                    .collect();
+                let _ = r.reply.send(Ok((mine, inner.usage(&first))));
+            }
+            recent.extend(unique.into_iter().zip(vectors));
         }
         // A failure (or a wrong count) of the merged call: each request on its own, so that each
         // gets its own result and its own error.
-        _ => {
+        _ if group.len() > 1 => {
             for r in group {
-                let result = inner.embed(&r.texts).await;
+                alone(inner, r).await;
+            }
+        }
+        // A lone request: its own failure, or the wrong count, is its answer.
+        other => {
+            let result = other.and_then(|vectors| {
+                Err(PortError::InvalidInput {
+                    operation: "embed",
+                    reason: format!("{} vectors for {} texts", vectors.len(), unique.len()),
+                })
+            });
+            if let Some(r) = group.into_iter().next() {
                 let _ = r.reply.send(result);
             }
         }
@@ -116,8 +172,12 @@ impl Embedder for CoalescingEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+        self.embed_billed(texts).await.map(|(vectors, _)| vectors)
+    }
+
+    async fn embed_billed(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, Usage), PortError> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Usage::default()));
         }
         let closed = || PortError::Permanent { operation: "embed", source: Box::new(QueueClosed) };
         let (reply, rx) = oneshot::channel();
@@ -224,6 +284,66 @@ mod tests {
         let e = CoalescingEmbedder::new(Priced(ModelInfo { id: "p".into(), dimension: 1, max_tokens: 8 }), 64);
         // Budgets reserve what this says before every call: merging must not hide it.
         assert_eq!(e.usage(&["abcd".to_owned(), "ef".to_owned()]), Usage { tokens: 6, nanodollars: 120 });
+    }
+
+    /// Records every text sent and bills a token per byte; slow enough for requests to queue.
+    #[derive(Default, Clone)]
+    struct Billing {
+        sent: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Embedder for Billing {
+        fn model(&self) -> &ModelInfo {
+            static M: std::sync::OnceLock<ModelInfo> = std::sync::OnceLock::new();
+            M.get_or_init(|| ModelInfo { id: "billing".into(), dimension: 1, max_tokens: 8 })
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+            self.sent.lock().expect("lock").extend(texts.iter().cloned());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+        }
+        fn usage(&self, texts: &[String]) -> Usage {
+            let tokens = texts.iter().map(|t| t.len() as u64).sum::<u64>();
+            Usage { tokens, nanodollars: tokens }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_text_two_requests_share_in_one_call_is_sent_once_and_billed_once() {
+        let inner = Billing::default();
+        let e = CoalescingEmbedder::new(inner.clone(), 64);
+        // The first call runs alone; the three behind it queue and merge.
+        let warm = ["warm up".to_owned()];
+        let first = e.embed_billed(&warm);
+        let shared = "a shared footer".to_owned();
+        let a = vec!["alpha".to_owned(), shared.clone()];
+        let b = vec![shared.clone(), "beta".to_owned()];
+        let c = vec![shared.clone()];
+        let (w, ra, rb, rc) = tokio::join!(first, e.embed_billed(&a), e.embed_billed(&b), e.embed_billed(&c));
+        w.expect("warm up");
+        let (ra, rb, rc) = (ra.expect("a"), rb.expect("b"), rc.expect("c"));
+        assert_eq!(ra.0, vec![vec![5.0], vec![15.0]], "each gets its own vectors, in order");
+        assert_eq!(rb.0, vec![vec![15.0], vec![4.0]]);
+        assert_eq!(rc.0, vec![vec![15.0]]);
+        let sent = inner.sent.lock().expect("lock").clone();
+        assert_eq!(sent.iter().filter(|t| **t == shared).count(), 1, "the shared text is sent once: {sent:?}");
+        let billed: u64 = [&ra, &rb, &rc].iter().map(|r| r.1.tokens).sum();
+        let sent_tokens: u64 = sent.iter().filter(|t| *t != "warm up").map(|t| t.len() as u64).sum();
+        assert_eq!(billed, sent_tokens, "what the requests are billed adds up to what was sent");
+        assert_eq!(ra.1.tokens, 5 + 15, "the first to need it pays for it");
+        assert_eq!((rb.1.tokens, rc.1.tokens), (4, 0));
+    }
+
+    #[tokio::test]
+    async fn a_text_asked_for_again_just_after_its_call_is_not_sent_again() {
+        let inner = Billing::default();
+        let e = CoalescingEmbedder::new(inner.clone(), 64);
+        let t = vec!["a paragraph two documents share".to_owned()];
+        let (v1, billed1) = e.embed_billed(&t).await.expect("first");
+        let (v2, billed2) = e.embed_billed(&t).await.expect("again");
+        assert_eq!(v1, v2);
+        assert_eq!((billed1.tokens, billed2.tokens), (31, 0));
+        assert_eq!(inner.sent.lock().expect("lock").len(), 1);
     }
 
     #[tokio::test]

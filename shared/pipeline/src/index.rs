@@ -252,13 +252,15 @@ where
                 return Ok(Err(Exhausted { scope, held, limit }));
             }
             let result = crate::embed_timed(self.embedder, &texts, "index").await;
+            // What this document was billed: less than the price reserved when some of its
+            // texts were embedded for another document in the same merged call.
+            let used = result.as_ref().map_or(Usage::default(), |(_, used)| *used);
             if !charged.is_empty() {
                 let scopes: Vec<_> = charged.into_iter().map(|c| c.scope).collect();
-                let used = if result.is_ok() { cost } else { Usage::default() };
                 self.spend.settle(&scopes, cost.nanodollars, used).await?;
             }
-            let fresh = result?;
-            billed = cost;
+            let (fresh, _) = result?;
+            billed = used;
             counter!(metric::TOKENS_EMBEDDED).increment(tokens);
             if fresh.len() != texts.len() {
                 return Err(PortError::InvalidInput {

@@ -39,9 +39,9 @@ pub(crate) async fn embed_timed<E: Embedder>(
     embedder: &E,
     texts: &[String],
     purpose: &'static str,
-) -> Result<Vec<Vec<f32>>, PortError> {
+) -> Result<(Vec<Vec<f32>>, quarry_core::ports::Usage), PortError> {
     let started = Instant::now();
-    let result = embedder.embed(texts).await;
+    let result = embedder.embed_billed(texts).await;
     let status = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!(metric::EMBEDDING_CALLS, "purpose" => purpose, "status" => status).increment(1);
     metrics::histogram!(metric::EMBEDDING_LATENCY, "purpose" => purpose).record(millis(started));

@@ -315,6 +315,7 @@ pub async fn embed_query<E: Embedder>(embedder: &E, cache: &QueryCache, query: &
     }
     let v = crate::embed_timed(embedder, &[query.to_owned()], "query")
         .await?
+        .0
         .pop()
         .ok_or_else(|| PortError::InvalidInput { operation: "embed", reason: "no vector for the query".into() })?;
     cache.put(model, query, v.clone());
@@ -348,7 +349,7 @@ pub async fn highlight_hits<E: Embedder>(
     if texts.is_empty() {
         return Ok(marks);
     }
-    let vectors = crate::embed_timed(embedder, &texts, "query").await?;
+    let (vectors, _) = crate::embed_timed(embedder, &texts, "query").await?;
     for (i, mark) in marks.iter_mut().enumerate() {
         let mine: Vec<(Highlight, Vec<f32>)> = owners
             .iter()
