@@ -110,6 +110,21 @@ else
   echo "aws tools: installed into $AWS_TOOLS"
 fi
 
+# The API fuzzer (schemathesis), pinned, in a virtual environment of its own: its dependencies
+# and the AWS tools' pin different versions of the same libraries.
+API_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/api-tools
+API_REQUIREMENTS="schemathesis==4.32.0"
+if [ -x "$API_TOOLS/bin/st" ] && [ "$(cat "$API_TOOLS/.requirements" 2>/dev/null)" = "$API_REQUIREMENTS" ]; then
+  echo "api tools: already installed in $API_TOOLS"
+else
+  echo "api tools: installing $API_REQUIREMENTS (one time, under a minute)"
+  rm -rf "$API_TOOLS"
+  python3 -m venv "$API_TOOLS" || fail "python3 -m venv failed (Debian: apt install python3-venv)"
+  "$API_TOOLS/bin/pip" install --quiet --disable-pip-version-check $API_REQUIREMENTS
+  printf '%s' "$API_REQUIREMENTS" > "$API_TOOLS/.requirements"
+  echo "api tools: installed into $API_TOOLS"
+fi
+
 # 5. The browser tests: Debian's Chromium, and playwright-core (pinned by tests/browser's lock file).
 if command -v chromium >/dev/null 2>&1; then
   echo "browser: $(chromium --version 2>/dev/null | head -1)"

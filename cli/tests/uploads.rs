@@ -173,7 +173,7 @@ fn files_added_over_the_api_are_screened_written_and_indexed() {
     );
     assert_eq!((status, code(&e)), (400, "invalid_request"), "a form cannot start a retry: {e}");
     let (status, e) = post(&s, &format!("/v1/batches/{batch}/retry"), json!({}));
-    assert_eq!((status, code(&e)), (400, "nothing_to_retry"), "{e}");
+    assert_eq!((status, code(&e)), (409, "nothing_to_retry"), "{e}");
     let (status, e) = post(&s, "/v1/batches/b-000000000000/retry", json!({}));
     assert_eq!((status, code(&e)), (404, "not_found"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);

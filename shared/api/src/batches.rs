@@ -57,9 +57,9 @@ pub struct BatchEstimate {
         (status = 400, body = ErrorBody)))]
 pub(crate) async fn start_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
-    payload: Result<Json<StartBatch>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let StartBatch { request: req, dry_run } = body(payload)?;
+    let StartBatch { request: req, dry_run } = body::<StartBatch>(payload)?;
     if req.prefix.is_none() && req.keys.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "give a prefix, a list of keys, or both"));
     }
@@ -197,8 +197,10 @@ pub(crate) async fn get_batch<B: Backend>(
 pub const MAX_LISTED: usize = 100;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Batches to list, 1 to 100 [default: 20].
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -242,14 +244,14 @@ pub struct RetryRequest {}
 
 #[utoipa::path(post, path = "/v1/batches/{id}/retry", params(("id" = String, Path)), request_body = RetryRequest,
     responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn retry_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
     Path(id): Path<String>,
-    payload: Result<Json<RetryRequest>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     // A JSON body (`{}`), as every POST here takes: a cross-site form cannot send one.
-    body(payload)?;
+    body::<RetryRequest>(payload)?;
     let id = BatchId::new(id);
     // An unknown batch is a 404, not "nothing failed".
     let counters = app.backend.batches().counters(&id).await?;
@@ -261,10 +263,16 @@ pub(crate) async fn retry_batch<B: Backend>(
         return Ok((StatusCode::ACCEPTED, Json(started)).into_response());
     }
     let Some(request) = quarry_pipeline::retry_request(app.backend.batches(), &id).await? else {
-        return Err(ApiError::bad_request("nothing_to_retry", format!("no document of batch {id} failed")));
+        // The request is well formed; the batch's state is what refuses it.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_retry",
+            format!("no document of batch {id} failed"),
+        ));
     };
     if request.keys.len() > MAX_BATCH_KEYS {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
             "too_many_keys",
             format!(
                 "{} documents of batch {id} failed; one batch takes up to {MAX_BATCH_KEYS}: retry with `quarry retry` or in parts",

@@ -51,9 +51,9 @@ pub(crate) async fn stats<B: Backend>(State(app): State<Arc<App<B>>>) -> Result<
     responses((status = 200, body = CacheCleared), (status = 400, body = ErrorBody)))]
 pub(crate) async fn clear<B: Backend>(
     State(app): State<Arc<App<B>>>,
-    payload: Result<Json<ClearCache>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<CacheCleared>, ApiError> {
-    let req = body(payload)?;
+    let req: ClearCache = body(payload)?;
     let unused_since_ms = match req.older_than_days {
         None => None,
         Some(d) if d.is_finite() && d >= 0.0 => {

@@ -35,7 +35,8 @@ pub(crate) async fn get_document<B: Backend>(
 /// Removes a document from the index (its chunks and state). The source file or object is not
 /// touched: deleting that is what keeps a document out for good, as the next sync re-indexes it.
 #[utoipa::path(delete, path = "/v1/documents/{id}", params(("id" = String, Path, description = "a result's document_id")),
-    responses((status = 200, body = Object, description = "{document_id, removed_chunks}"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object, description = "{document_id, removed_chunks}"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_document<B: Backend>(
     State(app): State<Arc<App<B>>>,
     Path(id): Path<String>,

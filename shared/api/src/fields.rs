@@ -16,8 +16,10 @@ use crate::{ApiError, App, Backend};
 pub const MAX_VALUES: usize = 100;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FieldsParams {
     /// Values per field, 1 to 100 [default: 20].
+    #[param(minimum = 1, maximum = 100)]
     values: Option<usize>,
 }
 

@@ -168,7 +168,7 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
     let file_limit = usize::try_from(backend.file_limits().max_file_bytes).unwrap_or(usize::MAX);
     let upload_origin = backend.uploads().and_then(UploadGranter::origin);
     let queries = QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL);
-    let spec = openapi_json();
+    let spec = openapi::openapi_json_with(limits.max_query_chars, backend.file_limits().max_file_bytes);
     let mut seed = [0u8; 8];
     // Ids only need to differ from a previous process's; a clock is enough when there is no randomness.
     if getrandom::fill(&mut seed).is_err() {
@@ -248,13 +248,43 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload.map(|Json(t)| t).map_err(|r| {
+/// A whole number, written as JSON writes it: `3` or `3.0` (JSON Schema's `integer` allows both,
+/// so clients generated from the description may send either).
+fn whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize;
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = n
+        .as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 2f64.powi(53)).map(|f| f as u64));
+    whole
+        .and_then(|w| T::try_from(w).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number in range, got {n}")))
+}
+
+/// A request's JSON body as `T`. Only an object: serde would also read a struct from an array of
+/// its fields, which no client means and the API's description does not allow.
+fn body<T: serde::de::DeserializeOwned>(
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<T, ApiError> {
+    let Json(value) = payload.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
         } else {
             ApiError::bad_request("invalid_request", r.body_text())
         }
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("invalid_request", "the request body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
     })
 }
 

@@ -72,5 +72,65 @@ pub struct ApiDoc;
 
 /// The OpenAPI document as JSON (what `GET /openapi.json` serves).
 pub fn openapi_json() -> serde_json::Value {
-    serde_json::to_value(<ApiDoc as utoipa::OpenApi>::openapi()).unwrap_or(serde_json::Value::Null)
+    let mut spec = serde_json::to_value(<ApiDoc as utoipa::OpenApi>::openapi()).unwrap_or(serde_json::Value::Null);
+    constrain(&mut spec);
+    spec
+}
+
+/// A file name the API takes (`crate::uploads`'s rule): one path segment, not hidden, no slashes,
+/// no control characters, no spaces at either end; at most 255 bytes, so at most 63 characters
+/// (four bytes each, at worst) are declared.
+const FILE_NAME: &str = concat!(
+    r"^(?![.\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])",
+    r"[^/\\\u0000-\u001f\u007f-\u009f]*",
+    r"[^/\\\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$"
+);
+
+/// Some character that is not white space as Rust's `trim` has it (Unicode's White_Space, spelt
+/// out: regex engines disagree on what `\s` covers).
+const NOT_BLANK: &str = r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// The constraints the handlers enforce that the derived schemas cannot say, written into the
+/// document, so that a client generated from it never sends what the server refuses (checked by
+/// schemathesis, `scripts/api_fuzz.sh`).
+fn constrain(spec: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut spec["components"]["schemas"];
+    let q = &mut schemas["SearchRequest"]["properties"];
+    q["query"]["minLength"] = json!(1);
+    q["query"]["pattern"] = json!(NOT_BLANK);
+    q["top_k"]["minimum"] = json!(1);
+    q["top_k"]["maximum"] = json!(crate::MAX_TOP_K);
+    q["min_score"]["minimum"] = json!(0);
+    q["min_score"]["maximum"] = json!(1);
+    let b = &mut schemas["BatchRequest"];
+    b["properties"]["keys"]["maxItems"] = json!(crate::MAX_BATCH_KEYS);
+    b["properties"]["keys"]["items"] = json!({"type": "string", "minLength": 1, "pattern": NOT_BLANK});
+    b["anyOf"] = json!([
+        {"required": ["prefix"], "properties": {"prefix": {"type": "string"}}},
+        {"required": ["keys"], "properties": {"keys": {"minItems": 1}}},
+    ]);
+    let u = &mut schemas["UploadRequest"]["properties"];
+    u["name"]["minLength"] = json!(1);
+    u["name"]["maxLength"] = json!(63);
+    u["name"]["pattern"] = json!(FILE_NAME);
+    u["size"]["minimum"] = json!(1);
+    let paths = &mut spec["paths"];
+    for (path, method) in [("/v1/documents/{id}", "get"), ("/v1/documents/{id}", "delete")] {
+        for p in paths[path][method]["parameters"].as_array_mut().into_iter().flatten() {
+            p["schema"]["pattern"] = json!("^[0-9a-f]{32}$");
+        }
+    }
+    for p in paths["/v1/files/{name}"]["put"]["parameters"].as_array_mut().into_iter().flatten() {
+        p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 63, "pattern": FILE_NAME});
+    }
+}
+
+/// The document with this deployment's own limits (query length, file size) declared.
+pub fn openapi_json_with(max_query_chars: u32, max_file_bytes: u64) -> serde_json::Value {
+    let mut spec = openapi_json();
+    spec["components"]["schemas"]["SearchRequest"]["properties"]["query"]["maxLength"] =
+        serde_json::json!(max_query_chars);
+    spec["components"]["schemas"]["UploadRequest"]["properties"]["size"]["maximum"] = serde_json::json!(max_file_bytes);
+    spec
 }

@@ -22,7 +22,7 @@ use crate::{App, Backend, MAX_DEPTH, MAX_TOP_K, body, cursor};
 #[derive(utoipa::ToSchema)]
 pub struct SearchRequest {
     pub query: String,
-    #[serde(default = "default_top_k")]
+    #[serde(default = "default_top_k", deserialize_with = "crate::whole_number")]
     pub top_k: u32,
     /// Metadata filter (see docs/API.md), e.g. `{"format": {"$in": ["pdf", "docx"]}}`.
     #[serde(default)]
@@ -99,7 +99,7 @@ pub struct Source {
               (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn search<B: Backend>(
     State(app): State<Arc<App<B>>>,
-    payload: Result<Json<SearchRequest>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
     let mut mode = None;
@@ -120,11 +120,11 @@ pub(crate) async fn search<B: Backend>(
 /// The search itself; `chosen` is set to the mode once it is known, for the metrics.
 async fn answer<B: Backend>(
     app: &App<B>,
-    payload: Result<Json<SearchRequest>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
     chosen: &mut Option<Mode>,
     started: Instant,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let req = body(payload)?;
+    let req: SearchRequest = body(payload)?;
     // Every embedding call of this request goes through it, for `usage`.
     let embedder = quarry_pipeline::usage::Metered::new(app.backend.embedder());
     let query = req.query.trim();

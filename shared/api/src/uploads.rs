@@ -42,6 +42,7 @@ pub struct UploadRequest {
     /// The file's name: one path segment, which becomes its key.
     pub name: String,
     /// Its size in bytes.
+    #[serde(deserialize_with = "crate::whole_number")]
     pub size: u64,
     /// Its media type, if the client knows it.
     #[serde(default)]
@@ -69,12 +70,12 @@ pub(crate) async fn info<B: Backend>(State(app): State<Arc<App<B>>>) -> Json<Upl
 
 #[utoipa::path(post, path = "/v1/uploads", request_body = UploadRequest,
     responses((status = 200, body = quarry_core::ports::UploadGrant), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn grant<B: Backend>(
     State(app): State<Arc<App<B>>>,
-    payload: Result<Json<UploadRequest>, JsonRejection>,
+    payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<UploadGrant>, ApiError> {
-    let req = body(payload)?;
+    let req: UploadRequest = body(payload)?;
     let Some(uploads) = app.backend.uploads() else {
         return Err(unavailable());
     };

@@ -17,6 +17,11 @@ fn io_error<'a>(operation: &'static str, what: &'a str) -> impl FnOnce(std::io::
         std::io::ErrorKind::PermissionDenied => {
             PortError::InvalidInput { operation, reason: format!("{what}: permission denied") }
         }
+        // A name the file system cannot hold (too long, or a byte it refuses): the caller's
+        // key, not a passing trouble, so never worth a retry.
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidFilename => {
+            PortError::InvalidInput { operation, reason: format!("{what}: not a file name this folder can hold") }
+        }
         _ => PortError::Transient { operation, source: Box::new(e) },
     }
 }
@@ -33,7 +38,10 @@ impl FolderSource {
     /// The file behind a key; keys that would leave the root (`..`, absolute paths) are refused.
     pub fn path_of(&self, key: &DocumentKey) -> Result<PathBuf, PortError> {
         let rel = Path::new(key.as_str());
-        if key.as_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        if key.as_str().is_empty()
+            || key.as_str().contains('\0')
+            || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
             return Err(PortError::InvalidInput {
                 operation: "folder.path",
                 reason: format!("key {key:?} is not inside the folder"),
