@@ -93,37 +93,30 @@ else
   verify "$BUILT" || fail "model.onnx in $MODEL_DIR does not match its pinned hash (did scripts/build_onnx.py change?)"
 fi
 
-# 4. The AWS tools, pinned, in their own virtual environment: for the tests only.
+# 4. The test tools, pinned, each set in a virtual environment of its own (schemathesis and the
+# AWS tools pin different versions of the same libraries): for the tests only.
 $test_tools || exit 0
-AWS_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools
-AWS_REQUIREMENTS="moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
-if [ -x "$AWS_TOOLS/bin/python" ] && [ "$(cat "$AWS_TOOLS/.requirements" 2>/dev/null)" = "$AWS_REQUIREMENTS" ]; then
-  echo "aws tools: already installed in $AWS_TOOLS"
-else
-  need_python "$AWS_REQUIREMENTS"
-  echo "aws tools: installing $AWS_REQUIREMENTS (one time, about a minute)"
-  rm -rf "$AWS_TOOLS"
-  python3 -m venv "$AWS_TOOLS" || fail "python3 -m venv failed (Debian: apt install python3-venv)"
+# tools_venv LABEL FOLDER PROGRAM REQUIREMENTS: installs REQUIREMENTS into FOLDER unless PROGRAM
+# is there from the same requirements.
+tools_venv() {
+  local label=$1 dir=$2 program=$3 requirements=$4
+  if [ -x "$dir/bin/$program" ] && [ "$(cat "$dir/.requirements" 2>/dev/null)" = "$requirements" ]; then
+    echo "$label: already installed in $dir"
+    return
+  fi
+  need_python "$requirements"
+  echo "$label: installing $requirements (one time, about a minute)"
+  rm -rf "$dir"
+  python3 -m venv "$dir" || fail "python3 -m venv failed (Debian: apt install python3-venv)"
   # shellcheck disable=SC2086
-  "$AWS_TOOLS/bin/pip" install --quiet --disable-pip-version-check $AWS_REQUIREMENTS
-  printf '%s' "$AWS_REQUIREMENTS" > "$AWS_TOOLS/.requirements"
-  echo "aws tools: installed into $AWS_TOOLS"
-fi
-
-# The API fuzzer (schemathesis), pinned, in a virtual environment of its own: its dependencies
-# and the AWS tools' pin different versions of the same libraries.
-API_TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry/api-tools
-API_REQUIREMENTS="schemathesis==4.32.0"
-if [ -x "$API_TOOLS/bin/st" ] && [ "$(cat "$API_TOOLS/.requirements" 2>/dev/null)" = "$API_REQUIREMENTS" ]; then
-  echo "api tools: already installed in $API_TOOLS"
-else
-  echo "api tools: installing $API_REQUIREMENTS (one time, under a minute)"
-  rm -rf "$API_TOOLS"
-  python3 -m venv "$API_TOOLS" || fail "python3 -m venv failed (Debian: apt install python3-venv)"
-  "$API_TOOLS/bin/pip" install --quiet --disable-pip-version-check $API_REQUIREMENTS
-  printf '%s' "$API_REQUIREMENTS" > "$API_TOOLS/.requirements"
-  echo "api tools: installed into $API_TOOLS"
-fi
+  "$dir/bin/pip" install --quiet --disable-pip-version-check $requirements || fail "pip install $requirements failed"
+  printf '%s' "$requirements" > "$dir/.requirements"
+  echo "$label: installed into $dir"
+}
+TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry
+tools_venv "aws tools" "$TOOLS/aws-tools" python \
+  "moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
+tools_venv "api tools" "$TOOLS/api-tools" st "schemathesis==4.32.0"
 
 # 5. The browser tests: Debian's Chromium, and playwright-core (pinned by tests/browser's lock file).
 if command -v chromium >/dev/null 2>&1; then

@@ -11,17 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn schemathesis() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    let st = cache.join("quarry/api-tools/bin/st");
-    assert!(
-        st.is_file(),
-        "schemathesis is not installed ({} is missing): run `scripts/setup.sh --test-tools`",
-        st.display()
-    );
-    st
+    quarry_testkit::test_tool("api-tools", "st")
 }
 
 /// Runs `st run` against the server's description with `args`; fails the test with its report.

@@ -190,21 +190,8 @@ impl OpenAiEmbedder {
     }
 
     async fn send(&self, body: Vec<u8>) -> Result<wire::Response, OpenAiError> {
-        let response = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(OpenAiError::Http)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(OpenAiError::Http)?;
-        if !status.is_success() {
-            return Err(ApiError::read(status.as_u16(), &headers, &bytes).into());
-        }
+        let request = self.http.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let (_, bytes) = wire::send(request, &self.auth).await?;
         serde_json::from_slice(&bytes).map_err(OpenAiError::Body)
     }
 

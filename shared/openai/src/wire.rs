@@ -84,6 +84,23 @@ impl ApiError {
     }
 }
 
+/// Sends `request` with the key and reads the whole answer: its headers and body when it is a
+/// success, the API's error otherwise. Every OpenAI call goes through here.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    auth: &reqwest::header::HeaderValue,
+) -> Result<(reqwest::header::HeaderMap, Vec<u8>), crate::OpenAiError> {
+    let response =
+        request.header(reqwest::header::AUTHORIZATION, auth.clone()).send().await.map_err(crate::OpenAiError::Http)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.map_err(crate::OpenAiError::Http)?;
+    if !status.is_success() {
+        return Err(ApiError::read(status.as_u16(), &headers, &bytes).into());
+    }
+    Ok((headers, bytes.to_vec()))
+}
+
 /// Longest wait a server's `Retry-After` is taken at: beyond it, the job is better handed back to
 /// the queue than held in a worker.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);

@@ -112,7 +112,7 @@ async fn a_batch_still_in_progress_at_the_timeout_is_cancelled_and_the_attach_fa
     let file = vs.upload("a.md", "pump station").await.expect("upload");
     let e = vs.attach(&store, &[(file, attrs)]).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
-    let chain = anyhow_chain(&e);
+    let chain = quarry_core::error::chain(&e);
     assert!(chain.contains("still in progress") && chain.contains("cancelled"), "{chain}");
     assert!(vs.search(&store, "pump", None, 5).await.expect("search").is_empty(), "nothing half-attached stays");
 }
@@ -122,29 +122,17 @@ async fn a_bad_key_fails_at_once_and_a_cut_body_is_a_clear_error() {
     let fake = FakeOpenAi::start(Faults::default()).await;
     let e = client(&fake, "sk-wrong", |_| {}).find_or_create("x").await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Permanent);
-    assert!(anyhow_chain(&e).contains("Incorrect API key"), "{}", anyhow_chain(&e));
+    assert!(quarry_core::error::chain(&e).contains("Incorrect API key"), "{}", quarry_core::error::chain(&e));
     assert_eq!(fake.calls(), 1, "no retry of a bad key");
 
     let cut = FakeOpenAi::start(Faults { malformed_percent: 100, ..Faults::default() }).await;
     let e = client(&cut, KEY, |_| {}).find_or_create("x").await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Permanent);
-    assert!(anyhow_chain(&e).contains("not its response"), "{}", anyhow_chain(&e));
+    assert!(quarry_core::error::chain(&e).contains("not its response"), "{}", quarry_core::error::chain(&e));
 }
 
 #[test]
 fn an_untranslatable_filter_is_refused_by_name() {
     let f = Filter::parse(&json!({"user.draft": {"$exists": true}})).expect("filter");
     assert!(translate(&f).unwrap_err().to_string().contains("$exists"));
-}
-
-/// The error and its sources, as a log line shows them.
-fn anyhow_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

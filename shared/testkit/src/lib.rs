@@ -54,6 +54,19 @@ impl XorShift {
 }
 
 /// The model folder the setup script fills, honouring `QUARRY_MODEL_DIR`.
+/// A program the setup script installed for the tests (`scripts/setup.sh --test-tools`): `name`
+/// in the tools folder `tools` (`aws-tools`, `api-tools`) under the user's cache. Missing, the test
+/// fails with the command that installs it: a missing tool is never a skip.
+pub fn test_tool(tools: &str, name: &str) -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    let path = cache.join("quarry").join(tools).join("bin").join(name);
+    assert!(path.is_file(), "{} is missing: run `scripts/setup.sh --test-tools` first", path.display());
+    path
+}
+
 pub fn model_dir() -> PathBuf {
     let dir =
         quarry_core::config::Model { dir: std::env::var_os("QUARRY_MODEL_DIR").map(PathBuf::from) }.resolved_dir();

@@ -14,17 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// The Python that has moto: the setup script's tools folder.
 pub fn python() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    let py = cache.join("quarry/aws-tools/bin/python");
-    assert!(
-        py.is_file(),
-        "moto is not installed ({} is missing): run `scripts/setup.sh --test-tools` first",
-        py.display()
-    );
-    py
+    crate::test_tool("aws-tools", "python")
 }
 
 struct Running {

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::wire::ApiError;
 use crate::{OpenAiError, retry};
 
 pub mod filter;
@@ -175,17 +174,7 @@ impl VectorStores {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<(T, Option<Duration>), PortError> {
         retry::retrying(operation, self.options.retries, self.options.backoff, || async {
-            let response = build(&self.http)
-                .header(reqwest::header::AUTHORIZATION, self.auth.clone())
-                .send()
-                .await
-                .map_err(OpenAiError::Http)?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let bytes = response.bytes().await.map_err(OpenAiError::Http)?;
-            if !status.is_success() {
-                return Err(ApiError::read(status.as_u16(), &headers, &bytes).into());
-            }
+            let (headers, bytes) = crate::wire::send(build(&self.http), &self.auth).await?;
             let poll = headers
                 .get("openai-poll-after-ms")
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
