@@ -104,7 +104,8 @@ fn mime_format(content_type: &str) -> Option<Format> {
 
 /// Extensions of files we recognise as not being documents; better a clear "unsupported" than
 /// mojibake from a text decoder that happened to succeed.
-const UNSUPPORTED_EXT: &[&str] = &[
+/// Extensions of files Quarry does not read: refused by name, before any byte is read.
+pub const UNSUPPORTED_EXT: &[&str] = &[
     "doc", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp", "rtf", "epub", "png", "jpg", "jpeg", "gif", "webp",
     "tif", "tiff", "bmp", "svg", "mp3", "mp4", "wav", "mov", "avi", "zip", "gz", "tgz", "bz2", "xz", "7z", "rar",
     "exe", "dll", "so", "bin", "iso", "dmg", "class", "jar", "wasm", "sqlite", "db", "parquet",

@@ -13,11 +13,16 @@ use quarry_local::SqliteStore;
 
 const DAY_MS: i64 = 86_400_000;
 
+fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("quarry-sqlite-cache-{name}-{}", std::process::id())).join("state.db")
+}
+
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("quarry-sqlite-cache-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir.join("state.db")
+    let path = scratch_path(name);
+    let dir = path.parent().expect("a folder");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("scratch dir");
+    path
 }
 
 fn model() -> ModelInfo {
@@ -43,6 +48,21 @@ fn store(name: &str, policy: CachePolicy) -> (SqliteStore, Arc<AtomicI64>) {
 
 async fn bytes(store: &SqliteStore) -> u64 {
     store.cache_stats().await.expect("stats").iter().map(|s| s.bytes).sum()
+}
+
+/// The size the triggers keep (what the cap is checked against) and the size the rows add up
+/// to, read from the file itself.
+fn kept_and_counted(name: &str) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(scratch_path(name)).expect("open");
+    let kept = conn.query_row("SELECT bytes FROM embedding_cache_size", [], |r| r.get(0)).expect("kept");
+    let counted = conn
+        .query_row(
+            "SELECT COALESCE(SUM(length(model) + length(content_hash) + length(vector) + 16), 0) FROM embedding_cache",
+            [],
+            |r| r.get(0),
+        )
+        .expect("counted");
+    (kept, counted)
 }
 
 #[tokio::test]
@@ -88,6 +108,8 @@ async fn past_the_cap_the_least_recently_used_go_first() {
     }
     let total = bytes(&store).await;
     assert!(total <= 1024 * 1024, "under the cap: {total}");
+    let (kept, counted) = kept_and_counted("lru");
+    assert_eq!((kept, counted), (total as i64, total as i64), "after evictions too");
     assert!(total >= 1024 * 1024 * 8 / 10, "and not emptied: {total}");
     let got = store.get(&model(), &[hash(0), hash(1), hash(350), hash(999)]).await.expect("get");
     let kept: Vec<bool> = got.iter().map(Option::is_some).collect();
@@ -106,8 +128,15 @@ async fn sizes_follow_replacements_and_clearing_and_compact_encodings_are_smalle
     // Writing the same entries again replaces them: the size does not grow.
     int8s.put(&model(), &entries).await.expect("put");
     assert_eq!(bytes(&int8s).await, small);
+    let (kept, counted) = kept_and_counted("size-int8");
+    assert_eq!((kept, counted), (small as i64, small as i64), "the triggers' size is the rows' size");
+    // Replaced once more: the kept total still equals the rows.
+    f32s.put(&model(), &entries[..10]).await.expect("put");
+    let (kept, counted) = kept_and_counted("size-f32");
+    assert_eq!(kept, counted);
     assert_eq!(int8s.clear_cache(&CacheFilter::default()).await.expect("clear"), 50);
     assert_eq!(bytes(&int8s).await, 0);
+    assert_eq!(kept_and_counted("size-int8"), (0, 0));
     assert!(int8s.cache_stats().await.expect("stats").is_empty());
 }
 
@@ -139,4 +168,5 @@ async fn a_cache_written_before_encodings_is_read_and_counted_after_the_upgrade(
     let stats = store.cache_stats().await.expect("stats");
     assert_eq!((stats.len(), stats[0].entries), (1, 1), "{stats:?}");
     assert_eq!(bytes(&store).await, (10 + 64 + 1536 + 16) as u64);
+    assert_eq!(kept_and_counted("legacy"), (10 + 64 + 1536 + 16, 10 + 64 + 1536 + 16), "sized by the migration");
 }

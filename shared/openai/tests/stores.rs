@@ -86,6 +86,19 @@ async fn a_store_is_found_by_name_filled_searched_with_filters_and_emptied() {
 }
 
 #[tokio::test]
+async fn workers_that_create_a_store_at_once_end_up_using_the_same_one() {
+    let fake = FakeOpenAi::start(Faults { latency: Duration::from_millis(5), ..Faults::default() }).await;
+    let vs = client(&fake, KEY, |_| {});
+    let ids = futures::future::join_all((0..4).map(|_| vs.find_or_create("shared-name"))).await;
+    let ids: Vec<_> = ids.into_iter().map(|r| r.expect("find or create")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let (_, attrs) = meta("notes/a.md", "ops");
+    let file = vs.upload("a.md", "pump station").await.expect("upload");
+    vs.attach(&ids[0], &[(file, attrs)]).await.expect("attach");
+    assert_eq!(vs.find_or_create("shared-name").await.expect("find"), ids[0], "and every later look finds it");
+}
+
+#[tokio::test]
 async fn with_thirty_percent_of_calls_failing_every_step_still_completes() {
     let fake = FakeOpenAi::start(Faults {
         fail_percent: 30,

@@ -18,8 +18,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use quarry_core::PortError;
+use quarry_core::cache::cache_key_text;
 use quarry_core::ports::{Embedder, ModelInfo, Usage};
+use quarry_core::{ContentHash, PortError};
 use tokio::sync::{mpsc, oneshot};
 
 /// The vectors asked for, and what this request was billed for them.
@@ -74,8 +75,12 @@ impl CoalescingEmbedder {
 /// when another asked for it (its cache lookup came too early) is not sent again.
 const RECENT: usize = 4_096;
 
+/// Texts are matched as the embedding cache matches them ([`cache_key_text`]): what the cache
+/// would share, the queue shares, so an estimate (which counts by the cache's key) holds.
+type Recent = HashMap<ContentHash, Vec<f32>>;
+
 async fn run<E: Embedder>(inner: Arc<E>, mut rx: mpsc::UnboundedReceiver<Request>, max_texts: usize) {
-    let mut recent: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut recent: Recent = HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut texts = first.texts.len();
         let mut group = vec![first];
@@ -104,21 +109,22 @@ enum From {
     Recent(Vec<f32>),
 }
 
-async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, recent: &mut HashMap<String, Vec<f32>>) {
+async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, recent: &mut Recent) {
     // Each distinct text once; each request's texts as places in that list (or vectors already
     // at hand), and the texts it is the first to need: what it pays for.
-    let mut unique: Vec<String> = Vec::new();
-    let mut place: HashMap<&str, usize> = HashMap::new();
+    let mut unique: Vec<(ContentHash, String)> = Vec::new();
+    let mut place: HashMap<ContentHash, usize> = HashMap::new();
     let mut layout: Vec<(Vec<From>, Vec<String>)> = Vec::with_capacity(group.len());
     for r in &group {
         let (mut at, mut first) = (Vec::with_capacity(r.texts.len()), Vec::new());
         for t in &r.texts {
-            if let Some(v) = recent.get(t) {
+            let key = cache_key_text(t);
+            if let Some(v) = recent.get(&key) {
                 at.push(From::Recent(v.clone()));
                 continue;
             }
-            let i = *place.entry(t.as_str()).or_insert_with(|| {
-                unique.push(t.clone());
+            let i = *place.entry(key.clone()).or_insert_with(|| {
+                unique.push((key, t.clone()));
                 first.push(t.clone());
                 unique.len() - 1
             });
@@ -126,6 +132,7 @@ async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, recent: &mut HashMap
         }
         layout.push((at, first));
     }
+    let (keys, unique): (Vec<ContentHash>, Vec<String>) = unique.into_iter().unzip();
     if group.len() > 1 {
         tracing::debug!(requests = group.len(), texts = unique.len(), "merged embedding call");
     }
@@ -142,7 +149,7 @@ async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, recent: &mut HashMap
                     .collect();
                 let _ = r.reply.send(Ok((mine, inner.usage(&first))));
             }
-            recent.extend(unique.into_iter().zip(vectors));
+            recent.extend(keys.into_iter().zip(vectors));
         }
         // A failure (or a wrong count) of the merged call: each request on its own, so that each
         // gets its own result and its own error.

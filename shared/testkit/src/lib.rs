@@ -53,7 +53,6 @@ impl XorShift {
     }
 }
 
-/// The model folder the setup script fills, honouring `QUARRY_MODEL_DIR`.
 /// A program the setup script installed for the tests (`scripts/setup.sh --test-tools`): `name`
 /// in the tools folder `tools` (`aws-tools`, `api-tools`) under the user's cache. Missing, the test
 /// fails with the command that installs it: a missing tool is never a skip.
@@ -67,6 +66,7 @@ pub fn test_tool(tools: &str, name: &str) -> PathBuf {
     path
 }
 
+/// The model folder the setup script fills, honouring `QUARRY_MODEL_DIR`.
 pub fn model_dir() -> PathBuf {
     let dir =
         quarry_core::config::Model { dir: std::env::var_os("QUARRY_MODEL_DIR").map(PathBuf::from) }.resolved_dir();

@@ -81,7 +81,12 @@ impl DynamoState {
                 }
                 let Some(pk) = get_s(&item, "pk") else { continue };
                 let size = item.get("v").and_then(|v| v.as_b().ok()).map_or(0, |b| b.as_ref().len());
-                out.push((pk.to_owned(), (pk.len() + size + 16) as u64, get_n(&item, "at").unwrap_or(0)));
+                // Written before `at` was kept: its write time follows from its expiry.
+                let at = get_n(&item, "at").or_else(|| {
+                    let ttl = i64::try_from(super::TTL.as_millis()).unwrap_or(i64::MAX);
+                    get_n(&item, "expires_at").map(|e| e * 1000 - ttl)
+                });
+                out.push((pk.to_owned(), (pk.len() + size + 16) as u64, at.unwrap_or(0)));
             }
             start = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() {

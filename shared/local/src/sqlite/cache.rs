@@ -146,15 +146,18 @@ impl EmbeddingCache for SqliteStore {
 }
 
 impl CacheAdmin for SqliteStore {
+    /// What a lookup would find: entries past their TTL, waiting for the next write to drop
+    /// them, are not counted (as DynamoDB's, waiting for its sweeper, are not).
     async fn cache_stats(&self) -> Result<Vec<CacheStats>, PortError> {
+        let fresh_since = self.cache_fresh_since((self.clock)());
         let conn = self.conn();
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT model, dimension, COUNT(*), SUM({ROW_BYTES}), MIN(used_ms), MAX(used_ms)
-                 FROM embedding_cache GROUP BY model, dimension ORDER BY model, dimension"
+                 FROM embedding_cache WHERE used_ms >= ?1 GROUP BY model, dimension ORDER BY model, dimension"
             ))
             .map_err(db_error("cache.stats"))?;
-        stmt.query_map([], |r| {
+        stmt.query_map([fresh_since], |r| {
             Ok(CacheStats {
                 model: r.get(0)?,
                 dimension: r.get::<_, i64>(1)? as usize,

@@ -15,11 +15,20 @@ pub const MAX_KEY_CHARS: usize = 64;
 pub const MAX_VALUE_CHARS: usize = 256;
 /// The attribute that maps a file back to its document.
 pub const DOCUMENT_ID: &str = "document_id";
+/// Suffix of the numeric twin of a field whose value reads as a number. Quarry's filters compare
+/// such a string as a string (`$eq: "2021"`) and as a number (`$gte: 2020`), as S3 metadata holds
+/// numbers as strings; OpenAI compares typed values, so the field is stored both ways.
+pub const NUMERIC: &str = "#n";
+
+fn numeric(v: &str) -> Option<f64> {
+    v.trim().parse::<f64>().ok().filter(|n| n.is_finite())
+}
 
 /// A document's attributes: its id and reserved fields first (`key`, `format`, `title`), then
-/// user fields by name, up to [`MAX_ATTRIBUTES`]. Strings are cut to [`MAX_VALUE_CHARS`]; names
-/// over [`MAX_KEY_CHARS`] and values that are not strings, numbers or booleans (lists) are left
-/// out. Returns the attributes and the names left out, which a filter then cannot use.
+/// user fields by name, up to [`MAX_ATTRIBUTES`]; a string that reads as a number also as its
+/// numeric twin (`name#n`). Strings are cut to [`MAX_VALUE_CHARS`]; names over [`MAX_KEY_CHARS`]
+/// and values that are not strings, numbers or booleans (lists) are left out. Returns the
+/// attributes and the names left out, which a filter then does not find on this document.
 pub fn attributes(document_id: &str, metadata: &Metadata) -> (Map<String, Value>, Vec<String>) {
     let mut out = Map::new();
     let mut left_out = Vec::new();
@@ -38,11 +47,17 @@ pub fn attributes(document_id: &str, metadata: &Metadata) -> (Map<String, Value>
                 continue;
             }
         };
-        if out.len() >= MAX_ATTRIBUTES || name.chars().count() > MAX_KEY_CHARS || name == DOCUMENT_ID {
+        let twin = value.as_str().and_then(numeric).map(|n| (format!("{name}{NUMERIC}"), json!(n)));
+        let room = MAX_ATTRIBUTES - out.len().min(MAX_ATTRIBUTES);
+        if room < 1 + usize::from(twin.is_some())
+            || name.chars().count() + NUMERIC.len() > MAX_KEY_CHARS
+            || name == DOCUMENT_ID
+        {
             left_out.push(name.clone());
             continue;
         }
         out.insert(name.clone(), value);
+        out.extend(twin);
     }
     (out, left_out)
 }
@@ -63,26 +78,33 @@ fn scalar(s: &Scalar) -> Value {
     }
 }
 
+/// A comparison on the field as stored: a number is compared with the numeric twin.
 fn compare(kind: &str, field: &str, value: Value) -> Value {
-    json!({"type": kind, "key": field, "value": value})
+    if value.is_number() {
+        json!({"type": kind, "key": format!("{field}{NUMERIC}"), "value": value})
+    } else {
+        json!({"type": kind, "key": field, "value": value})
+    }
 }
 
 /// `$in`/`$nin` as OpenAI's `in`/`nin` where the list is all strings or all numbers (what they
 /// take), else as `or` of `eq` / `and` of `ne`.
 fn list(field: &str, values: &[Scalar], negated: bool) -> Value {
-    let strings = values.iter().all(|v| matches!(v, Scalar::Str(_)));
-    let numbers = values.iter().all(|v| matches!(v, Scalar::Num(_)));
     let (single, each, join) = if negated { ("nin", "ne", "and") } else { ("in", "eq", "or") };
-    if strings || numbers {
-        compare(single, field, Value::Array(values.iter().map(scalar).collect()))
+    if values.iter().all(|v| matches!(v, Scalar::Str(_))) {
+        json!({"type": single, "key": field, "value": values.iter().map(scalar).collect::<Vec<_>>()})
+    } else if values.iter().all(|v| matches!(v, Scalar::Num(_))) {
+        json!({"type": single, "key": format!("{field}{NUMERIC}"), "value": values.iter().map(scalar).collect::<Vec<_>>()})
     } else {
         json!({"type": join, "filters": values.iter().map(|v| compare(each, field, scalar(v))).collect::<Vec<_>>()})
     }
 }
 
 /// The OpenAI filter for `filter`. `$exists` and `$startsWith` have no translation (OpenAI compares
-/// values only). A field left out of a document's attributes ([`attributes`]) matches nothing
-/// there: that is documented, not refused, since another document may carry it.
+/// values only). A field left out of a document's attributes ([`attributes`]) is absent there:
+/// positive tests do not match it, and `$ne`/`$nin` do, as they match a document without the
+/// field in Quarry's own semantics (a list-valued field, left out, differs: Quarry's `$ne` looks
+/// inside the list).
 pub fn translate(filter: &Filter) -> Result<Value, Untranslatable> {
     Ok(match filter {
         Filter::And(parts) => {
@@ -124,7 +146,7 @@ mod tests {
             json!({"type": "and", "filters": [
                 {"type": "eq", "key": "format", "value": "pdf"},
                 {"type": "or", "filters": [
-                    {"type": "gte", "key": "user.year", "value": 2020.0},
+                    {"type": "gte", "key": "user.year#n", "value": 2020.0},
                     {"type": "in", "key": "user.team", "value": ["a", "b"]},
                 ]},
             ]})
@@ -167,5 +189,9 @@ mod tests {
         assert!(left_out.contains(&"user.tags".to_owned()), "a list has no attribute form: {left_out:?}");
         assert!(left_out.iter().any(|n| n.len() > MAX_KEY_CHARS), "{left_out:?}");
         assert!(left_out.contains(&"user.f19".to_owned()) && a.contains_key("user.f00"), "{left_out:?}");
+        let mut m = Metadata::new();
+        m.insert("user.year".into(), json!("2021"));
+        let (a, _) = attributes("0123abcd", &m);
+        assert_eq!((a["user.year"].clone(), a["user.year#n"].clone()), (json!("2021"), json!(2021.0)), "both ways");
     }
 }

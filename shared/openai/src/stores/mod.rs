@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use quarry_core::PortError;
 use quarry_core::config::Secret;
+use quarry_core::{Classify, PortError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -190,10 +190,9 @@ impl VectorStores {
         format!("{}/{path}", self.base)
     }
 
-    /// The store named `name`: the oldest of that name if there are several (names are not unique
-    /// at OpenAI; the oldest is the one every worker finds), created if there is none.
-    #[tracing::instrument(skip_all, err)]
-    pub async fn find_or_create(&self, name: &str) -> Result<StoreId, PortError> {
+    /// The oldest store named `name`, if there is one (names are not unique at OpenAI; the oldest
+    /// is the one every worker finds).
+    async fn oldest_named(&self, name: &str) -> Result<Option<StoreId>, PortError> {
         let mut after: Option<String> = None;
         let mut found: Option<Store> = None;
         loop {
@@ -211,11 +210,18 @@ impl VectorStores {
             }
             match page.last_id.filter(|_| page.has_more) {
                 Some(last) => after = Some(last),
-                None => break,
+                None => return Ok(found.map(|s| StoreId(s.id))),
             }
         }
-        if let Some(s) = found {
-            return Ok(StoreId(s.id));
+    }
+
+    /// The store named `name`, created (with Quarry's chunk window) if there is none. Two
+    /// workers that both found none both create one: each then looks again, and the one whose
+    /// store is not the oldest deletes it (still empty) and uses the oldest.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn find_or_create(&self, name: &str) -> Result<StoreId, PortError> {
+        if let Some(id) = self.oldest_named(name).await? {
+            return Ok(id);
         }
         let body = json!({
             "name": name,
@@ -226,8 +232,19 @@ impl VectorStores {
         });
         let (s, _): (Store, _) =
             self.call("openai.vector_stores.create", |h| h.post(self.url("vector_stores")).json(&body)).await?;
-        tracing::info!(store = s.id, "vector store created");
-        Ok(StoreId(s.id))
+        let mine = StoreId(s.id);
+        let winner = self.oldest_named(name).await?.unwrap_or_else(|| mine.clone());
+        if winner == mine {
+            tracing::info!(store = mine.0, "vector store created");
+        } else {
+            let path = format!("vector_stores/{}", mine.0);
+            let gone: Result<(Value, _), _> =
+                self.call("openai.vector_stores.delete", |h| h.delete(self.url(&path))).await;
+            if let Err(e) = gone {
+                tracing::warn!(error = %quarry_core::error::chain(&e), "cannot delete a vector store made in a race");
+            }
+        }
+        Ok(winner)
     }
 
     /// The store's size as OpenAI bills it (`usage_bytes`).
@@ -272,69 +289,94 @@ impl VectorStores {
     }
 
     /// Attaches `files` with their attributes, [`MAX_BATCH_FILES`] to a batch, and waits for each
-    /// batch to end: polled every `poll_every` (or as the server asks), cancelled past
-    /// `attach_timeout` (a transient failure: nothing is half-searchable for long, and the job is
-    /// tried again). Returns which files completed and why the others failed.
+    /// batch to end: polled every `poll_every` (or as the server asks, never past the deadline),
+    /// cancelled past `attach_timeout`. A timeout is a transient failure, and every file given is
+    /// then deleted (OpenAI's cancel stops what it can; files it had finished stay searchable):
+    /// the job is tried again with new uploads, and nothing is left half-attached or doubled.
+    /// Returns which files completed and why the others did not.
     #[tracing::instrument(skip_all, err, fields(files = files.len()))]
     pub async fn attach(&self, store: &StoreId, files: &[(FileId, Map<String, Value>)]) -> Result<Attached, PortError> {
+        let started = Instant::now();
         let mut out = Attached::default();
         for group in files.chunks(MAX_BATCH_FILES) {
-            let body = json!({
-                "files": group.iter().map(|(f, a)| json!({"file_id": f.0, "attributes": a})).collect::<Vec<_>>(),
-            });
-            let path = format!("vector_stores/{}/file_batches", store.0);
-            let (batch, mut poll): (Batch, _) =
-                self.call("openai.file_batches.create", |h| h.post(self.url(&path)).json(&body)).await?;
-            let started = Instant::now();
-            let mut status = batch.status;
-            while status == "in_progress" {
-                if started.elapsed() >= self.options.attach_timeout {
-                    let cancel = format!("{path}/{}/cancel", batch.id);
-                    let _: Result<(Value, _), _> =
-                        self.call("openai.file_batches.cancel", |h| h.post(self.url(&cancel))).await;
-                    let waited = started.elapsed();
-                    let e = OpenAiError::AttachTimedOut { batch: batch.id.clone(), waited };
-                    return Err(PortError::Transient { operation: "openai.file_batches.poll", source: Box::new(e) });
+            match self.attach_group(store, group, started).await {
+                Ok(done) => {
+                    out.completed.extend(done.completed);
+                    out.failed.extend(done.failed);
                 }
-                tokio::time::sleep(poll.unwrap_or(self.options.poll_every)).await;
-                let get = format!("{path}/{}", batch.id);
-                let (b, p): (Batch, _) = self.call("openai.file_batches.get", |h| h.get(self.url(&get))).await?;
-                (status, poll) = (b.status, p);
+                Err(e) => {
+                    if e.class() == quarry_core::ErrorClass::Retryable {
+                        for (f, _) in files {
+                            if let Err(d) = self.delete_file(f).await {
+                                tracing::warn!(error = %quarry_core::error::chain(&d), "cannot delete a file of an abandoned attach");
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
             }
-            let failed = self.failed_files(&format!("{path}/{}/files", batch.id)).await?;
-            let failed_ids: std::collections::HashSet<&str> = failed.iter().map(|(f, _, _)| f.0.as_str()).collect();
-            out.completed.extend(group.iter().map(|(f, _)| f).filter(|f| !failed_ids.contains(f.0.as_str())).cloned());
-            out.failed.extend(failed);
         }
         Ok(out)
     }
 
-    /// The files of a batch that failed or were cancelled, with OpenAI's reason.
-    async fn failed_files(&self, path: &str) -> Result<Vec<(FileId, String, String)>, PortError> {
+    async fn attach_group(
+        &self,
+        store: &StoreId,
+        group: &[(FileId, Map<String, Value>)],
+        started: Instant,
+    ) -> Result<Attached, PortError> {
+        let body = json!({
+            "files": group.iter().map(|(f, a)| json!({"file_id": f.0, "attributes": a})).collect::<Vec<_>>(),
+        });
+        let path = format!("vector_stores/{}/file_batches", store.0);
+        let (batch, mut poll): (Batch, _) =
+            self.call("openai.file_batches.create", |h| h.post(self.url(&path)).json(&body)).await?;
+        let mut status = batch.status;
+        while status == "in_progress" {
+            let left = self.options.attach_timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                let cancel = format!("{path}/{}/cancel", batch.id);
+                let _: Result<(Value, _), _> =
+                    self.call("openai.file_batches.cancel", |h| h.post(self.url(&cancel))).await;
+                let e = OpenAiError::AttachTimedOut { batch: batch.id.clone(), waited: started.elapsed() };
+                return Err(PortError::Transient { operation: "openai.file_batches.poll", source: Box::new(e) });
+            }
+            tokio::time::sleep(poll.unwrap_or(self.options.poll_every).min(left)).await;
+            let get = format!("{path}/{}", batch.id);
+            let (b, p): (Batch, _) = self.call("openai.file_batches.get", |h| h.get(self.url(&get))).await?;
+            (status, poll) = (b.status, p);
+        }
+        let listed = format!("{path}/{}/files", batch.id);
+        let completed = self.batch_files(&listed, "completed").await?.into_iter().map(|(f, _, _)| f).collect();
+        let mut failed = self.batch_files(&listed, "failed").await?;
+        failed.extend(self.batch_files(&listed, "cancelled").await?);
+        Ok(Attached { completed, failed })
+    }
+
+    /// The files of a batch in one state (`completed`, `failed`, `cancelled`), with OpenAI's
+    /// reason where it gives one.
+    async fn batch_files(&self, path: &str, state: &str) -> Result<Vec<(FileId, String, String)>, PortError> {
         let mut out = Vec::new();
-        for filter in ["failed", "cancelled"] {
-            let mut after: Option<String> = None;
-            loop {
-                let (page, _): (Listed<StoreFile>, _) = self
-                    .call("openai.file_batches.files", |h| {
-                        let mut q = vec![("limit", "100".to_owned()), ("filter", filter.to_owned())];
-                        q.extend(after.clone().map(|a| ("after", a)));
-                        h.get(self.url(path)).query(&q)
-                    })
-                    .await?;
-                for f in page.data {
-                    let (code, message) = f
-                        .last_error
-                        .map_or_else(|| (filter.to_owned(), format!("the file was {filter}")), |e| (e.code, e.message));
-                    out.push((FileId(f.id), code, message));
-                }
-                match page.last_id.filter(|_| page.has_more) {
-                    Some(last) => after = Some(last),
-                    None => break,
-                }
+        let mut after: Option<String> = None;
+        loop {
+            let (page, _): (Listed<StoreFile>, _) = self
+                .call("openai.file_batches.files", |h| {
+                    let mut q = vec![("limit", "100".to_owned()), ("filter", state.to_owned())];
+                    q.extend(after.clone().map(|a| ("after", a)));
+                    h.get(self.url(path)).query(&q)
+                })
+                .await?;
+            for f in page.data {
+                let (code, message) = f
+                    .last_error
+                    .map_or_else(|| (state.to_owned(), format!("the file was {state}")), |e| (e.code, e.message));
+                out.push((FileId(f.id), code, message));
+            }
+            match page.last_id.filter(|_| page.has_more) {
+                Some(last) => after = Some(last),
+                None => return Ok(out),
             }
         }
-        Ok(out)
     }
 
     /// The store's best chunks for `query` (at most [`MAX_RESULTS`]), under an OpenAI filter

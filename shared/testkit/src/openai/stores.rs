@@ -81,7 +81,7 @@ pub(super) fn routes(counts: Arc<Counts>, faults: Faults) -> axum::Router {
         .route("/v1/files", post(upload))
         .route("/v1/files/{id}", delete(delete_file))
         .route("/v1/vector_stores", get(list_stores).post(create_store))
-        .route("/v1/vector_stores/{id}", get(get_store))
+        .route("/v1/vector_stores/{id}", get(get_store).delete(delete_store))
         .route("/v1/vector_stores/{id}/file_batches", post(create_batch))
         .route("/v1/vector_stores/{id}/file_batches/{batch}", get(get_batch))
         .route("/v1/vector_stores/{id}/file_batches/{batch}/cancel", post(cancel_batch))
@@ -175,6 +175,16 @@ async fn get_store(State(ctx): State<Ctx>, headers: HeaderMap, Path(id): Path<St
     }
 }
 
+async fn delete_store(State(ctx): State<Ctx>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&ctx.counts, &ctx.faults, &headers).await {
+        return r;
+    }
+    match world(&ctx).stores.remove(&id) {
+        Some(_) => Json(json!({"id": id, "object": "vector_store.deleted", "deleted": true})).into_response(),
+        None => not_found("vector store"),
+    }
+}
+
 fn batch_json(id: &str, b: &Batch) -> Value {
     let status = if b.cancelled {
         "cancelled"
@@ -245,15 +255,9 @@ async fn cancel_batch(
     }
     let mut w = world(&ctx);
     let Some(b) = w.batches.get_mut(&batch) else { return not_found("file batch") };
+    // As OpenAI's does: processing stops, and the files stay attached until someone deletes them.
     b.cancelled = true;
-    let (store, files) = (b.store.clone(), b.files.clone());
-    let out = batch_json(&batch, b);
-    if let Some(s) = w.stores.get_mut(&store) {
-        files.iter().for_each(|f| {
-            s.files.remove(f);
-        });
-    }
-    Json(out).into_response()
+    Json(batch_json(&batch, b)).into_response()
 }
 
 async fn batch_files(
