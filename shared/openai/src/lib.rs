@@ -143,9 +143,8 @@ pub enum OpenAiError {
 
 #[derive(Debug, Clone)]
 pub struct OpenAiEmbedder {
-    http: reqwest::Client,
+    conn: wire::Connection,
     url: String,
-    auth: reqwest::header::HeaderValue,
     info: ModelInfo,
     options: Options,
     limits: std::sync::Arc<limit::Limits>,
@@ -155,11 +154,7 @@ const OP: &str = "openai.embeddings";
 
 impl OpenAiEmbedder {
     pub fn new(api_key: &Secret, options: Options) -> Result<Self, OpenAiError> {
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
-            .map_err(|_| OpenAiError::BadKey)?;
-        auth.set_sensitive(true);
-        let http = reqwest::Client::builder().timeout(options.timeout).build().map_err(OpenAiError::Client)?;
-        let base = options.api_base.as_deref().unwrap_or("https://api.openai.com/v1").trim_end_matches('/');
+        let conn = wire::Connection::new(api_key, options.timeout, options.api_base.as_deref())?;
         // The id names the dimension too: vectors shortened differently never share a cache entry.
         let info = ModelInfo {
             id: format!("openai/{}", options.model),
@@ -167,7 +162,7 @@ impl OpenAiEmbedder {
             max_tokens: MAX_TOKENS,
         };
         let limits = std::sync::Arc::new(limit::Limits::new(&options));
-        Ok(OpenAiEmbedder { http, url: format!("{base}/embeddings"), auth, info, options, limits })
+        Ok(OpenAiEmbedder { url: conn.url("embeddings"), conn, info, options, limits })
     }
 
     async fn request(&self, texts: &[String], tokens: usize) -> Result<Vec<Vec<f32>>, PortError> {
@@ -190,8 +185,9 @@ impl OpenAiEmbedder {
     }
 
     async fn send(&self, body: Vec<u8>) -> Result<wire::Response, OpenAiError> {
-        let request = self.http.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-        let (_, bytes) = wire::send(request, &self.auth).await?;
+        let request =
+            self.conn.http.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let (_, bytes) = self.conn.send(request).await?;
         serde_json::from_slice(&bytes).map_err(OpenAiError::Body)
     }
 

@@ -84,21 +84,54 @@ impl ApiError {
     }
 }
 
-/// Sends `request` with the key and reads the whole answer: its headers and body when it is a
-/// success, the API's error otherwise. Every OpenAI call goes through here.
-pub(crate) async fn send(
-    request: reqwest::RequestBuilder,
-    auth: &reqwest::header::HeaderValue,
-) -> Result<(reqwest::header::HeaderMap, Vec<u8>), crate::OpenAiError> {
-    let response =
-        request.header(reqwest::header::AUTHORIZATION, auth.clone()).send().await.map_err(crate::OpenAiError::Http)?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.map_err(crate::OpenAiError::Http)?;
-    if !status.is_success() {
-        return Err(ApiError::read(status.as_u16(), &headers, &bytes).into());
+/// How every OpenAI client reaches the API: one HTTP client with the request timeout, the base
+/// URL (the API's own, a proxy's, or the tests' fake), and the key as a header marked sensitive, so
+/// it is never logged.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub http: reqwest::Client,
+    base: String,
+    auth: reqwest::header::HeaderValue,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        api_key: &quarry_core::config::Secret,
+        timeout: Duration,
+        api_base: Option<&str>,
+    ) -> Result<Self, crate::OpenAiError> {
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
+            .map_err(|_| crate::OpenAiError::BadKey)?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder().timeout(timeout).build().map_err(crate::OpenAiError::Client)?;
+        let base = api_base.unwrap_or("https://api.openai.com/v1").trim_end_matches('/').to_owned();
+        Ok(Connection { http, base, auth })
     }
-    Ok((headers, bytes.to_vec()))
+
+    /// The URL of `path` (`embeddings`, `vector_stores/…`) under the base.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// Sends `request` with the key and reads the whole answer: its headers and body when it is a
+    /// success, the API's error otherwise. Every OpenAI call goes through here.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), crate::OpenAiError> {
+        let response = request
+            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+            .send()
+            .await
+            .map_err(crate::OpenAiError::Http)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(crate::OpenAiError::Http)?;
+        if !status.is_success() {
+            return Err(ApiError::read(status.as_u16(), &headers, &bytes).into());
+        }
+        Ok((headers, bytes.to_vec()))
+    }
 }
 
 /// Longest wait a server's `Retry-After` is taken at: beyond it, the job is better handed back to

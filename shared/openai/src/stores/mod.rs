@@ -150,20 +150,14 @@ struct Content {
 /// The client for one account (one key).
 #[derive(Debug, Clone)]
 pub struct VectorStores {
-    http: reqwest::Client,
-    base: String,
-    auth: reqwest::header::HeaderValue,
+    conn: crate::wire::Connection,
     options: StoreOptions,
 }
 
 impl VectorStores {
     pub fn new(api_key: &Secret, options: StoreOptions) -> Result<Self, OpenAiError> {
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
-            .map_err(|_| OpenAiError::BadKey)?;
-        auth.set_sensitive(true);
-        let http = reqwest::Client::builder().timeout(options.timeout).build().map_err(OpenAiError::Client)?;
-        let base = options.api_base.as_deref().unwrap_or("https://api.openai.com/v1").trim_end_matches('/').to_owned();
-        Ok(VectorStores { http, base, auth, options })
+        let conn = crate::wire::Connection::new(api_key, options.timeout, options.api_base.as_deref())?;
+        Ok(VectorStores { conn, options })
     }
 
     /// Sends one request built by `build` (again for each attempt), and reads its JSON answer and
@@ -174,7 +168,7 @@ impl VectorStores {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<(T, Option<Duration>), PortError> {
         retry::retrying(operation, self.options.retries, self.options.backoff, || async {
-            let (headers, bytes) = crate::wire::send(build(&self.http), &self.auth).await?;
+            let (headers, bytes) = self.conn.send(build(&self.conn.http)).await?;
             let poll = headers
                 .get("openai-poll-after-ms")
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -187,7 +181,7 @@ impl VectorStores {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
+        self.conn.url(path)
     }
 
     /// The oldest store named `name`, if there is one (names are not unique at OpenAI; the oldest
