@@ -97,7 +97,7 @@ fn main() {
         {
             let store = SqliteStore::open(&dir.join(".quarry/state.db"), 384).unwrap();
             for key in store.indexed_keys().unwrap() {
-                quarry_pipeline::forget(&store, &store, &DocumentId::for_key(&key)).await.unwrap();
+                quarry_pipeline::forget(&store, &store, None, &DocumentId::for_key(&key)).await.unwrap();
             }
         }
         let before = fake.embedded_inputs();

@@ -199,6 +199,9 @@ pub struct Local {
     pub events: LocalEvents,
     /// The budgets indexing is held to (the store keeps the spend).
     pub budget: quarry_core::config::Budget,
+    /// The OpenAI vector store that takes the documents, where the configuration picks it
+    /// (`store.backend = "openai"`); SQLite then keeps their state alone.
+    pub hosted: Option<quarry_openai::stores::OpenAiStore>,
 }
 
 impl Local {
@@ -217,6 +220,7 @@ impl Local {
             store: store.with_cache_policy(config.cache.clone()),
             events: LocalEvents::default(),
             budget: config.budget.clone(),
+            hosted: quarry_openai::stores::OpenAiStore::from_config(config).map_err(crate::SetupError::OpenAi)?,
         })
     }
 
@@ -238,7 +242,12 @@ impl Local {
             lease: LEASE,
             spend: &self.store,
             budget: &self.budget,
+            hosted: self.hosted(),
         }
+    }
+
+    pub fn hosted(&self) -> Option<&dyn quarry_core::hosted::HostedStore> {
+        self.hosted.as_ref().map(|h| h as &dyn quarry_core::hosted::HostedStore)
     }
 }
 
@@ -258,6 +267,7 @@ impl Local {
             writer: &self.store,
             events: &self.events,
             limits: self.preparer.limits(),
+            hosted: self.hosted(),
         }
     }
 

@@ -51,6 +51,7 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
     let local = quarry_embed::model_info();
     let model = openai.as_ref().map_or(&local, |o| o.model());
     let price = |texts: &[String]| openai.as_ref().map_or_else(Usage::default, |o| o.usage(texts));
+    let hosted = quarry_openai::stores::OpenAiStore::from_config(config).map_err(crate::SetupError::OpenAi)?;
     let estimator = quarry_pipeline::estimate::Estimator {
         source: &source,
         reader: store.as_ref(),
@@ -58,6 +59,7 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
         preparer: &preparer,
         model,
         price: &price,
+        hosted: hosted.as_ref().map(|h| h as &dyn quarry_core::hosted::HostedStore),
     };
     let e = estimator.estimate_request(&BatchRequest { prefix: Some(String::new()), keys: Vec::new() }).await?;
     let failing = e.failing + rejected.len() as u64;
@@ -70,7 +72,7 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
         e.chunks - e.cached,
         e.usage.tokens,
         e.usage.dollars(),
-        model.id,
+        e.model,
     );
     println!("nothing was embedded or written");
     Ok(())

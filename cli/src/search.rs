@@ -23,8 +23,9 @@ pub struct Args {
     #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     top_k: u16,
     /// semantic, keyword (BM25) or hybrid (both, fused), as in the API.
-    #[arg(long, default_value_t = Mode::Hybrid)]
-    mode: Mode,
+    /// Hybrid by default; semantic with an OpenAI vector store (`store.backend = "openai"`).
+    #[arg(long)]
+    mode: Option<Mode>,
     /// Show the sentences that answer the query (marked »…«) instead of the start of each chunk.
     #[arg(long)]
     highlight: bool,
@@ -45,7 +46,19 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         }
     };
     let top_k = usize::from(args.top_k);
-    let mode = args.mode;
+    let hosted = quarry_openai::stores::OpenAiStore::from_config(&config).map_err(crate::SetupError::OpenAi)?;
+    if let Some(store) = &hosted {
+        let mode = args.mode.unwrap_or(Mode::Semantic);
+        let mut hits = quarry_pipeline::retrieve_hosted(store, mode, &args.query, top_k, filter).await?;
+        hits.truncate(top_k);
+        let marks: Vec<_> = match args.highlight {
+            true => hits.iter().map(|h| quarry_pipeline::query::highlight::highlights(&args.query, &h.text)).collect(),
+            false => vec![Vec::new(); hits.len()],
+        };
+        print_hits(&hits, marks);
+        return Ok(());
+    }
+    let mode = args.mode.unwrap_or(Mode::Hybrid);
     let embedder = if mode.needs_vector() {
         Some(crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 16 })?)
     } else {
@@ -77,6 +90,11 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         }
         (_, false) => vec![Vec::new(); hits.len()],
     };
+    print_hits(&hits, marks);
+    Ok(())
+}
+
+fn print_hits(hits: &[quarry_core::ports::VectorHit], marks: Vec<Vec<quarry_pipeline::query::Highlight>>) {
     if hits.is_empty() {
         println!("no results");
     }
@@ -100,5 +118,4 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             println!("    »{}«", sentence.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
-    Ok(())
 }

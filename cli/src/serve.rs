@@ -86,14 +86,15 @@ impl Backend for LocalBackend {
     fn embedder(&self) -> &crate::engine::ConfiguredEmbedder {
         &self.queries
     }
+    /// None when an OpenAI vector store takes the documents: nothing is in the keyword index.
     fn keywords(&self) -> Option<&SqliteStore> {
-        Some(&self.local.store)
+        self.local.hosted().is_none().then_some(&self.local.store)
     }
     fn searcher(&self) -> &SqliteStore {
         &self.local.store
     }
     fn fields(&self) -> Option<&SqliteStore> {
-        Some(&self.local.store)
+        self.local.hosted().is_none().then_some(&self.local.store)
     }
     fn documents(&self) -> &SqliteStore {
         &self.local.store
@@ -131,20 +132,28 @@ impl Backend for LocalBackend {
         }
     }
 
-    /// The SQLite store, the query embedder (the model answers a word) and the job queue (its
-    /// worker is alive).
+    /// The SQLite store, the query embedder (the model answers a word), the job queue (its
+    /// worker is alive), and the OpenAI vector store where one is used (it answers its size).
     fn dependencies(&self) -> Vec<quarry_api::Dependency<'_>> {
         use quarry_api::Dependency;
         use quarry_core::ports::Embedder;
-        vec![
+        let mut deps = vec![
             Dependency::required("state_store", std::future::ready(self.local.store.ping())),
             Dependency::required("embedder", async { self.queries.embed(&["ready".to_owned()]).await.map(|_| ()) }),
             Dependency::required("job_queue", std::future::ready(self.starter.queue.alive())),
-        ]
+        ];
+        if let Some(store) = self.local.hosted() {
+            deps.push(Dependency::required("vector_store", async move { store.usage_bytes().await.map(|_| ()) }));
+        }
+        deps
     }
 
     fn started(&self) -> bool {
         self.started.load(Ordering::Acquire)
+    }
+
+    fn hosted(&self) -> Option<&dyn quarry_core::hosted::HostedStore> {
+        self.local.hosted()
     }
 }
 
@@ -192,6 +201,7 @@ impl BatchStarter for LocalStarter {
             preparer: &local.preparer,
             model: local.embedder.model(),
             price: &price,
+            hosted: local.hosted(),
         };
         estimator.estimate_request(request).await.map(Some)
     }

@@ -33,6 +33,7 @@ async fn main() -> Result<(), Error> {
         quarry_openai::chunk_counter(&config.embedder, || WordPiece::from_file(&model_dir.join("tokenizer.json")))?;
     let preparer = Preparer::new(&config, tokens);
     let cache = aws.state.clone().with_cache_policy(config.cache.clone());
+    let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
     let indexer = Indexer {
         source: &aws.source,
         state: &aws.state,
@@ -43,6 +44,7 @@ async fn main() -> Result<(), Error> {
         lease: LEASE,
         spend: &aws.state,
         budget: &config.budget,
+        hosted: hosted.as_ref().map(|h| h as &dyn quarry_core::hosted::HostedStore),
     };
     let worker = Worker::new(indexer, &aws.state, &aws.events);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {

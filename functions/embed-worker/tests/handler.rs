@@ -54,6 +54,26 @@ impl Fixture {
         MemoryEvents,
         NoLedger,
     > {
+        self.worker_with(None)
+    }
+
+    /// A worker whose documents go to `hosted` (an OpenAI vector store) where one is given.
+    #[allow(clippy::type_complexity)]
+    fn worker_with<'a>(
+        &'a self,
+        hosted: Option<&'a dyn quarry_core::hosted::HostedStore>,
+    ) -> Worker<
+        'a,
+        MemorySource,
+        MemoryState,
+        CoalescingEmbedder,
+        MemoryState,
+        MemoryVectors,
+        Preparer<WordPiece>,
+        MemoryState,
+        MemoryEvents,
+        NoLedger,
+    > {
         let indexer = Indexer {
             source: &self.source,
             state: &self.state,
@@ -64,6 +84,7 @@ impl Fixture {
             lease: Duration::from_secs(900),
             spend: &NoLedger,
             budget: &self.budget,
+            hosted,
         };
         Worker::new(indexer, &self.state, &self.events)
     }
@@ -128,4 +149,53 @@ async fn a_busy_document_comes_back_and_a_bad_one_is_rejected_with_its_batch_cou
     }
     let c = f.state.counters(&batch).await.expect("counters");
     assert_eq!((c.total, c.pending, c.failed, c.bytes_done), (2, 1, 1, 18), "the busy one stays pending: {c:?}");
+}
+
+/// With `QUARRY_STORE=openai`, the embed-worker hands documents to OpenAI's vector store (the real
+/// client against the local fake): a job delivered three times at once stores one file, a new
+/// version replaces it, a deletion removes it, and nothing reaches Quarry's own vector store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_openai_vector_store_a_job_delivered_three_times_stores_one_file() {
+    use quarry_testkit::openai::{FakeOpenAi, Faults, KEY};
+    let fake = FakeOpenAi::start(Faults { processing_polls: 1, ..Faults::default() }).await;
+    let mut config = Config::default();
+    config.store.backend = quarry_core::config::StoreBackend::Openai;
+    config.embedder.openai_api_key = Some(quarry_core::config::Secret::new(KEY));
+    config.embedder.openai_base_url = Some(fake.url.clone());
+    let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
+    let f = Fixture::new();
+    let worker = f.worker_with(Some(&store));
+    let key = "inbox/tides.md";
+    let attached = || fake.files().into_iter().filter_map(|f| Some((f.text, f.attributes?))).collect::<Vec<_>>();
+
+    f.source.put(key, b"# Tides\n\nTide pools hold anemones at low water.", Some("text/markdown"));
+    let mut event = jobs_event(key);
+    for _ in 0..20 {
+        let (a, b, c) =
+            tokio::join!(worker.handle(event.clone()), worker.handle(event.clone()), worker.handle(event.clone()));
+        // A delivery that found the document busy comes back, as SQS brings it back.
+        if a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty() && c.batch_item_failures.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        event = jobs_event(key);
+    }
+    let files = attached();
+    assert_eq!(files.len(), 1, "three deliveries, one file: {files:?}");
+    assert_eq!(files[0].1["key"], key);
+    assert!(matches!(f.status(key).await, Some(DocumentStatus::Indexed { .. })));
+    assert!(f.vectors.ids().is_empty(), "nothing was embedded or written to Quarry's own store");
+
+    f.source.put(key, b"# Tides\n\nAt high water the pools are gone.", Some("text/markdown"));
+    let response = worker.handle(jobs_event(key)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let files = attached();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].0.contains("high water") && !files[0].0.contains("anemones"), "{files:?}");
+
+    let job =
+        IndexJob { action: JobAction::Delete, key: DocumentKey::new(key), version: None, batch: None, size: None };
+    worker.job(&job).await.expect("delete");
+    assert!(fake.files().is_empty(), "{:?}", fake.files());
+    assert_eq!(f.status(key).await, None);
 }

@@ -26,6 +26,9 @@ pub struct Ingest<'a, Q, S, W> {
     pub limits: &'a Limits,
     /// The documents bucket: events from anywhere else are a wiring mistake, not documents.
     pub bucket: &'a str,
+    /// The OpenAI vector store, where it holds the documents: a removed or refused document's
+    /// file leaves it.
+    pub hosted: Option<&'a dyn quarry_core::hosted::HostedStore>,
 }
 
 /// A message body that is not an S3 notification.
@@ -73,7 +76,8 @@ impl<Q: JobQueue, S: CheckpointStore, W: VectorWriter> Ingest<'_, Q, S, W> {
                 let key = DocumentKey::new(key);
                 if let Err(e) = screen(self.limits, &key, size, None, b"") {
                     tracing::info!(document = %DocumentId::for_key(&key), code = e.code(), "refused before download");
-                    quarry_pipeline::reject(self.state, self.writer, &key, &Failure::from_error(&e)).await?;
+                    quarry_pipeline::reject(self.state, self.writer, self.hosted, &key, &Failure::from_error(&e))
+                        .await?;
                     return Ok(None);
                 }
                 Ok(Some(IndexJob { version: etag, ..IndexJob::index(key, None, Some(size)) }))
@@ -84,7 +88,7 @@ impl<Q: JobQueue, S: CheckpointStore, W: VectorWriter> Ingest<'_, Q, S, W> {
                     return Ok(None);
                 }
                 let document = DocumentId::for_key(&DocumentKey::new(key));
-                let removed = quarry_pipeline::forget(self.state, self.writer, &document).await?;
+                let removed = quarry_pipeline::forget(self.state, self.writer, self.hosted, &document).await?;
                 tracing::info!(document = %document, removed, "removed from the index");
                 Ok(None)
             }

@@ -11,12 +11,14 @@ async fn main() -> Result<(), Error> {
     let emf = quarry_lambda::init()?;
     let config = Config::from_env(None)?;
     let aws = Adapters::for_config(&config.aws).await?;
+    let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
     let ingest = Ingest {
         queue: &aws.queue,
         state: &aws.state,
         writer: &aws.vectors,
         limits: &config.limits,
         bucket: &aws.resources.bucket,
+        hosted: hosted.as_ref().map(|h| h as &dyn quarry_core::hosted::HostedStore),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let ingest = &ingest;

@@ -25,8 +25,14 @@ async fn created_objects_become_jobs_refused_ones_are_rejected_removed_ones_forg
     let gone_id = DocumentId::for_key(&gone);
     let hash = ContentHash::of(b"x");
     state.acquire(&gone_id, &hash, std::time::Duration::from_secs(60)).await.expect("lease");
-    let checkpoint =
-        Checkpoint { document: gone_id.clone(), key: gone, content_hash: hash, chunks: 1, model: "m".into() };
+    let checkpoint = Checkpoint {
+        document: gone_id.clone(),
+        key: gone,
+        content_hash: hash,
+        chunks: 1,
+        model: "m".into(),
+        handle: None,
+    };
     state.checkpoint(&checkpoint).await.expect("checkpoint");
     // And an earlier version of the image key that was once indexed (a text file renamed .png).
     let png = DocumentId::for_key(&DocumentKey::new("images/diagram.png"));
@@ -45,7 +51,8 @@ async fn created_objects_become_jobs_refused_ones_are_rejected_removed_ones_forg
     vectors.upsert(&[record("old/retired notes.md"), record("images/diagram.png")]).await.expect("upsert");
 
     let limits = Limits::default();
-    let ingest = Ingest { queue: &queue, state: &state, writer: &vectors, limits: &limits, bucket: BUCKET };
+    let ingest =
+        Ingest { queue: &queue, state: &state, writer: &vectors, limits: &limits, bucket: BUCKET, hosted: None };
     let response = ingest.handle(event()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
@@ -66,7 +73,14 @@ async fn created_objects_become_jobs_refused_ones_are_rejected_removed_ones_forg
 async fn events_from_another_bucket_and_bodies_that_are_no_event_are_dropped() {
     let (queue, state, vectors) = (MemoryQueue::default(), MemoryState::default(), MemoryVectors::new(2));
     let limits = Limits::default();
-    let ingest = Ingest { queue: &queue, state: &state, writer: &vectors, limits: &limits, bucket: "another-bucket" };
+    let ingest = Ingest {
+        queue: &queue,
+        state: &state,
+        writer: &vectors,
+        limits: &limits,
+        bucket: "another-bucket",
+        hosted: None,
+    };
     assert!(ingest.handle(event()).await.batch_item_failures.is_empty());
     assert!(queue.take().is_empty(), "events from a bucket that is not ours make no job");
 

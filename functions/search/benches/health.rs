@@ -44,6 +44,7 @@ fn router(hung: bool) -> axum::Router {
             queue: MemoryQueue::default(),
             events: quarry_core::ports::NoEvents,
             limits: Limits::default(),
+            hosted: None,
         },
         bucket: "b".into(),
     };

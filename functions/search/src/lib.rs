@@ -81,6 +81,9 @@ pub struct AwsStarter<B = S3Source, S = DynamoState, V = S3VectorStore, Q = SqsQ
     /// Where a batch that ends as it starts (every document refused) says so.
     pub events: P,
     pub limits: Limits,
+    /// The OpenAI vector store, where it holds the documents (`QUARRY_STORE=openai`): searched
+    /// instead of `vectors`, and a refused or deleted document's file leaves it.
+    pub hosted: Option<Arc<dyn quarry_core::hosted::HostedStore>>,
 }
 
 impl<B, S, V, Q, P> BatchStarter for AwsStarter<B, S, V, Q, P>
@@ -99,6 +102,7 @@ where
             writer: &self.vectors,
             events: &self.events,
             limits: &self.limits,
+            hosted: self.hosted.as_deref(),
         };
         let plan = planner.plan(request, &[]).await?;
         self.queue.enqueue(&plan.jobs).await?;
@@ -210,11 +214,15 @@ where
         use quarry_api::Dependency;
         use quarry_core::ports::VectorQuery;
         let dimension = self.embedder.model().dimension;
+        let hosted = self.hosted();
         vec![
             Dependency::required("state_store", async {
                 self.state.document(&DocumentId::for_key(&DocumentKey::new(".quarry-readiness"))).await.map(|_| ())
             }),
             Dependency::required("vector_store", async move {
+                if let Some(store) = hosted {
+                    return store.usage_bytes().await.map(|_| ());
+                }
                 let mut vector = vec![0.0; dimension];
                 if let Some(x) = vector.first_mut() {
                     *x = 1.0;
@@ -227,6 +235,10 @@ where
 
     fn started(&self) -> bool {
         true
+    }
+
+    fn hosted(&self) -> Option<&dyn quarry_core::hosted::HostedStore> {
+        self.starter.hosted.as_deref()
     }
 }
 

@@ -17,6 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         Some(openai) => Either::Right(openai),
         None => Either::Left(BackgroundEmbedder::load(config.model.resolved_dir(), EmbedOptions::default())),
     };
+    let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
     let backend = AwsBackend {
         embedder,
         vectors: aws.vectors.clone(),
@@ -28,6 +29,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             queue: aws.queue,
             events: aws.events,
             limits: config.limits.clone(),
+            hosted: hosted.map(|h| std::sync::Arc::new(h) as std::sync::Arc<dyn quarry_core::hosted::HostedStore>),
         },
         bucket: aws.resources.bucket,
     };

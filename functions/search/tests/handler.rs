@@ -75,6 +75,7 @@ async fn fixture() -> Fixture {
             queue: queue.clone(),
             events: events.clone(),
             limits: Limits::default(),
+            hosted: None,
         },
         bucket: "quarry-documents-test".into(),
     };
@@ -226,4 +227,80 @@ async fn the_embedding_cache_is_reported_and_cleared_through_the_api() {
     assert_eq!(r["entries"].as_u64(), Some(1), "the other model's entry stays: {r}");
     let (code, r) = api(&f.router, "POST", "/v1/cache/clear", Some(&json!({}))).await;
     assert_eq!((code, r["removed"].as_u64()), (200, Some(1)), "{r}");
+}
+
+/// With `QUARRY_STORE=openai`, the search Lambda answers from OpenAI's vector store (the real client
+/// against the local fake): semantic only, the store's filters, and a deletion removes the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_openai_vector_store_the_search_lambda_answers_from_it() {
+    use quarry_core::hosted::{HostedDocument, HostedStore, Stored};
+    use quarry_core::ports::{Checkpoint, CheckpointStore};
+    use quarry_testkit::openai::{FakeOpenAi, Faults, KEY};
+    let fake = FakeOpenAi::start(Faults::default()).await;
+    let mut config = Config::default();
+    config.store.backend = quarry_core::config::StoreBackend::Openai;
+    config.embedder.openai_api_key = Some(quarry_core::config::Secret::new(KEY));
+    config.embedder.openai_base_url = Some(fake.url.clone());
+    let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
+    let state = MemoryState::default();
+    for (key, text) in NOTES {
+        let key = DocumentKey::new(*key);
+        let document = DocumentId::for_key(&key);
+        let hash = quarry_core::ContentHash::of(text.as_bytes());
+        let meta = ChunkMeta::new(key.clone(), Format::Text);
+        let doc = HostedDocument { document: &document, content_hash: &hash, text, meta: &meta };
+        let Stored::Attached { handle } = store.put(doc).await.expect("put") else { panic!("refused") };
+        state.acquire(&document, &hash, std::time::Duration::from_secs(60)).await.expect("lease");
+        let model = store.model().to_owned();
+        let cp = Checkpoint { document, key, content_hash: hash, chunks: 1, model, handle: Some(handle) };
+        state.checkpoint(&cp).await.expect("checkpoint");
+    }
+    let vectors = MemoryVectors::new(quarry_embed::DIMENSION);
+    let embedder = BackgroundEmbedder::load(quarry_testkit::model_dir(), EmbedOptions { threads: 2, batch_size: 8 });
+    let backend = AwsBackend {
+        embedder: Priced(embedder),
+        vectors: vectors.clone(),
+        state: state.clone(),
+        starter: AwsStarter {
+            source: MemorySource::default(),
+            state: state.clone(),
+            vectors,
+            queue: MemoryQueue::default(),
+            events: quarry_testkit::fakes::MemoryEvents::default(),
+            limits: Limits::default(),
+            hosted: Some(std::sync::Arc::new(store)),
+        },
+        bucket: "quarry-documents-test".into(),
+    };
+    let secret = quarry_core::config::Secret::new("a handler-test cursor secret of 32+ characters");
+    let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));
+
+    let (code, r) = api(&router, "POST", "/v1/search", Some(&json!({"query": "prime the pump motor"}))).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["results"][0]["source"]["uri"], "s3://quarry-documents-test/notes/pump.txt", "{r}");
+    assert_eq!(r["usage"], json!({"tokens": 0, "cost_usd": 0.0}), "the store embeds the query: {r}");
+    let (code, r) = api(&router, "POST", "/v1/search", Some(&json!({"query": "pump", "mode": "hybrid"}))).await;
+    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("unsupported_mode")), "{r}");
+    let filter = json!({"query": "pump", "filter": {"key": {"$startsWith": "notes/"}}});
+    let (code, r) = api(&router, "POST", "/v1/search", Some(&filter)).await;
+    assert_eq!(code, 400, "{r}");
+    // Readiness asks the store itself (its size), not S3 Vectors.
+    let mut ready = json!(null);
+    for _ in 0..60 {
+        ready = api(&router, "GET", "/health/ready", None).await.1;
+        if ready["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let deps = ready["dependencies"].as_array().cloned().unwrap_or_default();
+    assert!(deps.iter().any(|d| d["name"] == "vector_store" && d["status"] == "ok"), "{ready}");
+
+    let pump = DocumentId::for_key(&DocumentKey::new("notes/pump.txt"));
+    let (code, r) = api(&router, "DELETE", &format!("/v1/documents/{pump}"), None).await;
+    assert_eq!(code, 200, "{r}");
+    let left: Vec<String> = fake.files().into_iter().map(|f| f.text).collect();
+    assert_eq!(left, [NOTES[0].1.to_owned()], "the deleted document's file left the store");
+    let (_, r) = api(&router, "POST", "/v1/search", Some(&json!({"query": "prime the pump motor"}))).await;
+    assert!(r["results"].as_array().is_some_and(|a| a.iter().all(|h| h["document_id"] != pump.as_str())), "{r}");
 }

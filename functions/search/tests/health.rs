@@ -38,6 +38,7 @@ async fn a_hung_dependency_times_out_and_is_named() {
             queue: MemoryQueue::default(),
             events: quarry_core::ports::NoEvents,
             limits: Limits::default(),
+            hosted: None,
         },
         bucket: "b".into(),
     };

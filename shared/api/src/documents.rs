@@ -43,7 +43,7 @@ pub(crate) async fn delete_document<B: Backend>(
 ) -> Result<Response, ApiError> {
     let id = document_id(&id)?;
     let known = app.backend.documents().document(&id).await?.is_some();
-    let removed = quarry_pipeline::forget(app.backend.state(), app.backend.writer(), &id).await?;
+    let removed = quarry_pipeline::forget(app.backend.state(), app.backend.writer(), app.backend.hosted(), &id).await?;
     if !known && removed == 0 {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "document_not_found", format!("no document {}", id.as_str())));
     }

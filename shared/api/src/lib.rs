@@ -105,6 +105,12 @@ pub trait Backend: Send + Sync + 'static {
     fn dependencies(&self) -> Vec<Dependency<'_>>;
     /// Start-up work (an initial sync) is over.
     fn started(&self) -> bool;
+    /// The store that embeds for itself, where the configuration picks one
+    /// (`store.backend = "openai"`): searches go there (semantic only) and deletions remove its
+    /// files; `searcher()` and `keywords()` are then unused.
+    fn hosted(&self) -> Option<&dyn quarry_core::hosted::HostedStore> {
+        None
+    }
 }
 
 /// The `Keywords` of a backend without full-text search (S3 Vectors): it has no values, so

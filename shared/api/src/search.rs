@@ -184,10 +184,15 @@ async fn answer<B: Backend>(
             // past a snapshot (or whose snapshot is gone) is ranked live at its offset.
             let first = req.cursor.is_none();
             let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
-            // Embedded only where the mode needs it, while the keyword lists run.
-            let vector = query::embed_query(&embedder, &app.queries, query);
-            let hits =
-                retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter, Fusion::DEFAULT).await?;
+            let hits = match app.backend.hosted() {
+                Some(store) => query::retrieve_hosted(store, mode, query, depth, filter).await?,
+                None => {
+                    // Embedded only where the mode needs it, while the keyword lists run.
+                    let vector = query::embed_query(&embedder, &app.queries, query);
+                    retrieve(app.backend.searcher(), keywords, mode, query, vector, depth, filter, Fusion::DEFAULT)
+                        .await?
+                }
+            };
             let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
             let more = hits.len() > offset + top_k;
             if first && more {

@@ -11,9 +11,11 @@ use crate::domain::PiiKind;
 
 mod env;
 mod spend;
+mod store;
 
 pub use env::parse_bytes;
 pub use spend::{Budget, Usd};
+pub use store::{StoreBackend, StoreSettings};
 
 /// Limits that protect the pipeline from hostile or accidental inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +273,7 @@ pub struct Config {
     pub alerts: Alerts,
     pub budget: Budget,
     pub cache: crate::cache::CachePolicy,
+    pub store: StoreSettings,
 }
 
 impl Config {

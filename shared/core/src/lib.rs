@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod format;
+pub mod hosted;
 pub mod lexicon;
 pub mod meta;
 pub mod metric;

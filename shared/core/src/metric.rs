@@ -107,6 +107,10 @@ catalogue! {
         "Lambda execution environments started (one per cold start).";
     COST = "cost", Counter, Nanodollars, ["operation"],
         "Estimated spend on paid services in billionths of a dollar, by operation (embed: OpenAI tokens at the model's list price).";
+    HOSTED_STORE_BYTES = "hosted_store_bytes", Gauge, Bytes, [],
+        "What OpenAI's vector store holds as it bills storage (its usage_bytes), read after each file stored or removed.";
+    HOSTED_STORE_DAILY_COST = "hosted_store_daily_cost", Gauge, Nanodollars, [],
+        "What that storage costs a day past the free allowance, at store.openai_usd_per_gb_day.";
     ALERTS = "alerts", Counter, Count, ["receiver", "delivery"],
         "Notifications routed, by receiver type (slack, pagerduty, email) and delivery (sent, failed, duplicate).";
     // The query half.

@@ -123,6 +123,10 @@ pub struct Checkpoint {
     pub content_hash: ContentHash,
     pub chunks: u32,
     pub model: String,
+    /// Where a store that embeds for itself keeps the document ([`crate::hosted::HostedStore`]):
+    /// what is removed when the document is replaced or deleted. `None` in a vector store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
 }
 
 /// Per-document state with leases, so that concurrent or duplicate deliveries process a document
@@ -145,6 +149,9 @@ pub trait CheckpointStore: Send + Sync {
         failure: &Failure,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn forget(&self, document: &DocumentId) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The handle of the document's last checkpoint, kept through later leases and failures
+    /// until it is forgotten or checkpointed again.
+    fn handle(&self, document: &DocumentId) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
     /// Gives a lease back without an outcome (a budget ran out before the document was embedded):
     /// the document is pending again, for whoever takes it next, at once rather than at the
     /// lease's expiry. A document that is not `processing` is left as it is.

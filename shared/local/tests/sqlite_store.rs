@@ -103,6 +103,7 @@ async fn state_and_vectors_survive_a_reopen() {
             content_hash: hash.clone(),
             chunks: 1,
             model: "m".into(),
+            handle: None,
         };
         store.checkpoint(&cp).await.expect("checkpoint");
     }

@@ -115,7 +115,7 @@ pub fn chunk_counter<T: quarry_tokenizer::TokenCounter + 'static, E>(
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenAiError {
-    #[error("the openai embedder needs QUARRY_OPENAI_API_KEY")]
+    #[error("OpenAI (the embedder or the vector store) needs QUARRY_OPENAI_API_KEY")]
     NoKey,
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
@@ -139,6 +139,8 @@ pub enum OpenAiError {
     },
     #[error("file batch {batch} was still in progress after {waited:?}; cancelled")]
     AttachTimedOut { batch: String, waited: Duration },
+    #[error("the vector store did not take the file ({code}): {message}")]
+    Refused { code: String, message: String },
 }
 
 #[derive(Debug, Clone)]

@@ -149,3 +149,22 @@ fn an_untranslatable_filter_is_refused_by_name() {
     let f = Filter::parse(&json!({"user.draft": {"$exists": true}})).expect("filter");
     assert!(translate(&f).unwrap_err().to_string().contains("$exists"));
 }
+
+/// The hosted store's contract, on OpenAI's vector stores (the fake) with a share of calls
+/// failing and batches that stay in progress a while.
+#[tokio::test]
+async fn the_openai_store_keeps_the_hosted_store_contract() {
+    let faults = Faults { processing_polls: 2, fail_percent: 20, seed: 3, ..Faults::default() };
+    let fake = FakeOpenAi::start(faults).await;
+    let mut config = quarry_core::Config::default();
+    config.store.backend = quarry_core::config::StoreBackend::Openai;
+    config.embedder.openai_api_key = Some(Secret::new(KEY));
+    config.embedder.openai_base_url = Some(fake.url.clone());
+    config.embedder.openai_max_retries = 10;
+    let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
+    quarry_testkit::contract::hosted_store(&store).await;
+    assert!(fake.failed_calls() > 0, "faults were injected");
+    assert!(fake.files().is_empty(), "every file stored was removed: {:?}", fake.files());
+    config.store.backend = quarry_core::config::StoreBackend::Native;
+    assert!(quarry_openai::stores::OpenAiStore::from_config(&config).expect("nothing to build").is_none());
+}

@@ -99,6 +99,9 @@ pub struct Planner<'a, B, T, S, W, V> {
     pub writer: &'a W,
     pub events: &'a V,
     pub limits: &'a Limits,
+    /// Where documents are stored when the store embeds for itself: a refused document's earlier
+    /// version leaves it too.
+    pub hosted: Option<&'a dyn quarry_core::hosted::HostedStore>,
 }
 
 impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter, V: EventPublisher>
@@ -158,7 +161,7 @@ impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter, V: Eve
             .collect();
         self.tracker.create(&batch, &all).await?;
         for (key, _, failure) in &refused {
-            reject(self.state, self.writer, key, failure).await?;
+            reject(self.state, self.writer, self.hosted, key, failure).await?;
         }
         for (key, bytes, failure) in &failed {
             self.tracker.record(&batch, key, &BatchOutcome::Failed { failure: failure.clone(), bytes: *bytes }).await?;

@@ -24,6 +24,9 @@ pub struct Estimator<'a, B, R, C, P> {
     pub model: &'a ModelInfo,
     /// The embedder's price of a call (its `Embedder::usage`).
     pub price: &'a (dyn Fn(&[String]) -> Usage + Send + Sync),
+    /// A store that embeds for itself: then nothing is embedded or billed per token (OpenAI bills
+    /// the store by size), and the estimate names the store.
+    pub hosted: Option<&'a dyn quarry_core::hosted::HostedStore>,
 }
 
 impl<B: BlobSource, R: DocumentReader, C: EmbeddingCache, P: DocumentPreparer> Estimator<'_, B, R, C, P> {
@@ -42,7 +45,8 @@ impl<B: BlobSource, R: DocumentReader, C: EmbeddingCache, P: DocumentPreparer> E
     /// Adds up `keys`, in order: a paragraph shared by two documents is priced once, as the
     /// indexer embeds it once.
     pub async fn estimate(&self, keys: &[DocumentKey]) -> Result<Estimate, PortError> {
-        let mut total = Estimate { model: self.model.id.clone(), ..Estimate::default() };
+        let model = self.hosted.map_or_else(|| self.model.id.clone(), |h| h.model().to_owned());
+        let mut total = Estimate { model, ..Estimate::default() };
         let mut seen: HashSet<ContentHash> = HashSet::new();
         for key in keys {
             total.documents += 1;
@@ -73,6 +77,10 @@ impl<B: BlobSource, R: DocumentReader, C: EmbeddingCache, P: DocumentPreparer> E
                 total.failing += 1;
                 continue;
             };
+            if self.hosted.is_some() {
+                total.chunks += prepared.chunks.len() as u64;
+                continue;
+            }
             let hashes: Vec<ContentHash> = prepared.chunks.iter().map(|c| cache_key_text(&c.text)).collect();
             let cached = match self.cache {
                 Some(cache) => cache.peek(self.model, &hashes).await?,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, histogram};
 use quarry_core::cache::cache_key_text;
 use quarry_core::config::Budget;
+use quarry_core::hosted::{HostedDocument, HostedStore, Stored};
 use quarry_core::meta::ChunkMeta;
 use quarry_core::metric::{self, millis, stage};
 use quarry_core::ports::{
@@ -43,29 +44,50 @@ pub enum Outcome {
     Paused { exhausted: Exhausted, bytes: u64 },
 }
 
-/// Forgets a document: its chunks leave the vector store, then its state goes. Returns how many
-/// chunks were removed. For a deleted file, a `DELETE /v1/documents/{id}`, a sync.
+/// Forgets a document: its chunks leave the vector store (and its file the hosted store, where
+/// one is used), then its state goes. Returns how many chunks were removed from the vector store.
+/// For a deleted file, a `DELETE /v1/documents/{id}`, a sync.
 pub async fn forget<S: CheckpointStore, W: VectorWriter>(
     state: &S,
     writer: &W,
+    hosted: Option<&dyn HostedStore>,
     document: &DocumentId,
 ) -> Result<u64, PortError> {
     let removed = writer.delete_from(document, 0).await?;
+    remove_hosted(state, hosted, document).await?;
     state.forget(document).await?;
     Ok(removed)
 }
 
-/// Rejects a document: records why it cannot be indexed and removes the chunks of any earlier
-/// version, so that a file replaced by one that cannot be read leaves nothing stale in results.
+/// Rejects a document: records why it cannot be indexed and removes the chunks (or the hosted
+/// file) of any earlier version, so that a file replaced by one that cannot be read leaves
+/// nothing stale in results.
 pub async fn reject<S: CheckpointStore, W: VectorWriter>(
     state: &S,
     writer: &W,
+    hosted: Option<&dyn HostedStore>,
     key: &DocumentKey,
     failure: &Failure,
 ) -> Result<(), PortError> {
     let document = DocumentId::for_key(key);
     writer.delete_from(&document, 0).await?;
+    remove_hosted(state, hosted, &document).await?;
     state.fail(&document, key, failure).await
+}
+
+/// Removes the document's file from the hosted store, where its checkpoint names one. The
+/// handle stays in the state until the caller replaces or forgets it: a crash here is retried.
+async fn remove_hosted<S: CheckpointStore>(
+    state: &S,
+    hosted: Option<&dyn HostedStore>,
+    document: &DocumentId,
+) -> Result<(), PortError> {
+    if let Some(store) = hosted
+        && let Some(handle) = state.handle(document).await?
+    {
+        store.remove(&handle).await?;
+    }
+    Ok(())
 }
 
 /// The ports and the preparer one indexing step needs.
@@ -83,6 +105,9 @@ pub struct Indexer<'a, B, S, E, C, W, P, L> {
     /// Where embedding spend is reserved and counted, and the limits it is held to.
     pub spend: &'a L,
     pub budget: &'a Budget,
+    /// A store that embeds for itself (`store.backend = "openai"`): documents go there whole,
+    /// and nothing is embedded, cached or written to `writer`.
+    pub hosted: Option<&'a dyn HostedStore>,
 }
 
 impl<B, S, E, C, W, P, L> Indexer<'_, B, S, E, C, W, P, L>
@@ -151,6 +176,17 @@ where
                 return Ok(Outcome::Failed { failure, bytes });
             }
         };
+        let meta = ChunkMeta {
+            key: key.clone(),
+            format: prepared.document.format,
+            title: prepared.document.title.clone(),
+            user: blob.info.metadata.clone(),
+        };
+        if let Some(store) = self.hosted {
+            let outcome = self.store_hosted(store, key, document, hash, &prepared, &meta, bytes).await?;
+            histogram!(metric::DOCUMENT_LATENCY).record(millis(started));
+            return Ok(outcome);
+        }
         let step = Instant::now();
         let (vectors, usage) = match self.vectors(&prepared.chunks, batch).await {
             Ok(Ok(v)) => v,
@@ -162,12 +198,6 @@ where
             Err(e) => return Err(e),
         };
         histogram!(metric::STAGE_LATENCY, "stage" => stage::EMBED).record(millis(step));
-        let meta = ChunkMeta {
-            key: key.clone(),
-            format: prepared.document.format,
-            title: prepared.document.title.clone(),
-            user: blob.info.metadata.clone(),
-        };
         let records: Vec<VectorRecord> = prepared
             .chunks
             .iter()
@@ -196,6 +226,7 @@ where
             content_hash: hash,
             chunks,
             model: self.embedder.model().id.clone(),
+            handle: None,
         };
         self.state.checkpoint(&checkpoint).await?;
         histogram!(metric::STAGE_LATENCY, "stage" => stage::CHECKPOINT).record(millis(step));
@@ -208,6 +239,53 @@ where
             "indexed"
         );
         Ok(Outcome::Indexed { chunks, bytes, usage })
+    }
+
+    /// The hosted half of [`Indexer::index_sized`]: the redacted text and metadata go to the store
+    /// whole; the old version's file is removed before the checkpoint names the new one, so that a
+    /// crash in between leaves at worst a second copy of the new text (shown once: its chunks have
+    /// the same ids), never the old text. Nothing is embedded here: OpenAI bills the store by size.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_hosted(
+        &self,
+        store: &dyn HostedStore,
+        key: &DocumentKey,
+        document: DocumentId,
+        hash: ContentHash,
+        prepared: &quarry_core::Prepared,
+        meta: &ChunkMeta,
+        bytes: u64,
+    ) -> Result<Outcome, PortError> {
+        let old = self.state.handle(&document).await?;
+        let step = Instant::now();
+        let doc = HostedDocument { document: &document, content_hash: &hash, text: &prepared.document.text, meta };
+        let handle = match store.put(doc).await? {
+            Stored::Attached { handle } => handle,
+            Stored::Refused(failure) => {
+                tracing::warn!(code = failure.code, "the hosted store refused the document");
+                self.reject(key, &failure).await?;
+                return Ok(Outcome::Failed { failure, bytes });
+            }
+        };
+        if let Some(old) = old.filter(|o| *o != handle) {
+            store.remove(&old).await?;
+        }
+        histogram!(metric::STAGE_LATENCY, "stage" => stage::UPSERT).record(millis(step));
+        // What OpenAI chunks is its own: Quarry's chunk count, in the same window, stands for it.
+        let chunks = prepared.chunks.len() as u32;
+        let step = Instant::now();
+        let checkpoint = Checkpoint {
+            document,
+            key: key.clone(),
+            content_hash: hash,
+            chunks,
+            model: store.model().to_owned(),
+            handle: Some(handle),
+        };
+        self.state.checkpoint(&checkpoint).await?;
+        histogram!(metric::STAGE_LATENCY, "stage" => stage::CHECKPOINT).record(millis(step));
+        tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "stored in the hosted store");
+        Ok(Outcome::Indexed { chunks, bytes, usage: Usage::default() })
     }
 
     /// One vector per chunk: from the cache where the same text was embedded by the same model,
@@ -284,11 +362,11 @@ where
 
     /// Removes a deleted document's chunks and state ([`forget`]).
     pub async fn remove(&self, key: &DocumentKey) -> Result<u64, PortError> {
-        forget(self.state, self.writer, &DocumentId::for_key(key)).await
+        forget(self.state, self.writer, self.hosted, &DocumentId::for_key(key)).await
     }
 
     /// Records that the document at `key` cannot be indexed ([`reject`]).
     pub async fn reject(&self, key: &DocumentKey, failure: &Failure) -> Result<(), PortError> {
-        reject(self.state, self.writer, key, failure).await
+        reject(self.state, self.writer, self.hosted, key, failure).await
     }
 }

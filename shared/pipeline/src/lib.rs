@@ -24,7 +24,7 @@ pub mod usage;
 pub use batch::{Plan, Planner, batch_id, report_end, resume_keys, retry_request};
 pub use coalesce::CoalescingEmbedder;
 pub use index::{Indexer, Outcome, forget, reject};
-pub use query::{Mode, retrieve};
+pub use query::{Mode, retrieve, retrieve_hosted};
 pub use runner::{Retries, Runner, index_jobs};
 
 use std::time::Instant;

@@ -73,6 +73,7 @@ async fn indexes_a_folder_and_follows_its_changes() {
         lease: Duration::from_secs(60),
         spend: &quarry_core::spend::NoLedger,
         budget: &config.budget,
+        hosted: None,
     };
     let keys: Vec<DocumentKey> =
         quarry_core::ports::BlobSource::list(&source, "").await.expect("list").into_iter().map(|b| b.key).collect();

@@ -115,7 +115,7 @@ fn main() {
             embedder: Stub(model()),
             vectors: vectors.clone(),
             state: state.clone(),
-            starter: AwsStarter { source: MemorySource::default(), state, vectors, queue: MemoryQueue::default(), events: NoEvents, limits: Limits::default() },
+            starter: AwsStarter { source: MemorySource::default(), state, vectors, queue: MemoryQueue::default(), events: NoEvents, hosted: None, limits: Limits::default() },
             bucket: "b".into(),
         };
         let secret = quarry_core::config::Secret::new("a bench cursor secret of thirty-two+ characters");
@@ -127,7 +127,7 @@ fn main() {
         let (source, store, index) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(DIM));
         let embedder = Stub(model());
         let runner = Runner {
-            indexer: Indexer { source: &source, state: &store, embedder: &embedder, cache: &store, writer: &index, preparer: &preparer, lease: Duration::from_secs(60), spend: &NoLedger, budget: &Budget::default() },
+            indexer: Indexer { source: &source, state: &store, embedder: &embedder, cache: &store, writer: &index, preparer: &preparer, lease: Duration::from_secs(60), spend: &NoLedger, budget: &Budget::default(), hosted: None },
             batches: &store,
             events: &NoEvents,
             retries: Retries::Record,
@@ -150,7 +150,7 @@ fn main() {
             .expect("model");
         let (rsource, rstore, rindex) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(quarry_embed::DIMENSION));
         let real_runner = Runner {
-            indexer: Indexer { source: &rsource, state: &rstore, embedder: &real, cache: &rstore, writer: &rindex, preparer: &preparer, lease: Duration::from_secs(60), spend: &NoLedger, budget: &Budget::default() },
+            indexer: Indexer { source: &rsource, state: &rstore, embedder: &real, cache: &rstore, writer: &rindex, preparer: &preparer, lease: Duration::from_secs(60), spend: &NoLedger, budget: &Budget::default(), hosted: None },
             batches: &rstore,
             events: &NoEvents,
             retries: Retries::Record,

@@ -201,6 +201,7 @@ struct Doc {
     model: Option<String>,
     failure: Option<Failure>,
     updated_ms: i64,
+    handle: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -247,6 +248,7 @@ impl CheckpointStore for MemoryState {
                 attempts: attempt,
                 lease_until: Some(now + lease),
                 chunks: 0,
+                handle: previous.as_ref().and_then(|d| d.handle.clone()),
                 model: previous.and_then(|d| d.model),
                 failure: None,
                 updated_ms: now_ms(),
@@ -270,6 +272,7 @@ impl CheckpointStore for MemoryState {
                 model: Some(c.model.clone()),
                 failure: None,
                 updated_ms: now_ms(),
+                handle: c.handle.clone(),
             },
         );
         Ok(())
@@ -287,6 +290,7 @@ impl CheckpointStore for MemoryState {
                 attempts: previous.as_ref().map_or(0, |d| d.attempts),
                 lease_until: None,
                 chunks: 0,
+                handle: previous.as_ref().and_then(|d| d.handle.clone()),
                 model: previous.and_then(|d| d.model),
                 failure: Some(failure.clone()),
                 updated_ms: now_ms(),
@@ -298,6 +302,10 @@ impl CheckpointStore for MemoryState {
     async fn forget(&self, document: &DocumentId) -> Result<(), PortError> {
         lock(&self.state).documents.remove(document);
         Ok(())
+    }
+
+    async fn handle(&self, document: &DocumentId) -> Result<Option<String>, PortError> {
+        Ok(lock(&self.state).documents.get(document).and_then(|d| d.handle.clone()))
     }
 
     async fn release(&self, document: &DocumentId) -> Result<(), PortError> {

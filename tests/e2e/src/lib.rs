@@ -85,6 +85,7 @@ impl Stack {
             writer: &self.vectors,
             limits: &self.limits,
             bucket: self.bucket(),
+            hosted: None,
         }
     }
 
@@ -105,6 +106,7 @@ impl Stack {
                 lease: Duration::from_secs(900),
                 spend: &self.state,
                 budget: &self.budget,
+                hosted: None,
             },
             &self.state,
             &self.events,
@@ -125,6 +127,7 @@ impl Stack {
                 queue: self.queue.clone(),
                 events: self.events.clone(),
                 limits: self.limits.clone(),
+                hosted: None,
             },
             bucket: self.bucket().to_owned(),
         };

@@ -193,6 +193,7 @@ async fn ingest_handles_a_real_sqs_event_of_s3_notifications() {
             content_hash: ContentHash::of(b"x"),
             chunks: 1,
             model: "m".into(),
+            handle: None,
         })
         .await
         .expect("checkpoint");

@@ -70,14 +70,18 @@ impl CheckpointStore for DynamoState {
 
     #[instrument(skip_all, err)]
     async fn checkpoint(&self, c: &Checkpoint) -> Result<(), PortError> {
+        let set = "SET #k = :k, #h = :h, #s = :s, chunks = :c, model = :m, updated_ms = :now, \
+                   rev = if_not_exists(rev, :zero) + :one";
+        let expression = match &c.handle {
+            Some(_) => format!("{set}, handle = :hd REMOVE lease_until, fcode, fmsg, fretry"),
+            None => format!("{set} REMOVE lease_until, fcode, fmsg, fretry, handle"),
+        };
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(doc_key(&c.document)))
-            .update_expression(
-                "SET #k = :k, #h = :h, #s = :s, chunks = :c, model = :m, updated_ms = :now, \
-                 rev = if_not_exists(rev, :zero) + :one REMOVE lease_until, fcode, fmsg, fretry",
-            )
+            .update_expression(expression)
+            .set_expression_attribute_values(c.handle.as_ref().map(|h| [(":hd".to_owned(), s(h))].into()))
             .expression_attribute_names("#k", "key")
             .expression_attribute_names("#h", "hash")
             .expression_attribute_names("#s", "status")
@@ -155,6 +159,12 @@ impl CheckpointStore for DynamoState {
             .await
             .map_err(|e| port_error("dynamodb.forget", e))?;
         Ok(())
+    }
+
+    #[instrument(skip_all, err)]
+    async fn handle(&self, document: &DocumentId) -> Result<Option<String>, PortError> {
+        let item = self.read("dynamodb.handle", doc_key(document)).await?;
+        Ok(item.as_ref().and_then(|i| get_s(i, "handle")).map(str::to_owned))
     }
 }
 

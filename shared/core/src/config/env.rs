@@ -58,6 +58,8 @@ pub(super) const ENV: &[(&str, &str)] = &[
     ("QUARRY_CACHE_ENCODING", "cache.encoding"),
     ("QUARRY_CACHE_TTL_DAYS", "cache.ttl_days"),
     ("QUARRY_CACHE_MAX_MB", "cache.max_mb"),
+    ("QUARRY_STORE", "store.backend"),
+    ("QUARRY_OPENAI_STORE_NAME", "store.openai_name"),
 ];
 
 /// Parses `50MB`, `50 MiB`, `1.5GB`, `1048576`: what people type for sizes.
@@ -169,6 +171,11 @@ impl Config {
             }
             "QUARRY_CACHE_TTL_DAYS" => self.cache.ttl_days = parse_num(name, v)?,
             "QUARRY_CACHE_MAX_MB" => self.cache.max_mb = parse_num(name, v)?,
+            "QUARRY_STORE" => {
+                self.store.backend =
+                    super::StoreBackend::parse(v).ok_or_else(|| invalid(name, v, "expected native or openai"))?;
+            }
+            "QUARRY_OPENAI_STORE_NAME" => self.store.openai_name = v.to_owned(),
             _ => {
                 let known: Vec<&str> = ENV.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::UnknownVariable { name: name.to_owned(), known: known.join(", ") });

@@ -136,6 +136,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UPDATE embedding_cache_size SET bytes = bytes - length(OLD.vector) + length(NEW.vector);
     END;
 ",
+    // Where a hosted store (OpenAI's vector stores) keeps each document: its file, to remove.
+    r"
+    ALTER TABLE documents ADD COLUMN handle TEXT;
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

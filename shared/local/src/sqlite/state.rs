@@ -66,12 +66,12 @@ impl CheckpointStore for SqliteStore {
         let now = (self.clock)();
         self.conn()
             .execute(
-                "INSERT INTO documents (id, key, content_hash, status, chunks, model, updated_ms)
-                 VALUES (?1, ?2, ?3, 'indexed', ?4, ?5, ?6)
+                "INSERT INTO documents (id, key, content_hash, status, chunks, model, updated_ms, handle)
+                 VALUES (?1, ?2, ?3, 'indexed', ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET key = ?2, content_hash = ?3, status = 'indexed', chunks = ?4,
                      model = ?5, lease_until_ms = NULL, failure_code = NULL, failure_message = NULL,
-                     failure_retryable = NULL, updated_ms = ?6",
-                params![c.document.as_str(), c.key.as_str(), c.content_hash.as_str(), c.chunks, c.model, now],
+                     failure_retryable = NULL, updated_ms = ?6, handle = ?7",
+                params![c.document.as_str(), c.key.as_str(), c.content_hash.as_str(), c.chunks, c.model, now, c.handle],
             )
             .map_err(db_error("documents.checkpoint"))?;
         Ok(())
@@ -96,6 +96,15 @@ impl CheckpointStore for SqliteStore {
             .execute("DELETE FROM documents WHERE id = ?1", [document.as_str()])
             .map_err(db_error("documents.forget"))?;
         Ok(())
+    }
+
+    async fn handle(&self, document: &DocumentId) -> Result<Option<String>, PortError> {
+        let handle: Option<Option<String>> = self
+            .conn()
+            .query_row("SELECT handle FROM documents WHERE id = ?1", [document.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(db_error("documents.handle"))?;
+        Ok(handle.flatten())
     }
 }
 

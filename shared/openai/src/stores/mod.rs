@@ -17,6 +17,9 @@ use serde_json::{Map, Value, json};
 use crate::{OpenAiError, retry};
 
 pub mod filter;
+mod hosted;
+
+pub use hosted::OpenAiStore;
 
 /// Most files one batch attaches (OpenAI's reference allows 2,000, its guide 500: the lower holds).
 pub const MAX_BATCH_FILES: usize = 500;

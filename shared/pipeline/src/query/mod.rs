@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod highlight;
 
+use quarry_core::hosted::{HostedQuery, HostedStore};
 use quarry_core::ports::{Embedder, KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorSearcher};
 use quarry_core::{Filter, PortError};
 use serde::{Deserialize, Serialize};
@@ -191,6 +192,29 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
             })
         }
     }
+}
+
+/// [`retrieve`] over a store that embeds for itself (OpenAI's vector stores): its search is the
+/// semantic list, ranked by the store. Keyword and hybrid need Quarry's full-text index, which
+/// such a store replaces, and are refused (a 400); lists end at the store's depth (50).
+pub async fn retrieve_hosted(
+    store: &dyn HostedStore,
+    mode: Mode,
+    text: &str,
+    depth: usize,
+    filter: Option<Filter>,
+) -> Result<Vec<VectorHit>, PortError> {
+    if mode != Mode::Semantic {
+        return Err(PortError::InvalidInput {
+            operation: "search",
+            reason: format!(
+                "{} mode needs a full-text index; the OpenAI vector store searches semantically",
+                mode.name()
+            ),
+        });
+    }
+    let query = HostedQuery { text: text.to_owned(), top_k: depth.min(store.max_results()), filter };
+    store.search(&query).await
 }
 
 /// The query plus the `n` words that weigh most in the feedback hits: a relevance model (RM1):

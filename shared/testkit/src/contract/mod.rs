@@ -15,8 +15,10 @@ use quarry_core::{
 };
 
 mod cache;
+mod hosted;
 mod spend;
 pub use cache::{cache_admin, embedding_cache};
+pub use hosted::hosted_store;
 pub use spend::spend_ledger;
 
 fn doc(name: &str) -> (DocumentKey, DocumentId) {
@@ -43,8 +45,14 @@ pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
     assert_eq!(acquired(&first), Some(1), "a new document is acquired on attempt 1: {first:?}");
     assert_eq!(store.acquire(&id, &h1, long).await.expect("acquire"), Lease::Busy, "a held lease is busy");
 
-    let cp =
-        Checkpoint { document: id.clone(), key: key.clone(), content_hash: h1.clone(), chunks: 3, model: "m".into() };
+    let cp = Checkpoint {
+        document: id.clone(),
+        key: key.clone(),
+        content_hash: h1.clone(),
+        chunks: 3,
+        model: "m".into(),
+        handle: None,
+    };
     assert_eq!(
         store.document(&id).await.expect("read").map(|d| d.status),
         Some(DocumentStatus::Processing { attempt: 1 })
@@ -63,10 +71,19 @@ pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
         "a duplicate delivery of indexed content does nothing"
     );
 
+    assert_eq!(store.handle(&id).await.expect("handle"), None, "a vector store's checkpoint has no handle");
+    // A hosted store's handle: kept through the next lease and a failure (the file is still
+    // there to remove), replaced by the next checkpoint, gone with the document.
+    store.checkpoint(&Checkpoint { handle: Some("file-1".into()), ..cp.clone() }).await.expect("checkpoint");
+    assert_eq!(store.handle(&id).await.expect("handle").as_deref(), Some("file-1"));
+    assert_eq!(store.handle(&doc("contract/never.txt").1).await.expect("handle"), None);
+
     let changed = store.acquire(&id, &h2, long).await.expect("acquire");
+    assert_eq!(store.handle(&id).await.expect("handle").as_deref(), Some("file-1"), "a lease keeps the handle");
     assert_eq!(acquired(&changed), Some(1), "changed content is processed again: {changed:?}");
     let failure = Failure { code: "corrupt_pdf".into(), message: "the PDF is corrupt".into(), retryable: false };
     store.fail(&id, &key, &failure).await.expect("fail");
+    assert_eq!(store.handle(&id).await.expect("handle").as_deref(), Some("file-1"), "a failure keeps the handle");
     let read = store.document(&id).await.expect("read").expect("a failed document is known");
     assert_eq!((read.key.as_ref(), &read.status), (Some(&key), &DocumentStatus::Failed { failure: failure.clone() }));
     let retry = store.acquire(&id, &h2, long).await.expect("acquire");
@@ -89,6 +106,7 @@ pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
     store.forget(&id).await.expect("forget");
     store.forget(&id).await.expect("forgetting twice is fine");
     assert_eq!(store.document(&id).await.expect("read"), None, "a forgotten document is unknown");
+    assert_eq!(store.handle(&id).await.expect("handle"), None, "a forgotten document has no handle");
     assert_eq!(acquired(&store.acquire(&id, &h1, long).await.expect("acquire")), Some(1), "forgotten means new");
 }
 

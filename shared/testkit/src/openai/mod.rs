@@ -33,6 +33,15 @@ pub struct Faults {
 
 mod stores;
 
+/// A file the fake holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFile {
+    pub name: String,
+    pub text: String,
+    /// Its attributes in the store it is attached to; `None` if it is in none.
+    pub attributes: Option<serde_json::Map<String, Value>>,
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     calls: AtomicU64,
@@ -47,20 +56,27 @@ pub struct FakeOpenAi {
     /// The base URL to configure (`…/v1`).
     pub url: String,
     counts: Arc<Counts>,
+    world: Arc<std::sync::Mutex<stores::World>>,
 }
 
 impl FakeOpenAi {
     /// Starts the fake on a free loopback port. Call inside a tokio runtime.
     pub async fn start(faults: Faults) -> FakeOpenAi {
         let counts = Arc::new(Counts::default());
+        let world = Arc::default();
         let app = axum::Router::new()
             .route("/v1/embeddings", axum::routing::post(embeddings))
             .with_state((Arc::clone(&counts), faults))
-            .merge(stores::routes(Arc::clone(&counts), faults));
+            .merge(stores::routes(Arc::clone(&counts), faults, Arc::clone(&world)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake OpenAI server");
         let url = format!("http://{}/v1", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        FakeOpenAi { url, counts }
+        FakeOpenAi { url, counts, world }
+    }
+
+    /// Every uploaded file not deleted, by name then text.
+    pub fn files(&self) -> Vec<StoredFile> {
+        stores::files(&self.world)
     }
 
     /// Tokens of the requests answered successfully: what the account was billed.

@@ -39,7 +39,7 @@ struct Batch {
 }
 
 #[derive(Debug, Default)]
-struct World {
+pub(super) struct World {
     next: u64,
     /// id → (filename, text)
     files: HashMap<String, (String, String)>,
@@ -75,8 +75,23 @@ fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(error)).into_response()
 }
 
-pub(super) fn routes(counts: Arc<Counts>, faults: Faults) -> axum::Router {
-    let ctx = Ctx { counts, faults, world: Arc::default() };
+/// What the fake holds, as a test inspects it: every file not deleted.
+pub(super) fn files(world: &Mutex<World>) -> Vec<super::StoredFile> {
+    let w = world.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out: Vec<_> = w
+        .files
+        .iter()
+        .map(|(id, (name, text))| {
+            let attributes = w.stores.values().find_map(|s| s.files.get(id)).map(|a| a.attributes.clone());
+            super::StoredFile { name: name.clone(), text: text.clone(), attributes }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.text).cmp(&(&b.name, &b.text)));
+    out
+}
+
+pub(super) fn routes(counts: Arc<Counts>, faults: Faults, world: Arc<Mutex<World>>) -> axum::Router {
+    let ctx = Ctx { counts, faults, world };
     axum::Router::new()
         .route("/v1/files", post(upload))
         .route("/v1/files/{id}", delete(delete_file))
