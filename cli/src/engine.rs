@@ -202,6 +202,9 @@ pub struct Local {
     /// The OpenAI vector store that takes the documents, where the configuration picks it
     /// (`store.backend = "openai"`); SQLite then keeps their state alone.
     pub hosted: Option<quarry_openai::stores::OpenAiStore>,
+    /// How long a document is held: past the longest attach an OpenAI vector store may take, so
+    /// that no second process uploads a document the first is still waiting for.
+    lease: Duration,
 }
 
 impl Local {
@@ -221,6 +224,12 @@ impl Local {
             events: LocalEvents::default(),
             budget: config.budget.clone(),
             hosted: quarry_openai::stores::OpenAiStore::from_config(config).map_err(crate::SetupError::OpenAi)?,
+            lease: match config.store.backend {
+                quarry_core::config::StoreBackend::Native => LEASE,
+                quarry_core::config::StoreBackend::Openai => {
+                    LEASE.max(Duration::from_secs(config.store.openai_attach_timeout_s + 60))
+                }
+            },
         })
     }
 
@@ -239,7 +248,7 @@ impl Local {
             cache: &self.store,
             writer: &self.store,
             preparer: &self.preparer,
-            lease: LEASE,
+            lease: self.lease,
             spend: &self.store,
             budget: &self.budget,
             hosted: self.hosted(),

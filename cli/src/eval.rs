@@ -236,6 +236,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         .arg("--state")
         .arg(&state)
         .arg("--quiet")
+        // The evaluation reads Quarry's own index: a configured OpenAI vector store is left alone.
+        .env("QUARRY_STORE", "native")
         .status()
         .context("cannot run quarry ingest")?;
     anyhow::ensure!(status.success(), "indexing {} failed", corpus.display());

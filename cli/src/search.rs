@@ -47,9 +47,9 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     };
     let top_k = usize::from(args.top_k);
     let hosted = quarry_openai::stores::OpenAiStore::from_config(&config).map_err(crate::SetupError::OpenAi)?;
-    if let Some(store) = &hosted {
+    if let Some(hosted) = &hosted {
         let mode = args.mode.unwrap_or(Mode::Semantic);
-        let mut hits = quarry_pipeline::retrieve_hosted(store, mode, &args.query, top_k, filter).await?;
+        let mut hits = quarry_pipeline::retrieve_hosted(hosted, &store, mode, &args.query, top_k, filter).await?;
         hits.truncate(top_k);
         let marks: Vec<_> = match args.highlight {
             true => hits.iter().map(|h| quarry_pipeline::query::highlight::highlights(&args.query, &h.text)).collect(),

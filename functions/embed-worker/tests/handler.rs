@@ -170,16 +170,19 @@ async fn with_an_openai_vector_store_a_job_delivered_three_times_stores_one_file
 
     f.source.put(key, b"# Tides\n\nTide pools hold anemones at low water.", Some("text/markdown"));
     let mut event = jobs_event(key);
+    let mut delivered = false;
     for _ in 0..20 {
         let (a, b, c) =
             tokio::join!(worker.handle(event.clone()), worker.handle(event.clone()), worker.handle(event.clone()));
         // A delivery that found the document busy comes back, as SQS brings it back.
         if a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty() && c.batch_item_failures.is_empty() {
+            delivered = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         event = jobs_event(key);
     }
+    assert!(delivered, "the deliveries ended within twenty redeliveries");
     let files = attached();
     assert_eq!(files.len(), 1, "three deliveries, one file: {files:?}");
     assert_eq!(files[0].1["key"], key);

@@ -185,7 +185,9 @@ async fn answer<B: Backend>(
             let first = req.cursor.is_none();
             let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
             let hits = match app.backend.hosted() {
-                Some(store) => query::retrieve_hosted(store, mode, query, depth, filter).await?,
+                Some(store) => {
+                    query::retrieve_hosted(store, app.backend.documents(), mode, query, depth, filter).await?
+                }
                 None => {
                     // Embedded only where the mode needs it, while the keyword lists run.
                     let vector = query::embed_query(&embedder, &app.queries, query);

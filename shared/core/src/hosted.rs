@@ -38,6 +38,16 @@ pub enum Stored {
     Refused(Failure),
 }
 
+/// One hit, with the handle of the file it came from: a search keeps only hits whose handle is
+/// the one their document's checkpoint names ([`crate::ports::DocumentRecord::handle`]), so that
+/// a file no checkpoint points at (left by a crash between storing and checkpointing, or one whose
+/// removal the store has not finished) is never shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostedHit {
+    pub handle: String,
+    pub hit: VectorHit,
+}
+
 /// A query in words.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostedQuery {
@@ -59,7 +69,7 @@ pub trait HostedStore: Send + Sync + std::fmt::Debug {
     /// Removes what `put` stored; a handle already gone is not an error.
     fn remove<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Result<(), PortError>>;
     /// Hits scored in [0, 1] by the store's own ranker, at most [`HostedStore::max_results`].
-    fn search<'a>(&'a self, query: &'a HostedQuery) -> BoxFuture<'a, Result<Vec<VectorHit>, PortError>>;
+    fn search<'a>(&'a self, query: &'a HostedQuery) -> BoxFuture<'a, Result<Vec<HostedHit>, PortError>>;
     /// What the store holds, in the bytes it bills storage by.
     fn usage_bytes(&self) -> BoxFuture<'_, Result<u64, PortError>>;
 }

@@ -403,6 +403,10 @@ pub struct DocumentRecord {
     pub status: DocumentStatus,
     /// Milliseconds since the Unix epoch.
     pub updated_ms: i64,
+    /// Where a hosted store keeps the document ([`Checkpoint::handle`]): what its search results
+    /// are checked against. Not part of the API's answer.
+    #[serde(skip)]
+    pub handle: Option<String>,
 }
 
 /// Reads document state. Apart from [`CheckpointStore`]: the search side reads, never leases.

@@ -168,3 +168,60 @@ async fn the_openai_store_keeps_the_hosted_store_contract() {
     config.store.backend = quarry_core::config::StoreBackend::Native;
     assert!(quarry_openai::stores::OpenAiStore::from_config(&config).expect("nothing to build").is_none());
 }
+
+/// A file no checkpoint names (a crash between storing and checkpointing, a second worker's
+/// upload) is never shown: the query half keeps only hits from the document's checkpointed file,
+/// and takes the key from the state.
+#[tokio::test]
+async fn search_shows_only_the_checkpointed_file_of_a_document() {
+    use quarry_core::hosted::{HostedDocument, HostedStore, Stored};
+    use quarry_core::ports::{Checkpoint, CheckpointStore};
+    let fake = FakeOpenAi::start(Faults::default()).await;
+    let mut config = quarry_core::Config::default();
+    config.store.backend = quarry_core::config::StoreBackend::Openai;
+    config.embedder.openai_api_key = Some(Secret::new(KEY));
+    config.embedder.openai_base_url = Some(fake.url.clone());
+    let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
+    let state = quarry_testkit::fakes::MemoryState::default();
+    let key = quarry_core::DocumentKey::new("notes/pump.md");
+    let document = quarry_core::DocumentId::for_key(&key);
+    let meta = quarry_core::meta::ChunkMeta::new(key.clone(), quarry_core::Format::Markdown);
+    let put = async |text: &str| {
+        let hash = quarry_core::ContentHash::of(text.as_bytes());
+        let doc = HostedDocument { document: &document, content_hash: &hash, text, meta: &meta };
+        match store.put(doc).await.expect("put") {
+            Stored::Attached { handle } => (hash, handle),
+            Stored::Refused(f) => panic!("{f:?}"),
+        }
+    };
+    let (hash, current) = put("The pump station restarts at dawn.").await;
+    // The next version, stored and never checkpointed.
+    let (_, _orphan) = put("The pump station restarts at noon.").await;
+    state.acquire(&document, &hash, Duration::from_secs(60)).await.expect("lease");
+    let cp = Checkpoint {
+        document: document.clone(),
+        key: key.clone(),
+        content_hash: hash,
+        chunks: 1,
+        model: store.model().to_owned(),
+        handle: Some(current),
+    };
+    state.checkpoint(&cp).await.expect("checkpoint");
+
+    let mode = quarry_pipeline::Mode::Semantic;
+    let hits = quarry_pipeline::retrieve_hosted(&store, &state, mode, "pump station restarts", 10, None)
+        .await
+        .expect("search");
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, ["The pump station restarts at dawn."], "only the checkpointed file: {hits:?}");
+    assert_eq!(hits[0].meta.key, key);
+    let refused =
+        quarry_pipeline::retrieve_hosted(&store, &state, quarry_pipeline::Mode::Hybrid, "pump", 10, None).await;
+    assert!(matches!(refused, Err(quarry_core::PortError::InvalidInput { .. })), "{refused:?}");
+    // Forgotten: nothing of it shows, though the store still answers with its files.
+    state.forget(&document).await.expect("forget");
+    let hits = quarry_pipeline::retrieve_hosted(&store, &state, mode, "pump station restarts", 10, None)
+        .await
+        .expect("search");
+    assert!(hits.is_empty(), "{hits:?}");
+}

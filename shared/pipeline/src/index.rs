@@ -242,9 +242,11 @@ where
     }
 
     /// The hosted half of [`Indexer::index_sized`]: the redacted text and metadata go to the store
-    /// whole; the old version's file is removed before the checkpoint names the new one, so that a
-    /// crash in between leaves at worst a second copy of the new text (shown once: its chunks have
-    /// the same ids), never the old text. Nothing is embedded here: OpenAI bills the store by size.
+    /// whole; the old version's file is removed, then the checkpoint names the new one. A failure
+    /// after the store took the file removes the new file again (best effort) before it is
+    /// returned for a retry; a crash there leaves a file no checkpoint names, which searches never
+    /// show ([`crate::query::retrieve_hosted`] keeps only the checkpointed file's hits). Nothing is
+    /// embedded here: OpenAI bills the store by size.
     #[allow(clippy::too_many_arguments)]
     async fn store_hosted(
         &self,
@@ -267,23 +269,32 @@ where
                 return Ok(Outcome::Failed { failure, bytes });
             }
         };
-        if let Some(old) = old.filter(|o| *o != handle) {
-            store.remove(&old).await?;
-        }
-        histogram!(metric::STAGE_LATENCY, "stage" => stage::UPSERT).record(millis(step));
         // What OpenAI chunks is its own: Quarry's chunk count, in the same window, stands for it.
         let chunks = prepared.chunks.len() as u32;
-        let step = Instant::now();
         let checkpoint = Checkpoint {
             document,
             key: key.clone(),
             content_hash: hash,
             chunks,
             model: store.model().to_owned(),
-            handle: Some(handle),
+            handle: Some(handle.clone()),
         };
-        self.state.checkpoint(&checkpoint).await?;
-        histogram!(metric::STAGE_LATENCY, "stage" => stage::CHECKPOINT).record(millis(step));
+        let committed = async {
+            if let Some(old) = old.filter(|o| *o != handle) {
+                store.remove(&old).await?;
+            }
+            histogram!(metric::STAGE_LATENCY, "stage" => stage::UPSERT).record(millis(step));
+            let step = Instant::now();
+            self.state.checkpoint(&checkpoint).await?;
+            histogram!(metric::STAGE_LATENCY, "stage" => stage::CHECKPOINT).record(millis(step));
+            Ok::<_, PortError>(())
+        };
+        if let Err(e) = committed.await {
+            if let Err(removal) = store.remove(&handle).await {
+                tracing::warn!(error = %quarry_core::error::chain(&removal), "a stored file no checkpoint names is left");
+            }
+            return Err(e);
+        }
         tracing::info!(chunks, redactions = prepared.redactions.values().sum::<u32>(), "stored in the hosted store");
         Ok(Outcome::Indexed { chunks, bytes, usage: Usage::default() })
     }

@@ -338,6 +338,7 @@ impl DocumentReader for MemoryState {
                 _ => DocumentStatus::Processing { attempt: d.attempts },
             },
             updated_ms: d.updated_ms,
+            handle: d.handle.clone(),
         }))
     }
 }

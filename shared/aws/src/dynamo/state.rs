@@ -188,6 +188,7 @@ impl DocumentReader for DynamoState {
             model: get_s(&item, "model").map(str::to_owned),
             status,
             updated_ms: get_n(&item, "updated_ms").unwrap_or(0),
+            handle: get_s(&item, "handle").map(str::to_owned),
         }))
     }
 }

@@ -195,13 +195,13 @@ impl SqliteStore {
         self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(db_error("ping"))
     }
 
-    /// Keys of the documents indexed or failed: what a sync compares with the folder.
+    /// Keys of every document the state knows by key (indexed, failed, or left processing or
+    /// pending by an interrupted run): what a sync compares with the folder, so that a file
+    /// deleted while its document was unfinished still leaves the index.
     pub fn indexed_keys(&self) -> Result<Vec<DocumentKey>, PortError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT key FROM documents WHERE status IN ('indexed', 'failed') AND key IS NOT NULL ORDER BY key",
-            )
+            .prepare_cached("SELECT key FROM documents WHERE key IS NOT NULL ORDER BY key")
             .map_err(db_error("documents.list"))?;
         let keys = stmt
             .query_map([], |r| r.get::<_, String>(0))

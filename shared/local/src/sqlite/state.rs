@@ -114,7 +114,7 @@ impl DocumentReader for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT key, content_hash, model, status, attempts, chunks, failure_code, failure_message,
-                        failure_retryable, updated_ms
+                        failure_retryable, updated_ms, handle
                  FROM documents WHERE id = ?1",
                 [id.as_str()],
                 |r| {
@@ -126,13 +126,14 @@ impl DocumentReader for SqliteStore {
                         r.get::<_, u32>(4)?,
                         r.get::<_, Option<u32>>(5)?,
                         (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?, r.get::<_, Option<bool>>(8)?),
-                        r.get::<_, i64>(9)?,
+                        (r.get::<_, i64>(9)?, r.get::<_, Option<String>>(10)?),
                     ))
                 },
             )
             .optional()
             .map_err(db_error("documents.get"))?;
-        let Some((key, hash, model, status, attempts, chunks, (code, message, retryable), updated_ms)) = row else {
+        let Some((key, hash, model, status, attempts, chunks, (code, message, retryable), (updated_ms, handle))) = row
+        else {
             return Ok(None);
         };
         let status = match status.as_str() {
@@ -154,6 +155,7 @@ impl DocumentReader for SqliteStore {
             model,
             status,
             updated_ms,
+            handle,
         }))
     }
 }

@@ -3,7 +3,7 @@
 //! the store's search endpoint, its hits mapped onto Quarry's.
 
 use quarry_core::config::{Config, StoreBackend, StoreSettings};
-use quarry_core::hosted::{BoxFuture, HostedDocument, HostedQuery, HostedStore, Stored};
+use quarry_core::hosted::{BoxFuture, HostedDocument, HostedHit, HostedQuery, HostedStore, Stored};
 use quarry_core::meta::ChunkMeta;
 use quarry_core::metric;
 use quarry_core::ports::VectorHit;
@@ -71,8 +71,9 @@ impl OpenAiStore {
         let attached = match self.client.attach(store, &[(file.clone(), attributes)]).await {
             Ok(a) => a,
             Err(e) => {
-                // Nothing may stay behind that no checkpoint points at.
-                self.client.delete_file(&file).await?;
+                // Nothing should stay behind that no checkpoint points at (search would not show
+                // it, but it would be stored and billed); the attach's error is the one to report.
+                self.discard(&file).await;
                 return Err(e);
             }
         };
@@ -80,7 +81,7 @@ impl OpenAiStore {
             self.measure(store).await;
             return Ok(Stored::Attached { handle: file.0 });
         }
-        self.client.delete_file(&file).await?;
+        self.discard(&file).await;
         let (code, message) = attached
             .failed
             .into_iter()
@@ -88,16 +89,26 @@ impl OpenAiStore {
             .map(|(_, code, message)| (code, message))
             .unwrap_or_else(|| ("cancelled".into(), "the file batch ended without the file".into()));
         match code.as_str() {
-            // OpenAI's own failure: the job comes back and uploads again.
-            "server_error" | "cancelled" => Err(PortError::Transient {
-                operation: "openai.vector_stores.attach",
-                source: Box::new(OpenAiError::Refused { code, message }),
-            }),
-            _ => Ok(Stored::Refused(Failure {
+            // The file itself: OpenAI cannot parse it, and never will.
+            "unsupported_file" | "invalid_file" => Ok(Stored::Refused(Failure {
                 code: "hosted_store_refused".into(),
                 message: format!("OpenAI's vector store refused the document ({code}): {message}"),
                 retryable: false,
             })),
+            // OpenAI's own trouble (server_error, a rate limit, a cancelled batch, a code not known
+            // yet): the job comes back and uploads again.
+            _ => Err(PortError::Transient {
+                operation: "openai.vector_stores.attach",
+                source: Box::new(OpenAiError::Refused { code, message }),
+            }),
+        }
+    }
+
+    /// Deletes a file that will not be checkpointed; a failure is logged, not returned, so that
+    /// the error that made the file useless is the one reported.
+    async fn discard(&self, file: &FileId) {
+        if let Err(e) = self.client.delete_file(file).await {
+            tracing::warn!(file = file.0, error = %quarry_core::error::chain(&e), "a file no checkpoint names was left in OpenAI");
         }
     }
 
@@ -113,7 +124,7 @@ impl OpenAiStore {
         }
     }
 
-    async fn search_store(&self, query: &HostedQuery) -> Result<Vec<VectorHit>, PortError> {
+    async fn search_store(&self, query: &HostedQuery) -> Result<Vec<HostedHit>, PortError> {
         let filters = match &query.filter {
             Some(f) => Some(
                 filter::translate(f)
@@ -123,15 +134,7 @@ impl OpenAiStore {
         };
         let store = self.id().await?;
         let hits = self.client.search(store, &query.text, filters.as_ref(), query.top_k.min(MAX_RESULTS)).await?;
-        let mut seen = std::collections::HashSet::new();
-        Ok(hits
-            .into_iter()
-            .filter_map(hit)
-            // One chunk found twice (a file left by a crash before its checkpoint, or one whose
-            // removal OpenAI has not finished) is shown once.
-            .filter(|h| seen.insert((h.document.clone(), h.id.clone())))
-            .take(query.top_k)
-            .collect())
+        Ok(hits.into_iter().filter_map(hit).take(query.top_k).collect())
     }
 }
 
@@ -139,7 +142,7 @@ impl OpenAiStore {
 /// numeric twins. OpenAI's chunks have no ordinal or offsets: the chunk id's number is a digest
 /// of the chunk's text (stable across searches), and the span is empty. A file Quarry did not
 /// write (no document id or key) is skipped.
-fn hit(h: StoreHit) -> Option<VectorHit> {
+fn hit(h: StoreHit) -> Option<HostedHit> {
     let document = DocumentId::parse(h.attributes.get(DOCUMENT_ID)?.as_str()?)?;
     let metadata: quarry_core::meta::Metadata = h
         .attributes
@@ -156,7 +159,7 @@ fn hit(h: StoreHit) -> Option<VectorHit> {
     };
     let digest = ContentHash::of(h.text.as_bytes());
     let ordinal = u32::from_str_radix(&digest.as_str()[..8], 16).unwrap_or(0) % 1_000_000;
-    Some(VectorHit {
+    let hit = VectorHit {
         id: ChunkId::new(&document, ordinal),
         document,
         score: h.score,
@@ -164,7 +167,8 @@ fn hit(h: StoreHit) -> Option<VectorHit> {
         pages: None,
         span: CharSpan { start: 0, end: 0 },
         meta,
-    })
+    };
+    Some(HostedHit { handle: h.file.0, hit })
 }
 
 impl HostedStore for OpenAiStore {
@@ -183,14 +187,13 @@ impl HostedStore for OpenAiStore {
     fn remove<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Result<(), PortError>> {
         Box::pin(async move {
             self.client.delete_file(&FileId(handle.to_owned())).await?;
-            if let Some(store) = self.store.get() {
-                self.measure(store).await;
-            }
+            let store = self.id().await?;
+            self.measure(store).await;
             Ok(())
         })
     }
 
-    fn search<'a>(&'a self, query: &'a HostedQuery) -> BoxFuture<'a, Result<Vec<VectorHit>, PortError>> {
+    fn search<'a>(&'a self, query: &'a HostedQuery) -> BoxFuture<'a, Result<Vec<HostedHit>, PortError>> {
         Box::pin(self.search_store(query))
     }
 

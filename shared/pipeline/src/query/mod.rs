@@ -6,8 +6,11 @@
 pub mod cache;
 pub mod highlight;
 
-use quarry_core::hosted::{HostedQuery, HostedStore};
-use quarry_core::ports::{Embedder, KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorSearcher};
+use quarry_core::DocumentId;
+use quarry_core::hosted::{HostedHit, HostedQuery, HostedStore};
+use quarry_core::ports::{
+    DocumentReader, DocumentRecord, Embedder, KeywordQuery, KeywordSearcher, VectorHit, VectorQuery, VectorSearcher,
+};
 use quarry_core::{Filter, PortError};
 use serde::{Deserialize, Serialize};
 
@@ -196,9 +199,14 @@ pub async fn retrieve<S: VectorSearcher, K: KeywordSearcher>(
 
 /// [`retrieve`] over a store that embeds for itself (OpenAI's vector stores): its search is the
 /// semantic list, ranked by the store. Keyword and hybrid need Quarry's full-text index, which
-/// such a store replaces, and are refused (a 400); lists end at the store's depth (50).
-pub async fn retrieve_hosted(
+/// such a store replaces, and are refused (a 400); lists end at the store's depth (50). Each hit is
+/// checked against its document's state (one read per document found, at once): a hit from a file
+/// that no checkpoint names (left by a crash between storing and checkpointing, a second worker's
+/// upload, a removal the store has not finished) is dropped, so a replaced or deleted document's
+/// old text never shows; the key is the state's (a store may cut long attributes).
+pub async fn retrieve_hosted<R: DocumentReader>(
     store: &dyn HostedStore,
+    state: &R,
     mode: Mode,
     text: &str,
     depth: usize,
@@ -214,7 +222,28 @@ pub async fn retrieve_hosted(
         });
     }
     let query = HostedQuery { text: text.to_owned(), top_k: depth.min(store.max_results()), filter };
-    store.search(&query).await
+    let hits = store.search(&query).await?;
+    let documents: std::collections::BTreeSet<&DocumentId> = hits.iter().map(|h| &h.hit.document).collect();
+    let records = futures::future::try_join_all(documents.iter().map(|d| state.document(d))).await?;
+    let current: std::collections::HashMap<&DocumentId, DocumentRecord> =
+        documents.into_iter().zip(records).filter_map(|(d, r)| Some((d, r?))).collect();
+    let mut kept = Vec::with_capacity(hits.len());
+    let mut dropped = 0;
+    for HostedHit { handle, mut hit } in hits.iter().cloned() {
+        match current.get(&hit.document) {
+            Some(r) if r.handle.as_deref() == Some(handle.as_str()) => {
+                if let Some(key) = &r.key {
+                    hit.meta.key = key.clone();
+                }
+                kept.push(hit);
+            }
+            _ => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        tracing::info!(dropped, "hits from files no checkpoint names were left out");
+    }
+    Ok(kept)
 }
 
 /// The query plus the `n` words that weigh most in the feedback hits: a relevance model (RM1):

@@ -76,6 +76,8 @@ pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
     // there to remove), replaced by the next checkpoint, gone with the document.
     store.checkpoint(&Checkpoint { handle: Some("file-1".into()), ..cp.clone() }).await.expect("checkpoint");
     assert_eq!(store.handle(&id).await.expect("handle").as_deref(), Some("file-1"));
+    let read = store.document(&id).await.expect("read").expect("known");
+    assert_eq!(read.handle.as_deref(), Some("file-1"), "the reader sees the handle search results are checked against");
     assert_eq!(store.handle(&doc("contract/never.txt").1).await.expect("handle"), None);
 
     let changed = store.acquire(&id, &h2, long).await.expect("acquire");
