@@ -13,6 +13,20 @@ use quarry_pipeline::{CoalescingEmbedder, Indexer};
 use quarry_testkit::fakes::{MemoryEvents, MemorySource, MemoryState, MemoryVectors};
 use quarry_text::{Preparer, WordPiece};
 
+/// The embed-worker over the fakes.
+type TestWorker<'a> = Worker<
+    'a,
+    MemorySource,
+    MemoryState,
+    CoalescingEmbedder,
+    MemoryState,
+    MemoryVectors,
+    Preparer<WordPiece>,
+    MemoryState,
+    MemoryEvents,
+    NoLedger,
+>;
+
 struct Fixture {
     source: MemorySource,
     state: MemoryState,
@@ -39,41 +53,12 @@ impl Fixture {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn worker(
-        &self,
-    ) -> Worker<
-        '_,
-        MemorySource,
-        MemoryState,
-        CoalescingEmbedder,
-        MemoryState,
-        MemoryVectors,
-        Preparer<WordPiece>,
-        MemoryState,
-        MemoryEvents,
-        NoLedger,
-    > {
+    fn worker(&self) -> TestWorker<'_> {
         self.worker_with(None)
     }
 
     /// A worker whose documents go to `hosted` (an OpenAI vector store) where one is given.
-    #[allow(clippy::type_complexity)]
-    fn worker_with<'a>(
-        &'a self,
-        hosted: Option<&'a dyn quarry_core::hosted::HostedStore>,
-    ) -> Worker<
-        'a,
-        MemorySource,
-        MemoryState,
-        CoalescingEmbedder,
-        MemoryState,
-        MemoryVectors,
-        Preparer<WordPiece>,
-        MemoryState,
-        MemoryEvents,
-        NoLedger,
-    > {
+    fn worker_with<'a>(&'a self, hosted: Option<&'a dyn quarry_core::hosted::HostedStore>) -> TestWorker<'a> {
         let indexer = Indexer {
             source: &self.source,
             state: &self.state,
@@ -156,12 +141,9 @@ async fn a_busy_document_comes_back_and_a_bad_one_is_rejected_with_its_batch_cou
 /// version replaces it, a deletion removes it, and nothing reaches Quarry's own vector store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_openai_vector_store_a_job_delivered_three_times_stores_one_file() {
-    use quarry_testkit::openai::{FakeOpenAi, Faults, KEY};
+    use quarry_testkit::openai::{FakeOpenAi, Faults};
     let fake = FakeOpenAi::start(Faults { processing_polls: 1, ..Faults::default() }).await;
-    let mut config = Config::default();
-    config.store.backend = quarry_core::config::StoreBackend::Openai;
-    config.embedder.openai_api_key = Some(quarry_core::config::Secret::new(KEY));
-    config.embedder.openai_base_url = Some(fake.url.clone());
+    let config = fake.store_config();
     let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
     let f = Fixture::new();
     let worker = f.worker_with(Some(&store));

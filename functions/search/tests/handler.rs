@@ -235,12 +235,9 @@ async fn the_embedding_cache_is_reported_and_cleared_through_the_api() {
 async fn with_an_openai_vector_store_the_search_lambda_answers_from_it() {
     use quarry_core::hosted::{HostedDocument, HostedStore, Stored};
     use quarry_core::ports::{Checkpoint, CheckpointStore};
-    use quarry_testkit::openai::{FakeOpenAi, Faults, KEY};
+    use quarry_testkit::openai::{FakeOpenAi, Faults};
     let fake = FakeOpenAi::start(Faults::default()).await;
-    let mut config = Config::default();
-    config.store.backend = quarry_core::config::StoreBackend::Openai;
-    config.embedder.openai_api_key = Some(quarry_core::config::Secret::new(KEY));
-    config.embedder.openai_base_url = Some(fake.url.clone());
+    let config = fake.store_config();
     let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
     let state = MemoryState::default();
     for (key, text) in NOTES {

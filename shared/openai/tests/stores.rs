@@ -156,11 +156,7 @@ fn an_untranslatable_filter_is_refused_by_name() {
 async fn the_openai_store_keeps_the_hosted_store_contract() {
     let faults = Faults { processing_polls: 2, fail_percent: 20, seed: 3, ..Faults::default() };
     let fake = FakeOpenAi::start(faults).await;
-    let mut config = quarry_core::Config::default();
-    config.store.backend = quarry_core::config::StoreBackend::Openai;
-    config.embedder.openai_api_key = Some(Secret::new(KEY));
-    config.embedder.openai_base_url = Some(fake.url.clone());
-    config.embedder.openai_max_retries = 10;
+    let mut config = fake.store_config();
     let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
     quarry_testkit::contract::hosted_store(&store).await;
     assert!(fake.failed_calls() > 0, "faults were injected");
@@ -177,10 +173,7 @@ async fn search_shows_only_the_checkpointed_file_of_a_document() {
     use quarry_core::hosted::{HostedDocument, HostedStore, Stored};
     use quarry_core::ports::{Checkpoint, CheckpointStore};
     let fake = FakeOpenAi::start(Faults::default()).await;
-    let mut config = quarry_core::Config::default();
-    config.store.backend = quarry_core::config::StoreBackend::Openai;
-    config.embedder.openai_api_key = Some(Secret::new(KEY));
-    config.embedder.openai_base_url = Some(fake.url.clone());
+    let config = fake.store_config();
     let store = quarry_openai::stores::OpenAiStore::from_config(&config).expect("client").expect("selected");
     let state = quarry_testkit::fakes::MemoryState::default();
     let key = quarry_core::DocumentKey::new("notes/pump.md");

@@ -74,6 +74,17 @@ impl FakeOpenAi {
         FakeOpenAi { url, counts, world }
     }
 
+    /// A configuration whose store is an OpenAI vector store on this fake (`QUARRY_STORE=openai`,
+    /// its URL and key), retrying as often as a test with injected faults needs.
+    pub fn store_config(&self) -> quarry_core::Config {
+        let mut config = quarry_core::Config::default();
+        config.store.backend = quarry_core::config::StoreBackend::Openai;
+        config.embedder.openai_api_key = Some(quarry_core::config::Secret::new(KEY));
+        config.embedder.openai_base_url = Some(self.url.clone());
+        config.embedder.openai_max_retries = 10;
+        config
+    }
+
     /// Every uploaded file not deleted, by name then text.
     pub fn files(&self) -> Vec<StoredFile> {
         stores::files(&self.world)
