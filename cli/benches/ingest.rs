@@ -2,6 +2,7 @@
 //!
 //!     cargo bench -p quarry-cli --bench ingest          # NFCorpus beside the checkout
 //!     QUARRY_BENCH_CORPUS=path/to/corpus.jsonl cargo bench -p quarry-cli --bench ingest
+//!     QUARRY_BENCH_PRECISION=int8 cargo bench -p quarry-cli --bench ingest   # the int8 model
 //!
 //! Three timings, one after the other in one process tree:
 //! 1. `quarry ingest corpus.jsonl` into a fresh store: process wall time, model load included;
@@ -32,6 +33,9 @@ fn main() {
     let state = std::env::temp_dir().join(format!("quarry-bench-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let quarry = env!("CARGO_BIN_EXE_quarry");
+    let precision = std::env::var("QUARRY_BENCH_PRECISION").unwrap_or_else(|_| "f32".into());
+    let precision_setting =
+        quarry_core::config::Precision::parse(&precision).expect("QUARRY_BENCH_PRECISION: f32 or int8");
     let ingest = |label: &str| {
         let t = Instant::now();
         let out = Command::new(quarry)
@@ -40,9 +44,12 @@ fn main() {
             .arg("--state")
             .arg(&state)
             .arg("--quiet")
+            .arg("--precision")
+            .arg(&precision)
             // Quarry refuses QUARRY_* variables it does not know (a typo is an error, not a
             // silent default); the benchmark's own settings are not for it.
             .env_remove("QUARRY_BENCH_CORPUS")
+            .env_remove("QUARRY_BENCH_PRECISION")
             .output()
             .expect("quarry runs");
         let secs = t.elapsed().as_secs_f64();
@@ -69,7 +76,8 @@ fn main() {
             chunks.extend(p.chunks.into_iter().map(|c| c.text));
         }
     }
-    let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).expect("model");
+    let options = EmbedOptions { precision: precision_setting, ..EmbedOptions::default() };
+    let embedder = LocalEmbedder::load(&model_dir, options).expect("model");
     let tokens: usize = chunks.iter().map(|c| embedder.token_ids(c).len()).sum();
     embedder.embed_blocking(&chunks[..chunks.len().min(32)]).expect("warm-up");
     let t = Instant::now();
@@ -87,7 +95,7 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "docs": docs, "chunks": chunks.len(), "model_tokens": tokens,
+            "precision": precision, "docs": docs, "chunks": chunks.len(), "model_tokens": tokens,
             "ingest_s": first, "rerun_s": rerun, "embed_s": pure,
         })
     );

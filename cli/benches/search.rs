@@ -152,8 +152,11 @@ fn main() {
     modes_over_http(&corpus, &state, &queries);
 
     // 4. The parts, in process: query embedding alone, and the store's search alone.
-    let single = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 0, batch_size: 1 }).expect("model");
-    let one_thread = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 1, batch_size: 1 }).expect("model");
+    let single = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 0, batch_size: 1, ..EmbedOptions::default() })
+        .expect("model");
+    let one_thread =
+        LocalEmbedder::load(&model_dir, EmbedOptions { threads: 1, batch_size: 1, ..EmbedOptions::default() })
+            .expect("model");
     let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
     // The keyword index is built on first use: what that costs once, in time and memory.
     let rss_before = rss_mb();

@@ -19,14 +19,41 @@ use quarry_text::{Preparer, TokenCounter, WordPiece};
 /// The embedder the configuration picks: the local model, or OpenAI's API.
 pub type ConfiguredEmbedder = Either<LocalEmbedder, OpenAiEmbedder>;
 
-/// The embedder `config` asks for; the local model is loaded with `options` only when it is the one.
+/// The embedder `config` asks for; the local model is loaded with `options`, at the configured
+/// precision, only when it is the one.
 pub fn embedder(config: &Config, options: EmbedOptions) -> Result<ConfiguredEmbedder, crate::SetupError> {
+    let options = EmbedOptions { precision: config.model.precision, ..options };
     Ok(match quarry_openai::from_settings(&config.embedder).map_err(crate::SetupError::OpenAi)? {
         Some(openai) => Either::Right(openai),
         None => {
             Either::Left(LocalEmbedder::load(&config.model.resolved_dir(), options).map_err(crate::SetupError::Model)?)
         }
     })
+}
+
+/// The model `config` embeds with, known without loading it.
+pub fn model_info(config: &Config) -> Result<quarry_core::ports::ModelInfo, crate::SetupError> {
+    use quarry_core::ports::Embedder;
+    Ok(match quarry_openai::from_settings(&config.embedder).map_err(crate::SetupError::OpenAi)? {
+        Some(openai) => openai.model().clone(),
+        None => quarry_embed::model_info(config.model.precision),
+    })
+}
+
+/// Refuses an index whose documents were embedded by another model than the one `config` embeds
+/// with (another precision, another embedder): their vectors cannot be compared, and mixing them
+/// would rank by accident. Says how to go on.
+pub fn check_model(store: &SqliteStore, config: &Config) -> anyhow::Result<()> {
+    let want = model_info(config)?.id;
+    let found = store.indexed_models()?;
+    if let Some(other) = found.iter().find(|m| **m != want && !m.starts_with("openai-vector-store:")) {
+        anyhow::bail!(
+            "this index holds vectors of {other}, and the configuration embeds with {want}: vectors of two models \
+             cannot be mixed. Use the index's model (for the local model's precision, QUARRY_MODEL_PRECISION or \
+             `quarry ingest --precision`), or re-index into a new state folder (`quarry ingest DIR --state NEW_DIR`)"
+        );
+    }
+    Ok(())
 }
 
 /// What chunks are measured in: the configured embedder's own tokens.

@@ -249,8 +249,11 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::ensure!(p.len() == 2 && p.iter().all(|x| x.is_finite() && *x >= 0.0), "--bm25 takes K1,B");
         store.tune_bm25(quarry_local::Bm25 { k1: p[0], b: p[1] })?;
     }
-    let embedder = LocalEmbedder::load(&config.model.resolved_dir(), EmbedOptions { threads: 0, batch_size: 1 })
-        .map_err(crate::SetupError::Model)?;
+    let embedder = LocalEmbedder::load(
+        &config.model.resolved_dir(),
+        EmbedOptions { threads: 0, batch_size: 1, precision: config.model.precision },
+    )
+    .map_err(crate::SetupError::Model)?;
     embedder.embed(&[queries[0].1.clone()]).await?;
     let doc_vectors = match args.doc_vectors {
         Some(_) => Some(levers::DocVectors::build(&corpus, &embedder).await?),

@@ -31,6 +31,10 @@ pub struct Args {
     /// dollars) and stop: nothing is embedded or written.
     #[arg(long)]
     estimate: bool,
+    /// The local model's precision [default: model.precision, f32]: int8 embeds faster with the
+    /// same retrieval quality (docs/RELEVANCE.md); an index holds one precision's vectors.
+    #[arg(long, value_parser = ["f32", "int8"])]
+    precision: Option<String>,
 }
 
 /// `quarry ingest --estimate`: the pipeline's estimator over this input and its index, if any.
@@ -48,7 +52,7 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
     })?;
     let preparer = quarry_text::Preparer::new(config, counter);
     let openai = quarry_openai::from_settings(&config.embedder).map_err(crate::SetupError::OpenAi)?;
-    let local = quarry_embed::model_info();
+    let local = quarry_embed::model_info(config.model.precision);
     let model = openai.as_ref().map_or(&local, |o| o.model());
     let price = |texts: &[String]| openai.as_ref().map_or_else(Usage::default, |o| o.usage(texts));
     let hosted = quarry_openai::stores::OpenAiStore::from_config(config).map_err(crate::SetupError::OpenAi)?;
@@ -79,7 +83,10 @@ async fn estimate(config: &Config, target: &crate::engine::Target) -> anyhow::Re
 }
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
-    let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
+    let mut config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
+    if let Some(p) = args.precision.as_deref().and_then(quarry_core::config::Precision::parse) {
+        config.model.precision = p;
+    }
     let target = crate::engine::Target::resolve(&args.input, args.state.as_deref())?;
     if args.estimate {
         return estimate(&config, &target).await;
@@ -88,6 +95,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::bail!("another `quarry ingest` is running on {}", args.input.display())
     };
     let (source, rejected) = target.source()?;
+    crate::engine::check_model(&store, &config)?;
     let local = crate::engine::Local::load(&config, source, store)?;
     let started = Instant::now();
 

@@ -266,6 +266,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
     };
     let (source, _) = target.source()?;
+    crate::engine::check_model(&store, &config)?;
     let mut local = Local::load(&config, source, store)?;
     // With alert routes, the alarms' rules run on this process's own metrics and Quarry's events
     // (a batch that ended with failures) are routed too.
@@ -273,7 +274,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         config.alerts.routes.as_deref().map(quarry_alerts::Routes::load).transpose().context("alerts.routes")?;
     let events = routes.as_ref().map(|_| local.listen());
     let local = Arc::new(local);
-    let queries = crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 1 })?;
+    let queries =
+        crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 1, ..EmbedOptions::default() })?;
     let started = Arc::new(AtomicBool::new(args.watch.is_none()));
     let (queue, jobs) = ChannelQueue::new(QUEUE_CAPACITY);
     tokio::spawn(work(Arc::clone(&local), jobs));

@@ -26,7 +26,10 @@ async fn main() -> Result<(), Error> {
     let model_dir = config.model.resolved_dir();
     let embedder = match quarry_openai::from_settings(&config.embedder)? {
         Some(openai) => Either::Right(openai),
-        None => Either::Left(LocalEmbedder::load(&model_dir, EmbedOptions::default())?),
+        None => Either::Left(LocalEmbedder::load(
+            &model_dir,
+            EmbedOptions { precision: config.model.precision, ..EmbedOptions::default() },
+        )?),
     };
     let embedder = CoalescingEmbedder::new(embedder, MERGED_TEXTS);
     let tokens =

@@ -40,7 +40,9 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let model = quarry_testkit::model_dir();
-        let embedder = LocalEmbedder::load(&model, EmbedOptions { threads: 2, batch_size: 16 }).expect("model");
+        let embedder =
+            LocalEmbedder::load(&model, EmbedOptions { threads: 2, batch_size: 16, ..EmbedOptions::default() })
+                .expect("model");
         let tokenizer = WordPiece::from_file(&model.join("tokenizer.json")).expect("tokenizer");
         Fixture {
             source: MemorySource::default(),

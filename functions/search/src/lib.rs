@@ -39,12 +39,7 @@ impl BackgroundEmbedder {
             // No receiver left means the function is shutting down: nothing to tell.
             let _ = tx.send(Some(result));
         });
-        let info = ModelInfo {
-            id: quarry_embed::MODEL_ID.to_owned(),
-            dimension: quarry_embed::DIMENSION,
-            max_tokens: quarry_embed::MAX_TOKENS,
-        };
-        BackgroundEmbedder { info, loaded }
+        BackgroundEmbedder { info: quarry_embed::model_info(options.precision), loaded }
     }
 }
 

@@ -15,7 +15,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     // The local model loads on its own thread: init ends at the first poll, in milliseconds.
     let embedder = match quarry_openai::from_settings(&config.embedder)? {
         Some(openai) => Either::Right(openai),
-        None => Either::Left(BackgroundEmbedder::load(config.model.resolved_dir(), EmbedOptions::default())),
+        None => Either::Left(BackgroundEmbedder::load(
+            config.model.resolved_dir(),
+            EmbedOptions { precision: config.model.precision, ..EmbedOptions::default() },
+        )),
     };
     let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
     let backend = AwsBackend {

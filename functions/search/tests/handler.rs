@@ -43,7 +43,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let embedder = BackgroundEmbedder::load(quarry_testkit::model_dir(), EmbedOptions { threads: 2, batch_size: 8 });
+    let embedder = BackgroundEmbedder::load(
+        quarry_testkit::model_dir(),
+        EmbedOptions { threads: 2, batch_size: 8, ..EmbedOptions::default() },
+    );
     let vectors = MemoryVectors::new(quarry_embed::DIMENSION);
     for (key, text) in NOTES {
         let key = DocumentKey::new(*key);
@@ -253,7 +256,10 @@ async fn with_an_openai_vector_store_the_search_lambda_answers_from_it() {
         state.checkpoint(&cp).await.expect("checkpoint");
     }
     let vectors = MemoryVectors::new(quarry_embed::DIMENSION);
-    let embedder = BackgroundEmbedder::load(quarry_testkit::model_dir(), EmbedOptions { threads: 2, batch_size: 8 });
+    let embedder = BackgroundEmbedder::load(
+        quarry_testkit::model_dir(),
+        EmbedOptions { threads: 2, batch_size: 8, ..EmbedOptions::default() },
+    );
     let backend = AwsBackend {
         embedder: Priced(embedder),
         vectors: vectors.clone(),

@@ -100,6 +100,36 @@ impl Redaction {
 pub struct Model {
     /// Folder holding the local model's files; defaults to the setup script's cache folder.
     pub dir: Option<PathBuf>,
+    /// The local model's weights: f32 (the default: its vectors match sentence-transformers'), or
+    /// int8 (faster, judged by retrieval quality; a model of its own, never mixed with f32).
+    pub precision: Precision,
+}
+
+/// The local model's arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// int8 MatMul weights (`model-int8.onnx`, built by the setup script from the same weights).
+    Int8,
+}
+
+impl Precision {
+    pub fn parse(value: &str) -> Option<Precision> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "f32" => Some(Precision::F32),
+            "int8" => Some(Precision::Int8),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 impl Model {

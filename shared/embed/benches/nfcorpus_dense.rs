@@ -44,8 +44,11 @@ fn main() {
         .filter(|(id, _)| qrels.contains_key(id))
         .collect();
 
-    let e =
-        LocalEmbedder::load(&quarry_testkit::model_dir(), EmbedOptions { threads: 2, batch_size: 32 }).expect("model");
+    let e = LocalEmbedder::load(
+        &quarry_testkit::model_dir(),
+        EmbedOptions { threads: 2, batch_size: 32, ..EmbedOptions::default() },
+    )
+    .expect("model");
     let t = Instant::now();
     let texts: Vec<&str> = docs.iter().map(|(_, t)| t.as_str()).collect();
     let dv = e.embed_blocking(&texts).expect("embed corpus");

@@ -55,8 +55,11 @@ fn peak_rss_mib() -> f64 {
 
 fn child(threads: usize, batch: usize, n: usize) {
     let t0 = Instant::now();
-    let e = LocalEmbedder::load(&quarry_testkit::model_dir(), EmbedOptions { threads, batch_size: batch })
-        .expect("model loads");
+    let e = LocalEmbedder::load(
+        &quarry_testkit::model_dir(),
+        EmbedOptions { threads, batch_size: batch, ..EmbedOptions::default() },
+    )
+    .expect("model loads");
     let load = t0.elapsed().as_secs_f64();
     let texts = passages(n);
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| e.token_ids(t)).collect();

@@ -17,19 +17,36 @@ use std::sync::{Arc, Mutex};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
+pub use quarry_core::config::Precision;
 use quarry_core::ports::{Embedder, ModelInfo};
 use quarry_core::{Classify, ErrorClass, PortError};
 use quarry_tokenizer::WordPiece;
 
 /// The model this engine serves; vectors from any other model never share an index with these.
 pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The same model with int8 MatMul weights: a model of its own (its vectors differ slightly), so
+/// the embedding cache and the index never mix its vectors with f32 ones.
+pub const MODEL_ID_INT8: &str = "sentence-transformers/all-MiniLM-L6-v2-int8";
 pub const DIMENSION: usize = 384;
 /// The model's window, [CLS] and [SEP] included (sentence-transformers' `max_seq_length`).
 pub const MAX_TOKENS: usize = 256;
 /// The ONNX Runtime library the setup script installs next to the model.
-/// The local model's identity (its cache and checkpoint key), known without loading it.
-pub fn model_info() -> ModelInfo {
-    ModelInfo { id: MODEL_ID.to_owned(), dimension: DIMENSION, max_tokens: MAX_TOKENS }
+/// The local model's identity at `precision` (its cache and checkpoint key), known without
+/// loading it.
+pub fn model_info(precision: Precision) -> ModelInfo {
+    let id = match precision {
+        Precision::F32 => MODEL_ID,
+        Precision::Int8 => MODEL_ID_INT8,
+    };
+    ModelInfo { id: id.to_owned(), dimension: DIMENSION, max_tokens: MAX_TOKENS }
+}
+
+/// The graph file of `precision` in the model folder.
+pub fn graph_file(precision: Precision) -> &'static str {
+    match precision {
+        Precision::F32 => "model.onnx",
+        Precision::Int8 => "model-int8.onnx",
+    }
 }
 
 pub const RUNTIME_LIBRARY: &str = "libonnxruntime.so.1.31.1";
@@ -86,11 +103,13 @@ pub struct EmbedOptions {
     pub threads: usize,
     /// Texts per model call. Inputs are sorted by length first, so a batch pads little.
     pub batch_size: usize,
+    /// Which graph runs (`model.precision`).
+    pub precision: Precision,
 }
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { threads: 0, batch_size: 32 }
+        EmbedOptions { threads: 0, batch_size: 32, precision: Precision::F32 }
     }
 }
 
@@ -119,7 +138,8 @@ impl std::fmt::Debug for LocalEmbedder {
 impl LocalEmbedder {
     /// Loads the model from the folder the setup script fills.
     pub fn load(dir: &Path, opts: EmbedOptions) -> Result<Self, EmbedError> {
-        for missing in ["tokenizer.json", "model.onnx", RUNTIME_LIBRARY] {
+        let graph = graph_file(opts.precision);
+        for missing in ["tokenizer.json", graph, RUNTIME_LIBRARY] {
             if !dir.join(missing).is_file() {
                 return Err(EmbedError::NotInstalled {
                     dir: dir.to_owned(),
@@ -145,14 +165,19 @@ impl LocalEmbedder {
             // extraction on the same machine could use.
             .with_intra_op_spinning(false)
             .map_err(|e| runtime("setting spinning")(e.into()))?
-            .commit_from_file(dir.join("model.onnx"))
-            .map_err(runtime("loading model.onnx"))?;
-        tracing::info!(threads, batch_size = opts.batch_size, "local embedding model loaded");
+            .commit_from_file(dir.join(graph))
+            .map_err(runtime("loading the model's graph"))?;
+        tracing::info!(
+            threads,
+            batch_size = opts.batch_size,
+            precision = opts.precision.name(),
+            "local embedding model loaded"
+        );
         Ok(LocalEmbedder {
             inner: Arc::new(Inner {
                 session: Mutex::new(session),
                 tokenizer,
-                info: model_info(),
+                info: model_info(opts.precision),
                 batch_size: opts.batch_size.max(1),
             }),
         })

@@ -151,7 +151,9 @@ async fn a_cache_written_before_encodings_is_read_and_counted_after_the_upgrade(
             "DROP TRIGGER embedding_cache_added; DROP TRIGGER embedding_cache_removed;
              DROP TRIGGER embedding_cache_replaced; DROP TABLE embedding_cache_size;
              DROP INDEX embedding_cache_by_use; ALTER TABLE embedding_cache DROP COLUMN used_ms;
-             ALTER TABLE documents DROP COLUMN handle; PRAGMA user_version = 8;",
+             ALTER TABLE documents DROP COLUMN handle; DROP TRIGGER batch_items_added;
+             DROP TRIGGER batch_items_moved; DROP TRIGGER batch_items_removed; DROP TABLE batch_counts;
+             PRAGMA user_version = 8;",
         )
         .expect("downgrade");
         let blob: Vec<u8> = unit(5).iter().flat_map(|x| x.to_le_bytes()).collect();

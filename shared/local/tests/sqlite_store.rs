@@ -140,3 +140,35 @@ fn set_schema_version(path: &std::path::Path, version: u32) {
     bytes[60..64].copy_from_slice(&version.to_be_bytes());
     std::fs::write(path, bytes).expect("write db");
 }
+
+/// Batches recorded before the counters were kept by triggers (schema 10) count the same after
+/// the upgrade, and keep counting.
+#[tokio::test]
+async fn batch_counters_survive_the_upgrade_that_keeps_them() {
+    use quarry_core::BatchId;
+    use quarry_core::ports::{BatchOutcome, BatchTracker};
+    let path = scratch("batch-counts");
+    let batch = BatchId::new("b-upgrade");
+    let (a, b, c) = (DocumentKey::new("a.txt"), DocumentKey::new("b.txt"), DocumentKey::new("c.txt"));
+    {
+        let store = SqliteStore::open(&path, 4).expect("create");
+        store.create(&batch, &[(a.clone(), 10), (b.clone(), 20), (c.clone(), 30)]).await.expect("create batch");
+        store.record(&batch, &a, &BatchOutcome::Indexed { chunks: 1, bytes: 10 }).await.expect("record");
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "DROP TRIGGER batch_items_added; DROP TRIGGER batch_items_moved; DROP TRIGGER batch_items_removed;
+             DROP TABLE batch_counts; PRAGMA user_version = 10;
+             UPDATE batch_items SET outcome = 'unchanged' WHERE key = 'b.txt';",
+        )
+        .expect("back to schema 10, with an outcome recorded there");
+    }
+    let store = SqliteStore::open(&path, 4).expect("upgrade");
+    let got = store.counters(&batch).await.expect("counters");
+    assert_eq!((got.total, got.done, got.skipped, got.pending, got.bytes_total), (3, 1, 1, 1, 60), "{got:?}");
+    store.record(&batch, &c, &BatchOutcome::Indexed { chunks: 2, bytes: 30 }).await.expect("record");
+    store.record(&batch, &c, &BatchOutcome::Indexed { chunks: 2, bytes: 30 }).await.expect("twice");
+    let got = store.counters(&batch).await.expect("counters");
+    assert_eq!((got.total, got.done, got.skipped, got.pending), (3, 2, 1, 0), "counted once: {got:?}");
+}

@@ -56,7 +56,8 @@ async fn indexes_a_folder_and_follows_its_changes() {
 
     let model_dir = quarry_testkit::model_dir();
     let embedder = Counting {
-        inner: LocalEmbedder::load(&model_dir, EmbedOptions { threads: 2, batch_size: 32 }).expect("model"),
+        inner: LocalEmbedder::load(&model_dir, EmbedOptions { threads: 2, batch_size: 32, ..EmbedOptions::default() })
+            .expect("model"),
         texts: AtomicUsize::new(0),
     };
     let config = Config::default();

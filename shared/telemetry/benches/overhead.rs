@@ -146,7 +146,7 @@ fn main() {
             }
         }
         // Ingest as it runs: the same jobs through the real model.
-        let real = quarry_embed::LocalEmbedder::load(&dir, quarry_embed::EmbedOptions { threads: 2, batch_size: 32 })
+        let real = quarry_embed::LocalEmbedder::load(&dir, quarry_embed::EmbedOptions { threads: 2, batch_size: 32, ..quarry_embed::EmbedOptions::default() })
             .expect("model");
         let (rsource, rstore, rindex) = (MemorySource::default(), MemoryState::default(), MemoryVectors::new(quarry_embed::DIMENSION));
         let real_runner = Runner {

@@ -68,8 +68,11 @@ pub fn test_tool(tools: &str, name: &str) -> PathBuf {
 
 /// The model folder the setup script fills, honouring `QUARRY_MODEL_DIR`.
 pub fn model_dir() -> PathBuf {
-    let dir =
-        quarry_core::config::Model { dir: std::env::var_os("QUARRY_MODEL_DIR").map(PathBuf::from) }.resolved_dir();
+    let dir = quarry_core::config::Model {
+        dir: std::env::var_os("QUARRY_MODEL_DIR").map(PathBuf::from),
+        ..Default::default()
+    }
+    .resolved_dir();
     assert!(
         dir.join("tokenizer.json").is_file() && dir.join("model.safetensors").is_file(),
         "the embedding model is not installed in {}: run `{}` first",

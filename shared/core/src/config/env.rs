@@ -28,6 +28,7 @@ pub(super) const ENV: &[(&str, &str)] = &[
     ("QUARRY_REDACT", "redaction.enabled"),
     ("QUARRY_REDACT_DISABLE", "redaction.disabled"),
     ("QUARRY_MODEL_DIR", "model.dir"),
+    ("QUARRY_MODEL_PRECISION", "model.precision"),
     ("QUARRY_BIND", "server.bind"),
     ("QUARRY_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("QUARRY_MAX_QUERY_CHARS", "server.max_query_chars"),
@@ -130,6 +131,10 @@ impl Config {
                 self.redaction.disabled = set;
             }
             "QUARRY_MODEL_DIR" => self.model.dir = Some(PathBuf::from(v)),
+            "QUARRY_MODEL_PRECISION" => {
+                self.model.precision =
+                    super::Precision::parse(v).ok_or_else(|| invalid(name, v, "expected f32 or int8"))?;
+            }
             "QUARRY_BIND" => self.server.bind = v.to_owned(),
             "QUARRY_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_bytes(name, v)?,
             "QUARRY_MAX_QUERY_CHARS" => self.server.max_query_chars = parse_num(name, v)?,

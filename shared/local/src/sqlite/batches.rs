@@ -40,9 +40,7 @@ impl BatchTracker for SqliteStore {
             return Err(PortError::NotFound { what: format!("batch {batch}") });
         }
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT outcome, COUNT(*), SUM(bytes) FROM batch_items WHERE batch_id = ?1 GROUP BY outcome",
-            )
+            .prepare_cached("SELECT outcome, n, bytes FROM batch_counts WHERE batch_id = ?1")
             .map_err(db_error("batches.counters"))?;
         let rows = stmt
             .query_map([batch.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))

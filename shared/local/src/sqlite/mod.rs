@@ -211,6 +211,22 @@ impl SqliteStore {
         Ok(keys.into_iter().map(DocumentKey::new).collect())
     }
 
+    /// The models the indexed documents were embedded (or stored) with, in name order.
+    pub fn indexed_models(&self) -> Result<Vec<String>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT model FROM documents WHERE status = 'indexed' AND model IS NOT NULL ORDER BY model",
+            )
+            .map_err(db_error("documents.models"))?;
+        let models = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_error("documents.models"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error("documents.models"))?;
+        Ok(models)
+    }
+
     /// Text, page range and metadata of stored chunks, for showing search results.
     pub fn chunk_details(&self, id: &ChunkId) -> Result<Option<ChunkDetails>, PortError> {
         let conn = self.conn();

@@ -39,7 +39,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         created_ms INTEGER NOT NULL
     );
-    -- Counters are derived from these rows, never stored: a duplicate or retried outcome cannot
+    -- Counters are derived from these rows (their sums kept by triggers since migration 11): a duplicate or retried outcome cannot
     -- be counted twice.
     CREATE TABLE batch_items (
         batch_id TEXT NOT NULL REFERENCES batches (id),
@@ -139,6 +139,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Where a hosted store (OpenAI's vector stores) keeps each document: its file, to remove.
     r"
     ALTER TABLE documents ADD COLUMN handle TEXT;
+",
+    // A batch's counters, kept by triggers in the same transaction as the outcome they count (so
+    // still never counted twice): the runner reads them after every document, and counting the
+    // batch's rows each time made a run quadratic (3,633 unchanged documents: 5.2 s; 600: 0.1 s).
+    r"
+    CREATE TABLE batch_counts (
+        batch_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (batch_id, outcome)
+    ) WITHOUT ROWID;
+    INSERT INTO batch_counts SELECT batch_id, outcome, COUNT(*), SUM(bytes) FROM batch_items GROUP BY batch_id, outcome;
+    CREATE TRIGGER batch_items_added AFTER INSERT ON batch_items BEGIN
+        INSERT INTO batch_counts (batch_id, outcome, n, bytes) VALUES (NEW.batch_id, NEW.outcome, 1, NEW.bytes)
+            ON CONFLICT (batch_id, outcome) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER batch_items_moved AFTER UPDATE OF outcome, bytes ON batch_items BEGIN
+        UPDATE batch_counts SET n = n - 1, bytes = bytes - OLD.bytes
+            WHERE batch_id = OLD.batch_id AND outcome = OLD.outcome;
+        INSERT INTO batch_counts (batch_id, outcome, n, bytes) VALUES (NEW.batch_id, NEW.outcome, 1, NEW.bytes)
+            ON CONFLICT (batch_id, outcome) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;
+    END;
+    CREATE TRIGGER batch_items_removed AFTER DELETE ON batch_items BEGIN
+        UPDATE batch_counts SET n = n - 1, bytes = bytes - OLD.bytes
+            WHERE batch_id = OLD.batch_id AND outcome = OLD.outcome;
+    END;
 ",
 ];
 
