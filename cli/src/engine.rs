@@ -41,16 +41,21 @@ pub fn model_info(config: &Config) -> Result<quarry_core::ports::ModelInfo, crat
 }
 
 /// Refuses an index whose documents were embedded by another model than the one `config` embeds
-/// with (another precision, another embedder): their vectors cannot be compared, and mixing them
-/// would rank by accident. Says how to go on.
+/// with (another precision, another embedder), or stored in another store (an OpenAI vector store
+/// and Quarry's own): their vectors cannot be compared, and a document already indexed elsewhere
+/// would read as unchanged and never reach this one. Says how to go on.
 pub fn check_model(store: &SqliteStore, config: &Config) -> anyhow::Result<()> {
-    let want = model_info(config)?.id;
+    let want = match config.store.backend {
+        quarry_core::config::StoreBackend::Openai => quarry_openai::stores::OpenAiStore::model_id(&config.store),
+        quarry_core::config::StoreBackend::Native => model_info(config)?.id,
+    };
     let found = store.indexed_models()?;
-    if let Some(other) = found.iter().find(|m| **m != want && !m.starts_with("openai-vector-store:")) {
+    if let Some(other) = found.iter().find(|m| **m != want) {
         anyhow::bail!(
-            "this index holds vectors of {other}, and the configuration embeds with {want}: vectors of two models \
-             cannot be mixed. Use the index's model (for the local model's precision, QUARRY_MODEL_PRECISION or \
-             `quarry ingest --precision`), or re-index into a new state folder (`quarry ingest DIR --state NEW_DIR`)"
+            "this index holds documents of {other}, and the configuration uses {want}: two models' vectors (or \
+             two stores) cannot be mixed. Use the index's (the local model's precision: QUARRY_MODEL_PRECISION or \
+             `quarry ingest --precision`; the store: QUARRY_STORE), or re-index into a new state folder \
+             (`quarry ingest DIR --state NEW_DIR`)"
         );
     }
     Ok(())

@@ -162,6 +162,18 @@ fn an_openai_vector_store_takes_the_documents_and_answers_the_searches() {
     assert_eq!(attached(&fake).iter().map(|(_, _, a)| a["key"].clone()).collect::<Vec<_>>(), [json!("pump.md")]);
     drop(server);
 
+    // The same index with Quarry's own store: refused (its documents would read as unchanged and
+    // never reach SQLite), saying how to go on.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["ingest", dir.to_str().expect("utf-8"), "--quiet"])
+        .env_remove("QUARRY_CONFIG")
+        .envs(env.iter().copied())
+        .env("QUARRY_STORE", "native")
+        .output()
+        .expect("run quarry");
+    assert!(!out.status.success() && text(&out).contains("cannot be mixed"), "{}", text(&out));
+    assert!(text(&out).contains("QUARRY_STORE"), "{}", text(&out));
+
     // Deleted from the folder: the next ingest removes its file (and indexes budget.txt again,
     // whose file is still there).
     std::fs::remove_file(dir.join("pump.md")).expect("rm");

@@ -27,11 +27,17 @@ pub struct OpenAiStore {
 }
 
 impl OpenAiStore {
+    /// The identity a store of these settings records in checkpoints: what tells an index built on
+    /// it from one built on another store or by an embedder.
+    pub fn model_id(settings: &StoreSettings) -> String {
+        format!("openai-vector-store:{}", settings.openai_name)
+    }
+
     pub fn new(client: VectorStores, settings: &StoreSettings) -> Self {
         let name = settings.openai_name.clone();
         OpenAiStore {
             client,
-            model: format!("openai-vector-store:{name}"),
+            model: Self::model_id(settings),
             name,
             store: OnceCell::new(),
             settings: settings.clone(),
