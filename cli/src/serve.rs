@@ -219,19 +219,34 @@ impl BatchStarter for LocalStarter {
     }
 }
 
+/// How long a batch's job that found its document held waits before it is tried again.
+const BUSY_RETRY: Duration = Duration::from_millis(500);
+
 /// Jobs the local queue holds at most.
 const QUEUE_CAPACITY: usize = 4_096;
 
 /// Works the local queue for as long as the server runs, [`WORKERS`] jobs at once (a slot is
 /// refilled as soon as a job ends). A job that cannot be recorded is logged and the rest go on:
-/// its batch shows it pending, and `quarry retry` or a new batch takes it again.
-async fn work(local: Arc<Local>, mut jobs: tokio::sync::mpsc::Receiver<IndexJob>) {
+/// its batch shows it pending, and `quarry retry` or a new batch takes it again. A batch's job that
+/// found its document held (the watcher indexing the same new file) goes back on the queue after
+/// [`BUSY_RETRY`], as SQS brings a message back: otherwise its batch would wait on it forever.
+async fn work(local: Arc<Local>, queue: ChannelQueue, mut jobs: tokio::sync::mpsc::Receiver<IndexJob>) {
     let jobs = futures::stream::poll_fn(move |cx| jobs.poll_recv(cx));
     let result = local
         .runner()
         .run_all(jobs, WORKERS, |job, result| {
-            if let Err(e) = result {
-                tracing::error!(key = %job.key, error = %anyhow::Error::from(e), "a queued job failed");
+            match result {
+                Err(e) => tracing::error!(key = %job.key, error = %anyhow::Error::from(e), "a queued job failed"),
+                Ok(None) if job.action == quarry_core::ports::JobAction::Index && job.batch.is_some() => {
+                    let (queue, job) = (queue.clone(), job.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(BUSY_RETRY).await;
+                        if let Err(e) = queue.enqueue(std::slice::from_ref(&job)).await {
+                            tracing::warn!(key = %job.key, error = %anyhow::Error::from(e), "cannot queue a busy job again");
+                        }
+                    });
+                }
+                Ok(_) => {}
             }
             Ok(())
         })
@@ -278,7 +293,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 1, ..EmbedOptions::default() })?;
     let started = Arc::new(AtomicBool::new(args.watch.is_none()));
     let (queue, jobs) = ChannelQueue::new(QUEUE_CAPACITY);
-    tokio::spawn(work(Arc::clone(&local), jobs));
+    tokio::spawn(work(Arc::clone(&local), queue.clone(), jobs));
     let root = std::path::absolute(input).unwrap_or_else(|_| input.to_owned());
     let backend = LocalBackend {
         local: Arc::clone(&local),
