@@ -93,7 +93,6 @@ pub async fn retry(config_file: Option<&Path>, args: &RetryArgs) -> anyhow::Resu
     }
     // Lines of a JSONL file that are not documents are still not documents; the rest can be retried.
     let (source, _) = target.source()?;
-    crate::engine::check_model(&store, &config)?;
     let local = crate::engine::Local::load(&config, source, store)?;
     let jobs = quarry_pipeline::index_jobs(keys.iter().map(|key| (key, None)), Some(&batch));
     let (mut fixed, mut still) = (0, 0);

@@ -241,7 +241,9 @@ pub struct Local {
 
 impl Local {
     /// Call inside the tokio runtime (the merging queue runs on it).
-    pub fn load(config: &Config, source: Source, store: SqliteStore) -> Result<Self, crate::SetupError> {
+    /// Refuses an index another model or store filled ([`check_model`]) before loading anything.
+    pub fn load(config: &Config, source: Source, store: SqliteStore) -> anyhow::Result<Self> {
+        check_model(&store, config)?;
         let model_dir = config.model.resolved_dir();
         let embedder = embedder(config, EmbedOptions::default())?;
         let tokenizer = quarry_openai::chunk_counter(&config.embedder, || {

@@ -95,7 +95,6 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::bail!("another `quarry ingest` is running on {}", args.input.display())
     };
     let (source, rejected) = target.source()?;
-    crate::engine::check_model(&store, &config)?;
     let local = crate::engine::Local::load(&config, source, store)?;
     let started = Instant::now();
 

@@ -59,10 +59,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         return Ok(());
     }
     let mode = args.mode.unwrap_or(Mode::Hybrid);
-    if mode.needs_vector() {
-        crate::engine::check_model(&store, &config)?;
-    }
     let embedder = if mode.needs_vector() {
+        crate::engine::check_model(&store, &config)?;
         Some(crate::engine::embedder(&config, EmbedOptions { threads: 0, batch_size: 16, ..EmbedOptions::default() })?)
     } else {
         None

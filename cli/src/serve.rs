@@ -281,7 +281,6 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
     };
     let (source, _) = target.source()?;
-    crate::engine::check_model(&store, &config)?;
     let mut local = Local::load(&config, source, store)?;
     // With alert routes, the alarms' rules run on this process's own metrics and Quarry's events
     // (a batch that ended with failures) are routed too.
