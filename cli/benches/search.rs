@@ -1,5 +1,7 @@
 //! Search latency at 100,000 chunks, end to end: `POST /v1/search` over HTTP to `quarry serve`
-//! (query embedding, vector search, payload read, JSON), then the two big parts alone in process.
+//! (query embedding, vector search, payload read, highlights, JSON) on a kept-alive connection,
+//! each query right after the same ranking in process, and where the HTTP time went (the server's
+//! `Server-Timing` header); then the parts alone in process.
 //!
 //!     cargo bench -p quarry-cli --bench search                   # NFCorpus beside the checkout
 //!     QUARRY_BENCH_DATA=path/to/beir-dataset cargo bench -p quarry-cli --bench search
@@ -36,14 +38,65 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Every query in each mode over HTTP against a real index: the figure issue 5 compares with the
-/// peer's in-process dense search.
-fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &[String]) {
+/// p50 and p95 of each stage a `Server-Timing` header names, and of the client's wall time.
+#[derive(Default)]
+struct Timings {
+    wall: Vec<f64>,
+    stages: std::collections::BTreeMap<String, Vec<f64>>,
+}
+
+impl Timings {
+    fn record(&mut self, wall: f64, header: Option<&str>) {
+        self.wall.push(wall);
+        for part in header.unwrap_or("").split(',') {
+            let mut fields = part.trim().split(';');
+            let name = fields.next().unwrap_or("").to_owned();
+            if let Some(d) = fields.find_map(|f| f.trim().strip_prefix("dur=")).and_then(|d| d.parse().ok()) {
+                self.stages.entry(name).or_default().push(d);
+            }
+        }
+    }
+
+    fn stage(&self, name: &str) -> (f64, f64) {
+        self.stages.get(name).map_or((f64::NAN, f64::NAN), |v| (pct(v, 0.5), pct(v, 0.95)))
+    }
+}
+
+/// What one query's ranking costs in process, as the server runs it: the query embedded through
+/// the port (a fresh cache: no hit), then the lists, fusion and payloads, to a first page's depth.
+struct InProcess<'a> {
+    store: &'a SqliteStore,
+    embedder: &'a LocalEmbedder,
+    rt: &'a tokio::runtime::Runtime,
+}
+
+impl InProcess<'_> {
+    fn retrieve(&self, cache: &quarry_pipeline::query::QueryCache, mode: quarry_pipeline::Mode, q: &str) -> f64 {
+        let t = Instant::now();
+        let vector = quarry_pipeline::query::embed_query(self.embedder, cache, q);
+        let depth = quarry_pipeline::query::HYBRID_DEPTH + 1;
+        let fusion = quarry_pipeline::query::Fusion::DEFAULT;
+        let r = quarry_pipeline::retrieve(self.store, Some(self.store), mode, q, vector, depth, None, fusion);
+        self.rt.block_on(r).expect("retrieve");
+        t.elapsed().as_secs_f64() * 1e3
+    }
+}
+
+/// Every query in each mode over HTTP (one kept-alive connection, as a client's pool holds) and,
+/// when `twin` is given, the same ranking in process right before it, so that the machine's noise
+/// falls on both alike. Prints where the HTTP time went, from the server's `Server-Timing` header.
+fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &[String], twin: Option<&InProcess>) {
     println!("{} queries over HTTP on the index in {}, top 10, one client", queries.len(), index.display());
     println!();
-    println!("| mode | p50 ms | p95 ms |");
-    println!("| --- | --- | --- |");
-    for mode in ["semantic", "keyword", "hybrid"] {
+    println!("| mode | p50 ms | p95 ms | server total p50 / p95 | retrieve p50 / p95 | highlight p50 / p95 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut ratios = Vec::new();
+    let mut transport = None;
+    for (mode, name) in [
+        (quarry_pipeline::Mode::Semantic, "semantic"),
+        (quarry_pipeline::Mode::Keyword, "keyword"),
+        (quarry_pipeline::Mode::Hybrid, "hybrid"),
+    ] {
         // A fresh server per mode: every measured query is a first-time query (no cache hit).
         let server = Server::start(
             env!("CARGO_BIN_EXE_quarry"),
@@ -57,20 +110,74 @@ fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &
             ],
             &[],
         );
-        let body = |q: &str| serde_json::json!({"query": q, "top_k": 10, "mode": mode}).to_string();
+        let mut client = server.connect();
+        let body = |q: &str| serde_json::json!({"query": q, "top_k": 10, "mode": name}).to_string();
+        let cache = quarry_pipeline::query::QueryCache::new(8_192, std::time::Duration::from_secs(3_600));
         for i in 0..10 {
-            assert_eq!(server.call("POST", "/v1/search", Some(&body(&format!("warm-up query {i}"))), &[]).0, 200);
+            let warm = format!("warm-up query {i}");
+            assert_eq!(client.exchange("POST", "/v1/search", &body(&warm)).status, 200);
+            if let Some(twin) = twin {
+                twin.retrieve(&cache, mode, &warm);
+            }
         }
-        let mut wall = Vec::new();
+        let (mut t, mut alone) = (Timings::default(), Vec::new());
         for q in queries {
-            let t = Instant::now();
-            let (status, r) = server.call("POST", "/v1/search", Some(&body(q)), &[]);
-            wall.push(t.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(status, 200, "{r}");
+            if let Some(twin) = twin {
+                alone.push(twin.retrieve(&cache, mode, q));
+            }
+            let r = client.exchange("POST", "/v1/search", &body(q));
+            assert_eq!(r.status, 200, "{}", r.body);
+            t.record(r.took.as_secs_f64() * 1e3, r.header("server-timing"));
         }
-        println!("| {mode} | {:.2} | {:.2} |", pct(&wall, 0.5), pct(&wall, 0.95));
+        let (total, retrieve, highlight) = (t.stage("total"), t.stage("retrieve"), t.stage("highlight"));
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
+            pct(&t.wall, 0.5),
+            pct(&t.wall, 0.95),
+            total.0,
+            total.1,
+            retrieve.0,
+            retrieve.1,
+            highlight.0,
+            highlight.1
+        );
+        if !alone.is_empty() {
+            ratios.push((name, (pct(&alone, 0.5), pct(&alone, 0.95)), (pct(&t.wall, 0.5), pct(&t.wall, 0.95))));
+        }
+        if name == "keyword" {
+            // The transport's floor: a request that does nothing, on a kept-alive and on a new connection.
+            let (mut kept, mut fresh) = (Vec::new(), Vec::new());
+            for _ in 0..queries.len() {
+                let r = client.exchange("GET", "/health/live", "");
+                assert_eq!(r.status, 200);
+                kept.push(r.took.as_secs_f64() * 1e3);
+                let r = server.exchange("GET", "/health/live", None, &[]);
+                assert_eq!(r.status, 200);
+                fresh.push(r.took.as_secs_f64() * 1e3);
+            }
+            transport = Some(((pct(&kept, 0.5), pct(&kept, 0.95)), (pct(&fresh, 0.5), pct(&fresh, 0.95))));
+        }
     }
     println!();
+    if let Some(((k50, k95), (f50, f95))) = transport {
+        println!(
+            "GET /health/live: kept-alive connection p50 {k50:.2} / p95 {k95:.2} ms; a new connection each {f50:.2} / {f95:.2} ms"
+        );
+        println!();
+    }
+    if !ratios.is_empty() {
+        let depth = quarry_pipeline::query::HYBRID_DEPTH + 1;
+        println!(
+            "The HTTP path against the same ranking in process (first page, depth {depth}), interleaved query by query"
+        );
+        println!();
+        println!("| mode | in process p50 / p95 ms | over HTTP p50 / p95 ms | p95 ratio |");
+        println!("| --- | --- | --- | --- |");
+        for (name, (p50, p95), (h50, h95)) in ratios {
+            println!("| {name} | {p50:.2} / {p95:.2} | {h50:.2} / {h95:.2} | {:.2} |", h95 / p95);
+        }
+        println!();
+    }
 }
 
 fn main() {
@@ -87,7 +194,7 @@ fn main() {
         .collect();
 
     if let Some(index) = std::env::var_os("QUARRY_BENCH_INDEX") {
-        modes_over_http(&corpus, &PathBuf::from(index), &queries);
+        modes_over_http(&corpus, &PathBuf::from(index), &queries, None);
     }
 
     // 1. Real chunks, real vectors.
@@ -148,9 +255,6 @@ fn main() {
     let n = SEED_CHUNKS * COPIES;
     println!("stored {n} chunks in {:.1}s", t.elapsed().as_secs_f64());
 
-    // 3. Over HTTP, one client, one query at a time, each mode.
-    modes_over_http(&corpus, &state, &queries);
-
     // 4. The parts, in process: query embedding alone, and the store's search alone.
     let single = LocalEmbedder::load(&model_dir, EmbedOptions { threads: 0, batch_size: 1, ..EmbedOptions::default() })
         .expect("model");
@@ -194,6 +298,8 @@ fn main() {
         rt.block_on(store.keyword_search(&kq)).expect("keyword search");
         words.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    // 3. Over HTTP, one client, one query at a time, each mode, beside the same ranking in process.
+    modes_over_http(&corpus, &state, &queries, Some(&InProcess { store: &store, embedder: &single, rt: &rt }));
     drop(store);
     let _ = std::fs::remove_dir_all(&state);
 

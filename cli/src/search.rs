@@ -52,7 +52,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         let mut hits = quarry_pipeline::retrieve_hosted(hosted, &store, mode, &args.query, top_k, filter).await?;
         hits.truncate(top_k);
         let marks: Vec<_> = match args.highlight {
-            true => hits.iter().map(|h| quarry_pipeline::query::highlight::highlights(&args.query, &h.text)).collect(),
+            true => quarry_pipeline::query::word_highlights(&args.query, &hits),
             false => vec![Vec::new(); hits.len()],
         };
         print_hits(&hits, marks);
@@ -86,9 +86,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     hits.truncate(top_k);
     let marks = match (&embedder, args.highlight) {
         (Some(e), true) => quarry_pipeline::query::highlight_hits(e, &args.query, vector.as_deref(), &hits).await?,
-        (None, true) => {
-            hits.iter().map(|h| quarry_pipeline::query::highlight::highlights(&args.query, &h.text)).collect()
-        }
+        (None, true) => quarry_pipeline::query::word_highlights(&args.query, &hits),
         (_, false) => vec![Vec::new(); hits.len()],
     };
     print_hits(&hits, marks);

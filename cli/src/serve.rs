@@ -335,6 +335,13 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         let every = Duration::from_secs_f64(args.poll);
         tokio::spawn(async move { watch(&local, &started, every).await });
     }
+    // A response leaves in one write, but a kept-alive connection's next response must not wait
+    // for the client's delayed ACK of the last one (Nagle's algorithm): no delay, as HTTP servers set.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("the server stopped")?;
     drop(lock);
     Ok(())

@@ -89,6 +89,14 @@ fn serve_watch_search_documents_batches_and_errors() {
     );
     assert!(r["took_ms"].as_f64().is_some());
     assert_eq!(r["usage"], json!({"tokens": 0, "cost_usd": 0.0}), "the local model bills nothing");
+    // Where the time went, for browsers' developer tools and the search benchmark.
+    let reply =
+        s.exchange("POST", "/v1/search", Some(&json!({"query": "calcium", "mode": "keyword"}).to_string()), &[]);
+    let timing = reply.header("server-timing").unwrap_or_default().to_owned();
+    let stages: Vec<&str> = timing.split(", ").filter_map(|p| p.split(';').next()).collect();
+    assert_eq!(stages, ["retrieve", "highlight", "total"], "{timing}");
+    let total: f64 = timing.rsplit("total;dur=").next().and_then(|d| d.parse().ok()).expect("a total");
+    assert!(total > 0.0 && total < reply.took.as_secs_f64() * 1e3, "{timing} within {:?}", reply.took);
     // The highlight is the sentence that answers, by character offsets into `text`.
     let (ha, hb) = (
         top["highlights"][0]["start"].as_u64().expect("a highlight") as usize,

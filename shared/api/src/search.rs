@@ -2,11 +2,12 @@
 //! pipeline's query half ([`quarry_pipeline::query`]) for ranking and highlights.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderName;
 use quarry_core::Filter;
 use quarry_core::metric;
 use quarry_core::ports::VectorHit;
@@ -100,10 +101,11 @@ pub struct Source {
 pub(crate) async fn search<B: Backend>(
     State(app): State<Arc<App<B>>>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<([(HeaderName, String); 1], Json<SearchResponse>), ApiError> {
     let started = Instant::now();
     let mut mode = None;
-    let result = answer(&app, payload, &mut mode, started).await;
+    let mut stages = Stages::default();
+    let result = answer(&app, payload, &mut mode, &mut stages, started).await;
     let label = mode.map_or("none", Mode::name);
     let status = match &result {
         Ok(_) => "ok",
@@ -114,7 +116,33 @@ pub(crate) async fn search<B: Backend>(
     if result.is_ok() {
         metrics::histogram!(metric::SEARCH_LATENCY, "mode" => label).record(metric::millis(started));
     }
-    result
+    let timing = stages.header(started);
+    result.map(|body| ([(HeaderName::from_static("server-timing"), timing)], body))
+}
+
+/// Where a search's time went, sent as a `Server-Timing` header (W3C): browsers' developer tools
+/// show it, and the search benchmark splits the HTTP path's latency with it. Durations only, no
+/// query text.
+#[derive(Debug, Default)]
+struct Stages {
+    /// Ranking: the query's embedding, the vector and keyword lists, fusion and payloads.
+    retrieve: Option<Duration>,
+    highlight: Option<Duration>,
+}
+
+impl Stages {
+    fn header(&self, started: Instant) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut parts = Vec::new();
+        if let Some(d) = self.retrieve {
+            parts.push(format!("retrieve;dur={:.3}", ms(d)));
+        }
+        if let Some(d) = self.highlight {
+            parts.push(format!("highlight;dur={:.3}", ms(d)));
+        }
+        parts.push(format!("total;dur={:.3}", ms(started.elapsed())));
+        parts.join(", ")
+    }
 }
 
 /// The search itself; `chosen` is set to the mode once it is known, for the metrics.
@@ -122,6 +150,7 @@ async fn answer<B: Backend>(
     app: &App<B>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
     chosen: &mut Option<Mode>,
+    stages: &mut Stages,
     started: Instant,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let req: SearchRequest = body(payload)?;
@@ -184,6 +213,7 @@ async fn answer<B: Backend>(
             // past a snapshot (or whose snapshot is gone) is ranked live at its offset.
             let first = req.cursor.is_none();
             let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
+            let ranking = Instant::now();
             let hits = match app.backend.hosted() {
                 Some(store) => {
                     query::retrieve_hosted(store, app.backend.documents(), mode, query, depth, filter).await?
@@ -195,6 +225,7 @@ async fn answer<B: Backend>(
                         .await?
                 }
             };
+            stages.retrieve = Some(ranking.elapsed());
             let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
             let more = hits.len() > offset + top_k;
             if first && more {
@@ -214,7 +245,9 @@ async fn answer<B: Backend>(
     } else {
         None
     };
+    let marking = Instant::now();
     let marks = highlight_hits(&embedder, query, query_vector.as_deref(), &page).await?;
+    stages.highlight = Some(marking.elapsed());
     let results = page
         .into_iter()
         .zip(marks)

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -54,6 +54,13 @@ impl Server {
     /// One request on its own connection: (status, JSON body, or the body as a string). The body
     /// is JSON unless `headers` name another Content-Type.
     pub fn call(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let r = self.exchange(method, path, body, headers);
+        (r.status, r.body)
+    }
+
+    /// [`Server::call`], keeping the response's headers too.
+    pub fn exchange(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let started = Instant::now();
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
         let body = body.unwrap_or("");
@@ -68,15 +75,93 @@ impl Server {
         stream.write_all(req.as_bytes()).expect("send");
         let mut raw = Vec::new();
         let _ = stream.read_to_end(&mut raw);
+        let took = started.elapsed();
         let text = String::from_utf8_lossy(&raw);
         let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(payload)
-        } else {
-            payload.to_owned()
-        };
-        (status, serde_json::from_str(&payload).unwrap_or(Value::String(payload)))
+        let mut lines = head.lines();
+        let status: u16 =
+            lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        let payload = if chunked { dechunk(payload) } else { payload.to_owned() };
+        Reply { status, headers, took, body: serde_json::from_str(&payload).unwrap_or(Value::String(payload)) }
+    }
+}
+
+/// One kept-alive connection to a server, as an HTTP client's pool holds one: requests after the
+/// first pay no connection setup. Responses must carry a Content-Length (Quarry's JSON ones do).
+#[derive(Debug)]
+pub struct Connection {
+    stream: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Server {
+    /// A kept-alive connection to this server.
+    pub fn connect(&self) -> Connection {
+        let stream = TcpStream::connect(&self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Connection { stream: BufReader::new(stream), host: self.addr.clone() }
+    }
+}
+
+impl Connection {
+    /// One JSON request on this connection.
+    pub fn exchange(&mut self, method: &str, path: &str, body: &str) -> Reply {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        let started = Instant::now();
+        self.stream.get_mut().write_all(req.as_bytes()).expect("send");
+        let mut status_line = String::new();
+        self.stream.read_line(&mut status_line).expect("status line");
+        let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).expect("header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("a kept-alive response needs a Content-Length: {headers:?}"));
+        let mut payload = vec![0u8; length];
+        self.stream.read_exact(&mut payload).expect("body");
+        let took = started.elapsed();
+        let payload = String::from_utf8_lossy(&payload).into_owned();
+        Reply { status, headers, took, body: serde_json::from_str(&payload).unwrap_or(Value::String(payload)) }
+    }
+}
+
+/// A response: its status, its headers (names in lower case), how long it took and its body (JSON,
+/// or a string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// From the request's first byte sent to the response's last byte received (parsing excluded).
+    pub took: Duration,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 

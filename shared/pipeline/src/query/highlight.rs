@@ -72,28 +72,110 @@ pub fn most_similar(query: &[f32], candidates: &[(Highlight, Vec<f32>)]) -> Opti
     candidates.iter().max_by(|a, b| dot(&a.1).total_cmp(&dot(&b.1))).map(|(h, _)| *h)
 }
 
-pub fn highlights(query: &str, text: &str) -> Vec<Highlight> {
-    let terms: std::collections::HashSet<String> =
-        lexicon::words(query).filter(|w| !lexicon::is_stopword(w)).map(|w| lexicon::stem(&w).to_owned()).collect();
-    if terms.is_empty() {
-        return Vec::new();
+/// The query's words as highlighting matches them: stopwords dropped, light stemming. Built once
+/// per page, not once per result.
+#[derive(Debug, Clone, Default)]
+pub struct QueryTerms {
+    ids: rustc_hash::FxHashMap<String, usize>,
+    /// Byte lengths of the shortest and longest term: a word outside them (allowing for the
+    /// suffix a stem drops) cannot match, and most words are ruled out by that alone.
+    shortest: usize,
+    longest: usize,
+}
+
+/// The longest suffix [`lexicon::stem`] drops, in bytes.
+const LONGEST_SUFFIX: usize = 3;
+
+impl QueryTerms {
+    pub fn new(query: &str) -> Self {
+        let mut ids = rustc_hash::FxHashMap::default();
+        for w in lexicon::words(query).filter(|w| !lexicon::is_stopword(w)) {
+            let next = ids.len();
+            ids.entry(lexicon::stem(&w).to_owned()).or_insert(next);
+        }
+        let shortest = ids.keys().map(String::len).min().unwrap_or(0);
+        let longest = ids.keys().map(String::len).max().unwrap_or(0);
+        QueryTerms { ids, shortest, longest }
     }
-    let chars: Vec<char> = text.chars().collect();
-    let mut scored: Vec<(usize, (usize, usize))> = sentences(&chars)
-        .into_iter()
-        .filter_map(|(a, b)| {
-            let sentence: String = chars[a..b].iter().collect();
-            let found: std::collections::HashSet<String> =
-                lexicon::words(&sentence).map(|w| lexicon::stem(&w).to_owned()).filter(|w| terms.contains(w)).collect();
-            (!found.is_empty()).then_some((found.len(), (a, b)))
-        })
-        .collect();
-    // Most query words first; the earlier sentence on a tie.
-    scored.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.0.cmp(&y.1.0)));
-    let mut best: Vec<Highlight> =
-        scored.into_iter().take(MAX_HIGHLIGHTS).map(|(_, (start, end))| Highlight { start, end }).collect();
-    best.sort_by_key(|h| h.start);
-    best
+
+    /// The term `word` (as it appears in a text) stands for, if any: lowercased as
+    /// `lexicon::words` does (the whole word at once: a final sigma differs), then stemmed.
+    fn term(&self, word: &str, buffer: &mut String) -> Option<usize> {
+        let ascii = word.is_ascii();
+        if ascii && (word.len() < self.shortest || word.len() > self.longest + LONGEST_SUFFIX) {
+            return None;
+        }
+        let lower = if !ascii {
+            *buffer = word.to_lowercase();
+            buffer.as_str()
+        } else if word.bytes().any(|b| b.is_ascii_uppercase()) {
+            buffer.clear();
+            buffer.push_str(word);
+            buffer.make_ascii_lowercase();
+            buffer.as_str()
+        } else {
+            word
+        };
+        self.ids.get(lexicon::stem(lower)).copied()
+    }
+
+    /// Up to [`MAX_HIGHLIGHTS`] sentences of `text` with the most distinct query words, in reading
+    /// order; none when no sentence has one.
+    ///
+    /// One pass over the words, then one over the sentences. The first version built a string per
+    /// sentence and per word and cost ~24 us a 1 kB result, a quarter of a keyword search's whole
+    /// HTTP overhead at 100k chunks (`--bench search`); see `benches/highlight.rs` for today's.
+    pub fn highlights(&self, text: &str) -> Vec<Highlight> {
+        if self.ids.is_empty() {
+            return Vec::new();
+        }
+        // (character offset, term) of every query word in the text, in order.
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut buffer = String::new();
+        // The word being read: its first byte and character.
+        let mut word: Option<(usize, usize)> = None;
+        for (chars, (at, c)) in text.char_indices().enumerate() {
+            if c.is_alphanumeric() {
+                word.get_or_insert((at, chars));
+            } else if let Some((from, first)) = word.take()
+                && let Some(id) = self.term(&text[from..at], &mut buffer)
+            {
+                found.push((first, id));
+            }
+        }
+        if let Some((from, first)) = word
+            && let Some(id) = self.term(&text[from..], &mut buffer)
+        {
+            found.push((first, id));
+        }
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = vec![false; self.ids.len()];
+        let mut scored: Vec<(usize, (usize, usize))> = sentences(&text.chars().collect::<Vec<_>>())
+            .into_iter()
+            .filter_map(|(a, b)| {
+                seen.iter_mut().for_each(|s| *s = false);
+                let distinct = found
+                    .iter()
+                    .filter(|(at, _)| (a..b).contains(at))
+                    .filter(|&&(_, id)| !std::mem::replace(&mut seen[id], true))
+                    .count();
+                (distinct > 0).then_some((distinct, (a, b)))
+            })
+            .collect();
+        // Most query words first; the earlier sentence on a tie.
+        scored.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.0.cmp(&y.1.0)));
+        let mut best: Vec<Highlight> =
+            scored.into_iter().take(MAX_HIGHLIGHTS).map(|(_, (start, end))| Highlight { start, end }).collect();
+        best.sort_by_key(|h| h.start);
+        best
+    }
+}
+
+/// [`QueryTerms::highlights`] for one text.
+pub fn highlights(query: &str, text: &str) -> Vec<Highlight> {
+    QueryTerms::new(query).highlights(text)
 }
 
 #[cfg(test)]

@@ -375,6 +375,12 @@ pub async fn embed_query<E: Embedder>(embedder: &E, cache: &QueryCache, query: &
     Ok(v)
 }
 
+/// The highlights of a page of hits by query words alone (no embedding call).
+pub fn word_highlights(query: &str, hits: &[VectorHit]) -> Vec<Vec<Highlight>> {
+    let terms = highlight::QueryTerms::new(query);
+    hits.iter().map(|h| terms.highlights(&h.text)).collect()
+}
+
 /// The highlights of a page of hits: sentences by query words and, for hits that share no word
 /// with the query, the sentence nearest it in meaning, from one embedding call for all of them
 /// (`query_vector` is the query's own; without one, words alone decide).
@@ -384,7 +390,7 @@ pub async fn highlight_hits<E: Embedder>(
     query_vector: Option<&[f32]>,
     hits: &[VectorHit],
 ) -> Result<Vec<Vec<Highlight>>, PortError> {
-    let mut marks: Vec<Vec<Highlight>> = hits.iter().map(|h| highlight::highlights(query, &h.text)).collect();
+    let mut marks = word_highlights(query, hits);
     let Some(q) = query_vector else { return Ok(marks) };
     let mut owners = Vec::new();
     let mut texts = Vec::new();
