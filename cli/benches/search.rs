@@ -15,28 +15,23 @@
 
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
+use common::{pct, rss_mb};
+
 use quarry_core::meta::ChunkMeta;
-use quarry_core::ports::{
-    BlobSource, KeywordQuery, KeywordSearcher, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
-};
-use quarry_core::{ChunkId, Config, DocumentId, DocumentKey, Format};
+use quarry_core::ports::{KeywordQuery, KeywordSearcher, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
+use quarry_core::{ChunkId, DocumentId, DocumentKey, Format};
 use quarry_embed::{EmbedOptions, LocalEmbedder};
-use quarry_local::{JsonlSource, SqliteStore};
+use quarry_local::SqliteStore;
 use quarry_testkit::XorShift;
 use quarry_testkit::http::Server;
-use quarry_text::{Preparer, WordPiece};
 
 const SEED_CHUNKS: usize = 1_000;
 const COPIES: usize = 100;
-
-fn pct(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 /// p50 and p95 of each stage a `Server-Timing` header names, and of the client's wall time.
 #[derive(Default)]
@@ -181,44 +176,18 @@ fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &
 }
 
 fn main() {
-    let data = std::env::var_os("QUARRY_BENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/nfcorpus"));
+    let data = common::dataset();
     let corpus = data.join("corpus.jsonl");
-    assert!(corpus.is_file(), "no corpus at {} (set QUARRY_BENCH_DATA)", corpus.display());
-    let queries: Vec<String> = std::fs::read_to_string(data.join("queries.jsonl"))
-        .expect("queries.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().unwrap_or("").to_owned())
-        .filter(|q| !q.is_empty())
-        .collect();
+    let queries = common::queries(&data);
 
     if let Some(index) = std::env::var_os("QUARRY_BENCH_INDEX") {
         modes_over_http(&corpus, &PathBuf::from(index), &queries, None);
     }
 
     // 1. Real chunks, real vectors.
+    let (seeds, vectors) = common::seeds(&corpus, SEED_CHUNKS);
     let model_dir = quarry_testkit::model_dir();
-    let preparer =
-        Preparer::new(&Config::default(), WordPiece::from_file(&model_dir.join("tokenizer.json")).expect("tokenizer"));
-    let (source, _) = JsonlSource::open(&corpus).expect("corpus");
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let mut seeds = Vec::new();
-    for info in rt.block_on(source.list("")).expect("list") {
-        let blob = rt.block_on(source.get(&info.key)).expect("get");
-        if let Ok(p) = preparer.prepare_as(Some(info.key.as_str()), info.content_type.as_deref(), &blob.bytes) {
-            seeds.extend(p.chunks.into_iter().map(|c| (info.key.clone(), c)));
-        }
-        if seeds.len() >= SEED_CHUNKS {
-            break;
-        }
-    }
-    seeds.truncate(SEED_CHUNKS);
-    let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).expect("model");
-    let t = Instant::now();
-    let texts: Vec<&str> = seeds.iter().map(|(_, c)| c.text.as_str()).collect();
-    let vectors = embedder.embed_blocking(&texts).expect("embed");
-    println!("embedded {} seed chunks in {:.1}s", seeds.len(), t.elapsed().as_secs_f64());
 
     // 2. 100k chunks in a fresh store.
     let state = std::env::temp_dir().join(format!("quarry-bench-search-{}", std::process::id()));
@@ -235,9 +204,7 @@ fn main() {
                 .map(|((key, chunk), v)| {
                     let key = DocumentKey::new(format!("{key}/copy-{copy}"));
                     let document = DocumentId::for_key(&key);
-                    let mut v: Vec<f32> = v.iter().map(|x| x + 0.025 * r.gauss()).collect();
-                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                    v.iter_mut().for_each(|x| *x /= norm);
+                    let v = common::jittered(v, &mut r);
                     VectorRecord {
                         id: ChunkId::new(&document, chunk.ordinal),
                         document,
@@ -263,11 +230,11 @@ fn main() {
             .expect("model");
     let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
     // The keyword index is built on first use: what that costs once, in time and memory.
-    let rss_before = rss_mb();
+    let rss_before = rss_mb(None);
     let t = Instant::now();
     store.warm_keywords().expect("keyword index");
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
-    let rss_grew = rss_mb() - rss_before;
+    let rss_grew = rss_mb(None) - rss_before;
     let (mut embed, mut embed1, mut scan, mut words) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut deep, mut hybrid) = (Vec::new(), Vec::new());
     // The depth a first page ranks to (the API's snapshot depth, plus one to know there is more).
@@ -319,14 +286,4 @@ fn main() {
     }
     println!();
     println!("keyword index: built from {n} stored chunks in {build_ms:.0} ms; resident memory grew {rss_grew:.0} MB");
-}
-
-/// This process's resident memory, from /proc (0 where there is none).
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .map_or(0.0, |kb: f64| kb / 1024.0)
 }

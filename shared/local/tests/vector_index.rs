@@ -71,6 +71,32 @@ fn large_sets_keep_recall_at_10_above_098() {
 }
 
 #[test]
+fn the_one_bit_first_pass_keeps_recall_at_10_above_098_filtered_or_not() {
+    let vs = clustered(12_000, 384, 13);
+    // The first pass from 4,096 candidates: both the whole set and the half a filter keeps use it.
+    let idx = build(&vs, |i| i).with_binary_from(quarry_local::vector_index::EXACT_BELOW);
+    // Queries near stored vectors, as a real query lands near the documents that answer it.
+    let mut r = XorShift::new(5);
+    let queries: Vec<Vec<f32>> = (0..40).map(|i| vs[i * 297].iter().map(|x| x + r.unit() * 0.8).collect()).collect();
+    let evens: std::collections::HashSet<DocumentId> = (0..12_000).step_by(2).map(doc).collect();
+    let keep = |d: &DocumentId| evens.contains(d);
+    let (mut found, mut found_filtered) = (0, 0);
+    for q in &queries {
+        let got = ordinals(&idx.search(q, 10, None).expect("search"));
+        let want = brute(&vs, q, 10, |_| true);
+        found += got.iter().filter(|g| want.contains(g)).count();
+        let hits = idx.search(q, 10, Some(&keep)).expect("search");
+        assert_eq!(hits.len(), 10, "top-k stays full under a filter");
+        assert!(hits.iter().all(|h| keep(&h.document)));
+        let want = brute(&vs, q, 10, |i| i % 2 == 0);
+        found_filtered += ordinals(&hits).iter().filter(|g| want.contains(g)).count();
+    }
+    let n = (queries.len() * 10) as f64;
+    assert!(found as f64 / n >= 0.98, "recall@10 {}", found as f64 / n);
+    assert!(found_filtered as f64 / n >= 0.98, "filtered recall@10 {}", found_filtered as f64 / n);
+}
+
+#[test]
 fn filters_are_applied_before_ranking_so_top_k_stays_full() {
     let vs = clustered(9_000, 128, 5);
     let idx = build(&vs, |i| i % 300);
