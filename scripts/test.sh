@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh --test-tools
 if ! cargo deny --version >/dev/null 2>&1; then
-  echo "test: installing cargo-deny from crates.io (one time, a few minutes)"
+  echo "test: installing cargo-deny (one time, a few minutes)"
   cargo install --locked cargo-deny@0.20.2
 fi
 
