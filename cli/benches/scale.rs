@@ -35,9 +35,15 @@ const SEED_CHUNKS: usize = 2_000;
 const QUERIES: usize = 160;
 
 /// The `copy`th copy of every seed, as records, with their vectors kept for exact search.
-fn copies(seeds: &[(DocumentKey, Chunk)], vectors: &[Vec<f32>], copy: usize, exact: &mut Exact) -> Vec<VectorRecord> {
+/// `words` are the seeds' texts split once, for every copy.
+fn copies(
+    seeds: &[(DocumentKey, Chunk)],
+    vectors: &[Vec<f32>],
+    words: &[Vec<&str>],
+    copy: usize,
+    exact: &mut Exact,
+) -> Vec<VectorRecord> {
     let mut r = XorShift::new(copy as u64 + 1);
-    let words: Vec<Vec<&str>> = seeds.iter().map(|(_, c)| c.text.split(' ').collect()).collect();
     let format = if copy.is_multiple_of(10) { Format::Markdown } else { Format::Text };
     seeds
         .iter()
@@ -136,6 +142,7 @@ fn main() {
     let queries = common::queries(&data);
     assert!(queries.len() >= 2 * QUERIES, "the dataset has too few queries");
     let (seeds, vectors) = common::seeds(&corpus, SEED_CHUNKS);
+    let words: Vec<Vec<&str>> = seeds.iter().map(|(_, c)| c.text.split(' ').collect()).collect();
     let model_dir = quarry_testkit::model_dir();
     let embedder = LocalEmbedder::load(&model_dir, EmbedOptions::default()).expect("model");
     // Recall's queries, embedded once here (in process: no server cache to miss).
@@ -163,7 +170,7 @@ fn main() {
         let started = Instant::now();
         let from = stored;
         while stored < size {
-            let records = copies(&seeds, &vectors, copy, &mut exact);
+            let records = copies(&seeds, &vectors, &words, copy, &mut exact);
             copy += 1;
             stored += records.len();
             rt.block_on(store.upsert(&records)).expect("upsert");

@@ -320,8 +320,9 @@ impl FlatIndex {
     ///
     /// From [`BINARY_FROM`] candidates the int8 scan (a quarter of the f32 bytes) is itself too
     /// slow: 384 MB a query at a million chunks, 52 ms semantic p50 over HTTP (`--bench scale`).
-    /// A one-bit pass first (48 bytes a vector) keeps the [`SHORTLIST`] (or 5x the int8 keep)
-    /// nearest by Hamming distance, which the int8 and exact passes then rank as before.
+    /// A one-bit pass first (48 bytes a vector) keeps the nearest by Hamming distance (1 in
+    /// [`SHORTLIST_SHARE`], at least [`SHORTLIST`] or 5x the int8 keep), which the int8 and exact
+    /// passes then rank as before.
     fn score(&self, q: &[f32], slot_at: impl Fn(usize) -> usize + Sync, count: usize, k: usize) -> Vec<(f32, usize)> {
         let d = self.dim;
         let exact = |slot: usize| dot(q, &self.vectors[slot * d..(slot + 1) * d]);

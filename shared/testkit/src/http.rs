@@ -79,15 +79,11 @@ impl Server {
         let text = String::from_utf8_lossy(&raw);
         let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.lines();
-        let status: u16 =
-            lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
+        let status = status_of(lines.next().unwrap_or(""));
+        let headers: Vec<(String, String)> = lines.filter_map(header_of).collect();
         let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
         let payload = if chunked { dechunk(payload) } else { payload.to_owned() };
-        Reply { status, headers, took, body: serde_json::from_str(&payload).unwrap_or(Value::String(payload)) }
+        Reply::new(status, headers, took, payload)
     }
 }
 
@@ -121,7 +117,7 @@ impl Connection {
         self.stream.get_mut().write_all(req.as_bytes()).expect("send");
         let mut status_line = String::new();
         self.stream.read_line(&mut status_line).expect("status line");
-        let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = status_of(&status_line);
         let mut headers = Vec::new();
         loop {
             let mut line = String::new();
@@ -130,9 +126,7 @@ impl Connection {
             if line.is_empty() {
                 break;
             }
-            if let Some((k, v)) = line.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
+            headers.extend(header_of(line));
         }
         let length: usize = headers
             .iter()
@@ -141,9 +135,7 @@ impl Connection {
             .unwrap_or_else(|| panic!("a kept-alive response needs a Content-Length: {headers:?}"));
         let mut payload = vec![0u8; length];
         self.stream.read_exact(&mut payload).expect("body");
-        let took = started.elapsed();
-        let payload = String::from_utf8_lossy(&payload).into_owned();
-        Reply { status, headers, took, body: serde_json::from_str(&payload).unwrap_or(Value::String(payload)) }
+        Reply::new(status, headers, started.elapsed(), String::from_utf8_lossy(&payload).into_owned())
     }
 }
 
@@ -159,10 +151,24 @@ pub struct Reply {
 }
 
 impl Reply {
+    fn new(status: u16, headers: Vec<(String, String)>, took: Duration, payload: String) -> Self {
+        Reply { status, headers, took, body: serde_json::from_str(&payload).unwrap_or(Value::String(payload)) }
+    }
+
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+}
+
+/// The status code of a status line (`HTTP/1.1 200 OK`), 0 when there is none.
+fn status_of(line: &str) -> u16 {
+    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// A header line as (name in lower case, value).
+fn header_of(line: &str) -> Option<(String, String)> {
+    line.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -173,14 +173,13 @@ impl QueryTerms {
     }
 }
 
-/// [`QueryTerms::highlights`] for one text.
-pub fn highlights(query: &str, text: &str) -> Vec<Highlight> {
-    QueryTerms::new(query).highlights(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn highlights(query: &str, text: &str) -> Vec<Highlight> {
+        QueryTerms::new(query).highlights(text)
+    }
 
     fn spans(query: &str, text: &str) -> Vec<String> {
         let chars: Vec<char> = text.chars().collect();
