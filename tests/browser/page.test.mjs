@@ -73,11 +73,14 @@ try {
   measured.first_result_median_ms = Math.round(times[Math.floor(times.length / 2)]);
 
   // A search response whose request matches `want` (query, mode, top_k, cursor, filter).
-  const searched = (want) => page.waitForResponse((r) => {
+  // A response whose body never arrived (the page aborted it for a newer search: typing the query
+  // can start one just before a click does) does not count.
+  const searched = (want) => page.waitForResponse(async (r) => {
     if (!r.url().endsWith('/v1/search')) return false;
     const body = r.request().postDataJSON() ?? {};
-    return Object.entries(want).every(([k, v]) =>
+    const matches = Object.entries(want).every(([k, v]) =>
       (typeof v === 'function' ? v(body[k]) : JSON.stringify(body[k] ?? null) === JSON.stringify(v)));
+    return matches && (await r.body().then(() => true, () => false));
   });
   // The rendered list holds exactly these results, in order (by their record links).
   const rendered = (results) => page.waitForFunction((ids) => {
