@@ -43,9 +43,6 @@ pub struct Args {
     /// convex:W, calibrated:W [default: what search uses].
     #[arg(long, hide = true)]
     fusion: Option<quarry_pipeline::query::Fusion>,
-    /// BM25's k1 and b, to measure others (see docs/RELEVANCE.md) [default: 1.2,0.75].
-    #[arg(long, hide = true, value_delimiter = ',', value_name = "K1,B")]
-    bm25: Option<Vec<f32>>,
     /// A document's score: its best chunk's plus this share of its other chunks' (to measure
     /// document-level aggregation; see docs/RELEVANCE.md) [default: 0, the best chunk alone].
     #[arg(long, hide = true, default_value_t = 0.0)]
@@ -245,10 +242,6 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION)?;
     let keys: HashMap<DocumentId, String> =
         store.indexed_keys()?.into_iter().map(|k| (DocumentId::for_key(&k), k.as_str().to_owned())).collect();
-    if let Some(p) = &args.bm25 {
-        anyhow::ensure!(p.len() == 2 && p.iter().all(|x| x.is_finite() && *x >= 0.0), "--bm25 takes K1,B");
-        store.tune_bm25(quarry_local::Bm25 { k1: p[0], b: p[1] })?;
-    }
     let embedder = LocalEmbedder::load(
         &config.model.resolved_dir(),
         EmbedOptions { threads: 0, batch_size: 1, precision: config.model.precision },

@@ -89,6 +89,19 @@ fn ingest_search_rerun_change_and_delete() {
         .expect("runs"));
     let first = hits.lines().next().unwrap_or("");
     assert!(first.contains("note-3.txt") || first.contains("note-7.txt"), "the sodium notes rank first: {hits}");
+    // Each command committed the keyword index as it exited (the retry's document included): a
+    // one-shot search trusts the index on disk as it is, with no rebuild.
+    let keyword = quarry(&["search", "--mode", "keyword", "-k", "3", "--dir"])
+        .arg(&dir)
+        .arg("potassium")
+        .env("QUARRY_LOG", "quarry_local=info")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    let hits = ok(&keyword);
+    assert!(hits.lines().next().unwrap_or("").contains("broken.pdf"), "the repaired report: {hits}");
+    let log = String::from_utf8_lossy(&keyword.stderr);
+    assert!(log.contains("keywords_current=true") && !log.contains("keyword index rebuilt"), "{log}");
 
     let again = ok(&quarry(&["ingest", "--quiet"]).arg(&dir).output().expect("runs"));
     assert!(again.contains("0 indexed (0 chunks), 9 unchanged"), "a re-run embeds nothing: {again}");

@@ -114,7 +114,7 @@ async fn state_and_vectors_survive_a_reopen() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].id, ChunkId::new(&id, 0));
     assert_eq!(store.chunk_ids(&id).expect("list"), vec![ChunkId::new(&id, 0)]);
-    // The keyword index is rebuilt from the stored chunks, and follows writes made after it.
+    // The keyword index persisted beside the database, and follows writes made after it.
     let words = |text: &str| KeywordQuery { text: text.into(), top_k: 5, filter: None };
     let hits = store.keyword_search(&words("texts")).await.expect("keyword search");
     assert_eq!(hits.iter().map(|h| &h.id).collect::<Vec<_>>(), [&ChunkId::new(&id, 0)]);
@@ -122,6 +122,43 @@ async fn state_and_vectors_survive_a_reopen() {
     assert_eq!(hits.len(), 1, "the string title is indexed");
     store.delete_from(&id, 0).await.expect("delete");
     assert!(store.keyword_search(&words("stored")).await.expect("keyword search").is_empty());
+}
+
+#[tokio::test]
+async fn the_keyword_index_persists_and_one_left_behind_is_rebuilt() {
+    let path = scratch("keywords-persist");
+    let key = DocumentKey::new("notes/k.md");
+    let id = DocumentId::for_key(&key);
+    let rec = |text: &str| VectorRecord {
+        id: ChunkId::new(&id, 0),
+        document: id.clone(),
+        vector: vec![1.0, 0.0, 0.0, 0.0],
+        text: text.into(),
+        pages: None,
+        span: quarry_core::CharSpan { start: 0, end: text.len() },
+        meta: ChunkMeta::new(key.clone(), Format::Text),
+    };
+    let words = |text: &str| KeywordQuery { text: text.into(), top_k: 5, filter: None };
+    {
+        let store = SqliteStore::open(&path, 4).expect("open");
+        assert!(store.keywords_current(), "a new store's empty index is current");
+        store.upsert(&[rec("alpha words")]).await.expect("upsert");
+        // Closed cleanly: the index is committed with what it holds.
+    }
+    {
+        let store = SqliteStore::open(&path, 4).expect("reopen");
+        assert!(store.keywords_current(), "a committed index is trusted as it is");
+        assert_eq!(store.keyword_search(&words("alpha")).await.expect("search").len(), 1);
+        store.upsert(&[rec("beta words")]).await.expect("replace");
+        // A crash: nothing is committed or closed (tantivy's writer lock stays held, as by a
+        // process that has not exited yet, so the next open also meets a busy index).
+        std::mem::forget(store);
+    }
+    let store = SqliteStore::open(&path, 4).expect("reopen after a crash");
+    assert!(!store.keywords_current(), "an index behind the chunks is not trusted");
+    assert!(store.keyword_search(&words("alpha")).await.expect("search").is_empty(), "the old text never returns");
+    assert_eq!(store.keyword_search(&words("beta")).await.expect("search").len(), 1);
+    assert!(store.keywords_current(), "rebuilt (in memory, the one on disk being busy)");
 }
 
 #[test]
@@ -159,7 +196,8 @@ async fn batch_counters_survive_the_upgrade_that_keeps_them() {
         let conn = rusqlite::Connection::open(&path).expect("open");
         conn.execute_batch(
             "DROP TRIGGER batch_items_added; DROP TRIGGER batch_items_moved; DROP TRIGGER batch_items_removed;
-             DROP TABLE batch_counts; PRAGMA user_version = 10;
+             DROP TABLE batch_counts; DROP TRIGGER chunks_added; DROP TRIGGER chunks_changed;
+             DROP TRIGGER chunks_removed; DROP TABLE counters; PRAGMA user_version = 10;
              UPDATE batch_items SET outcome = 'unchanged' WHERE key = 'b.txt';",
         )
         .expect("back to schema 10, with an outcome recorded there");

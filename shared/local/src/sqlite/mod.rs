@@ -1,6 +1,7 @@
 //! State and vectors in one SQLite file (WAL): per-document leases and checkpoints, batches with
 //! per-document outcomes, and chunks with their vectors, from which the in-memory [`FlatIndex`] is
-//! rebuilt at open.
+//! rebuilt at open. Beside it (`state.keywords/`), the chunks' keyword index, kept in step by
+//! every write and trusted at open only when it holds what the database holds.
 //!
 //! Each port call is its own short transaction, as a DynamoDB conditional write or an S3 Vectors
 //! upsert would be: nothing spans the vectors and the checkpoint, so the embedded default behaves
@@ -23,8 +24,8 @@ mod spend;
 mod state;
 mod vectors;
 
-use crate::keyword_index::KeywordIndex;
 use crate::vector_index::{FlatIndex, IndexError};
+use quarry_keyword::KeywordIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,6 +49,8 @@ pub enum StoreError {
     CorruptId { chunk: String, document: String },
     #[error("cannot read the stored vectors")]
     Load(#[source] rusqlite::Error),
+    #[error("cannot open the keyword index")]
+    Keywords(#[source] quarry_keyword::KeywordError),
 }
 
 impl quarry_core::Classify for StoreError {
@@ -90,6 +93,13 @@ pub struct ChunkDetails {
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// The keyword index, and whether it holds every stored chunk (then writes keep it so).
+#[derive(Debug)]
+struct Keywords {
+    index: KeywordIndex,
+    live: bool,
+}
+
 /// The embedded default's state store and vector store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -97,9 +107,9 @@ pub struct SqliteStore {
     /// Each document's metadata (the same on all its chunks), for filters: a filter is decided
     /// once per document, inside the index scan.
     metadata: RwLock<rustc_hash::FxHashMap<DocumentId, Metadata>>,
-    /// Built from the chunks on first keyword search (or [`SqliteStore::warm_keywords`]), then kept
-    /// current by every write: semantic-only use never pays for it.
-    keywords: RwLock<Option<KeywordIndex>>,
+    /// On disk beside the database, kept current by every write once live; rebuilt from the
+    /// chunks on first keyword search (or [`SqliteStore::warm_keywords`]) when it was found behind.
+    keywords: RwLock<Keywords>,
     clock: Box<dyn Fn() -> i64 + Send + Sync>,
     /// How the embedding cache stores vectors, and how long and how large it may keep them.
     cache: quarry_core::cache::CachePolicy,
@@ -150,12 +160,16 @@ impl SqliteStore {
                 }
             }
         }
-        tracing::info!(chunks = index.len(), "state database opened");
+        let keywords = KeywordIndex::open(&path.with_extension("keywords")).map_err(StoreError::Keywords)?;
+        let stamp = vectors::chunk_stamp(&conn).map_err(StoreError::Load)?;
+        let live =
+            keywords.stamp().map_err(StoreError::Keywords)? == Some(stamp) || (index.is_empty() && keywords.is_empty());
+        tracing::info!(chunks = index.len(), keywords_current = live, "state database opened");
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             index: RwLock::new(index),
             metadata: RwLock::new(metadata),
-            keywords: RwLock::new(None),
+            keywords: RwLock::new(Keywords { index: keywords, live }),
             clock: Box::new(now_ms),
             cache: quarry_core::cache::CachePolicy::default(),
         })

@@ -167,6 +167,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
             WHERE batch_id = OLD.batch_id AND outcome = OLD.outcome;
     END;
 ",
+    // Keyword search moved to a tantivy index beside the database (quarry-keyword), persisted.
+    // Every change to `chunks` counts here, in its own transaction, and the index's commits carry
+    // the count they hold: an index behind it (a crash, another build) is rebuilt, never trusted.
+    r"
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters VALUES ('chunks', 0);
+    CREATE TRIGGER chunks_added AFTER INSERT ON chunks BEGIN
+        UPDATE counters SET value = value + 1 WHERE name = 'chunks';
+    END;
+    CREATE TRIGGER chunks_changed AFTER UPDATE ON chunks BEGIN
+        UPDATE counters SET value = value + 1 WHERE name = 'chunks';
+    END;
+    CREATE TRIGGER chunks_removed AFTER DELETE ON chunks BEGIN
+        UPDATE counters SET value = value + 1 WHERE name = 'chunks';
+    END;
+",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,7 +1,7 @@
-//! Chunks and their vectors: writes ([`VectorWriter`]) that keep the two in-memory indexes fed by
-//! this table in step (the vector index always, the keyword index once built), and searches
-//! ([`VectorSearcher`], [`KeywordSearcher`]) that rank in memory and read only the rows that make
-//! the cut.
+//! Chunks and their vectors: writes ([`VectorWriter`]) that keep the indexes fed by this table in
+//! step (the in-memory vector index always, the keyword index once live), and searches
+//! ([`VectorSearcher`], [`KeywordSearcher`]) that rank in an index and read only the rows that
+//! make the cut.
 
 use quarry_core::meta::ChunkMeta;
 use quarry_core::ports::{
@@ -11,66 +11,102 @@ use quarry_core::ports::{
 use quarry_core::{CharSpan, ChunkId, DocumentId, Filter, PageRange, PortError, meta};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Metadata, SqliteStore, db_error, to_blob};
-use crate::keyword_index::{self, KeywordIndex};
+use super::{Keywords, Metadata, SqliteStore, db_error, to_blob};
+use quarry_keyword::{KeywordError, KeywordIndex};
+
+/// The count of changes to `chunks` so far (kept by triggers): what a keyword index that holds
+/// every chunk carries as its stamp.
+pub(super) fn chunk_stamp(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT value FROM counters WHERE name = 'chunks'", [], |r| r.get::<_, i64>(0)).map(|v| v as u64)
+}
+
+fn keyword_error(operation: &'static str) -> impl FnOnce(KeywordError) -> PortError {
+    move |e| match e {
+        // Only while another process rebuilds the index on disk: try again later.
+        KeywordError::Busy(_) => PortError::Transient { operation, source: Box::new(e) },
+        e => PortError::Permanent { operation, source: Box::new(e) },
+    }
+}
 
 impl SqliteStore {
-    /// Builds the keyword index now, if it is not built yet: a server calls this at start so that
-    /// its first keyword query is not the one that pays for it.
+    /// Makes the keyword index current now (rebuilding it if it was found behind, committing what
+    /// waits): a server calls this at start so that its first keyword query does not pay for it.
     pub fn warm_keywords(&self) -> Result<(), PortError> {
-        drop(self.keyword_index()?);
-        Ok(())
+        self.with_keywords(|k| k.commit().map_err(keyword_error("keywords.commit")))
     }
 
-    /// Scores keyword search with other BM25 parameters from now on (`quarry eval` measures them).
-    pub fn tune_bm25(&self, bm25: crate::Bm25) -> Result<(), PortError> {
-        self.warm_keywords()?;
-        if let Some(index) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
-            index.set_bm25(bm25);
-        }
-        Ok(())
+    /// Whether the keyword index holds every stored chunk now (found current at open, or rebuilt
+    /// since); otherwise the next keyword search rebuilds it.
+    pub fn keywords_current(&self) -> bool {
+        self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner).live
     }
 
-    /// The keyword index, built from the stored chunks the first time it is asked for.
-    fn keyword_index(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<KeywordIndex>>, PortError> {
-        let read = || self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn keywords_mut(&self) -> std::sync::RwLockWriteGuard<'_, Keywords> {
+        self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the keyword index, rebuilt first if it is behind the chunks.
+    fn with_keywords<T>(&self, f: impl FnOnce(&KeywordIndex) -> Result<T, PortError>) -> Result<T, PortError> {
         {
-            let built = read();
-            if built.is_some() {
-                return Ok(built);
+            let keywords = self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if keywords.live {
+                return f(&keywords.index);
             }
         }
         {
-            // Writers update the index only once it exists, after their commit; building under
-            // the write lock from committed rows, and upserts being idempotent, means no write
-            // is missed or applied twice to a different result.
-            let mut slot = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if slot.is_none() {
-                *slot = Some(self.build_keywords()?);
+            let mut keywords = self.keywords_mut();
+            if !keywords.live {
+                self.rebuild_keywords(&mut keywords)?;
             }
         }
-        Ok(read())
+        let keywords = self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&keywords.index)
     }
 
-    /// A keyword index of every stored chunk.
-    fn build_keywords(&self) -> Result<KeywordIndex, PortError> {
+    /// Refills the keyword index from every stored chunk. Writers update it only once it is live,
+    /// under this lock and the connection's; holding both here means that no write is missed or
+    /// applied twice. When another process holds the index on disk (it is rebuilding it too), this
+    /// one builds its own in memory.
+    fn rebuild_keywords(&self, keywords: &mut Keywords) -> Result<(), PortError> {
         let started = std::time::Instant::now();
-        let mut index = KeywordIndex::new();
+        let fallback = match keywords.index.clear() {
+            Ok(()) => None,
+            Err(KeywordError::Busy(_)) => {
+                tracing::warn!("another process holds the keyword index; this one builds its own in memory");
+                Some(KeywordIndex::in_memory())
+            }
+            Err(e) => return Err(keyword_error("keywords.rebuild")(e)),
+        };
+        let target = fallback.as_ref().unwrap_or(&keywords.index);
         // Titles are document metadata, already in memory: one definition, `meta::title`.
         let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT rowid, document_id, text FROM chunks").map_err(db_error("chunks.keyword_index"))?;
-        let mut rows = stmt.query([]).map_err(db_error("chunks.keyword_index"))?;
-        while let Some(r) = rows.next().map_err(db_error("chunks.keyword_index"))? {
-            let doc: String = r.get(1).map_err(db_error("chunks.keyword_index"))?;
+        // One read transaction: the stamp and the rows agree.
+        let tx = conn.unchecked_transaction().map_err(db_error("keywords.rebuild"))?;
+        let stamp = chunk_stamp(&tx).map_err(db_error("keywords.rebuild"))?;
+        let mut stmt = tx.prepare("SELECT id, document_id, text FROM chunks").map_err(db_error("keywords.rebuild"))?;
+        let mut rows = stmt.query([]).map_err(db_error("keywords.rebuild"))?;
+        let mut n = 0u64;
+        while let Some(r) = rows.next().map_err(db_error("keywords.rebuild"))? {
+            let doc: String = r.get(1).map_err(db_error("keywords.rebuild"))?;
             let Some(document) = DocumentId::parse(&doc) else { continue };
-            let text: String = r.get(2).map_err(db_error("chunks.keyword_index"))?;
+            let id = ChunkId::from_stored(r.get::<_, String>(0).map_err(db_error("keywords.rebuild"))?);
+            let text: String = r.get(2).map_err(db_error("keywords.rebuild"))?;
             let title = metadata.get(&document).map_or("", |m| meta::title(m));
-            index.upsert(r.get(0).map_err(db_error("chunks.keyword_index"))?, &document, title, &text);
+            target.insert(&id, &document, title, &text).map_err(keyword_error("keywords.rebuild"))?;
+            n += 1;
         }
-        tracing::info!(chunks = index.len(), ms = started.elapsed().as_millis() as u64, "keyword index built");
-        Ok(index)
+        drop(rows);
+        drop(stmt);
+        tx.finish().map_err(db_error("keywords.rebuild"))?;
+        target.set_stamp(stamp);
+        target.commit().map_err(keyword_error("keywords.rebuild"))?;
+        if let Some(index) = fallback {
+            keywords.index = index;
+        }
+        keywords.live = true;
+        tracing::info!(chunks = n, ms = started.elapsed().as_millis() as u64, "keyword index rebuilt");
+        Ok(())
     }
 }
 
@@ -85,61 +121,66 @@ impl VectorWriter for SqliteStore {
                 });
             }
         }
-        let mut rowids = Vec::with_capacity(records.len());
-        {
-            let mut conn = self.conn();
+        // Lock order: keywords, then the connection (a rebuild takes them in that order). Both
+        // are held until the keyword index has the changes and their stamp, so that a commit of
+        // the index never carries a stamp for changes it does not hold.
+        let keywords = self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conn = self.conn();
+        let stamp = {
             let tx = conn.transaction().map_err(db_error("chunks.upsert"))?;
             {
-                // In place (not INSERT OR REPLACE), so that the rowid the full-text row is keyed
-                // by survives an update.
                 let mut stmt = tx
                     .prepare_cached(
                         "INSERT INTO chunks
                              (id, document_id, ordinal, text, page_first, page_last, metadata, vector, char_start, char_end)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (id) DO UPDATE SET document_id = ?2, ordinal = ?3, text = ?4, page_first = ?5,
-                             page_last = ?6, metadata = ?7, vector = ?8, char_start = ?9, char_end = ?10
-                         RETURNING rowid",
+                             page_last = ?6, metadata = ?7, vector = ?8, char_start = ?9, char_end = ?10",
                     )
                     .map_err(db_error("chunks.upsert"))?;
                 for r in records {
                     let ordinal = r.id.parts().map_or(0, |(_, o)| o);
                     let metadata = serde_json::to_string(&r.meta)
                         .map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })?;
-                    let rowid: i64 = stmt
-                        .query_row(
-                            params![
-                                r.id.as_str(),
-                                r.document.as_str(),
-                                ordinal,
-                                r.text,
-                                r.pages.map(|p| p.first),
-                                r.pages.map(|p| p.last),
-                                metadata,
-                                to_blob(&r.vector),
-                                r.span.start as i64,
-                                r.span.end as i64,
-                            ],
-                            |row| row.get(0),
-                        )
-                        .map_err(db_error("chunks.upsert"))?;
-                    rowids.push(rowid);
+                    stmt.execute(params![
+                        r.id.as_str(),
+                        r.document.as_str(),
+                        ordinal,
+                        r.text,
+                        r.pages.map(|p| p.first),
+                        r.pages.map(|p| p.last),
+                        metadata,
+                        to_blob(&r.vector),
+                        r.span.start as i64,
+                        r.span.end as i64,
+                    ])
+                    .map_err(db_error("chunks.upsert"))?;
                 }
             }
+            let stamp = chunk_stamp(&tx).map_err(db_error("chunks.upsert"))?;
             tx.commit().map_err(db_error("chunks.upsert"))?;
-        }
-        // The database is the truth; the index follows once the write is durable.
+            stamp
+        };
+        // The database is the truth; the indexes follow once the write is durable. A keyword
+        // write that fails leaves the index's stamp behind: the document is retried, and at worst
+        // the next open rebuilds.
         {
             let mut metadata = self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for r in records {
                 metadata.insert(r.document.clone(), r.meta.to_metadata());
             }
         }
-        if let Some(keywords) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
-            for (r, &rowid) in records.iter().zip(&rowids) {
-                keywords.upsert(rowid, &r.document, r.meta.search_title(), &r.text);
+        if keywords.live {
+            for r in records {
+                keywords
+                    .index
+                    .upsert(&r.id, &r.document, r.meta.search_title(), &r.text)
+                    .map_err(keyword_error("keywords.upsert"))?;
             }
+            keywords.index.set_stamp(stamp);
         }
+        drop(conn);
+        drop(keywords);
         let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for r in records {
             index
@@ -150,22 +191,33 @@ impl VectorWriter for SqliteStore {
     }
 
     async fn delete_from(&self, document: &DocumentId, keep: u32) -> Result<u64, PortError> {
-        let gone: Vec<i64> = {
-            let conn = self.conn();
-            let mut stmt = conn
-                .prepare_cached("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2 RETURNING rowid")
-                .map_err(db_error("chunks.delete"))?;
-            stmt.query_map(params![document.as_str(), keep], |r| r.get(0))
-                .map_err(db_error("chunks.delete"))?
-                .collect::<Result<_, _>>()
-                .map_err(db_error("chunks.delete"))?
+        // Locks and stamp as in `upsert`.
+        let keywords = self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conn = self.conn();
+        let (gone, stamp) = {
+            let tx = conn.transaction().map_err(db_error("chunks.delete"))?;
+            let gone: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2 RETURNING id")
+                    .map_err(db_error("chunks.delete"))?;
+                stmt.query_map(params![document.as_str(), keep], |r| r.get(0))
+                    .map_err(db_error("chunks.delete"))?
+                    .collect::<Result<_, _>>()
+                    .map_err(db_error("chunks.delete"))?
+            };
+            let stamp = chunk_stamp(&tx).map_err(db_error("chunks.delete"))?;
+            tx.commit().map_err(db_error("chunks.delete"))?;
+            (gone, stamp)
         };
         let n = gone.len();
-        if let Some(keywords) = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
-            for rowid in gone {
-                keywords.remove(rowid);
+        if keywords.live && n > 0 {
+            for id in gone {
+                keywords.index.remove(&ChunkId::from_stored(id)).map_err(keyword_error("keywords.remove"))?;
             }
+            keywords.index.set_stamp(stamp);
         }
+        drop(conn);
+        drop(keywords);
         self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove_document_from(document, keep);
         if keep == 0 {
             self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(document);
@@ -255,37 +307,32 @@ impl Payload {
 
 impl KeywordSearcher for SqliteStore {
     async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<VectorHit>, PortError> {
-        let terms = keyword_index::query_terms(&query.text);
+        let terms = quarry_keyword::query_terms(&query.text);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let (ranked, ceiling) = {
-            let keywords = self.keyword_index()?;
-            let Some(keywords) = keywords.as_ref() else { return Ok(Vec::new()) };
+        let ranked = self.with_keywords(|keywords| {
             let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let accept = accepts(&metadata, query.filter.as_ref());
             let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
-            (keywords.search(&terms, query.top_k, filter), keywords.ceiling(&terms))
-        };
+            keywords.search(&terms, query.top_k, filter).map_err(keyword_error("keywords.search"))
+        })?;
         let conn = self.conn();
         let mut row_of = conn
-            .prepare_cached(&format!("SELECT id, {PAYLOAD} FROM chunks WHERE rowid = ?1"))
+            .prepare_cached(&format!("SELECT {PAYLOAD} FROM chunks WHERE id = ?1"))
             .map_err(db_error("chunks.keyword"))?;
-        let mut out: Vec<VectorHit> = Vec::with_capacity(ranked.len());
-        for h in ranked {
-            // A chunk deleted between the index read and this one is simply not a result.
-            let row = row_of
-                .query_row([h.rowid], |r| Ok((r.get::<_, String>(0)?, payload(r, 1)?)))
-                .optional()
-                .map_err(db_error("chunks.keyword"))?;
-            let Some((id, p)) = row else { continue };
-            out.extend(p.into_hit(ChunkId::from_stored(id), h.document, h.score));
-        }
         // BM25 has no absolute scale: over the most the query's words could score, in [0, 1], the
         // same for a weak match whatever else the index holds.
-        let ceiling = ceiling.max(f32::MIN_POSITIVE);
-        for h in &mut out {
-            h.score = (h.score / ceiling).clamp(0.0, 1.0);
+        let ceiling = ranked.ceiling.max(f32::MIN_POSITIVE);
+        let mut out: Vec<VectorHit> = Vec::with_capacity(ranked.hits.len());
+        for h in ranked.hits {
+            // A chunk deleted between the index read and this one is simply not a result.
+            let row = row_of
+                .query_row([h.chunk.as_str()], |r| payload(r, 0))
+                .optional()
+                .map_err(db_error("chunks.keyword"))?;
+            let Some(p) = row else { continue };
+            out.extend(p.into_hit(h.chunk, h.document, (h.score / ceiling).clamp(0.0, 1.0)));
         }
         Ok(out)
     }

@@ -1,0 +1,13 @@
+//! Keyword search, the same in every deployment: Quarry's word analysis ([`analysis`]) over a
+//! tantivy index ([`KeywordIndex`]): BM25, block-max WAND, immutable segments on disk.
+//!
+//! Why tantivy rather than the hand-written in-memory index it replaced: the index persists (no
+//! rebuild when a process starts), it prunes (block-max WAND) where summing every posting grew
+//! with the collection, and its segments are files, which is what an index kept on object storage
+//! needs. docs/PERFORMANCE.md has the comparison.
+
+pub mod analysis;
+mod index;
+
+pub use analysis::query_terms;
+pub use index::{KeywordError, KeywordHit, KeywordIndex, Ranked};
