@@ -284,6 +284,8 @@ impl KeywordIndex {
         let k = k.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
         // As tantivy counts documents for idf: deleted ones until their segment is merged.
         let total = Bm25StatisticsProvider::total_num_docs(&searcher).map_err(failed("doc count"))?;
+        let tokens = Bm25StatisticsProvider::total_num_tokens(&searcher, self.fields.text).map_err(failed("tokens"))?;
+        let mut stats = Statistics { total, tokens, freqs: Vec::with_capacity(terms.len()) };
         let mut ceiling = 0.0;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
         for t in terms {
@@ -295,6 +297,7 @@ impl KeywordIndex {
                 continue;
             }
             ceiling += Bm25Weight::for_one_term(df, total, 1.0).score(0, u32::MAX);
+            stats.freqs.push((term.clone(), df));
             clauses.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
         }
         if clauses.is_empty() || k == 0 {
@@ -302,7 +305,7 @@ impl KeywordIndex {
         }
         let query = BooleanQuery::new(clauses);
         let top = match accept {
-            None => searcher.search(&query, &TopDocs::with_limit(k).order_by_score()),
+            None => searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k).order_by_score(), &stats),
             Some(accept) => {
                 let allowed = searcher
                     .segment_readers()
@@ -310,7 +313,7 @@ impl KeywordIndex {
                     .map(|s| allowed_documents(s, accept).map(Arc::new))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(failed("filter"))?;
-                searcher.search(&query, &Filtered { k, allowed })
+                searcher.search_with_statistics_provider(&query, &Filtered { k, allowed }, &stats)
             }
         }
         .map_err(failed("search"))?;
@@ -359,6 +362,29 @@ impl Drop for KeywordIndex {
         {
             tracing::warn!(error = %e, "a keyword index merge did not finish");
         }
+    }
+}
+
+/// One search's BM25 statistics, gathered once: weighing each term query would otherwise look its
+/// word up in every segment again, and sum the field's tokens over them again per word.
+struct Statistics {
+    total: u64,
+    tokens: u64,
+    freqs: Vec<(tantivy::Term, u64)>,
+}
+
+impl Bm25StatisticsProvider for Statistics {
+    fn total_num_tokens(&self, _field: Field) -> tantivy::Result<u64> {
+        // Only the `text` field is ever scored.
+        Ok(self.tokens)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.total)
+    }
+
+    fn doc_freq(&self, term: &tantivy::Term) -> tantivy::Result<u64> {
+        Ok(self.freqs.iter().find(|(t, _)| t == term).map_or(0, |(_, df)| *df))
     }
 }
 

@@ -41,10 +41,6 @@ impl SqliteStore {
         self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner).live
     }
 
-    fn keywords_mut(&self) -> std::sync::RwLockWriteGuard<'_, Keywords> {
-        self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Runs `f` on the keyword index, rebuilt first if it is behind the chunks.
     fn with_keywords<T>(&self, f: impl FnOnce(&KeywordIndex) -> Result<T, PortError>) -> Result<T, PortError> {
         {
@@ -54,7 +50,7 @@ impl SqliteStore {
             }
         }
         {
-            let mut keywords = self.keywords_mut();
+            let mut keywords = self.keywords.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !keywords.live {
                 self.rebuild_keywords(&mut keywords)?;
             }
