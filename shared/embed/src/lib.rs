@@ -275,8 +275,16 @@ fn batch_len(lengths: impl Iterator<Item = usize>, max: usize) -> usize {
 
 /// ONNX Runtime's library and environment are process-global: load them once, whatever the number
 /// of embedders. Only success is cached, so a failed load keeps its real error and may be retried.
+/// Creation is serialised: ONNX Runtime refuses a second environment in a process ("only one
+/// environment is allowed per process"), so two threads racing to build one made the loser fail.
 fn runtime_environment(path: &Path) -> Result<&'static ort::environment::Environment, EmbedError> {
     static ENV: std::sync::OnceLock<ort::environment::Environment> = std::sync::OnceLock::new();
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(env) = ENV.get() {
+        return Ok(env);
+    }
+    // A panic elsewhere while holding this guard leaves nothing half-built: the lock only orders.
+    let _creating = CREATING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(env) = ENV.get() {
         return Ok(env);
     }
@@ -285,7 +293,6 @@ fn runtime_environment(path: &Path) -> Result<&'static ort::environment::Environ
         .with_name("quarry")
         .build()
         .map_err(runtime("creating the ONNX Runtime environment"))?;
-    // Two threads may race here; the loser's environment is dropped and the winner's used.
     Ok(ENV.get_or_init(|| env))
 }
 
