@@ -14,6 +14,7 @@ pub mod event;
 pub mod filter;
 pub mod format;
 pub mod hosted;
+pub mod keywords;
 pub mod lexicon;
 pub mod meta;
 pub mod metric;

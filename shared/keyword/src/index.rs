@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::query::{Bm25StatisticsProvider, Bm25Weight, BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
+use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{
     DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
 };
@@ -59,19 +59,22 @@ fn failed(operation: &'static str) -> impl FnOnce(tantivy::TantivyError) -> Keyw
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Fields {
+pub(crate) struct Fields {
     /// The chunk's analysed words: frequencies, no positions (keyword search matches words).
     text: Field,
     /// The chunk id: indexed to delete by, a fast field to answer with.
     chunk: Field,
     /// The document id: a fast field, for filters and answers.
     doc: Field,
+    /// What search shows of the chunk (stored, not indexed): only in a published index, whose
+    /// searchers have no database to read it from.
+    pub(crate) payload: Option<Field>,
 }
 
 /// The name the index knows [`Analyzer`] by (tokenizers are registered at each open, not stored).
 const ANALYZER: &str = "quarry";
 
-fn schema() -> (Schema, Fields) {
+fn schema(payload: bool) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = b.add_text_field(
         "text",
@@ -81,7 +84,8 @@ fn schema() -> (Schema, Fields) {
     );
     let chunk = b.add_text_field("chunk", STRING.set_fast("raw"));
     let doc = b.add_text_field("doc", STRING.set_fast("raw"));
-    (b.build(), Fields { text, chunk, doc })
+    let payload = payload.then(|| b.add_text_field("payload", STORED));
+    (b.build(), Fields { text, chunk, doc, payload })
 }
 
 /// One hit: BM25 as tantivy scores it (higher is better; no fixed scale).
@@ -132,7 +136,7 @@ impl KeywordIndex {
     pub fn open(dir: &Path) -> Result<Self, KeywordError> {
         let open = |source| KeywordError::Open { path: dir.to_owned(), source };
         std::fs::create_dir_all(dir).map_err(|e| open(e.into()))?;
-        let (schema, fields) = schema();
+        let (schema, fields) = schema(false);
         let directory = || tantivy::directory::MmapDirectory::open(dir).map_err(|e| open(e.into()));
         let index = match Index::open_or_create(directory()?, schema.clone()) {
             Ok(index) => index,
@@ -148,10 +152,30 @@ impl KeywordIndex {
 
     /// An index in memory, for a process that may not write the one on disk.
     pub fn in_memory() -> Self {
-        let (schema, fields) = schema();
+        let (schema, fields) = schema(false);
         #[allow(clippy::expect_used)]
         // A reader over an empty in-memory index touches no file: nothing can fail.
         Self::with_index(Index::create_in_ram(schema), fields).expect("an in-memory index opens")
+    }
+
+    /// A published index in `directory` (with stored payloads): created empty, or opened from
+    /// the `meta.json` and segment files already written into it.
+    pub(crate) fn published(directory: tantivy::directory::RamDirectory, create: bool) -> tantivy::Result<Self> {
+        let (schema, fields) = schema(true);
+        let index = if create {
+            Index::create(directory, schema, tantivy::IndexSettings::default())?
+        } else {
+            let index = Index::open(directory)?;
+            let fields = |name| index.schema().get_field(name);
+            let read = Fields {
+                text: fields("text")?,
+                chunk: fields("chunk")?,
+                doc: fields("doc")?,
+                payload: fields("payload").ok(),
+            };
+            return Self::with_index(index, read);
+        };
+        Self::with_index(index, fields)
     }
 
     fn with_index(index: Index, fields: Fields) -> tantivy::Result<Self> {
@@ -214,6 +238,58 @@ impl KeywordIndex {
     pub fn insert(&self, chunk: &ChunkId, document: &DocumentId, title: &str, body: &str) -> Result<(), KeywordError> {
         let doc = self.document(chunk, document, title, body);
         self.write(|w| w.add_document(doc).map(drop).map_err(failed("add")))
+    }
+
+    /// Adds a chunk with what search shows of it, to a published index ([`KeywordIndex::published`]).
+    pub(crate) fn add(
+        &self,
+        chunk: &ChunkId,
+        document: &DocumentId,
+        title: &str,
+        body: &str,
+        payload: &str,
+    ) -> Result<(), KeywordError> {
+        let mut doc = self.document(chunk, document, title, body);
+        if let Some(field) = self.fields.payload {
+            doc.add_text(field, payload);
+        }
+        self.write(|w| w.add_document(doc).map(drop).map_err(failed("add")))
+    }
+
+    /// Removes every chunk of `document`.
+    pub(crate) fn remove_document(&self, document: &DocumentId) -> Result<(), KeywordError> {
+        let term = tantivy::Term::from_field_text(self.fields.doc, document.as_str());
+        self.write(|w| {
+            w.delete_term(term);
+            Ok(())
+        })
+    }
+
+    /// Commits, lets the merges the commit started finish (tantivy's log merge policy: the
+    /// segment count stays logarithmic in the chunks), and closes the writer.
+    pub(crate) fn finish(&self) -> Result<(), KeywordError> {
+        self.commit()?;
+        if let Some(writer) = self.writer().inner.take() {
+            writer.wait_merging_threads().map_err(failed("merge"))?;
+        }
+        self.reload()
+    }
+
+    /// Sees what was committed to the directory since (a newer manifest's `meta.json`).
+    pub(crate) fn reload(&self) -> Result<(), KeywordError> {
+        self.reader.reload().map_err(failed("reload"))
+    }
+
+    pub(crate) fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    pub(crate) fn fields(&self) -> Fields {
+        self.fields
+    }
+
+    pub(crate) fn tantivy(&self) -> &Index {
+        &self.index
     }
 
     fn document(&self, chunk: &ChunkId, document: &DocumentId, title: &str, body: &str) -> TantivyDocument {
@@ -279,6 +355,17 @@ impl KeywordIndex {
         k: usize,
         accept: Option<&dyn Fn(&DocumentId) -> bool>,
     ) -> Result<Ranked, KeywordError> {
+        let (hits, ceiling) = self.search_at(terms, k, accept)?;
+        Ok(Ranked { hits: hits.into_iter().map(|(hit, _)| hit).collect(), ceiling })
+    }
+
+    /// [`KeywordIndex::search`], each hit with its address (to read its stored payload).
+    pub(crate) fn search_at(
+        &self,
+        terms: &[Box<str>],
+        k: usize,
+        accept: Option<&dyn Fn(&DocumentId) -> bool>,
+    ) -> Result<(Vec<(KeywordHit, DocAddress)>, f32), KeywordError> {
         self.commit()?;
         let searcher = self.reader.searcher();
         let k = k.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
@@ -301,7 +388,7 @@ impl KeywordIndex {
             clauses.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
         }
         if clauses.is_empty() || k == 0 {
-            return Ok(Ranked { hits: Vec::new(), ceiling });
+            return Ok((Vec::new(), ceiling));
         }
         let query = BooleanQuery::new(clauses);
         let top = match accept {
@@ -341,12 +428,13 @@ impl KeywordIndex {
         let hits = top
             .into_iter()
             .zip(ids)
-            .filter_map(|((score, _), id)| {
+            .filter_map(|((score, address), id)| {
                 let (chunk, doc) = id?;
-                Some(KeywordHit { chunk: ChunkId::from_stored(chunk), document: DocumentId::parse(&doc)?, score })
+                let hit = KeywordHit { chunk: ChunkId::from_stored(chunk), document: DocumentId::parse(&doc)?, score };
+                Some((hit, address))
             })
             .collect();
-        Ok(Ranked { hits, ceiling })
+        Ok((hits, ceiling))
     }
 }
 

@@ -8,6 +8,12 @@
 
 pub mod analysis;
 mod index;
+mod indexer;
+pub mod published;
+mod replica;
 
 pub use analysis::query_terms;
 pub use index::{KeywordError, KeywordHit, KeywordIndex, Ranked};
+pub use indexer::KeywordIndexer;
+pub use published::{Manifest, PublishError, PublishedIndex};
+pub use replica::{KeywordReplica, REFRESH_INTERVAL};

@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod coalesce;
 pub mod estimate;
+pub mod feed;
 pub mod index;
 pub mod query;
 pub mod runner;
@@ -23,6 +24,7 @@ pub mod usage;
 
 pub use batch::{Plan, Planner, batch_id, report_end, resume_keys, retry_request};
 pub use coalesce::CoalescingEmbedder;
+pub use feed::Feeding;
 pub use index::{Indexer, Outcome, forget, reject};
 pub use query::{Mode, retrieve, retrieve_hosted};
 pub use runner::{Retries, Runner, index_jobs};

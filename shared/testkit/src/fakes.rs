@@ -164,6 +164,24 @@ impl VectorWriter for MemoryVectors {
     }
 }
 
+impl quarry_core::keywords::ChunkReader for MemoryVectors {
+    async fn chunks(&self, document: &DocumentId, count: u32) -> Result<Vec<VectorHit>, PortError> {
+        let all = lock(&self.records);
+        Ok((0..count)
+            .filter_map(|ordinal| all.get(&ChunkId::new(document, ordinal)))
+            .map(|r| VectorHit {
+                id: r.id.clone(),
+                document: r.document.clone(),
+                score: 0.0,
+                text: r.text.clone(),
+                pages: r.pages,
+                span: r.span,
+                meta: r.meta.clone(),
+            })
+            .collect())
+    }
+}
+
 impl VectorSearcher for MemoryVectors {
     async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
         let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);

@@ -13,6 +13,7 @@ pub mod contract;
 pub mod emf;
 pub mod fakes;
 pub mod http;
+pub mod keywords;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod moto;

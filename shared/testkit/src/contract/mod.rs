@@ -16,9 +16,11 @@ use quarry_core::{
 
 mod cache;
 mod hosted;
+mod index_files;
 mod spend;
 pub use cache::{cache_admin, embedding_cache};
 pub use hosted::hosted_store;
+pub use index_files::index_files;
 pub use spend::spend_ledger;
 
 fn doc(name: &str) -> (DocumentKey, DocumentId) {

@@ -1,0 +1,87 @@
+//! A searcher's copy of the published keyword index: loaded at the first search (or by
+//! [`KeywordReplica::warm`] at cold start), and brought up to the newest manifest at most every
+//! `interval`, fetching only the files it lacks.
+
+use std::time::{Duration, Instant};
+
+use quarry_core::PortError;
+use quarry_core::keywords::IndexFiles;
+use quarry_core::ports::{KeywordQuery, KeywordSearcher, VectorHit};
+
+use crate::published::{Manifest, PublishedIndex};
+
+/// How often a searcher asks for a newer manifest by default: one conditional GET per interval
+/// per instance, and the most a published change waits on top of the writer's batching window.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The published index as one searcher sees it.
+#[derive(Debug)]
+pub struct KeywordReplica<F> {
+    files: F,
+    interval: Duration,
+    index: tokio::sync::RwLock<PublishedIndex>,
+    /// When the manifest was last asked for.
+    checked: std::sync::Mutex<Option<Instant>>,
+}
+
+impl<F: IndexFiles> KeywordReplica<F> {
+    pub fn new(files: F, interval: Duration) -> Self {
+        KeywordReplica {
+            files,
+            interval,
+            index: tokio::sync::RwLock::new(PublishedIndex::default()),
+            checked: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Loads the newest manifest now, whatever the interval says.
+    pub async fn warm(&self) -> Result<(), PortError> {
+        self.refresh(true).await
+    }
+
+    /// The manifest searched now (generation 0: none loaded).
+    pub async fn manifest(&self) -> Manifest {
+        self.index.read().await.manifest().clone()
+    }
+
+    async fn refresh(&self, force: bool) -> Result<(), PortError> {
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !force && checked.is_some_and(|at| at.elapsed() < self.interval) {
+                return Ok(());
+            }
+            *checked = Some(Instant::now());
+        }
+        // One refresh at a time; searches meanwhile use the copy they have.
+        let Ok(mut index) = self.index.try_write() else { return Ok(()) };
+        let changed = index.sync(&self.files).await?;
+        if changed {
+            let m = index.manifest();
+            tracing::info!(
+                generation = m.generation,
+                chunks = m.chunks,
+                segments = m.segments,
+                "keyword index refreshed"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl<F: IndexFiles> KeywordSearcher for KeywordReplica<F> {
+    async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<VectorHit>, PortError> {
+        if let Err(e) = self.refresh(false).await {
+            // A failed refresh leaves the copy as it was: searched, a little staler.
+            tracing::warn!(error = %quarry_core::error::chain(&e), "the keyword index could not be refreshed");
+            if self.index.read().await.manifest().generation == 0 {
+                return Err(e);
+            }
+        }
+        let terms = crate::query_terms(&query.text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index = self.index.read().await;
+        Ok(index.search(&terms, query.top_k, query.filter.as_ref())?)
+    }
+}

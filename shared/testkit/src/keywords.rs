@@ -1,0 +1,205 @@
+//! In-memory fakes of the published keyword index's ports ([`quarry_core::keywords`]), with the
+//! semantics of their AWS adapters: a manifest replaced only by a conditional write naming the tag
+//! it replaces, files that a get must find.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use quarry_core::PortError;
+use quarry_core::keywords::{ChangeFeed, ChunkChange, IndexFiles, ManifestRead};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    manifest: Option<(Vec<u8>, String)>,
+    files: BTreeMap<String, Vec<u8>>,
+    publishes: u64,
+    conflicts: u64,
+    gets: u64,
+}
+
+/// Gives other tasks a turn, as a real request would: concurrent writers interleave.
+async fn yield_once() {
+    struct Once(bool);
+    impl std::future::Future for Once {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    Once(false).await;
+}
+
+/// An index's files and manifest in memory. Clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryIndexFiles {
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+impl MemoryIndexFiles {
+    /// Names of the files stored.
+    pub fn files(&self) -> Vec<String> {
+        lock(&self.bucket).files.keys().cloned().collect()
+    }
+
+    /// Successful publishes so far.
+    pub fn publishes(&self) -> u64 {
+        lock(&self.bucket).publishes
+    }
+
+    /// Publishes refused because another writer's landed first.
+    pub fn conflicts(&self) -> u64 {
+        lock(&self.bucket).conflicts
+    }
+
+    /// File reads so far.
+    pub fn gets(&self) -> u64 {
+        lock(&self.bucket).gets
+    }
+}
+
+impl IndexFiles for MemoryIndexFiles {
+    async fn manifest(&self, known: Option<&str>) -> Result<ManifestRead, PortError> {
+        yield_once().await;
+        Ok(match &lock(&self.bucket).manifest {
+            None => ManifestRead::Missing,
+            Some((_, tag)) if Some(tag.as_str()) == known => ManifestRead::Unchanged,
+            Some((bytes, tag)) => ManifestRead::Found { bytes: bytes.clone(), tag: tag.clone() },
+        })
+    }
+
+    async fn publish(&self, bytes: &[u8], replaces: Option<&str>) -> Result<String, PortError> {
+        yield_once().await;
+        let mut b = lock(&self.bucket);
+        if b.manifest.as_ref().map(|(_, t)| t.as_str()) != replaces {
+            b.conflicts += 1;
+            return Err(PortError::Conflict { operation: "keywords.publish" });
+        }
+        b.publishes += 1;
+        let tag = format!("\"{}\"", b.publishes);
+        b.manifest = Some((bytes.to_vec(), tag.clone()));
+        Ok(tag)
+    }
+
+    async fn get(&self, name: &str) -> Result<Vec<u8>, PortError> {
+        let mut b = lock(&self.bucket);
+        b.gets += 1;
+        b.files.get(name).cloned().ok_or_else(|| PortError::NotFound { what: name.to_owned() })
+    }
+
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
+        yield_once().await;
+        lock(&self.bucket).files.insert(name.to_owned(), bytes.to_vec());
+        Ok(())
+    }
+
+    async fn delete(&self, names: &[String]) -> Result<(), PortError> {
+        let mut b = lock(&self.bucket);
+        for n in names {
+            b.files.remove(n);
+        }
+        Ok(())
+    }
+}
+
+/// Changes sent to the keyword index's writer, kept in order. Clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryChanges {
+    sent: Arc<Mutex<Vec<ChunkChange>>>,
+}
+
+impl MemoryChanges {
+    /// Takes what was sent so far.
+    pub fn drain(&self) -> Vec<ChunkChange> {
+        std::mem::take(&mut *lock(&self.sent))
+    }
+}
+
+impl ChangeFeed for MemoryChanges {
+    async fn changed(&self, change: &ChunkChange) -> Result<(), PortError> {
+        lock(&self.sent).push(change.clone());
+        Ok(())
+    }
+}
+
+/// A vector store whose keyword search is the published index: every write is followed, as in
+/// the deployment, by the change reaching the single writer (which reads the chunks back from the
+/// vector store and publishes) and a searcher refreshing from the files. For the `KeywordSearcher`
+/// contract suite over the published path (fakes, or S3 Vectors and S3 on moto).
+#[cfg(feature = "keywords")]
+#[derive(Debug)]
+pub struct PublishedStore<V, F> {
+    pub vectors: V,
+    pub indexer: quarry_keyword::KeywordIndexer<V, F>,
+    pub replica: quarry_keyword::KeywordReplica<F>,
+    /// Each document's chunk count as written so far (a bare upsert does not say it).
+    counts: Mutex<BTreeMap<quarry_core::DocumentId, u32>>,
+}
+
+#[cfg(feature = "keywords")]
+impl<V, F> PublishedStore<V, F>
+where
+    V: quarry_core::keywords::ChunkReader + Clone,
+    F: IndexFiles + Clone,
+{
+    pub fn new(vectors: V, files: F) -> Self {
+        PublishedStore {
+            indexer: quarry_keyword::KeywordIndexer::new(vectors.clone(), files.clone()),
+            replica: quarry_keyword::KeywordReplica::new(files, std::time::Duration::ZERO),
+            vectors,
+            counts: Mutex::default(),
+        }
+    }
+
+    async fn publish(&self, changes: Vec<ChunkChange>) -> Result<(), PortError> {
+        self.indexer.apply(&changes).await.map(drop)
+    }
+}
+
+#[cfg(feature = "keywords")]
+impl<V, F> quarry_core::ports::VectorWriter for PublishedStore<V, F>
+where
+    V: quarry_core::ports::VectorWriter + quarry_core::keywords::ChunkReader + Clone,
+    F: IndexFiles + Clone,
+{
+    async fn upsert(&self, records: &[quarry_core::ports::VectorRecord]) -> Result<(), PortError> {
+        self.vectors.upsert(records).await?;
+        let changes: Vec<ChunkChange> = {
+            let mut counts = lock(&self.counts);
+            for r in records {
+                let next = r.id.parts().map_or(0, |(_, ordinal)| ordinal + 1);
+                let count = counts.entry(r.document.clone()).or_insert(0);
+                *count = (*count).max(next);
+            }
+            let mut docs: Vec<_> = records.iter().map(|r| r.document.clone()).collect();
+            docs.dedup();
+            docs.into_iter().map(|d| ChunkChange { chunks: counts[&d], document: d }).collect()
+        };
+        self.publish(changes).await
+    }
+
+    async fn delete_from(&self, document: &quarry_core::DocumentId, keep: u32) -> Result<u64, PortError> {
+        let removed = self.vectors.delete_from(document, keep).await?;
+        lock(&self.counts).insert(document.clone(), keep);
+        self.publish(vec![ChunkChange { document: document.clone(), chunks: keep }]).await?;
+        Ok(removed)
+    }
+}
+
+#[cfg(feature = "keywords")]
+impl<V: Send + Sync, F: IndexFiles> quarry_core::ports::KeywordSearcher for PublishedStore<V, F> {
+    async fn keyword_search(
+        &self,
+        query: &quarry_core::ports::KeywordQuery,
+    ) -> Result<Vec<quarry_core::ports::VectorHit>, PortError> {
+        self.replica.keyword_search(query).await
+    }
+}
