@@ -31,6 +31,6 @@ echo "== cfn-lint template.yaml"
 "$AWS_TOOLS/bin/cfn-lint" template.yaml
 echo "== sam validate --lint"
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} "$AWS_TOOLS/bin/sam" validate --lint
-echo "== cargo lambda build --release (ingest, embed-worker, search, alert-router)"
-PATH="$AWS_TOOLS/bin:$PATH" cargo lambda build --release --locked -p quarry-ingest -p quarry-embed-worker -p quarry-search -p quarry-alert-router
+echo "== cargo lambda build --release (ingest, embed-worker, keyword-indexer, search, alert-router)"
+PATH="$AWS_TOOLS/bin:$PATH" cargo lambda build --release --locked -p quarry-ingest -p quarry-embed-worker -p quarry-keyword-indexer -p quarry-search -p quarry-alert-router
 echo "$summary"

@@ -28,6 +28,7 @@ import threading
 
 from moto.core.responses import ActionResult
 from moto.dynamodb.responses import DynamoHandler
+from moto.s3.responses import S3Response
 from moto.s3vectors import urls as s3v_urls
 from moto.s3vectors.exceptions import ValidationError
 from moto.s3vectors.responses import S3VectorsResponse
@@ -205,6 +206,19 @@ def dynamodb_call_action(self):
 
 
 DynamoHandler.call_action = dynamodb_call_action
+
+# AWS makes a conditional PutObject (If-Match, If-None-Match) atomic; moto checks the condition,
+# then writes, so two writers racing to replace the keyword manifest could both win. One at a time.
+_S3_PUT = threading.Lock()
+_s3_put_object = S3Response.put_object
+
+
+def s3_put_object(self):
+    with _S3_PUT:
+        return _s3_put_object(self)
+
+
+S3Response.put_object = s3_put_object
 S3VectorsResponse.create_index = create_index
 S3VectorsResponse.put_vectors = put_vectors
 S3VectorsResponse.query_vectors = query_vectors

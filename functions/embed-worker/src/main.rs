@@ -1,5 +1,9 @@
 //! Cold start: configuration, SDK clients, the model and the adapters once; then the handler.
 
+// The handler's future nests the pipeline's and the SDK's several calls deep; computing its
+// layout passes rustc's default depth of 128.
+#![recursion_limit = "256"]
+
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -9,7 +13,7 @@ use quarry_core::Config;
 use quarry_core::ports::Either;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embed_worker::Worker;
-use quarry_pipeline::{CoalescingEmbedder, Indexer};
+use quarry_pipeline::{CoalescingEmbedder, Feeding, Indexer};
 use quarry_text::{Preparer, WordPiece};
 
 /// Longer than the function's timeout: a lease outlives the invocation that took it only when that
@@ -37,12 +41,14 @@ async fn main() -> Result<(), Error> {
     let preparer = Preparer::new(&config, tokens);
     let cache = aws.state.clone().with_cache_policy(config.cache.clone());
     let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
+    // Each indexed or removed document's change goes to the keyword indexer, where one is set up.
+    let writer = Feeding { writer: aws.vectors, feed: aws.keyword_feed };
     let indexer = Indexer {
         source: &aws.source,
         state: &aws.state,
         embedder: &embedder,
         cache: &cache,
-        writer: &aws.vectors,
+        writer: &writer,
         preparer: &preparer,
         lease: LEASE,
         spend: &aws.state,

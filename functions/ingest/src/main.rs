@@ -12,10 +12,12 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(None)?;
     let aws = Adapters::for_config(&config.aws).await?;
     let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
+    // A removed object's chunks leave the keyword index too.
+    let writer = quarry_pipeline::Feeding { writer: aws.vectors, feed: aws.keyword_feed };
     let ingest = Ingest {
         queue: &aws.queue,
         state: &aws.state,
-        writer: &aws.vectors,
+        writer: &writer,
         limits: &config.limits,
         bucket: &aws.resources.bucket,
         hosted: hosted.as_ref().map(|h| h as &dyn quarry_core::hosted::HostedStore),

@@ -47,6 +47,7 @@ fn router(hung: bool) -> axum::Router {
             hosted: None,
         },
         bucket: "b".into(),
+        keywords: None::<quarry_api::NoKeywords>,
     };
     let secret = quarry_core::config::Secret::new("a bench cursor secret of thirty-two+ characters");
     quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"))

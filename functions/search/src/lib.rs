@@ -1,5 +1,6 @@
-//! The search Lambda's backend: the ports of `quarry_api::Backend` on AWS. Search is semantic
-//! (S3 Vectors has no full-text index); documents and batches are read from DynamoDB; a batch over a
+//! The search Lambda's backend: the ports of `quarry_api::Backend` on AWS. Semantic search is S3
+//! Vectors'; keyword and hybrid search use the published keyword index where one is configured
+//! (`QUARRY_INDEX_BUCKET`; docs/AWS.md), and are refused otherwise; documents and batches are read from DynamoDB; a batch over a
 //! prefix or key list is validated against S3, recorded, and sent to the jobs queue for the
 //! embed-workers, the same jobs an upload makes.
 
@@ -122,16 +123,20 @@ where
 /// Everything the API needs on AWS: the embedder, the vector store (searched, and written to delete
 /// a document), the state table (documents, batches) and the batch starter.
 #[derive(Debug)]
-pub struct AwsBackend<E, V = S3VectorStore, S = DynamoState, B = S3Source, Q = SqsQueue, P = SnsEvents> {
+pub struct AwsBackend<E, V = S3VectorStore, S = DynamoState, B = S3Source, Q = SqsQueue, P = SnsEvents, K = NoKeywords>
+{
     pub embedder: E,
     pub vectors: V,
     pub state: S,
     pub starter: AwsStarter<B, S, V, Q, P>,
     pub bucket: String,
+    /// The published keyword index, where one is configured: keyword and hybrid search.
+    pub keywords: Option<K>,
 }
 
-impl<E, V, S, B, Q, P> Backend for AwsBackend<E, V, S, B, Q, P>
+impl<E, V, S, B, Q, P, K> Backend for AwsBackend<E, V, S, B, Q, P, K>
 where
+    K: quarry_core::ports::KeywordSearcher + 'static,
     E: Embedder + 'static,
     V: VectorSearcher + VectorWriter + 'static,
     S: CheckpointStore
@@ -151,7 +156,7 @@ where
     type State = S;
     type Batches = S;
     type Starter = AwsStarter<B, S, V, Q, P>;
-    type Keywords = NoKeywords;
+    type Keywords = K;
     type Fields = NoFields;
     type Uploads = B;
     type Inbox = NoUploads;
@@ -160,8 +165,8 @@ where
     fn embedder(&self) -> &E {
         &self.embedder
     }
-    fn keywords(&self) -> Option<&NoKeywords> {
-        None
+    fn keywords(&self) -> Option<&K> {
+        self.keywords.as_ref()
     }
     fn searcher(&self) -> &V {
         &self.vectors

@@ -5,6 +5,8 @@ use quarry_aws::Adapters;
 use quarry_core::Config;
 use quarry_core::ports::Either;
 use quarry_embed::EmbedOptions;
+use quarry_keyword::{KeywordReplica, REFRESH_INTERVAL};
+use quarry_pipeline::Feeding;
 use quarry_search::{AwsBackend, AwsStarter, BackgroundEmbedder, cursor_key};
 
 #[tokio::main]
@@ -21,20 +23,32 @@ async fn main() -> Result<(), lambda_http::Error> {
         )),
     };
     let hosted = quarry_openai::stores::OpenAiStore::from_config(&config)?;
+    // A deleted document's chunks leave the keyword index too: its change goes to the indexer.
+    let vectors = Feeding { writer: aws.vectors, feed: aws.keyword_feed };
+    let refresh = config.aws.keyword_refresh_secs.map_or(REFRESH_INTERVAL, std::time::Duration::from_secs);
+    let keywords = aws.keyword_files.map(|files| KeywordReplica::new(files, refresh));
+    if let Some(replica) = &keywords {
+        // Loaded now, so that the first keyword search does not wait for it; a failure here is
+        // retried by the first search.
+        if let Err(e) = replica.warm().await {
+            tracing::warn!(error = %quarry_core::error::chain(&e), "the keyword index did not load at cold start");
+        }
+    }
     let backend = AwsBackend {
         embedder,
-        vectors: aws.vectors.clone(),
+        vectors: vectors.clone(),
         state: aws.state.clone(),
         starter: AwsStarter {
             source: aws.source,
             state: aws.state,
-            vectors: aws.vectors,
+            vectors,
             queue: aws.queue,
             events: aws.events,
             limits: config.limits.clone(),
             hosted: hosted.map(|h| std::sync::Arc::new(h) as std::sync::Arc<dyn quarry_core::hosted::HostedStore>),
         },
         bucket: aws.resources.bucket,
+        keywords,
     };
     let key = cursor_key(config.server.cursor_secret.as_ref())?;
     // lambda_http hands the router one request per invocation: its metrics are flushed after it.

@@ -50,7 +50,10 @@ fn stdout_carries_valid_emf_once_per_request() {
     };
     assert_eq!((requests("ok"), requests("client_error")), (2.0, 1.0));
     let mut searched = blobs.iter().filter(|b| b["status"] == "ok" && b.get("search_requests").is_some());
-    assert!(searched.clone().count() == 2 && searched.all(|b| b["mode"] == "semantic"), "S3 Vectors: semantic");
+    assert!(
+        searched.clone().count() == 2 && searched.all(|b| b["mode"] == "hybrid"),
+        "with the published keyword index configured, hybrid by default"
+    );
     let latency = values(&blobs, "search_latency");
     assert_eq!(latency.len(), 2, "successful requests only");
     assert!(latency.iter().all(|&ms| ms > 0.0 && ms < 60_000.0));

@@ -81,6 +81,7 @@ async fn fixture() -> Fixture {
             hosted: None,
         },
         bucket: "quarry-documents-test".into(),
+        keywords: None::<quarry_api::NoKeywords>,
     };
     let secret = quarry_core::config::Secret::new("a handler-test cursor secret of 32+ characters");
     let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));
@@ -274,6 +275,7 @@ async fn with_an_openai_vector_store_the_search_lambda_answers_from_it() {
             hosted: Some(std::sync::Arc::new(store)),
         },
         bucket: "quarry-documents-test".into(),
+        keywords: None::<quarry_api::NoKeywords>,
     };
     let secret = quarry_core::config::Secret::new("a handler-test cursor secret of 32+ characters");
     let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));

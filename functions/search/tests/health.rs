@@ -41,6 +41,7 @@ async fn a_hung_dependency_times_out_and_is_named() {
             hosted: None,
         },
         bucket: "b".into(),
+        keywords: None::<quarry_api::NoKeywords>,
     };
     let secret = quarry_core::config::Secret::new("a health-test cursor secret of 32+ characters");
     let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));

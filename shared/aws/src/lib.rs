@@ -6,6 +6,7 @@
 //! (throttling, timeouts, 5xx) or not, keeping the SDK error as the source.
 
 pub mod dynamo;
+pub mod keywords;
 pub mod provision;
 pub mod s3;
 pub mod ses;
@@ -14,6 +15,7 @@ pub mod sqs;
 pub mod vectors;
 
 pub use dynamo::DynamoState;
+pub use keywords::{S3IndexFiles, SqsChanges};
 pub use s3::{S3Source, UPLOAD_URL_TTL};
 pub use ses::SesMailer;
 pub use sns::SnsEvents;
@@ -36,6 +38,10 @@ pub struct Resources {
     pub vector_index: String,
     /// Where Quarry's own events go (optional: unset, none are published).
     pub events_topic: Option<String>,
+    /// The published keyword index's bucket and changes queue (optional: unset, search is
+    /// semantic only).
+    pub index_bucket: Option<String>,
+    pub keyword_queue_url: Option<String>,
 }
 
 impl Resources {
@@ -57,7 +63,9 @@ impl Resources {
             table: get(&aws.table, "QUARRY_TABLE"),
             vector_bucket: get(&aws.vector_bucket, "QUARRY_VECTOR_BUCKET"),
             vector_index: get(&aws.vector_index, "QUARRY_VECTOR_INDEX"),
-            events_topic: aws.events_topic.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned),
+            events_topic: optional(&aws.events_topic),
+            index_bucket: optional(&aws.index_bucket),
+            keyword_queue_url: optional(&aws.keyword_queue_url),
         };
         if missing.is_empty() { Ok(r) } else { Err(MissingSettings { names: missing }) }
     }
@@ -72,8 +80,14 @@ impl Resources {
             ("QUARRY_VECTOR_INDEX", self.vector_index.clone()),
         ];
         env.extend(self.events_topic.clone().map(|t| ("QUARRY_EVENTS_TOPIC", t)));
+        env.extend(self.index_bucket.clone().map(|b| ("QUARRY_INDEX_BUCKET", b)));
+        env.extend(self.keyword_queue_url.clone().map(|q| ("QUARRY_KEYWORD_QUEUE_URL", q)));
         env
     }
+}
+
+fn optional(value: &Option<String>) -> Option<String> {
+    value.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +168,10 @@ pub struct Adapters {
     pub state: DynamoState,
     pub vectors: S3VectorStore,
     pub events: SnsEvents,
+    /// The published keyword index's files, where a bucket is configured.
+    pub keyword_files: Option<S3IndexFiles>,
+    /// Where chunk changes go for the keyword indexer, where a queue is configured.
+    pub keyword_feed: Option<SqsChanges>,
 }
 
 impl Adapters {
@@ -165,6 +183,8 @@ impl Adapters {
             state: DynamoState::new(clients.dynamodb.clone(), &resources.table),
             vectors: S3VectorStore::new(clients.s3vectors.clone(), &resources.vector_bucket, &resources.vector_index),
             events: SnsEvents::new(clients.sns.clone(), resources.events_topic.clone()),
+            keyword_files: resources.index_bucket.as_ref().map(|b| S3IndexFiles::new(clients.s3.clone(), b)),
+            keyword_feed: resources.keyword_queue_url.as_ref().map(|q| SqsChanges::new(clients.sqs.clone(), q)),
             resources,
             clients,
         }

@@ -68,6 +68,22 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .unwrap_or_default();
     let events_arn = queue_arn(clients, &events_url).await?;
 
+    // The keyword indexer's queue: a document's changes, batched by the function's window.
+    let keyword_queue_url = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-keywords"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.clone())
+        .attributes(QueueAttributeName::VisibilityTimeout, "120")
+        .send()
+        .await
+        .map_err(|e| port_error("sqs.create_queue", e))?
+        .queue_url
+        .unwrap_or_default();
+    // The published keyword index: a bucket of its own, so its writes raise no document events.
+    let index_bucket = format!("{name}-index");
+    clients.s3.create_bucket().bucket(&index_bucket).send().await.map_err(|e| port_error("s3.create_bucket", e))?;
+
     let bucket = format!("{name}-docs");
     clients.s3.create_bucket().bucket(&bucket).send().await.map_err(|e| port_error("s3.create_bucket", e))?;
     let notify = QueueConfiguration::builder()
@@ -189,7 +205,16 @@ pub async fn create(clients: &Clients, name: &str, dimension: usize) -> Result<C
         .await
         .map_err(|e| port_error("sns.subscribe", e))?;
 
-    let resources = Resources { bucket, queue_url, table, vector_bucket, vector_index, events_topic: Some(topic) };
+    let resources = Resources {
+        bucket,
+        queue_url,
+        table,
+        vector_bucket,
+        vector_index,
+        events_topic: Some(topic),
+        index_bucket: Some(index_bucket),
+        keyword_queue_url: Some(keyword_queue_url),
+    };
     Ok(Created { resources, events_url, dlq_url, topic_url })
 }
 

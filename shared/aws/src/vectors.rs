@@ -269,6 +269,34 @@ impl VectorWriter for S3VectorStore {
     }
 }
 
+impl quarry_core::keywords::ChunkReader for S3VectorStore {
+    /// GetVectors by the document's chunk ids, a hundred at a time, with their metadata.
+    #[instrument(skip_all, err, fields(count))]
+    async fn chunks(&self, document: &DocumentId, count: u32) -> Result<Vec<VectorHit>, PortError> {
+        let mut out = Vec::with_capacity(count as usize);
+        let mut from = 0;
+        while from < count {
+            let to = count.min(from + KEYS_BATCH as u32);
+            let keys: Vec<String> = (from..to).map(|o| ChunkId::new(document, o).as_str().to_owned()).collect();
+            let got = self
+                .client
+                .get_vectors()
+                .vector_bucket_name(&self.bucket)
+                .index_name(&self.index)
+                .set_keys(Some(keys))
+                .return_data(false)
+                .return_metadata(true)
+                .send()
+                .await
+                .map_err(|e| port_error("s3vectors.get_vectors", e))?;
+            out.extend(got.vectors().iter().filter_map(|v| hit_of(v.key(), None, v.metadata())));
+            from = to;
+        }
+        out.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        Ok(out)
+    }
+}
+
 impl VectorSearcher for S3VectorStore {
     /// At most [`MAX_TOP_K`] results: S3 Vectors' own limit, so deeper pages end there.
     #[instrument(skip_all, err, fields(top_k = query.top_k))]

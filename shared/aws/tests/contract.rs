@@ -134,3 +134,20 @@ async fn sqs_job_queue() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn s3_keyword_index_files() {
+    let (clients, c) = fresh(8).await;
+    let bucket = c.resources.index_bucket.expect("provisioned");
+    contract::index_files(&quarry_aws::S3IndexFiles::new(clients.s3, bucket)).await;
+}
+
+/// The keyword searcher contract over the published index on AWS: chunks read back from S3
+/// Vectors, files and the conditional manifest on S3.
+#[tokio::test]
+async fn published_keyword_index_on_s3() {
+    let (clients, c) = fresh(8).await;
+    let vectors = S3VectorStore::new(clients.s3vectors, c.resources.vector_bucket, c.resources.vector_index);
+    let files = quarry_aws::S3IndexFiles::new(clients.s3, c.resources.index_bucket.expect("provisioned"));
+    contract::keyword_store(&quarry_testkit::keywords::PublishedStore::new(vectors, files), 8).await;
+}

@@ -276,6 +276,13 @@ pub struct Aws {
     pub vector_index: Option<String>,
     /// The SNS topic Quarry's own events go to (the alarm topic); unset, none are published.
     pub events_topic: Option<String>,
+    /// The bucket that holds the published keyword index (under `keywords/`); unset, search on
+    /// AWS is semantic only.
+    pub index_bucket: Option<String>,
+    /// The queue of chunk changes the keyword indexer reads; unset, no change is sent.
+    pub keyword_queue_url: Option<String>,
+    /// Seconds between a searcher's checks for a newer keyword manifest.
+    pub keyword_refresh_secs: Option<u64>,
     /// Every AWS client's endpoint, for an emulator; unset on AWS.
     pub endpoint_url: Option<String>,
 }

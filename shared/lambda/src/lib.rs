@@ -41,7 +41,7 @@ pub async fn flushed<T>(emf: Emf, invocation: impl Future<Output = T>) -> T {
 }
 
 /// How long a message waited in its queue, from SQS's `SentTimestamp` attribute.
-fn queue_lag(m: &SqsMessage) {
+pub fn queue_lag(m: &SqsMessage) {
     let sent = m.attributes.get("SentTimestamp").and_then(|t| t.parse::<u64>().ok());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     if let Some(sent) = sent {

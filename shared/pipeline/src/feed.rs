@@ -6,7 +6,7 @@
 use quarry_core::DocumentId;
 use quarry_core::PortError;
 use quarry_core::keywords::{ChangeFeed, ChunkChange};
-use quarry_core::ports::{VectorRecord, VectorWriter};
+use quarry_core::ports::{VectorHit, VectorQuery, VectorRecord, VectorSearcher, VectorWriter};
 
 /// `writer`, with each document's change sent to `feed` (none configured: `feed` is `None`).
 #[derive(Debug, Clone)]
@@ -26,5 +26,13 @@ impl<W: VectorWriter, F: ChangeFeed> VectorWriter for Feeding<W, F> {
             feed.changed(&ChunkChange { document: document.clone(), chunks: keep }).await?;
         }
         Ok(removed)
+    }
+}
+
+/// Searching passes through: a role that both writes and searches (the search function) holds one
+/// store.
+impl<W: VectorSearcher, F: Send + Sync> VectorSearcher for Feeding<W, F> {
+    async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
+        self.writer.search(query).await
     }
 }

@@ -117,6 +117,7 @@ fn main() {
             state: state.clone(),
             starter: AwsStarter { source: MemorySource::default(), state, vectors, queue: MemoryQueue::default(), events: NoEvents, hosted: None, limits: Limits::default() },
             bucket: "b".into(),
+            keywords: None::<quarry_api::NoKeywords>,
         };
         let secret = quarry_core::config::Secret::new("a bench cursor secret of thirty-two+ characters");
         let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));

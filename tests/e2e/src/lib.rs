@@ -9,13 +9,14 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::Message;
 use quarry_aws::provision::{self, Created};
-use quarry_aws::{Clients, DynamoState, S3Source, S3VectorStore, SnsEvents, SqsQueue};
+use quarry_aws::{Clients, DynamoState, S3IndexFiles, S3Source, S3VectorStore, SnsEvents, SqsChanges, SqsQueue};
 use quarry_core::Config;
 use quarry_core::config::Limits;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_embed_worker::Worker;
 use quarry_ingest::Ingest;
-use quarry_pipeline::{CoalescingEmbedder, Indexer};
+use quarry_keyword::{KeywordIndexer, KeywordReplica};
+use quarry_pipeline::{CoalescingEmbedder, Feeding, Indexer};
 use quarry_search::{AwsBackend, AwsStarter};
 use quarry_text::{Preparer, WordPiece};
 
@@ -27,6 +28,10 @@ pub struct Stack {
     pub source: S3Source,
     pub state: DynamoState,
     pub vectors: S3VectorStore,
+    /// The vector store as the functions write it: each change sent to the keyword indexer.
+    pub writer: Feeding<S3VectorStore, SqsChanges>,
+    /// The published keyword index's files.
+    pub files: S3IndexFiles,
     pub queue: SqsQueue,
     pub events: SnsEvents,
     pub limits: Limits,
@@ -42,7 +47,7 @@ pub type TheWorker<'a> = Worker<
     DynamoState,
     CoalescingEmbedder,
     DynamoState,
-    S3VectorStore,
+    Feeding<S3VectorStore, SqsChanges>,
     Preparer<WordPiece>,
     DynamoState,
     SnsEvents,
@@ -59,10 +64,14 @@ impl Stack {
         let config = Config::default();
         let model = quarry_testkit::model_dir();
         let embedder = LocalEmbedder::load(&model, EmbedOptions::default()).expect("model");
+        let vectors = S3VectorStore::new(clients.s3vectors.clone(), &r.vector_bucket, &r.vector_index);
+        let feed = r.keyword_queue_url.as_ref().map(|q| SqsChanges::new(clients.sqs.clone(), q));
         Stack {
+            writer: Feeding { writer: vectors.clone(), feed },
+            files: S3IndexFiles::new(clients.s3.clone(), r.index_bucket.as_deref().expect("provisioned")),
             source: S3Source::new(clients.s3.clone(), &r.bucket),
             state: DynamoState::new(clients.dynamodb.clone(), &r.table),
-            vectors: S3VectorStore::new(clients.s3vectors.clone(), &r.vector_bucket, &r.vector_index),
+            vectors,
             queue: SqsQueue::new(clients.sqs.clone(), &r.queue_url),
             events: SnsEvents::new(clients.sns.clone(), r.events_topic.clone()),
             limits: config.limits.clone(),
@@ -78,11 +87,11 @@ impl Stack {
         &self.created.resources.bucket
     }
 
-    pub fn ingest(&self) -> Ingest<'_, SqsQueue, DynamoState, S3VectorStore> {
+    pub fn ingest(&self) -> Ingest<'_, SqsQueue, DynamoState, Feeding<S3VectorStore, SqsChanges>> {
         Ingest {
             queue: &self.queue,
             state: &self.state,
-            writer: &self.vectors,
+            writer: &self.writer,
             limits: &self.limits,
             bucket: self.bucket(),
             hosted: None,
@@ -101,7 +110,7 @@ impl Stack {
                 state: &self.state,
                 embedder,
                 cache: &self.state,
-                writer: &self.vectors,
+                writer: &self.writer,
                 preparer: &self.preparer,
                 lease: Duration::from_secs(900),
                 spend: &self.state,
@@ -118,21 +127,28 @@ impl Stack {
         let embedder = LocalEmbedder::load(&quarry_testkit::model_dir(), EmbedOptions::default()).expect("model");
         let backend = AwsBackend {
             embedder,
-            vectors: self.vectors.clone(),
+            vectors: self.writer.clone(),
             state: self.state.clone(),
             starter: AwsStarter {
                 source: self.source.clone(),
                 state: self.state.clone(),
-                vectors: self.vectors.clone(),
+                vectors: self.writer.clone(),
                 queue: self.queue.clone(),
                 events: self.events.clone(),
                 limits: self.limits.clone(),
                 hosted: None,
             },
             bucket: self.bucket().to_owned(),
+            // Refreshed at every search: the tests publish, then search at once.
+            keywords: Some(KeywordReplica::new(self.files.clone(), Duration::ZERO)),
         };
         let secret = quarry_core::config::Secret::new("an e2e cursor secret of 32+ characters");
         quarry_api::router(backend, Config::default().server, quarry_search::cursor_key(Some(&secret)).expect("key"))
+    }
+
+    /// The keyword indexer function's indexer over this stack, as its `main` builds it.
+    pub fn keyword_indexer(&self) -> KeywordIndexer<S3VectorStore, S3IndexFiles> {
+        KeywordIndexer::new(self.vectors.clone(), self.files.clone())
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>, metadata: &[(&str, &str)]) {

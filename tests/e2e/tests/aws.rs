@@ -141,9 +141,48 @@ async fn bucket_to_search_on_moto() {
         api(&router, "POST", "/v1/search", Some(&search("x", Some(json!({"key": {"$startsWith": "rep"}}))))).await;
     assert_eq!(code, 400, "a filter S3 Vectors cannot run is refused, not run differently: {r}");
 
-    // Keyword and hybrid modes need full text, which S3 Vectors lacks.
-    let (code, r) = api(&router, "POST", "/v1/search", Some(&json!({"query": "pump", "mode": "keyword"}))).await;
-    assert_eq!(code, 400, "{r}");
+    // Keyword and hybrid: the workers' changes -> the keyword indexer (each batch delivered three
+    // times) -> segments and a manifest on S3 -> the search function's copy.
+    let changes = stack.created.resources.keyword_queue_url.clone().expect("provisioned");
+    let indexer = stack.keyword_indexer();
+    let (sent, failures) = stack.drain(&changes, 3, |e| quarry_keyword_indexer::handle(&indexer, e)).await;
+    assert_eq!(failures, 0);
+    assert!(!sent.is_empty(), "the workers sent their changes");
+    for mode in ["keyword", "hybrid"] {
+        let (code, r) =
+            api(&router, "POST", "/v1/search", Some(&json!({"query": "prime the pump motor", "mode": mode}))).await;
+        assert_eq!(code, 200, "{mode}: {r}");
+        assert_eq!(keys(&r)[0], "manuals/pump.docx", "{mode}: {r}");
+        let ids: Vec<&str> =
+            r["results"].as_array().expect("results").iter().filter_map(|h| h["id"].as_str()).collect();
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{mode}: no chunk twice though every event came three times: {r}");
+    }
+    let (_, r) = api(
+        &router,
+        "POST",
+        "/v1/search",
+        Some(&json!({"query": "turbine apple", "mode": "keyword", "filter": {"user.team": "garden"}})),
+    )
+    .await;
+    assert_eq!(keys(&r), ["notes/orchard care.md"], "filters apply inside the keyword list: {r}");
+
+    // A replaced file's old words never come back.
+    stack.put("reports/Q1 2024+engines.txt", b"Quarterly report. The wind farm met its targets.".to_vec(), &[]).await;
+    stack.drain(&events, 1, |e| ingest.handle(e)).await;
+    stack.drain(&jobs, 1, |e| worker.handle(e)).await;
+    stack.drain(&changes, 1, |e| quarry_keyword_indexer::handle(&indexer, e)).await;
+    for mode in ["keyword", "hybrid"] {
+        let (_, r) =
+            api(&router, "POST", "/v1/search", Some(&json!({"query": "turbine compressor", "mode": mode}))).await;
+        let texts: Vec<&str> =
+            r["results"].as_array().expect("results").iter().filter_map(|h| h["text"].as_str()).collect();
+        assert!(!texts.iter().any(|t| t.contains("turbine")), "{mode}: the replaced text is gone: {r}");
+    }
+    let (_, r) = api(&router, "POST", "/v1/search", Some(&json!({"query": "wind farm", "mode": "keyword"}))).await;
+    assert_eq!(keys(&r)[0], "reports/Q1 2024+engines.txt", "{r}");
 
     // Documents through the API: indexed and failed, with the reason.
     let (code, d) = api(&router, "GET", &format!("/v1/documents/{}", id("broken/scan.pdf")), None).await;
@@ -153,9 +192,15 @@ async fn bucket_to_search_on_moto() {
     stack.delete("notes/orchard care.md").await;
     let (_, failures) = stack.drain(&events, 1, |e| ingest.handle(e)).await;
     assert_eq!(failures, 0);
+    stack.drain(&changes, 2, |e| quarry_keyword_indexer::handle(&indexer, e)).await;
     let (_, r) = api(&router, "POST", "/v1/search", Some(&search("when should I prune apple trees", None))).await;
     assert!(!keys(&r).contains(&"notes/orchard care.md".to_owned()), "{r}");
     assert_eq!(status(&stack, "notes/orchard care.md").await, None);
+    for mode in ["keyword", "hybrid"] {
+        let (_, r) =
+            api(&router, "POST", "/v1/search", Some(&json!({"query": "prune apple trees", "mode": mode}))).await;
+        assert!(!keys(&r).contains(&"notes/orchard care.md".to_owned()), "{mode}: a deleted file is gone: {r}");
+    }
     assert_eq!(stack.vector_keys().await.len(), 3);
 
     // A tracked batch over a prefix: the same jobs, progress in DynamoDB.

@@ -41,6 +41,9 @@ pub(super) const ENV: &[(&str, &str)] = &[
     ("QUARRY_VECTOR_BUCKET", "aws.vector_bucket"),
     ("QUARRY_VECTOR_INDEX", "aws.vector_index"),
     ("QUARRY_EVENTS_TOPIC", "aws.events_topic"),
+    ("QUARRY_INDEX_BUCKET", "aws.index_bucket"),
+    ("QUARRY_KEYWORD_QUEUE_URL", "aws.keyword_queue_url"),
+    ("QUARRY_KEYWORD_REFRESH_SECS", "aws.keyword_refresh_secs"),
     ("QUARRY_AWS_ENDPOINT_URL", "aws.endpoint_url"),
     ("QUARRY_ALERT_ROUTES", "alerts.routes"),
     ("QUARRY_EMBEDDER", "embedder.kind"),
@@ -148,6 +151,9 @@ impl Config {
             "QUARRY_VECTOR_BUCKET" => self.aws.vector_bucket = Some(v.to_owned()),
             "QUARRY_VECTOR_INDEX" => self.aws.vector_index = Some(v.to_owned()),
             "QUARRY_EVENTS_TOPIC" => self.aws.events_topic = Some(v.to_owned()),
+            "QUARRY_INDEX_BUCKET" => self.aws.index_bucket = Some(v.to_owned()),
+            "QUARRY_KEYWORD_QUEUE_URL" => self.aws.keyword_queue_url = Some(v.to_owned()),
+            "QUARRY_KEYWORD_REFRESH_SECS" => self.aws.keyword_refresh_secs = Some(parse_num(name, v)?),
             "QUARRY_AWS_ENDPOINT_URL" => self.aws.endpoint_url = Some(v.to_owned()),
             "QUARRY_EMBEDDER" => {
                 self.embedder.kind = match v.trim().to_ascii_lowercase().as_str() {

@@ -1,0 +1,107 @@
+//! The keyword indexer's handler on the in-memory fakes of its ports (the same flow runs on moto
+//! in `tests/e2e`): a batch of changes is one publish; duplicates change nothing; a message that
+//! is not a change is reported for the DLQ without holding the rest back.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use quarry_core::keywords::ChunkChange;
+use quarry_core::meta::ChunkMeta;
+use quarry_core::ports::{KeywordQuery, KeywordSearcher, VectorRecord, VectorWriter};
+use quarry_core::{CharSpan, ChunkId, DocumentId, DocumentKey, Format};
+use quarry_keyword::{KeywordIndexer, KeywordReplica};
+use quarry_testkit::fakes::MemoryVectors;
+use quarry_testkit::keywords::MemoryIndexFiles;
+
+fn message(id: &str, body: &str) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_owned());
+    m.body = Some(body.to_owned());
+    m
+}
+
+fn record(key: &str, ordinal: u32, text: &str) -> VectorRecord {
+    let key = DocumentKey::new(key);
+    let document = DocumentId::for_key(&key);
+    VectorRecord {
+        id: ChunkId::new(&document, ordinal),
+        document,
+        vector: vec![1.0, 0.0],
+        text: text.to_owned(),
+        pages: None,
+        span: CharSpan { start: 0, end: text.len() },
+        meta: ChunkMeta::new(key, Format::Text),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_one_publish_duplicates_change_nothing_and_a_bad_message_goes_to_the_dlq() {
+    let vectors = MemoryVectors::new(2);
+    let files = MemoryIndexFiles::default();
+    let indexer = KeywordIndexer::new(vectors.clone(), files.clone());
+    let a = [record("a.txt", 0, "otters hold hands"), record("a.txt", 1, "while they sleep")];
+    let b = record("b.txt", 0, "penguins propose with pebbles");
+    vectors.upsert(&a).await.expect("upsert");
+    vectors.upsert(std::slice::from_ref(&b)).await.expect("upsert");
+    let change =
+        |d: &DocumentId, chunks| serde_json::to_string(&ChunkChange { document: d.clone(), chunks }).expect("json");
+    let mut event = SqsEvent::default();
+    event.records = vec![
+        message("1", &change(&a[0].document, 2)),
+        message("2", &change(&b.document, 1)),
+        message("3", &change(&b.document, 1)),
+        message("4", &change(&b.document, 1)),
+        message("5", "{\"not\": \"a change\"}"),
+    ];
+    let response = quarry_keyword_indexer::handle(&indexer, event).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["5"], "only the message that is not a change comes back");
+    assert_eq!(files.publishes(), 1, "one batch, one publish");
+
+    let replica = KeywordReplica::new(files.clone(), std::time::Duration::ZERO);
+    let search = |text: &str| KeywordQuery { text: text.to_owned(), top_k: 10, filter: None };
+    let hits = replica.keyword_search(&search("otters sleep pebbles")).await.expect("search");
+    let mut ids: Vec<&ChunkId> = hits.iter().map(|h| &h.id).collect();
+    ids.sort();
+    let mut expected = vec![&a[0].id, &a[1].id, &b.id];
+    expected.sort();
+    assert_eq!(ids, expected, "each chunk once, however often its change came");
+    assert_eq!(hits.iter().find(|h| h.id == b.id).map(|h| h.text.as_str()), Some("penguins propose with pebbles"));
+}
+
+#[tokio::test]
+async fn a_failed_publish_hands_the_whole_batch_back() {
+    // Index files that refuse every write: the publish fails retryably.
+    #[derive(Debug, Clone, Default)]
+    struct Refusing(MemoryIndexFiles);
+    impl quarry_core::keywords::IndexFiles for Refusing {
+        async fn manifest(
+            &self,
+            known: Option<&str>,
+        ) -> Result<quarry_core::keywords::ManifestRead, quarry_core::PortError> {
+            self.0.manifest(known).await
+        }
+        async fn publish(&self, _: &[u8], _: Option<&str>) -> Result<String, quarry_core::PortError> {
+            Err(quarry_core::PortError::Throttled { operation: "test.publish", retry_after: None, source: None })
+        }
+        async fn get(&self, name: &str) -> Result<Vec<u8>, quarry_core::PortError> {
+            self.0.get(name).await
+        }
+        async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), quarry_core::PortError> {
+            self.0.put(name, bytes).await
+        }
+        async fn delete(&self, names: &[String]) -> Result<(), quarry_core::PortError> {
+            self.0.delete(names).await
+        }
+    }
+    let vectors = MemoryVectors::new(2);
+    let r = record("c.txt", 0, "a refusal");
+    vectors.upsert(std::slice::from_ref(&r)).await.expect("upsert");
+    let files = Refusing::default();
+    let indexer = KeywordIndexer::new(vectors, files.clone());
+    let body = serde_json::to_string(&ChunkChange { document: r.document.clone(), chunks: 1 }).expect("json");
+    let mut event = SqsEvent::default();
+    event.records = vec![message("x", &body), message("y", &body)];
+    let response = quarry_keyword_indexer::handle(&indexer, event).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["x", "y"]);
+    assert!(files.0.files().is_empty(), "what a failed publish uploaded is not left behind: {:?}", files.0.files());
+}
