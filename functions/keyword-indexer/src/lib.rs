@@ -35,6 +35,8 @@ pub async fn handle<R: ChunkReader, F: IndexFiles>(
     let mut response = SqsBatchResponse::default();
     let mut changes = Vec::with_capacity(event.records.len());
     let mut ids = Vec::with_capacity(event.records.len());
+    // The oldest change's send time: publish lag runs from it.
+    let sent = event.records.iter().filter_map(|m| m.attributes.get("SentTimestamp")?.parse::<i64>().ok()).min();
     for m in event.records {
         quarry_lambda::queue_lag(&m);
         match serde_json::from_str::<ChunkChange>(m.body.as_deref().unwrap_or_default()) {
@@ -52,16 +54,24 @@ pub async fn handle<R: ChunkReader, F: IndexFiles>(
     if changes.is_empty() {
         return response;
     }
-    if let Err(e) = indexer.apply(&changes).await {
-        let chain = quarry_core::error::chain(&e);
-        if e.class().is_retryable() {
-            tracing::warn!(code = e.code(), error = %chain, changes = changes.len(), "publish failed; the batch will be retried");
-        } else {
-            tracing::error!(code = e.code(), error = %chain, changes = changes.len(), "publish failed; the batch goes back to the queue");
+    match indexer.apply(&changes).await {
+        Ok(manifest) => {
+            if let Some(sent) = sent {
+                let lag = (manifest.published_ms - sent).max(0);
+                metrics::histogram!(quarry_core::metric::KEYWORD_PUBLISH_LAG).record(lag as f64);
+            }
         }
-        // Either way nothing was published: the batch comes back, and past the redrive policy's
-        // count reaches the DLQ rather than being lost.
-        response.batch_item_failures.extend(ids.into_iter().map(failure));
+        Err(e) => {
+            let chain = quarry_core::error::chain(&e);
+            if e.class().is_retryable() {
+                tracing::warn!(code = e.code(), error = %chain, changes = changes.len(), "publish failed; the batch will be retried");
+            } else {
+                tracing::error!(code = e.code(), error = %chain, changes = changes.len(), "publish failed; the batch goes back to the queue");
+            }
+            // Either way nothing was published: the batch comes back, and past the redrive policy's
+            // count reaches the DLQ rather than being lost.
+            response.batch_item_failures.extend(ids.into_iter().map(failure));
+        }
     }
     response
 }

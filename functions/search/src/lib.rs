@@ -120,6 +120,31 @@ where
     }
 }
 
+/// A keyword index whose freshness readiness reports: the published one's manifest.
+pub trait Freshness: Send + Sync {
+    /// The generation, age, chunks, segments and size of what is searched now.
+    fn freshness(&self) -> impl std::future::Future<Output = Result<serde_json::Value, PortError>> + Send;
+}
+
+impl<F: quarry_core::keywords::IndexFiles> Freshness for quarry_keyword::KeywordReplica<F> {
+    async fn freshness(&self) -> Result<serde_json::Value, PortError> {
+        let m = self.current().await?;
+        Ok(serde_json::json!({
+            "generation": m.generation,
+            "age_ms": (m.generation > 0).then(|| m.age_ms()),
+            "chunks": m.chunks,
+            "segments": m.segments,
+            "bytes": m.bytes,
+        }))
+    }
+}
+
+impl Freshness for NoKeywords {
+    async fn freshness(&self) -> Result<serde_json::Value, PortError> {
+        match *self {}
+    }
+}
+
 /// Everything the API needs on AWS: the embedder, the vector store (searched, and written to delete
 /// a document), the state table (documents, batches) and the batch starter.
 #[derive(Debug)]
@@ -136,7 +161,7 @@ pub struct AwsBackend<E, V = S3VectorStore, S = DynamoState, B = S3Source, Q = S
 
 impl<E, V, S, B, Q, P, K> Backend for AwsBackend<E, V, S, B, Q, P, K>
 where
-    K: quarry_core::ports::KeywordSearcher + 'static,
+    K: quarry_core::ports::KeywordSearcher + Freshness + 'static,
     E: Embedder + 'static,
     V: VectorSearcher + VectorWriter + 'static,
     S: CheckpointStore
@@ -231,6 +256,10 @@ where
             }),
             Dependency::required("embedder", async { self.embedder.embed(&["ready".to_owned()]).await.map(|_| ()) }),
         ]
+        .into_iter()
+        // Optional: without it keyword search fails, semantic search still answers.
+        .chain(self.keywords.as_ref().map(|k| Dependency::optional("keyword_index", k.freshness())))
+        .collect()
     }
 
     fn started(&self) -> bool {

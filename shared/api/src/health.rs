@@ -22,12 +22,22 @@ pub struct Dependency<'a> {
     /// A required dependency that fails makes the instance not ready (503); an optional one is
     /// reported only.
     pub required: bool,
-    pub check: Pin<Box<dyn Future<Output = Result<(), PortError>> + Send + 'a>>,
+    /// Answers when the dependency works, with what it reports of itself (shown as `detail`).
+    pub check: Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, PortError>> + Send + 'a>>,
 }
 
 impl<'a> Dependency<'a> {
     pub fn required(name: &'static str, check: impl Future<Output = Result<(), PortError>> + Send + 'a) -> Self {
-        Dependency { name, required: true, check: Box::pin(check) }
+        Dependency { name, required: true, check: Box::pin(async { check.await.map(|()| None) }) }
+    }
+
+    /// A dependency whose failure is reported but leaves the instance ready, with facts about
+    /// itself (the keyword index's age and size).
+    pub fn optional(
+        name: &'static str,
+        check: impl Future<Output = Result<serde_json::Value, PortError>> + Send + 'a,
+    ) -> Self {
+        Dependency { name, required: false, check: Box::pin(async { check.await.map(Some) }) }
     }
 }
 
@@ -53,6 +63,8 @@ struct Checked {
     latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,18 +85,19 @@ pub(crate) struct Cache {
 
 async fn probe(d: Dependency<'_>) -> Checked {
     let started = Instant::now();
-    let (status, code) = match tokio::time::timeout(PROBE_TIMEOUT, d.check).await {
-        Ok(Ok(())) => ("ok", None),
+    let (status, code, detail) = match tokio::time::timeout(PROBE_TIMEOUT, d.check).await {
+        Ok(Ok(detail)) => ("ok", None, detail),
         Ok(Err(e)) => {
             tracing::warn!(dependency = d.name, code = e.code(), error = %quarry_core::error::chain(&e), "dependency check failed");
-            ("failed", Some(e.code()))
+            ("failed", Some(e.code()), None)
         }
         Err(_) => {
             tracing::warn!(dependency = d.name, "dependency check timed out");
-            ("timeout", None)
+            ("timeout", None, None)
         }
     };
-    Checked { name: d.name, required: d.required, status, latency_ms: started.elapsed().as_secs_f64() * 1e3, code }
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    Checked { name: d.name, required: d.required, status, latency_ms, code, detail }
 }
 
 fn last<B>(app: &App<B>) -> Option<Report> {

@@ -111,6 +111,16 @@ catalogue! {
         "What OpenAI's vector store holds as it bills storage (its usage_bytes), read after each file stored or removed.";
     HOSTED_STORE_DAILY_COST = "hosted_store_daily_cost", Gauge, Nanodollars, [],
         "What that storage costs a day past the free allowance, at store.openai_usd_per_gb_day.";
+    KEYWORD_PUBLISH_LAG = "keyword_publish_lag", Histogram, Milliseconds, [],
+        "From a chunk change sent (its oldest message in the batch) to the keyword index manifest that holds it published (the AWS keyword indexer).";
+    KEYWORD_PUBLISH_CONFLICTS = "keyword_publish_conflicts", Counter, Count, [],
+        "Keyword index publishes refused because another writer's manifest landed first (each is retried from the winner's).";
+    KEYWORD_INDEX_SEGMENTS = "keyword_index_segments", Gauge, Count, [],
+        "Segments of the published keyword index, at each publish (the merge policy keeps it bounded).";
+    KEYWORD_INDEX_BYTES = "keyword_index_bytes", Gauge, Bytes, [],
+        "Size of the published keyword index's files, at each publish.";
+    KEYWORD_INDEX_AGE = "keyword_index_age", Gauge, Milliseconds, [],
+        "Age of the keyword index manifest a search function serves, at each refresh.";
     ALERTS = "alerts", Counter, Count, ["receiver", "delivery"],
         "Notifications routed, by receiver type (slack, pagerduty, email) and delivery (sent, failed, duplicate).";
     // The query half.

@@ -5,6 +5,7 @@
 
 use quarry_core::PortError;
 use quarry_core::keywords::{ChunkChange, ChunkReader, IndexFiles};
+use quarry_core::metric;
 
 use crate::published::{Manifest, PublishedIndex};
 
@@ -48,6 +49,8 @@ impl<R: ChunkReader, F: IndexFiles> KeywordIndexer<R, F> {
             }
             match index.publish(&self.files, &read).await {
                 Ok(manifest) => {
+                    metrics::gauge!(metric::KEYWORD_INDEX_SEGMENTS).set(manifest.segments as f64);
+                    metrics::gauge!(metric::KEYWORD_INDEX_BYTES).set(manifest.bytes as f64);
                     tracing::info!(
                         generation = manifest.generation,
                         documents = merged.len(),
@@ -58,6 +61,7 @@ impl<R: ChunkReader, F: IndexFiles> KeywordIndexer<R, F> {
                     return Ok(manifest.clone());
                 }
                 Err(crate::PublishError::Port(PortError::Conflict { .. })) if attempt < ATTEMPTS => {
+                    metrics::counter!(metric::KEYWORD_PUBLISH_CONFLICTS).increment(1);
                     tracing::warn!(attempt, "another writer published first; starting over from its manifest");
                 }
                 Err(e) => return Err(e.into()),

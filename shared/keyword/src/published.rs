@@ -55,6 +55,13 @@ pub struct Manifest {
     pub retired: Vec<Retired>,
 }
 
+impl Manifest {
+    /// Milliseconds since it was published (0 for none).
+    pub fn age_ms(&self) -> i64 {
+        if self.generation == 0 { 0 } else { (now_ms() - self.published_ms).max(0) }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
     pub object: String,

@@ -44,6 +44,12 @@ impl<F: IndexFiles> KeywordReplica<F> {
         self.index.read().await.manifest().clone()
     }
 
+    /// The manifest searched, after a refresh if one is due: what readiness reports.
+    pub async fn current(&self) -> Result<Manifest, PortError> {
+        self.refresh(false).await?;
+        Ok(self.manifest().await)
+    }
+
     async fn refresh(&self, force: bool) -> Result<(), PortError> {
         {
             let mut checked = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -57,6 +63,7 @@ impl<F: IndexFiles> KeywordReplica<F> {
         let changed = index.sync(&self.files).await?;
         if changed {
             let m = index.manifest();
+            metrics::gauge!(quarry_core::metric::KEYWORD_INDEX_AGE).set(m.age_ms() as f64);
             tracing::info!(
                 generation = m.generation,
                 chunks = m.chunks,
