@@ -3,6 +3,7 @@
 //! same wiring the commands run.
 
 pub mod engine;
+pub mod relevance;
 
 use std::path::PathBuf;
 

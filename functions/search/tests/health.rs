@@ -23,12 +23,17 @@ impl Embedder for Hung {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_dependency_times_out_and_is_named() {
+type Keywords = quarry_keyword::KeywordReplica<quarry_testkit::keywords::MemoryIndexFiles>;
+
+/// The search function's backend over in-memory stores, with `embedder` and `keywords`.
+fn backend<E: Embedder>(
+    embedder: E,
+    vectors: MemoryVectors,
+    keywords: Option<Keywords>,
+) -> AwsBackend<E, MemoryVectors, MemoryState, MemorySource, MemoryQueue, quarry_core::ports::NoEvents, Keywords> {
     let state = MemoryState::default();
-    let vectors = MemoryVectors::new(4);
-    let backend = AwsBackend {
-        embedder: Hung(ModelInfo { id: "hung".into(), dimension: 4, max_tokens: 256 }),
+    AwsBackend {
+        embedder,
         vectors: vectors.clone(),
         state: state.clone(),
         starter: AwsStarter {
@@ -41,8 +46,14 @@ async fn a_hung_dependency_times_out_and_is_named() {
             hosted: None,
         },
         bucket: "b".into(),
-        keywords: None::<quarry_api::NoKeywords>,
-    };
+        keywords,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_dependency_times_out_and_is_named() {
+    let backend =
+        backend(Hung(ModelInfo { id: "hung".into(), dimension: 4, max_tokens: 256 }), MemoryVectors::new(4), None);
     let secret = quarry_core::config::Secret::new("a health-test cursor secret of 32+ characters");
     let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));
     // Before the probes end, nothing is known: not ready.
@@ -79,7 +90,6 @@ impl Embedder for Ready {
 async fn readiness_reports_the_keyword_index_generation_and_age() {
     use quarry_core::keywords::ChunkChange;
     use quarry_core::ports::VectorWriter;
-    let state = MemoryState::default();
     let vectors = MemoryVectors::new(4);
     let files = quarry_testkit::keywords::MemoryIndexFiles::default();
     let key = quarry_core::DocumentKey::new("fresh.txt");
@@ -98,22 +108,9 @@ async fn readiness_reports_the_keyword_index_generation_and_age() {
         .expect("upsert");
     let indexer = quarry_keyword::KeywordIndexer::new(vectors.clone(), files.clone());
     indexer.apply(&[ChunkChange { document, chunks: 1 }]).await.expect("publish");
-    let backend = AwsBackend {
-        embedder: Ready(ModelInfo { id: "ready".into(), dimension: 4, max_tokens: 256 }),
-        vectors: vectors.clone(),
-        state: state.clone(),
-        starter: AwsStarter {
-            source: MemorySource::default(),
-            state,
-            vectors,
-            queue: MemoryQueue::default(),
-            events: quarry_core::ports::NoEvents,
-            limits: Limits::default(),
-            hosted: None,
-        },
-        bucket: "b".into(),
-        keywords: Some(quarry_keyword::KeywordReplica::new(files, Duration::ZERO)),
-    };
+    let replica = quarry_keyword::KeywordReplica::new(files, Duration::ZERO);
+    let backend =
+        backend(Ready(ModelInfo { id: "ready".into(), dimension: 4, max_tokens: 256 }), vectors, Some(replica));
     let secret = quarry_core::config::Secret::new("a health-test cursor secret of 32+ characters");
     let router = quarry_api::router(backend, Config::default().server, cursor_key(Some(&secret)).expect("key"));
     let mut body = serde_json::Value::Null;

@@ -52,6 +52,26 @@ impl S3VectorStore {
     pub fn new(client: Client, bucket: impl Into<String>, index: impl Into<String>) -> Self {
         S3VectorStore { client, bucket: bucket.into(), index: index.into() }
     }
+
+    /// GetVectors for the chunks of `document` with `ordinals` (at most a hundred), without their
+    /// data, with their metadata when asked.
+    async fn get(
+        &self,
+        document: &DocumentId,
+        ordinals: std::ops::Range<u32>,
+        metadata: bool,
+    ) -> Result<aws_sdk_s3vectors::operation::get_vectors::GetVectorsOutput, PortError> {
+        self.client
+            .get_vectors()
+            .vector_bucket_name(&self.bucket)
+            .index_name(&self.index)
+            .set_keys(Some(ordinals.map(|o| ChunkId::new(document, o).as_str().to_owned()).collect()))
+            .return_data(false)
+            .return_metadata(metadata)
+            .send()
+            .await
+            .map_err(|e| port_error("s3vectors.get_vectors", e))
+    }
 }
 
 /// "a/b/c.pdf" -> ["a/", "a/b/"]: what `$startsWith` on `key` is answered with.
@@ -236,19 +256,7 @@ impl VectorWriter for S3VectorStore {
         let mut removed = 0u64;
         let mut from = keep;
         loop {
-            let keys: Vec<String> =
-                (from..from + KEYS_BATCH as u32).map(|o| ChunkId::new(document, o).as_str().to_owned()).collect();
-            let out = self
-                .client
-                .get_vectors()
-                .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
-                .set_keys(Some(keys))
-                .return_data(false)
-                .return_metadata(false)
-                .send()
-                .await
-                .map_err(|e| port_error("s3vectors.get_vectors", e))?;
+            let out = self.get(document, from..from + KEYS_BATCH as u32, false).await?;
             let found: Vec<String> = out.vectors().iter().map(|v| v.key().to_owned()).collect();
             if !found.is_empty() {
                 self.client
@@ -277,18 +285,7 @@ impl quarry_core::keywords::ChunkReader for S3VectorStore {
         let mut from = 0;
         while from < count {
             let to = count.min(from + KEYS_BATCH as u32);
-            let keys: Vec<String> = (from..to).map(|o| ChunkId::new(document, o).as_str().to_owned()).collect();
-            let got = self
-                .client
-                .get_vectors()
-                .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
-                .set_keys(Some(keys))
-                .return_data(false)
-                .return_metadata(true)
-                .send()
-                .await
-                .map_err(|e| port_error("s3vectors.get_vectors", e))?;
+            let got = self.get(document, from..to, true).await?;
             out.extend(got.vectors().iter().filter_map(|v| hit_of(v.key(), None, v.metadata())));
             from = to;
         }

@@ -12,6 +12,8 @@ use crate::published::{Manifest, PublishedIndex};
 /// Publishes attempted before a batch is handed back for redelivery: reserved concurrency 1 makes
 /// a lost race rare, and each attempt starts from the manifest that won.
 const ATTEMPTS: usize = 4;
+/// Documents whose chunks are read at once.
+const READERS: usize = 16;
 
 /// The writer, over the vector store it reads chunks from and the files it publishes to. Its copy
 /// of the index stays in memory between batches, so a warm writer fetches nothing.
@@ -25,6 +27,10 @@ pub struct KeywordIndexer<R, F> {
 impl<R: ChunkReader, F: IndexFiles> KeywordIndexer<R, F> {
     pub fn new(reader: R, files: F) -> Self {
         KeywordIndexer { reader, files, index: tokio::sync::Mutex::new(PublishedIndex::default()) }
+    }
+
+    async fn read(&self, change: &ChunkChange) -> Result<(ChunkChange, Vec<quarry_core::ports::VectorHit>), PortError> {
+        Ok((change.clone(), self.reader.chunks(&change.document, change.chunks).await?))
     }
 
     /// Applies `changes` and publishes them in one manifest. A document named twice is read once,
@@ -43,9 +49,11 @@ impl<R: ChunkReader, F: IndexFiles> KeywordIndexer<R, F> {
         loop {
             attempt += 1;
             // Read at each attempt: what the vector store holds now is what the index must say.
+            // Several documents at once: one at a time, a batch of 1,000 took 4.2 s on moto's
+            // GetVectors alone (issue 16's benchmark).
             let mut read = Vec::with_capacity(merged.len());
-            for change in &merged {
-                read.push((change.clone(), self.reader.chunks(&change.document, change.chunks).await?));
+            for group in merged.chunks(READERS) {
+                read.extend(futures::future::try_join_all(group.iter().map(|c| self.read(c))).await?);
             }
             match index.publish(&self.files, &read).await {
                 Ok(manifest) => {

@@ -15,5 +15,5 @@ mod replica;
 pub use analysis::query_terms;
 pub use index::{KeywordError, KeywordHit, KeywordIndex, Ranked};
 pub use indexer::KeywordIndexer;
-pub use published::{Manifest, PublishError, PublishedIndex};
+pub use published::{Fetched, Manifest, PublishError, PublishedIndex};
 pub use replica::{KeywordReplica, REFRESH_INTERVAL};

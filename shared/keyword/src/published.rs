@@ -30,6 +30,9 @@ use tantivy::schema::Value as _;
 
 use crate::index::{KeywordError, KeywordIndex};
 
+/// Files fetched at once.
+const FETCHES: usize = 8;
+
 /// How long a file a manifest stopped naming stays, for searchers still loading an older one.
 pub const RETIRE_AFTER: Duration = Duration::from_secs(15 * 60);
 
@@ -72,6 +75,13 @@ pub struct Stored {
 pub struct Retired {
     pub object: String,
     pub since_ms: i64,
+}
+
+/// A manifest read and its files fetched, ready to [`PublishedIndex::install`].
+#[derive(Debug)]
+pub struct Fetched {
+    manifest: Manifest,
+    tag: String,
 }
 
 /// What search shows of a chunk, stored beside it in the index.
@@ -173,25 +183,49 @@ impl PublishedIndex {
     /// Brings this copy up to the published manifest, fetching only the files it lacks. Returns
     /// whether anything changed.
     pub async fn sync<F: IndexFiles>(&mut self, files: &F) -> Result<bool, PublishError> {
+        match self.fetch(files).await? {
+            Some(fetched) => {
+                self.install(fetched)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The newer manifest, if there is one, with the files this copy lacks written into its
+    /// directory. Searches go on meanwhile (they see the directory only through the reader, which
+    /// [`PublishedIndex::install`] reloads), so a searcher downloads under a shared lock.
+    pub async fn fetch<F: IndexFiles>(&self, files: &F) -> Result<Option<Fetched>, PublishError> {
         let (bytes, tag) = match files.manifest(self.tag.as_deref()).await? {
-            ManifestRead::Missing | ManifestRead::Unchanged => return Ok(false),
+            ManifestRead::Missing | ManifestRead::Unchanged => return Ok(None),
             ManifestRead::Found { bytes, tag } => (bytes, tag),
         };
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(PublishError::Manifest)?;
-        for (name, stored) in &manifest.files {
-            let current = self.manifest.files.get(name).is_some_and(|s| s.object == stored.object);
-            if !current || !self.directory.exists(Path::new(name)).unwrap_or(false) {
-                let data = files.get(&stored.object).await?;
-                self.directory.atomic_write(Path::new(name), &data).map_err(PublishError::Load)?;
+        let wanted: Vec<(&String, &Stored)> = manifest
+            .files
+            .iter()
+            .filter(|(name, stored)| {
+                let current = self.manifest.files.get(*name).is_some_and(|s| s.object == stored.object);
+                !current || !self.directory.exists(Path::new(name)).unwrap_or(false)
+            })
+            .collect();
+        // A few at a time: a cold start fetches every file (48 at 100,000 chunks).
+        for group in wanted.chunks(FETCHES) {
+            let got = futures::future::try_join_all(group.iter().map(|(_, stored)| files.get(&stored.object))).await?;
+            for ((name, _), data) in group.iter().zip(got) {
+                self.directory.atomic_write(Path::new(*name), &data).map_err(PublishError::Load)?;
             }
         }
-        self.directory.atomic_write(Path::new("meta.json"), manifest.meta.as_bytes()).map_err(PublishError::Load)?;
-        self.install(manifest, tag)?;
-        Ok(true)
+        Ok(Some(Fetched { manifest, tag }))
     }
 
-    /// Makes `manifest` (its files already in the directory) the one searched.
-    fn install(&mut self, manifest: Manifest, tag: String) -> Result<(), PublishError> {
+    /// Makes a fetched manifest the one searched.
+    pub fn install(&mut self, fetched: Fetched) -> Result<(), PublishError> {
+        let Fetched { manifest, tag } = fetched;
+        if self.tag.as_deref() == Some(tag.as_str()) {
+            return Ok(());
+        }
+        self.directory.atomic_write(Path::new("meta.json"), manifest.meta.as_bytes()).map_err(PublishError::Load)?;
         for name in self.manifest.files.keys() {
             if !manifest.files.contains_key(name) {
                 // Memory only: a file no manifest names any more.
@@ -301,7 +335,7 @@ impl PublishedIndex {
                     meta: c.meta.clone(),
                 };
                 let payload = serde_json::to_string(&payload).map_err(PublishError::Manifest)?;
-                index.add(&c.id, &c.document, c.meta.title.as_deref().unwrap_or(""), &c.text, &payload)?;
+                index.add(&c.id, &c.document, c.meta.search_title(), &c.text, &payload)?;
             }
         }
         index.set_stamp(generation);

@@ -22,6 +22,10 @@ pub struct KeywordReplica<F> {
     index: tokio::sync::RwLock<PublishedIndex>,
     /// When the manifest was last asked for.
     checked: std::sync::Mutex<Option<Instant>>,
+    /// Held by the refresh under way.
+    refreshing: tokio::sync::Mutex<()>,
+    /// A manifest was read (or found missing) at least once.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl<F: IndexFiles> KeywordReplica<F> {
@@ -31,6 +35,8 @@ impl<F: IndexFiles> KeywordReplica<F> {
             interval,
             index: tokio::sync::RwLock::new(PublishedIndex::default()),
             checked: std::sync::Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            loaded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -51,6 +57,13 @@ impl<F: IndexFiles> KeywordReplica<F> {
     }
 
     async fn refresh(&self, force: bool) -> Result<(), PortError> {
+        // One refresh at a time; searches meanwhile use the copy they have, unless there is none
+        // yet (a readiness probe may be loading it as the first search comes): then they wait.
+        let _refreshing = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if self.loaded.load(std::sync::atomic::Ordering::Acquire) => return Ok(()),
+            Err(_) => self.refreshing.lock().await,
+        };
         {
             let mut checked = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !force && checked.is_some_and(|at| at.elapsed() < self.interval) {
@@ -58,19 +71,18 @@ impl<F: IndexFiles> KeywordReplica<F> {
             }
             *checked = Some(Instant::now());
         }
-        // One refresh at a time; searches meanwhile use the copy they have.
-        let Ok(mut index) = self.index.try_write() else { return Ok(()) };
-        let changed = index.sync(&self.files).await?;
-        if changed {
-            let m = index.manifest();
-            metrics::gauge!(quarry_core::metric::KEYWORD_INDEX_AGE).set(m.age_ms() as f64);
-            tracing::info!(
-                generation = m.generation,
-                chunks = m.chunks,
-                segments = m.segments,
-                "keyword index refreshed"
-            );
-        }
+        // Downloads under the shared lock, beside searches; only the switch takes the exclusive one.
+        let fetched = self.index.read().await.fetch(&self.files).await?;
+        let Some(fetched) = fetched else {
+            self.loaded.store(true, std::sync::atomic::Ordering::Release);
+            return Ok(());
+        };
+        let mut index = self.index.write().await;
+        index.install(fetched)?;
+        self.loaded.store(true, std::sync::atomic::Ordering::Release);
+        let m = index.manifest();
+        metrics::gauge!(quarry_core::metric::KEYWORD_INDEX_AGE).set(m.age_ms() as f64);
+        tracing::info!(generation = m.generation, chunks = m.chunks, segments = m.segments, "keyword index refreshed");
         Ok(())
     }
 }

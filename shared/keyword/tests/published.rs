@@ -63,12 +63,17 @@ async fn published_scores_equal_the_embedded_index() {
     let store = PublishedStore::new(MemoryVectors::new(DIM), MemoryIndexFiles::default());
     let local = KeywordIndex::in_memory();
     for (i, text) in texts.iter().enumerate() {
-        let r = record(&format!("doc-{i}.txt"), 0, text);
-        local.upsert(&r.id, &r.document, "Notes", text).expect("local");
+        let mut r = record(&format!("doc-{i}.txt"), 0, text);
+        if i % 2 == 1 {
+            // A title given as user metadata (a JSONL record's `title` field) weighs the same.
+            r.meta.title = None;
+            r.meta.user.insert("title".to_owned(), format!("Fish notes {i}"));
+        }
+        local.upsert(&r.id, &r.document, r.meta.search_title(), text).expect("local");
         store.upsert(std::slice::from_ref(&r)).await.expect("publish");
         store.delete_from(&r.document, 1).await.expect("count");
     }
-    for q in ["fish omega-3", "salt pressure", "notes fish", "walnuts"] {
+    for q in ["fish omega-3", "salt pressure", "notes fish", "walnuts", "fish notes 3"] {
         let published = store.keyword_search(&query(q, 10)).await.expect("published");
         let terms = quarry_keyword::query_terms(q);
         let ranked = local.search(&terms, 10, None).expect("local");
@@ -162,4 +167,50 @@ async fn the_merge_policy_keeps_the_segment_count_bounded() {
     assert_eq!(m.chunks, 40);
     assert!(most <= 10, "40 publishes, at most {most} segments at once");
     assert!(!m.retired.is_empty(), "merged-away files are retired, not leaked");
+}
+
+/// Index files whose manifest answers slowly, as S3 may at a cold start.
+#[derive(Debug, Clone)]
+struct Slow(MemoryIndexFiles);
+
+impl IndexFiles for Slow {
+    async fn manifest(&self, known: Option<&str>) -> Result<ManifestRead, quarry_core::PortError> {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.0.manifest(known).await
+    }
+    async fn publish(&self, bytes: &[u8], replaces: Option<&str>) -> Result<String, quarry_core::PortError> {
+        self.0.publish(bytes, replaces).await
+    }
+    async fn get(&self, name: &str) -> Result<Vec<u8>, quarry_core::PortError> {
+        self.0.get(name).await
+    }
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), quarry_core::PortError> {
+        self.0.put(name, bytes).await
+    }
+    async fn delete(&self, names: &[String]) -> Result<(), quarry_core::PortError> {
+        self.0.delete(names).await
+    }
+}
+
+/// A search that comes while the first load is under way (a readiness probe started it) waits for
+/// it rather than answering from an empty index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_during_the_first_load_waits_for_it() {
+    let vectors = MemoryVectors::new(DIM);
+    let files = MemoryIndexFiles::default();
+    let r = record("first.txt", 0, "an albatross glides for hours");
+    vectors.upsert(std::slice::from_ref(&r)).await.expect("upsert");
+    KeywordIndexer::new(vectors, files.clone())
+        .apply(&[ChunkChange { document: r.document.clone(), chunks: 1 }])
+        .await
+        .expect("publish");
+    let replica = std::sync::Arc::new(KeywordReplica::new(Slow(files), std::time::Duration::from_secs(60)));
+    let probe = {
+        let replica = std::sync::Arc::clone(&replica);
+        tokio::spawn(async move { replica.current().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let hits = replica.keyword_search(&query("albatross", 5)).await.expect("search");
+    assert_eq!(hits.len(), 1, "the search waited for the load under way");
+    assert_eq!(probe.await.expect("probe").expect("load").generation, 1);
 }

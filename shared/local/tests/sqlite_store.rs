@@ -210,3 +210,30 @@ async fn batch_counters_survive_the_upgrade_that_keeps_them() {
     let got = store.counters(&batch).await.expect("counters");
     assert_eq!((got.total, got.done, got.skipped, got.pending), (3, 2, 1, 0), "counted once: {got:?}");
 }
+
+/// Every stored chunk comes back whole, vector included, by document and ordinal.
+#[tokio::test]
+async fn records_give_back_every_chunk_as_written() {
+    let store = SqliteStore::open(&scratch("records"), 4).expect("open");
+    let key = DocumentKey::new("export/a.md");
+    let document = DocumentId::for_key(&key);
+    let mut meta = ChunkMeta::new(key, Format::Markdown);
+    meta.title = Some("Export".into());
+    meta.user.insert("team".into(), "ops".into());
+    let written: Vec<VectorRecord> = (0..3u32)
+        .map(|o| VectorRecord {
+            id: ChunkId::new(&document, o),
+            document: document.clone(),
+            vector: vec![o as f32, 0.5, -0.25, 1.0],
+            text: format!("chunk {o}"),
+            pages: (o == 1).then_some(quarry_core::PageRange { first: 2, last: 3 }),
+            span: quarry_core::CharSpan { start: 10 * o as usize, end: 10 * o as usize + 7 },
+            meta: meta.clone(),
+        })
+        .rev()
+        .collect();
+    store.upsert(&written).await.expect("upsert");
+    let mut expected = written.clone();
+    expected.reverse();
+    assert_eq!(store.records().expect("records"), expected);
+}

@@ -322,3 +322,63 @@ async fn a_job_that_keeps_failing_retryably_lands_in_the_dlq() {
     assert_eq!(dead_job.key.as_str(), key);
     assert!(matches!(status(&stack, key).await, Some(DocumentStatus::Processing { .. })), "nothing was indexed");
 }
+
+/// Keyword and hybrid pages go past S3 Vectors' 100: the keyword list is as deep as the published
+/// index, and the semantic list inside hybrid stays capped at 100 by QueryVectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyword_and_hybrid_pages_go_past_one_hundred_on_aws() {
+    use quarry_core::ports::{VectorRecord, VectorWriter};
+    let stack = Stack::new().await;
+    // 150 one-chunk documents sharing a word, written as the embed-workers write them.
+    let mut records = Vec::new();
+    for i in 0..150u32 {
+        let key = DocumentKey::new(format!("deep/doc-{i:03}.txt"));
+        let document = DocumentId::for_key(&key);
+        let mut vector = vec![0.0f32; quarry_embed::DIMENSION];
+        vector[i as usize % quarry_embed::DIMENSION] = 1.0;
+        records.push(VectorRecord {
+            id: quarry_core::ChunkId::new(&document, 0),
+            document,
+            vector,
+            text: format!("lighthouse entry {i}: the lamp was lit at dusk"),
+            pages: None,
+            span: quarry_core::CharSpan { start: 0, end: 40 },
+            meta: quarry_core::meta::ChunkMeta::new(key, quarry_core::Format::Text),
+        });
+    }
+    stack.writer.upsert(&records).await.expect("upsert");
+    for r in &records {
+        stack.writer.delete_from(&r.document, 1).await.expect("count");
+    }
+    let changes = stack.created.resources.keyword_queue_url.clone().expect("provisioned");
+    let indexer = stack.keyword_indexer();
+    stack.drain(&changes, 1, |e| quarry_keyword_indexer::handle(&indexer, e)).await;
+
+    let router = stack.router();
+    for mode in ["keyword", "hybrid"] {
+        let (mut seen, mut pages) = (std::collections::HashSet::new(), Vec::new());
+        let mut cursor: Option<String> = None;
+        for page in 0..2 {
+            let mut body = json!({"query": "lighthouse lamp", "mode": mode, "top_k": 100});
+            if let Some(c) = &cursor {
+                body["cursor"] = json!(c);
+            }
+            let (code, r) = api(&router, "POST", "/v1/search", Some(&body)).await;
+            assert_eq!(code, 200, "{mode} page {page}: {r}");
+            let ids: Vec<String> = r["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|h| h["chunk_id"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            pages.push(ids.len());
+            seen.extend(ids);
+            cursor = r["next_cursor"].as_str().map(str::to_owned);
+            assert_eq!(cursor.is_some(), page == 0, "{mode}: a cursor after the first page only: {r}");
+        }
+        assert_eq!(pages, [100, 50], "{mode}: 150 results over two pages, past the 100 S3 Vectors returns");
+        if mode == "keyword" {
+            assert_eq!(seen.len(), 150, "keyword: every document once over the two pages");
+        }
+    }
+}

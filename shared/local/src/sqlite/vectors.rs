@@ -11,7 +11,7 @@ use quarry_core::ports::{
 use quarry_core::{CharSpan, ChunkId, DocumentId, Filter, PageRange, PortError, meta};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Keywords, Metadata, SqliteStore, db_error, to_blob};
+use super::{Keywords, Metadata, SqliteStore, db_error, from_blob, to_blob};
 use quarry_keyword::{KeywordError, KeywordIndex};
 
 /// The count of changes to `chunks` so far (kept by triggers): what a keyword index that holds
@@ -298,6 +298,44 @@ impl Payload {
             }
         };
         Some(VectorHit { id, document, score, text: self.text, pages: self.pages, span: self.span, meta })
+    }
+}
+
+impl SqliteStore {
+    /// Every stored chunk with its vector, by document and ordinal: what another vector store needs
+    /// to hold the same index (the AWS keyword benchmark copies an embedded index to S3 Vectors).
+    pub fn records(&self) -> Result<Vec<VectorRecord>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!("SELECT id, document_id, vector, {PAYLOAD} FROM chunks ORDER BY document_id, ordinal"))
+            .map_err(db_error("chunks.records"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    from_blob(&r.get::<_, Vec<u8>>(2)?),
+                    payload(r, 3)?,
+                ))
+            })
+            .map_err(db_error("chunks.records"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, document, vector, p) = row.map_err(db_error("chunks.records"))?;
+            let Some(document) = DocumentId::parse(&document) else { continue };
+            if let Some(h) = p.into_hit(ChunkId::from_stored(id), document, 0.0) {
+                out.push(VectorRecord {
+                    id: h.id,
+                    document: h.document,
+                    vector,
+                    text: h.text,
+                    pages: h.pages,
+                    span: h.span,
+                    meta: h.meta,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 
