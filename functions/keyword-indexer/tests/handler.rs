@@ -69,33 +69,12 @@ async fn a_batch_is_one_publish_duplicates_change_nothing_and_a_bad_message_goes
 
 #[tokio::test]
 async fn a_failed_publish_hands_the_whole_batch_back() {
-    // Index files that refuse every write: the publish fails retryably.
-    #[derive(Debug, Clone, Default)]
-    struct Refusing(MemoryIndexFiles);
-    impl quarry_core::keywords::IndexFiles for Refusing {
-        async fn manifest(
-            &self,
-            known: Option<&str>,
-        ) -> Result<quarry_core::keywords::ManifestRead, quarry_core::PortError> {
-            self.0.manifest(known).await
-        }
-        async fn publish(&self, _: &[u8], _: Option<&str>) -> Result<String, quarry_core::PortError> {
-            Err(quarry_core::PortError::Throttled { operation: "test.publish", retry_after: None, source: None })
-        }
-        async fn get(&self, name: &str) -> Result<Vec<u8>, quarry_core::PortError> {
-            self.0.get(name).await
-        }
-        async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), quarry_core::PortError> {
-            self.0.put(name, bytes).await
-        }
-        async fn delete(&self, names: &[String]) -> Result<(), quarry_core::PortError> {
-            self.0.delete(names).await
-        }
-    }
     let vectors = MemoryVectors::new(2);
     let r = record("c.txt", 0, "a refusal");
     vectors.upsert(std::slice::from_ref(&r)).await.expect("upsert");
-    let files = Refusing::default();
+    // Every publish fails retryably.
+    let files = MemoryIndexFiles::default();
+    files.refuse_publishes();
     let indexer = KeywordIndexer::new(vectors, files.clone());
     let body = serde_json::to_string(&ChunkChange { document: r.document.clone(), chunks: 1 }).expect("json");
     let mut event = SqsEvent::default();
@@ -103,5 +82,5 @@ async fn a_failed_publish_hands_the_whole_batch_back() {
     let response = quarry_keyword_indexer::handle(&indexer, event).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["x", "y"]);
-    assert!(files.0.files().is_empty(), "what a failed publish uploaded is not left behind: {:?}", files.0.files());
+    assert!(files.files().is_empty(), "what a failed publish uploaded is not left behind: {:?}", files.files());
 }

@@ -169,29 +169,6 @@ async fn the_merge_policy_keeps_the_segment_count_bounded() {
     assert!(!m.retired.is_empty(), "merged-away files are retired, not leaked");
 }
 
-/// Index files whose manifest answers slowly, as S3 may at a cold start.
-#[derive(Debug, Clone)]
-struct Slow(MemoryIndexFiles);
-
-impl IndexFiles for Slow {
-    async fn manifest(&self, known: Option<&str>) -> Result<ManifestRead, quarry_core::PortError> {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        self.0.manifest(known).await
-    }
-    async fn publish(&self, bytes: &[u8], replaces: Option<&str>) -> Result<String, quarry_core::PortError> {
-        self.0.publish(bytes, replaces).await
-    }
-    async fn get(&self, name: &str) -> Result<Vec<u8>, quarry_core::PortError> {
-        self.0.get(name).await
-    }
-    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), quarry_core::PortError> {
-        self.0.put(name, bytes).await
-    }
-    async fn delete(&self, names: &[String]) -> Result<(), quarry_core::PortError> {
-        self.0.delete(names).await
-    }
-}
-
 /// A search that comes while the first load is under way (a readiness probe started it) waits for
 /// it rather than answering from an empty index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +181,9 @@ async fn a_search_during_the_first_load_waits_for_it() {
         .apply(&[ChunkChange { document: r.document.clone(), chunks: 1 }])
         .await
         .expect("publish");
-    let replica = std::sync::Arc::new(KeywordReplica::new(Slow(files), std::time::Duration::from_secs(60)));
+    // The manifest answers slowly, as S3 may at a cold start.
+    files.delay_manifest(std::time::Duration::from_millis(200));
+    let replica = std::sync::Arc::new(KeywordReplica::new(files, std::time::Duration::from_secs(60)));
     let probe = {
         let replica = std::sync::Arc::clone(&replica);
         tokio::spawn(async move { replica.current().await })

@@ -19,6 +19,10 @@ struct Bucket {
     publishes: u64,
     conflicts: u64,
     gets: u64,
+    /// Every publish fails as throttled.
+    refuse_publishes: bool,
+    /// How long a manifest read takes.
+    manifest_delay: std::time::Duration,
 }
 
 /// Gives other tasks a turn, as a real request would: concurrent writers interleave.
@@ -55,6 +59,17 @@ impl MemoryIndexFiles {
         lock(&self.bucket).publishes
     }
 
+    /// From now on every publish fails as throttled (a retryable failure), after any uploads.
+    pub fn refuse_publishes(&self) {
+        lock(&self.bucket).refuse_publishes = true;
+    }
+
+    /// From now on every manifest read takes `delay` (a slow S3 at a cold start).
+    #[cfg(feature = "keywords")]
+    pub fn delay_manifest(&self, delay: std::time::Duration) {
+        lock(&self.bucket).manifest_delay = delay;
+    }
+
     /// Publishes refused because another writer's landed first.
     pub fn conflicts(&self) -> u64 {
         lock(&self.bucket).conflicts
@@ -69,6 +84,13 @@ impl MemoryIndexFiles {
 impl IndexFiles for MemoryIndexFiles {
     async fn manifest(&self, known: Option<&str>) -> Result<ManifestRead, PortError> {
         yield_once().await;
+        #[cfg(feature = "keywords")]
+        {
+            let delay = lock(&self.bucket).manifest_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
         Ok(match &lock(&self.bucket).manifest {
             None => ManifestRead::Missing,
             Some((_, tag)) if Some(tag.as_str()) == known => ManifestRead::Unchanged,
@@ -79,6 +101,9 @@ impl IndexFiles for MemoryIndexFiles {
     async fn publish(&self, bytes: &[u8], replaces: Option<&str>) -> Result<String, PortError> {
         yield_once().await;
         let mut b = lock(&self.bucket);
+        if b.refuse_publishes {
+            return Err(PortError::Throttled { operation: "keywords.publish", retry_after: None, source: None });
+        }
         if b.manifest.as_ref().map(|(_, t)| t.as_str()) != replaces {
             b.conflicts += 1;
             return Err(PortError::Conflict { operation: "keywords.publish" });

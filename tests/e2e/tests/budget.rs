@@ -3,6 +3,10 @@
 //! format, and one ledger in DynamoDB. The batch budget stops them before it is passed; the batch
 //! reads `paused`; raised, it resumes through the API to the end, every chunk embedded once.
 
+// The embed-worker's job future nests the pipeline's and the SDK's several calls deep; computing its
+// layout passes rustc's default depth of 128.
+#![recursion_limit = "256"]
+
 use futures::StreamExt;
 use quarry_core::BatchId;
 use quarry_core::config::{Budget, Secret, Usd};
