@@ -125,7 +125,7 @@ tools_venv() {
 }
 TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry
 tools_venv "aws tools" "$TOOLS/aws-tools" python \
-  "moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
+  "moto[server]==5.2.5 numpy==2.4.6 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
 tools_venv "api tools" "$TOOLS/api-tools" st "schemathesis==4.32.0"
 
 # 5. The browser tests: Debian's Chromium, and playwright-core (pinned by tests/browser's lock file).

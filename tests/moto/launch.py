@@ -11,6 +11,10 @@ backend, following AWS's documented semantics (docs/AWS.md says why an emulator 
   a filter on a non-filterable key, or an unknown operator, is a ValidationException;
 - returnMetadata / returnDistance decide what each result carries.
 
+The search is exact, over a numpy matrix of the index kept until its next change (numpy is in the
+test tools' environment with moto), so that an index of 100,000 vectors answers in milliseconds, as
+benchmarks of the search function need. GetVectors looks each key up rather than scanning the index.
+
 It also makes each DynamoDB request atomic, as DynamoDB's are: moto serves requests on many
 threads and applies an update as read, change, write, so two concurrent `ADD`s on one item (eight
 workers moving a batch's counters, reserving one budget) could lose one. Requests to DynamoDB are
@@ -22,15 +26,17 @@ test process that started it takes it down when it exits, however it exits.
 
 import json
 import logging
-import math
 import sys
 import threading
+
+import numpy as np
 
 from moto.core.responses import ActionResult
 from moto.dynamodb.responses import DynamoHandler
 from moto.s3.responses import S3Response
 from moto.s3vectors import urls as s3v_urls
 from moto.s3vectors.exceptions import ValidationError
+from moto.s3vectors.models import S3VectorsBackend
 from moto.s3vectors.responses import S3VectorsResponse
 from moto.server import ThreadedMotoServer
 
@@ -104,15 +110,59 @@ def _matches(flt, metadata, non_filterable):
     return True
 
 
-def _distance(metric, a, b):
+class _Versioned(dict):
+    """An index's vectors, counting their changes: QueryVectors keeps a matrix of them until the next."""
+
+    version = 0
+
+    def __setitem__(self, key, value):
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        self.version += 1
+        return super().pop(*args)
+
+    def clear(self):
+        self.version += 1
+        super().clear()
+
+
+def _matrix(index):
+    """The index's vectors as one float64 matrix, rebuilt after a change. A Python loop over 100,000
+    vectors took seconds per query; numpy answers the same exact search in milliseconds."""
+    vectors = index.vectors
+    version = getattr(vectors, "version", None)
+    cached = getattr(index, "_quarry_matrix", None)
+    if cached is not None and version is not None and cached[0] == version:
+        return cached
+    items = list(vectors.values())
+    rows = [v.data.get("float32") if isinstance(v.data, dict) else v.data for v in items]
+    data = np.array(rows, dtype=np.float64).reshape(len(items), index.dimension)
+    cached = (version, items, data, np.linalg.norm(data, axis=1))
+    index._quarry_matrix = cached
+    return cached
+
+
+def _distances(metric, data, norms, query):
+    q = np.asarray(query, dtype=np.float64)
     if metric == "euclidean":
-        return math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
-    dot = sum(x * y for x, y in zip(a, b))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    if na == 0 or nb == 0:
-        return 1.0
-    return 1.0 - dot / (na * nb)
+        return np.sqrt(np.maximum(norms * norms - 2.0 * (data @ q) + q @ q, 0.0))
+    qn = float(np.linalg.norm(q))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = 1.0 - (data @ q) / (norms * qn)
+    # A zero vector has no direction: as far as can be from everything.
+    dist[(norms == 0) | (qn == 0)] = 1.0
+    return dist
+
+
+def _metadata(vector):
+    metadata = vector.metadata or {}
+    return json.loads(metadata) if isinstance(metadata, str) else metadata
 
 
 def query_vectors(self):
@@ -135,25 +185,34 @@ def query_vectors(self):
     non_filterable = set(
         (getattr(index, "metadata_configuration", None) or {}).get("nonFilterableMetadataKeys") or []
     )
-    scored = []
-    for vector in list(index.vectors.values()):
-        metadata = vector.metadata or {}
-        if isinstance(metadata, str):
-            metadata = json.loads(metadata)
-        if flt is not None and not _matches(flt, metadata, non_filterable):
-            continue
-        data = vector.data.get("float32") if isinstance(vector.data, dict) else vector.data
-        scored.append((_distance(index.distance_metric, query, data), vector.key, metadata))
-    scored.sort(key=lambda t: (t[0], t[1]))
+    _, items, data, norms = _matrix(index)
+    dist = _distances(index.distance_metric, data, norms, query)
+    rows = np.arange(len(items))
+    if flt is not None:
+        rows = np.array(
+            [i for i, v in enumerate(items) if _matches(flt, _metadata(v), non_filterable)], dtype=np.int64
+        )
+    if len(rows) > top_k:
+        # The k nearest, and every row tied with the k-th, ordered below by distance then key.
+        kth = np.partition(dist[rows], top_k - 1)[top_k - 1]
+        rows = rows[dist[rows] <= kth]
+    scored = sorted(((float(dist[i]), items[i].key, items[i]) for i in rows), key=lambda t: (t[0], t[1]))
     out = []
-    for dist, key, metadata in scored[:top_k]:
+    for distance, key, vector in scored[:top_k]:
         item = {"key": key}
         if return_metadata:
-            item["metadata"] = metadata
+            item["metadata"] = _metadata(vector)
         if return_distance:
-            item["distance"] = dist
+            item["distance"] = distance
         out.append(item)
     return ActionResult({"vectors": out, "distanceMetric": index.distance_metric})
+
+
+def get_vectors(self, vector_bucket_name, index_name, index_arn, keys):
+    """moto scans the whole index for each key asked (a publish of 1,000 documents took seconds at
+    100,000 chunks); a lookup per key answers the same."""
+    index = self.get_index(vector_bucket_name, index_name=index_name, index_arn=index_arn)
+    return [index.vectors[k] for k in dict.fromkeys(keys) if k in index.vectors]
 
 
 _create_index = S3VectorsResponse.create_index
@@ -170,6 +229,7 @@ def create_index(self):
         index_arn=None,
     )
     index.metadata_configuration = config
+    index.vectors = _Versioned(index.vectors)
     return result
 
 
@@ -222,6 +282,7 @@ S3Response.put_object = s3_put_object
 S3VectorsResponse.create_index = create_index
 S3VectorsResponse.put_vectors = put_vectors
 S3VectorsResponse.query_vectors = query_vectors
+S3VectorsBackend.get_vectors = get_vectors
 s3v_urls.url_paths["{0}/QueryVectors$"] = S3VectorsResponse.dispatch
 
 

@@ -9,6 +9,10 @@
 //!    then copies with one word in seven swapped) published in batches on in-memory files; publish
 //!    time per batch, segments and size; a cold searcher's load (in memory, and from moto's S3);
 //!    keyword search p50/p95 on a warm searcher; S3 requests per search at the default refresh.
+//! 3. The search function's handler at that scale on moto: the chunks (copies' vectors their seed's
+//!    with noise) in S3 Vectors and the index in the deployment's bucket; a cold start to its first
+//!    hybrid answer, then warm p50/p95 per mode through API Gateway events, and moto's QueryVectors
+//!    alone so that the handler's own share is known.
 //!
 //! Run by `scripts/bench_aws_keywords.sh`, which first builds the embedded index with
 //! `quarry eval DATASET --state DIR`, then runs this with `QUARRY_BENCH_STATE=DIR`. `QUARRY_BENCH_CHUNKS` sets the scale (100000).
@@ -20,11 +24,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use quarry_aws::{Clients, S3IndexFiles, S3VectorStore, provision};
 use quarry_cli::relevance::{documents, load_qrels, load_queries, metrics};
 use quarry_core::keywords::{ChunkChange, IndexFiles, ManifestRead};
-use quarry_core::ports::{Embedder, KeywordQuery, KeywordSearcher, VectorRecord, VectorWriter};
+use quarry_core::ports::{
+    Embedder, KeywordQuery, KeywordSearcher, VectorQuery, VectorRecord, VectorSearcher, VectorWriter,
+};
 use quarry_core::{ChunkId, DocumentId, DocumentKey, PortError};
+use quarry_e2e::Stack;
 use quarry_embed::{EmbedOptions, LocalEmbedder};
 use quarry_keyword::{KeywordIndexer, KeywordReplica, Manifest, REFRESH_INTERVAL};
 use quarry_local::SqliteStore;
@@ -33,6 +41,8 @@ use quarry_pipeline::query::Fusion;
 use quarry_testkit::XorShift;
 use quarry_testkit::fakes::MemoryVectors;
 use quarry_testkit::keywords::MemoryIndexFiles;
+use quarry_testkit::lambda::api;
+use serde_json::json;
 
 /// S3 Vectors answers at most 100: both sides rank that deep.
 const DEPTH: usize = 100;
@@ -196,7 +206,8 @@ async fn relevance(data: &Path, state: &Path) {
     println!("(AWS path latencies include moto's S3 Vectors, a Python emulator: compare the keyword side below.)");
 }
 
-/// The corpus's chunks, then copies with one word in seven swapped for another chunk's, to `n`.
+/// The corpus's chunks, then copies with one word in seven swapped for another chunk's, to `n`;
+/// a copy's vector is its seed's with a little noise (cosine about 0.99 to it).
 fn scaled(seeds: &[VectorRecord], n: usize) -> Vec<VectorRecord> {
     let words: Vec<Vec<&str>> = seeds.iter().map(|r| r.text.split_whitespace().collect()).collect();
     let mut out = Vec::with_capacity(n);
@@ -223,10 +234,15 @@ fn scaled(seeds: &[VectorRecord], n: usize) -> Vec<VectorRecord> {
             let mut meta = seed.meta.clone();
             meta.key = key;
             let ordinal = seed.id.parts().map_or(0, |(_, o)| o);
+            let vector = if copy == 0 {
+                seed.vector.clone()
+            } else {
+                seed.vector.iter().map(|x| x + 0.006 * rng.gauss()).collect()
+            };
             out.push(VectorRecord {
                 id: ChunkId::new(&document, ordinal),
                 document,
-                vector: vec![1.0],
+                vector,
                 text,
                 pages: seed.pages,
                 span: seed.span,
@@ -242,7 +258,7 @@ async fn scale(data: &Path, state: &Path, n: usize) {
     let seeds = stored_records(&state.join("state.db"));
     let records = scaled(&seeds, n);
     let changes = changes(&records);
-    let vectors = MemoryVectors::new(1);
+    let vectors = MemoryVectors::new(quarry_embed::DIMENSION);
     for group in records.chunks(5_000) {
         vectors.upsert(group).await.expect("upsert");
     }
@@ -269,11 +285,10 @@ async fn scale(data: &Path, state: &Path, n: usize) {
     cold.warm().await.expect("load");
     println!("| cold load from memory, ms | {:.0} |", t.elapsed().as_secs_f64() * 1e3);
 
-    // The same files on moto's S3: what a cold start fetches, over loopback HTTP.
-    let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
-    let bucket = quarry_testkit::moto::unique_name("kwscale");
-    clients.s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
-    let s3 = S3IndexFiles::new(clients.s3.clone(), &bucket);
+    // The same files on moto's S3, in a deployment's index bucket: what a cold start fetches, over
+    // loopback HTTP.
+    let stack = Stack::new().await;
+    let s3 = stack.files.clone();
     for stored in manifest.files.values() {
         s3.put(&stored.object, &files.get(&stored.object).await.expect("file")).await.expect("put");
     }
@@ -320,6 +335,83 @@ async fn scale(data: &Path, state: &Path, n: usize) {
         made,
         started.elapsed().as_secs_f64()
     );
+    handler(&stack, &records, data).await;
+}
+
+/// The search function's handler at scale on moto: the same chunks in S3 Vectors and the published
+/// index in the stack's bucket; searches as API Gateway events through `lambda_http` into the
+/// function's router. Each mode gets its own queries, so that no mode is answered from the query
+/// embeddings another mode cached. moto's QueryVectors is timed alone, so the rest is known apart.
+async fn handler(stack: &Stack, records: &[VectorRecord], data: &Path) {
+    let t = Instant::now();
+    let groups: Vec<&[VectorRecord]> = records.chunks(500).collect();
+    futures::stream::iter(groups.into_iter().map(|g| stack.vectors.upsert(g)))
+        .buffer_unordered(4)
+        .for_each(|r| {
+            r.expect("upsert");
+            std::future::ready(())
+        })
+        .await;
+    println!();
+    println!("## The search function's handler at {} chunks on moto", records.len());
+    println!();
+    println!("(the chunks written to moto's S3 Vectors in {:.0} s)", t.elapsed().as_secs_f64());
+    println!();
+    println!("| measure | value |");
+    println!("| --- | --- |");
+
+    let qrels = load_qrels(&data.join("qrels.tsv")).expect("qrels");
+    let queries: Vec<String> =
+        load_queries(&data.join("queries.jsonl"), &qrels).expect("queries").into_iter().map(|(_, t)| t).collect();
+    let per_mode = queries.len() / (Mode::ALL.len() + 1);
+    let search = |q: &str, mode: Mode| json!({"query": q, "mode": mode.name(), "top_k": 10});
+
+    // moto builds its matrix of the index at the first query after a write: not the function's.
+    let probe = records[0].vector.clone();
+    stack.vectors.search(&VectorQuery { vector: probe, top_k: 1, filter: None }).await.expect("warm moto");
+    // A cold start: the router built (the model loaded) and its first hybrid search answered, which
+    // waits for the keyword index to load.
+    let t = Instant::now();
+    let router = stack.router_refreshing(REFRESH_INTERVAL);
+    let (code, _) = api(&router, "POST", "/v1/search", Some(&search(&queries[0], Mode::Hybrid))).await;
+    assert_eq!(code, 200, "the first search");
+    println!("| cold start to the first hybrid answer, model and keyword index loaded, ms | {:.0} |", ms(t));
+
+    let mut rows = Vec::new();
+    for (m, mode) in Mode::ALL.into_iter().enumerate() {
+        let mut lat = Vec::with_capacity(per_mode);
+        for q in &queries[(m + 1) * per_mode..(m + 2) * per_mode] {
+            let t = Instant::now();
+            let (code, body) = api(&router, "POST", "/v1/search", Some(&search(q, mode))).await;
+            lat.push(ms(t));
+            assert_eq!(code, 200, "{body}");
+        }
+        rows.push((mode, lat));
+    }
+    // moto's share: QueryVectors alone, 100 deep as the semantic list asks, for the same queries.
+    let embedder = LocalEmbedder::load(&quarry_testkit::model_dir(), EmbedOptions::default()).expect("model");
+    let mut moto = Vec::with_capacity(per_mode);
+    for q in &queries[..per_mode] {
+        let vector = embedder.embed(std::slice::from_ref(q)).await.expect("embed").remove(0);
+        let t = Instant::now();
+        std::hint::black_box(
+            stack.vectors.search(&VectorQuery { vector, top_k: DEPTH, filter: None }).await.expect("search"),
+        );
+        moto.push(ms(t));
+    }
+    for (mode, lat) in &rows {
+        println!("| {} search, warm, ms (p50 / p95) | {:.1} / {:.1} |", mode.name(), pct(lat, 0.5), pct(lat, 0.95));
+    }
+    println!(
+        "| moto's QueryVectors alone, top 100, ms (p50 / p95) | {:.1} / {:.1} |",
+        pct(&moto, 0.5),
+        pct(&moto, 0.95)
+    );
+    println!("({per_mode} queries per mode, each a first search of its text; top 10, no filter)");
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
 }
 
 fn main() {

@@ -122,8 +122,14 @@ impl Stack {
         )
     }
 
-    /// The search function's router over this stack, as its `main` builds it.
+    /// The search function's router over this stack, as its `main` builds it, its keyword index
+    /// refreshed at every search: the tests publish, then search at once.
     pub fn router(&self) -> axum::Router {
+        self.router_refreshing(Duration::ZERO)
+    }
+
+    /// The search function's router, its keyword index refreshed at most every `refresh`.
+    pub fn router_refreshing(&self, refresh: Duration) -> axum::Router {
         let embedder = LocalEmbedder::load(&quarry_testkit::model_dir(), EmbedOptions::default()).expect("model");
         let backend = AwsBackend {
             embedder,
@@ -139,8 +145,7 @@ impl Stack {
                 hosted: None,
             },
             bucket: self.bucket().to_owned(),
-            // Refreshed at every search: the tests publish, then search at once.
-            keywords: Some(KeywordReplica::new(self.files.clone(), Duration::ZERO)),
+            keywords: Some(KeywordReplica::new(self.files.clone(), refresh)),
         };
         let secret = quarry_core::config::Secret::new("an e2e cursor secret of 32+ characters");
         quarry_api::router(backend, Config::default().server, quarry_search::cursor_key(Some(&secret)).expect("key"))
