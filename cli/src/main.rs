@@ -13,6 +13,7 @@ mod ingest;
 mod inspect;
 mod search;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     Retry(batches::RetryArgs),
     /// Show or clear the embedding cache of an index (`quarry cache stats`, `quarry cache clear`).
     Cache(cache::Args),
+    /// Compare the folder, the document states and the stored chunks; --repair puts them right.
+    Verify(verify::Args),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -55,7 +58,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Exit codes: 1 for input Quarry cannot use (a missing or unindexable file), 3 for a broken setup
-/// (configuration, model). clap uses 2 for usage errors.
+/// (configuration, model), 4 for an index `quarry verify` found drifted. clap uses 2 for usage errors.
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -76,13 +79,21 @@ fn main() -> ExitCode {
         Command::Batches(args) => runtime().and_then(|rt| rt.block_on(batches::show(&args))),
         Command::Retry(args) => runtime().and_then(|rt| rt.block_on(batches::retry(cli.config.as_deref(), &args))),
         Command::Cache(args) => runtime().and_then(|rt| rt.block_on(cache::run(cli.config.as_deref(), &args))),
+        Command::Verify(args) => runtime().and_then(|rt| rt.block_on(verify::run(cli.config.as_deref(), &args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("quarry: {err:#}");
             let setup = err.chain().any(|e| e.is::<SetupError>());
-            ExitCode::from(if setup { 3 } else { 1 })
+            let drifted = err.is::<verify::Drifted>();
+            ExitCode::from(if setup {
+                3
+            } else if drifted {
+                4
+            } else {
+                1
+            })
         }
     }
 }

@@ -294,6 +294,42 @@ impl quarry_core::keywords::ChunkReader for S3VectorStore {
     }
 }
 
+impl quarry_core::census::VectorCensus for S3VectorStore {
+    /// ListVectors over the whole index, keys only, a thousand a page (its most): a full scan,
+    /// for reconciliation alone.
+    #[instrument(skip_all, err)]
+    async fn stored(&self) -> Result<Vec<quarry_core::census::StoredChunks>, PortError> {
+        let mut ids: Vec<(DocumentId, u32)> = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_vectors()
+                .vector_bucket_name(&self.bucket)
+                .index_name(&self.index)
+                .max_results(1_000)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| port_error("s3vectors.list_vectors", e))?;
+            ids.extend(page.vectors().iter().filter_map(|v| ChunkId::from_stored(v.key().to_owned()).parts()));
+            next = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            if next.is_none() {
+                break;
+            }
+        }
+        ids.sort();
+        let mut out: Vec<quarry_core::census::StoredChunks> = Vec::new();
+        for (document, ordinal) in ids {
+            match out.last_mut() {
+                Some(s) if s.document == document => s.ordinals.push(ordinal),
+                _ => out.push(quarry_core::census::StoredChunks { document, ordinals: vec![ordinal] }),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl VectorSearcher for S3VectorStore {
     /// At most [`MAX_TOP_K`] results: S3 Vectors' own limit, so deeper pages end there.
     #[instrument(skip_all, err, fields(top_k = query.top_k))]

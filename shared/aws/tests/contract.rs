@@ -16,6 +16,14 @@ async fn dynamodb_checkpoint_store() {
 }
 
 #[tokio::test]
+async fn dynamodb_and_s3_vectors_census() {
+    let (clients, c) = fresh(8).await;
+    contract::state_census(&DynamoState::new(clients.dynamodb, c.resources.table)).await;
+    let store = S3VectorStore::new(clients.s3vectors, c.resources.vector_bucket, c.resources.vector_index);
+    contract::vector_census(&store, 8).await;
+}
+
+#[tokio::test]
 async fn dynamodb_batch_tracker() {
     let (clients, c) = fresh(8).await;
     contract::batch_tracker(&DynamoState::new(clients.dynamodb, c.resources.table)).await;

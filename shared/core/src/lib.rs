@@ -7,6 +7,7 @@
 //! crates (see `docs/ARCHITECTURE.md`).
 
 pub mod cache;
+pub mod census;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -32,6 +32,13 @@ async fn vector_store_contract() {
 }
 
 #[tokio::test]
+async fn census_contracts() {
+    let store = SqliteStore::open(&scratch("census"), 8).expect("open");
+    quarry_testkit::contract::state_census(&store).await;
+    quarry_testkit::contract::vector_census(&store, 8).await;
+}
+
+#[tokio::test]
 async fn field_catalog_contract() {
     let store = SqliteStore::open(&scratch("fields"), 8).expect("open");
     quarry_testkit::contract::field_catalog(&store, 8).await;

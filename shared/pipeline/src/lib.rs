@@ -21,6 +21,7 @@ pub mod query;
 pub mod runner;
 pub mod spend;
 pub mod usage;
+pub mod verify;
 
 pub use batch::{Plan, Planner, batch_id, report_end, resume_keys, retry_request};
 pub use coalesce::CoalescingEmbedder;

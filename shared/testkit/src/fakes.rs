@@ -182,6 +182,20 @@ impl quarry_core::keywords::ChunkReader for MemoryVectors {
     }
 }
 
+impl quarry_core::census::VectorCensus for MemoryVectors {
+    async fn stored(&self) -> Result<Vec<quarry_core::census::StoredChunks>, PortError> {
+        let mut out: Vec<quarry_core::census::StoredChunks> = Vec::new();
+        for id in lock(&self.records).keys() {
+            let Some((document, ordinal)) = id.parts() else { continue };
+            match out.last_mut() {
+                Some(s) if s.document == document => s.ordinals.push(ordinal),
+                _ => out.push(quarry_core::census::StoredChunks { document, ordinals: vec![ordinal] }),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl VectorSearcher for MemoryVectors {
     async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
         let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
@@ -335,29 +349,38 @@ impl CheckpointStore for MemoryState {
     }
 }
 
+fn record_of(id: &DocumentId, d: &Doc) -> DocumentRecord {
+    DocumentRecord {
+        id: id.clone(),
+        key: d.key.clone(),
+        content_hash: d.hash.clone(),
+        model: d.model.clone(),
+        status: match d.status {
+            "indexed" => DocumentStatus::Indexed { chunks: d.chunks },
+            "failed" => DocumentStatus::Failed {
+                failure: d.failure.clone().unwrap_or_else(|| Failure {
+                    code: String::new(),
+                    message: String::new(),
+                    retryable: false,
+                }),
+            },
+            "pending" => DocumentStatus::Pending,
+            _ => DocumentStatus::Processing { attempt: d.attempts },
+        },
+        updated_ms: d.updated_ms,
+        handle: d.handle.clone(),
+    }
+}
+
 impl DocumentReader for MemoryState {
     async fn document(&self, id: &DocumentId) -> Result<Option<DocumentRecord>, PortError> {
-        let s = lock(&self.state);
-        Ok(s.documents.get(id).map(|d| DocumentRecord {
-            id: id.clone(),
-            key: d.key.clone(),
-            content_hash: d.hash.clone(),
-            model: d.model.clone(),
-            status: match d.status {
-                "indexed" => DocumentStatus::Indexed { chunks: d.chunks },
-                "failed" => DocumentStatus::Failed {
-                    failure: d.failure.clone().unwrap_or_else(|| Failure {
-                        code: String::new(),
-                        message: String::new(),
-                        retryable: false,
-                    }),
-                },
-                "pending" => DocumentStatus::Pending,
-                _ => DocumentStatus::Processing { attempt: d.attempts },
-            },
-            updated_ms: d.updated_ms,
-            handle: d.handle.clone(),
-        }))
+        Ok(lock(&self.state).documents.get(id).map(|d| record_of(id, d)))
+    }
+}
+
+impl quarry_core::census::StateCensus for MemoryState {
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, PortError> {
+        Ok(lock(&self.state).documents.iter().map(|(id, d)| record_of(id, d)).collect())
     }
 }
 

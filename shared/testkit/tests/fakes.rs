@@ -11,11 +11,13 @@ async fn memory_state_is_a_checkpoint_store_a_batch_tracker_and_a_cache() {
     contract::embedding_cache(&MemoryState::default()).await;
     contract::cache_admin(&MemoryState::default()).await;
     contract::spend_ledger(&MemoryState::default()).await;
+    contract::state_census(&MemoryState::default()).await;
 }
 
 #[tokio::test]
 async fn memory_vectors_is_a_vector_store() {
     contract::vector_store(&MemoryVectors::new(8), 8).await;
+    contract::vector_census(&MemoryVectors::new(8), 8).await;
 }
 
 #[tokio::test]

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use quarry_core::census::StateCensus;
 use quarry_core::ports::{Checkpoint, CheckpointStore, DocumentReader, DocumentRecord, Lease};
 use quarry_core::{ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PortError};
 use tracing::instrument;
 
-use super::{DynamoState, RACES, doc_key, failure_of, get_n, get_s, n, s};
+use super::{DynamoState, Item, RACES, doc_key, failure_of, get_n, get_s, n, s};
 use crate::port_error;
 
 impl CheckpointStore for DynamoState {
@@ -171,24 +172,58 @@ impl CheckpointStore for DynamoState {
 impl DocumentReader for DynamoState {
     #[instrument(skip_all, err)]
     async fn document(&self, id: &DocumentId) -> Result<Option<DocumentRecord>, PortError> {
-        let Some(item) = self.read("dynamodb.document", doc_key(id)).await? else { return Ok(None) };
-        let status = match get_s(&item, "status") {
-            Some("indexed") => DocumentStatus::Indexed { chunks: get_n(&item, "chunks").unwrap_or(0) as u32 },
-            Some("failed") => match failure_of(&item) {
-                Some(failure) => DocumentStatus::Failed { failure },
-                None => DocumentStatus::Pending,
-            },
-            Some("processing") => DocumentStatus::Processing { attempt: get_n(&item, "attempts").unwrap_or(1) as u32 },
-            _ => DocumentStatus::Pending,
-        };
-        Ok(Some(DocumentRecord {
-            id: id.clone(),
-            key: get_s(&item, "key").map(DocumentKey::new),
-            content_hash: get_s(&item, "hash").map(|h| ContentHash::from_stored(h.to_owned())),
-            model: get_s(&item, "model").map(str::to_owned),
-            status,
-            updated_ms: get_n(&item, "updated_ms").unwrap_or(0),
-            handle: get_s(&item, "handle").map(str::to_owned),
-        }))
+        let item = self.read("dynamodb.document", doc_key(id)).await?;
+        Ok(item.map(|item| record(id.clone(), &item)))
+    }
+}
+
+fn record(id: DocumentId, item: &Item) -> DocumentRecord {
+    let status = match get_s(item, "status") {
+        Some("indexed") => DocumentStatus::Indexed { chunks: get_n(item, "chunks").unwrap_or(0) as u32 },
+        Some("failed") => match failure_of(item) {
+            Some(failure) => DocumentStatus::Failed { failure },
+            None => DocumentStatus::Pending,
+        },
+        Some("processing") => DocumentStatus::Processing { attempt: get_n(item, "attempts").unwrap_or(1) as u32 },
+        _ => DocumentStatus::Pending,
+    };
+    DocumentRecord {
+        id,
+        key: get_s(item, "key").map(DocumentKey::new),
+        content_hash: get_s(item, "hash").map(|h| ContentHash::from_stored(h.to_owned())),
+        model: get_s(item, "model").map(str::to_owned),
+        status,
+        updated_ms: get_n(item, "updated_ms").unwrap_or(0),
+        handle: get_s(item, "handle").map(str::to_owned),
+    }
+}
+
+impl StateCensus for DynamoState {
+    /// A paginated scan of the table for its document items (`sk = doc`).
+    #[instrument(skip_all, err)]
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, PortError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :doc")
+                .expression_attribute_values(":doc", AttributeValue::S("doc".into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error("dynamodb.census", e))?;
+            for item in page.items.unwrap_or_default() {
+                let id = get_s(&item, "pk").and_then(|pk| pk.strip_prefix("doc#")).and_then(DocumentId::parse);
+                out.extend(id.map(|id| record(id, &item)));
+            }
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 }

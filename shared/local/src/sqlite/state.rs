@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use quarry_core::census::{StateCensus, StoredChunks, VectorCensus};
 use quarry_core::ports::{Checkpoint, CheckpointStore, DocumentReader, DocumentRecord, Lease};
 use quarry_core::{ContentHash, DocumentId, DocumentKey, DocumentStatus, Failure, PortError};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -108,54 +109,81 @@ impl CheckpointStore for SqliteStore {
     }
 }
 
+/// The columns [`record`] reads, in its order.
+const RECORD: &str = "id, key, content_hash, model, status, attempts, chunks, failure_code, failure_message,
+    failure_retryable, updated_ms, handle";
+
+/// One `documents` row, selected as [`RECORD`]; `None` for an id that is not a document id.
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<DocumentRecord>> {
+    let Some(id) = DocumentId::parse(&r.get::<_, String>(0)?) else { return Ok(None) };
+    let chunks = r.get::<_, Option<u32>>(6)?;
+    let status = match r.get::<_, String>(4)?.as_str() {
+        "indexed" => DocumentStatus::Indexed { chunks: chunks.unwrap_or(0) },
+        "failed" => DocumentStatus::Failed {
+            failure: Failure {
+                code: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                message: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                retryable: r.get::<_, Option<bool>>(9)?.unwrap_or(false),
+            },
+        },
+        "pending" => DocumentStatus::Pending,
+        _ => DocumentStatus::Processing { attempt: r.get(5)? },
+    };
+    Ok(Some(DocumentRecord {
+        id,
+        key: r.get::<_, Option<String>>(1)?.map(DocumentKey::new),
+        content_hash: r.get::<_, Option<String>>(2)?.map(ContentHash::from_stored),
+        model: r.get(3)?,
+        status,
+        updated_ms: r.get(10)?,
+        handle: r.get(11)?,
+    }))
+}
+
 impl DocumentReader for SqliteStore {
     async fn document(&self, id: &DocumentId) -> Result<Option<DocumentRecord>, PortError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT key, content_hash, model, status, attempts, chunks, failure_code, failure_message,
-                        failure_retryable, updated_ms, handle
-                 FROM documents WHERE id = ?1",
-                [id.as_str()],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, u32>(4)?,
-                        r.get::<_, Option<u32>>(5)?,
-                        (r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?, r.get::<_, Option<bool>>(8)?),
-                        (r.get::<_, i64>(9)?, r.get::<_, Option<String>>(10)?),
-                    ))
-                },
-            )
+        let row = self
+            .conn()
+            .query_row(&format!("SELECT {RECORD} FROM documents WHERE id = ?1"), [id.as_str()], record)
             .optional()
             .map_err(db_error("documents.get"))?;
-        let Some((key, hash, model, status, attempts, chunks, (code, message, retryable), (updated_ms, handle))) = row
-        else {
-            return Ok(None);
-        };
-        let status = match status.as_str() {
-            "indexed" => DocumentStatus::Indexed { chunks: chunks.unwrap_or(0) },
-            "failed" => DocumentStatus::Failed {
-                failure: Failure {
-                    code: code.unwrap_or_default(),
-                    message: message.unwrap_or_default(),
-                    retryable: retryable.unwrap_or(false),
-                },
-            },
-            "pending" => DocumentStatus::Pending,
-            _ => DocumentStatus::Processing { attempt: attempts },
-        };
-        Ok(Some(DocumentRecord {
-            id: id.clone(),
-            key: key.map(DocumentKey::new),
-            content_hash: hash.map(ContentHash::from_stored),
-            model,
-            status,
-            updated_ms,
-            handle,
-        }))
+        Ok(row.flatten())
+    }
+}
+
+impl StateCensus for SqliteStore {
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {RECORD} FROM documents ORDER BY id"))
+            .map_err(db_error("documents.census"))?;
+        let rows = stmt.query_map([], record).map_err(db_error("documents.census"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend(row.map_err(db_error("documents.census"))?);
+        }
+        Ok(out)
+    }
+}
+
+impl VectorCensus for SqliteStore {
+    async fn stored(&self) -> Result<Vec<StoredChunks>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT document_id, ordinal FROM chunks ORDER BY document_id, ordinal")
+            .map_err(db_error("chunks.census"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .map_err(db_error("chunks.census"))?;
+        let mut out: Vec<StoredChunks> = Vec::new();
+        for row in rows {
+            let (document, ordinal) = row.map_err(db_error("chunks.census"))?;
+            let Some(document) = DocumentId::parse(&document) else { continue };
+            match out.last_mut() {
+                Some(s) if s.document == document => s.ordinals.push(ordinal),
+                _ => out.push(StoredChunks { document, ordinals: vec![ordinal] }),
+            }
+        }
+        Ok(out)
     }
 }

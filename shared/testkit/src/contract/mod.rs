@@ -15,10 +15,12 @@ use quarry_core::{
 };
 
 mod cache;
+mod census;
 mod hosted;
 mod index_files;
 mod spend;
 pub use cache::{cache_admin, embedding_cache};
+pub use census::{state_census, vector_census};
 pub use hosted::hosted_store;
 pub use index_files::index_files;
 pub use spend::spend_ledger;

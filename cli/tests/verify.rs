@@ -1,0 +1,142 @@
+//! `quarry verify [--repair]` as a user meets it: the real binary, the real model and SQLite. Each
+//! kind of drift is injected through the store's own ports (as a crash or a hand edit would leave
+//! it), found, and repaired, and the repaired index equals the one indexing alone made: the same
+//! chunk ids and text, vectors equal to cosine 0.9999.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::quarry;
+use quarry_core::ports::{CheckpointStore, VectorRecord, VectorWriter};
+use quarry_core::{ChunkId, DocumentId, DocumentKey};
+use quarry_local::SqliteStore;
+use serde_json::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quarry-verify-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn run(args: &[&str], dir: &Path) -> (i32, Value) {
+    let (code, out, err) = quarry(args, dir);
+    let json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("quarry {args:?}: {e}\n{out}\n{err}"));
+    (code, json)
+}
+
+fn id(key: &str) -> DocumentId {
+    DocumentId::for_key(&DocumentKey::new(key))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+}
+
+/// Every stored chunk by id: its text and vector.
+fn chunks(dir: &Path) -> BTreeMap<ChunkId, (String, Vec<f32>)> {
+    let store = SqliteStore::open(&dir.join(".quarry/state.db"), quarry_embed::DIMENSION).expect("open");
+    store.records().expect("records").into_iter().map(|r| (r.id, (r.text, r.vector))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_drift_is_found_and_repaired_to_what_indexing_made() {
+    let dir = scratch("kinds");
+    let long: String = (0..120)
+        .map(|i| format!("Sentence {i} of the orchard notes explains pruning, grafting and watering apple trees. "))
+        .collect();
+    std::fs::write(dir.join("a.md"), format!("# Orchard\n\n{long}\n")).expect("write");
+    for (name, text) in [("b.txt", "Prime the pump."), ("c.txt", "Bees need clover."), ("d.txt", "Rust never sleeps.")]
+    {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    let (code, _, err) = quarry(&["ingest", ".", "--quiet"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let (code, clean) = run(&["verify", "--json"], &dir);
+    assert_eq!(code, 0, "a fresh index is clean: {clean}");
+    assert_eq!(clean["report"]["drift"], Value::Array(Vec::new()));
+    let indexed = chunks(&dir);
+    let a_chunks = indexed.keys().filter(|c| c.parts().is_some_and(|(d, _)| d == id("a.md"))).count();
+    assert!(a_chunks >= 2, "a.md spans chunks: {a_chunks}");
+
+    // The drift, through the store's ports.
+    {
+        let store = SqliteStore::open(&dir.join(".quarry/state.db"), quarry_embed::DIMENSION).expect("open");
+        let records = store.records().expect("records");
+        let like = |document: &DocumentId, ordinal: u32, text: &str| {
+            let mut r: VectorRecord = records[0].clone();
+            (r.id, r.document, r.text) = (ChunkId::new(document, ordinal), document.clone(), text.to_owned());
+            r
+        };
+        // Checkpointed with all its chunks, holding one.
+        store.delete_from(&id("a.md"), 1).await.expect("cut a.md");
+        // A tail past its checkpoint: old words still answering.
+        store.upsert(&[like(&id("b.txt"), 7, "stale words")]).await.expect("tail");
+        // Chunks nothing tracks.
+        store.upsert(&[like(&id("ghost.txt"), 0, "ghost words")]).await.expect("orphan");
+        // A state lost: d.txt's chunks are orphans, and its file is unindexed.
+        store.forget(&id("d.txt")).await.expect("forget d");
+    }
+    std::fs::remove_file(dir.join("c.txt")).expect("remove c");
+    std::fs::write(dir.join("e.txt"), "Elderberries ripen in late summer.").expect("write e");
+
+    let (code, found) = run(&["verify", "--json"], &dir);
+    assert_eq!(code, 4, "drift found and left is exit 4: {found}");
+    let counts = &found["counts"];
+    assert_eq!(
+        (
+            &counts["missing_vectors"],
+            &counts["stale_tail"],
+            &counts["orphan_vectors"],
+            &counts["unindexed"],
+            &counts["object_gone"]
+        ),
+        (&Value::from(1), &Value::from(1), &Value::from(2), &Value::from(2), &Value::from(1)),
+        "{found}"
+    );
+    let drift = found["report"]["drift"].as_array().expect("drift");
+    let kind_of = |key: &str| {
+        drift.iter().filter(|d| d["key"] == key).map(|d| d["kind"].as_str().unwrap_or("")).collect::<Vec<_>>()
+    };
+    assert_eq!(kind_of("a.md"), ["missing_vectors"]);
+    assert_eq!(kind_of("b.txt"), ["stale_tail"]);
+    assert_eq!(kind_of("c.txt"), ["object_gone"]);
+    assert_eq!(kind_of("e.txt"), ["unindexed"]);
+    assert_eq!(kind_of("d.txt"), ["unindexed"], "its orphaned chunks carry no key, as no state names them");
+
+    let (code, repaired) = run(&["verify", "--repair", "--json"], &dir);
+    assert_eq!(code, 0, "{repaired}");
+    assert_eq!(repaired["after"]["drift"], Value::Array(Vec::new()), "{repaired}");
+    assert_eq!((&repaired["indexed"], &repaired["failed"]), (&Value::from(3), &Value::from(0)), "{repaired}");
+
+    // What indexing alone made, less c.txt and plus e.txt.
+    let now = chunks(&dir);
+    let expected: Vec<&ChunkId> = indexed.keys().filter(|c| c.parts().is_none_or(|(d, _)| d != id("c.txt"))).collect();
+    let got: Vec<&ChunkId> = now.keys().filter(|c| c.parts().is_none_or(|(d, _)| d != id("e.txt"))).collect();
+    assert_eq!(got, expected, "the same chunk ids");
+    for (chunk, (text, vector)) in &now {
+        if let Some((before, v)) = indexed.get(chunk) {
+            assert_eq!(text, before, "{chunk}: the same text");
+            assert!(cosine(vector, v) >= 0.9999, "{chunk}: the same vector");
+        }
+    }
+    assert!(now.keys().any(|c| c.parts().is_some_and(|(d, _)| d == id("e.txt"))), "e.txt indexed");
+
+    // Idempotent: a second repair finds nothing and changes nothing.
+    let (code, again) = run(&["verify", "--repair", "--json"], &dir);
+    assert_eq!((code, &again["report"]["drift"]), (0, &Value::Array(Vec::new())), "{again}");
+    assert_eq!(chunks(&dir).keys().collect::<Vec<_>>(), now.keys().collect::<Vec<_>>());
+}
+
+#[test]
+fn a_folder_never_indexed_is_refused_with_the_command_that_indexes_it() {
+    let dir = scratch("never");
+    std::fs::write(dir.join("a.txt"), "text").expect("write");
+    let (code, _, err) = quarry(&["verify"], &dir);
+    // `verify` opens the index for writing (to hold the lock); an unindexed folder has no index.
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("quarry ingest"), "{err}");
+}

@@ -1,0 +1,41 @@
+//! What reconciliation reads (`quarry verify`): every document each store holds, listed whole.
+//!
+//! The indexing ports are keyed by one document; a store that drifted (a crash between writes on
+//! a path that had no checkpoint yet, a hand-edited table, a restore from a backup) can only be
+//! found by listing each store and comparing. These ports are read-only, and slow on purpose: a
+//! full scan, for an operator's command, never on a request's path.
+
+use std::future::Future;
+
+use crate::ports::DocumentRecord;
+use crate::{DocumentId, PortError};
+
+/// Every document the state store knows, whatever its status.
+pub trait StateCensus: Send + Sync {
+    fn documents(&self) -> impl Future<Output = Result<Vec<DocumentRecord>, PortError>> + Send;
+}
+
+/// One document's chunks as the vector store holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunks {
+    pub document: DocumentId,
+    /// The ordinals of its stored chunks, ascending.
+    pub ordinals: Vec<u32>,
+}
+
+impl StoredChunks {
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.ordinals.len()).unwrap_or(u32::MAX)
+    }
+
+    /// How many of its chunks are below `end`: all of a checkpoint's `end` chunks when none is
+    /// missing.
+    pub fn below(&self, end: u32) -> u32 {
+        u32::try_from(self.ordinals.partition_point(|&o| o < end)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Every document with chunks in the vector store.
+pub trait VectorCensus: Send + Sync {
+    fn stored(&self) -> impl Future<Output = Result<Vec<StoredChunks>, PortError>> + Send;
+}
