@@ -4,8 +4,13 @@
 //! 4 when drift is found and left.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use quarry_core::Config;
+use quarry_core::keywords::NoFeed;
+use quarry_core::ports::JobQueue;
+use quarry_keyword::KeywordReplica;
+use quarry_local::SqliteStore;
 use quarry_pipeline::verify::{self, Report};
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +28,15 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Verify the AWS deployment the environment names (`QUARRY_BUCKET`, `QUARRY_TABLE`,
+    /// `QUARRY_VECTOR_BUCKET`, ... as the functions read them) instead of a folder. `--repair`
+    /// then deletes and forgets at once and queues what must be indexed for the embed-workers.
+    #[arg(long, conflicts_with = "state")]
+    aws: bool,
+    /// With `--aws`: only objects under this prefix are looked for (a document whose key is
+    /// outside it is never judged gone).
+    #[arg(long, default_value = "", requires = "aws")]
+    prefix: String,
 }
 
 /// Drift was found and left as it is.
@@ -32,6 +46,9 @@ pub struct Drifted(pub usize);
 
 pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> {
     let config = Config::from_env(config_file).map_err(crate::SetupError::Config)?;
+    if args.aws {
+        return run_aws(&config, args).await;
+    }
     let target = quarry_cli::engine::Target::resolve(&args.dir, args.state.as_deref())?;
     // Refuses an input with no index (and says how to make one) before anything is created.
     drop(target.open_existing()?);
@@ -46,7 +63,8 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         None => anyhow::bail!("another quarry process is writing this index: stop it (or wait) and repair again"),
     };
     let (source, _) = target.source()?;
-    let report = verify::verify(&source, "", &store, &store).await?;
+    // The embedded keyword index is kept by the store itself and rebuilt when behind.
+    let report = verify::verify(&source, "", &store, &store, None::<&SqliteStore>).await?;
     let counts = report.counts();
     if !args.repair || report.is_clean() {
         print_report(&report, args.json)?;
@@ -56,7 +74,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         print_report(&report, false)?;
     }
     let local = quarry_cli::engine::Local::load(&config, source, store)?;
-    let repaired = verify::repair(&report, &local.store, &local.store, local.hosted()).await?;
+    let repaired = verify::repair(&report, &local.store, &local.store, local.hosted(), None::<&NoFeed>).await?;
     let jobs = quarry_pipeline::index_jobs(repaired.reindex.iter().map(|k| (k, None)), None);
     let (mut indexed, mut failed) = (0, 0);
     local
@@ -66,7 +84,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
             None => {}
         })
         .await?;
-    let after = verify::verify(&local.source, "", &local.store, &local.store).await?;
+    let after = verify::verify(&local.source, "", &local.store, &local.store, None::<&SqliteStore>).await?;
     drop(lock);
     if args.json {
         let out = serde_json::json!({
@@ -83,6 +101,42 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         println!("after repair: {}", if after.is_clean() { "clean".to_owned() } else { summary(&after) });
     }
     if after.is_clean() { Ok(()) } else { Err(Drifted(after.drift.len()).into()) }
+}
+
+/// The same over the AWS stores. A repair's deletions reach the keyword index as changes, as every
+/// other path's do; what must be indexed goes on the jobs queue, so the report after it is the
+/// next run's, once the queue has drained.
+async fn run_aws(config: &Config, args: &Args) -> anyhow::Result<()> {
+    let aws = quarry_aws::Adapters::for_config(&config.aws).await?;
+    // The newest published keyword index, where the deployment has one.
+    let keywords = aws.keyword_files.clone().map(|files| KeywordReplica::new(files, Duration::ZERO));
+    let report = verify::verify(&aws.source, &args.prefix, &aws.state, &aws.vectors, keywords.as_ref()).await?;
+    if !args.repair || report.is_clean() {
+        print_report(&report, args.json)?;
+        return if report.is_clean() { Ok(()) } else { Err(Drifted(report.drift.len()).into()) };
+    }
+    if !args.json {
+        print_report(&report, false)?;
+    }
+    let writer = quarry_pipeline::Feeding { writer: aws.vectors.clone(), feed: aws.keyword_feed.clone() };
+    let hosted = quarry_openai::stores::OpenAiStore::from_config(config).map_err(crate::SetupError::OpenAi)?;
+    let hosted = hosted.as_ref().map(|h| h as &dyn quarry_core::hosted::HostedStore);
+    let repaired = verify::repair(&report, &aws.state, &writer, hosted, aws.keyword_feed.as_ref()).await?;
+    let jobs = quarry_pipeline::index_jobs(repaired.reindex.iter().map(|k| (k, None)), None);
+    aws.queue.enqueue(&jobs).await?;
+    if args.json {
+        let out = serde_json::json!({ "report": report, "counts": report.counts(), "repaired": repaired, "queued": jobs.len() });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "repaired: {} chunks deleted, {} documents forgotten, {} queued for indexing, {} sent to the keyword indexer (verify again once the queues drain)",
+            repaired.chunks_removed,
+            repaired.forgotten,
+            jobs.len(),
+            repaired.keyword_changes
+        );
+    }
+    Ok(())
 }
 
 fn summary(report: &Report) -> String {

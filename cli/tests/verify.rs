@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::quarry;
+use common::{quarry, quarry_with};
 use quarry_core::ports::{CheckpointStore, VectorRecord, VectorWriter};
 use quarry_core::{ChunkId, DocumentId, DocumentKey};
 use quarry_local::SqliteStore;
@@ -139,4 +139,77 @@ fn a_folder_never_indexed_is_refused_with_the_command_that_indexes_it() {
     // `verify` opens the index for writing (to hold the lock); an unindexed folder has no index.
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("quarry ingest"), "{err}");
+}
+
+/// `--aws`: the same comparison over S3, DynamoDB and S3 Vectors (moto), named by the environment
+/// as the functions are; a repair deletes stray chunks (telling the keyword indexer) and queues
+/// what was never indexed for the embed-workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_stores_are_verified_and_repaired_from_the_environment() {
+    use quarry_aws::{Clients, S3VectorStore, provision};
+    use quarry_core::census::VectorCensus;
+
+    let endpoint = quarry_testkit::moto::endpoint();
+    let clients = Clients::emulator(endpoint).await;
+    let created = provision::create(&clients, &quarry_testkit::moto::unique_name("verify"), quarry_embed::DIMENSION)
+        .await
+        .expect("provision");
+    let r = &created.resources;
+    for key in ["notes/a.txt", "notes/b.txt", "other/c.txt"] {
+        clients.s3.put_object().bucket(&r.bucket).key(key).body(b"text".to_vec().into()).send().await.expect("put");
+    }
+    let vectors = S3VectorStore::new(clients.s3vectors.clone(), &r.vector_bucket, &r.vector_index);
+    let ghost = DocumentKey::new("notes/ghost.txt");
+    let record = VectorRecord {
+        id: ChunkId::new(&DocumentId::for_key(&ghost), 0),
+        document: DocumentId::for_key(&ghost),
+        vector: vec![0.05; quarry_embed::DIMENSION],
+        text: "ghost words".into(),
+        pages: None,
+        span: quarry_core::CharSpan { start: 0, end: 11 },
+        meta: quarry_core::meta::ChunkMeta::new(ghost.clone(), quarry_core::Format::Text),
+    };
+    vectors.upsert(&[record]).await.expect("orphan");
+
+    let mut env = vec![
+        ("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ];
+    env.extend(r.env());
+    let dir = scratch("aws");
+    let verify = |args: &[&str]| {
+        let (code, out, err) = quarry_with(args, &dir, &env);
+        (code, serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}\n{err}")))
+    };
+    let (code, found) = verify(&["verify", "--aws", "--prefix", "notes/", "--json"]);
+    assert_eq!(code, 4, "{found}");
+    assert_eq!((&found["counts"]["unindexed"], &found["counts"]["orphan_vectors"]), (&Value::from(2), &Value::from(1)));
+    assert_eq!(found["report"]["objects"], 2, "only objects under the prefix: {found}");
+
+    let (code, repaired) = verify(&["verify", "--aws", "--prefix", "notes/", "--repair", "--json"]);
+    assert_eq!(code, 0, "{repaired}");
+    assert_eq!((&repaired["queued"], &repaired["repaired"]["chunks_removed"]), (&Value::from(2), &Value::from(1)));
+    assert!(vectors.stored().await.expect("census").is_empty(), "the orphan is deleted");
+
+    let received = |url: String| {
+        let sqs = clients.sqs.clone();
+        async move {
+            let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
+            out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect::<Vec<_>>()
+        }
+    };
+    let mut keys: Vec<String> = received(r.queue_url.clone())
+        .await
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).expect("a job")["key"].as_str().unwrap_or("").to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["notes/a.txt", "notes/b.txt"], "the unindexed objects queued for the embed-workers");
+    let changes = received(r.keyword_queue_url.clone().expect("a keyword queue")).await;
+    assert!(
+        changes.iter().any(|c| c.contains(DocumentId::for_key(&ghost).as_str())),
+        "the keyword indexer is told of the deletion: {changes:?}"
+    );
 }

@@ -5,8 +5,14 @@ use std::process::Command;
 
 /// Runs `quarry ARGS` in `dir` with the tests' model and no config file: exit code, stdout, stderr.
 pub fn quarry(args: &[&str], dir: &Path) -> (i32, String, String) {
+    quarry_with(args, dir, &[])
+}
+
+/// [`quarry`] with more environment: AWS resources and credentials, for one.
+pub fn quarry_with(args: &[&str], dir: &Path, env: &[(&str, String)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(dir)
         .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
         .env_remove("QUARRY_CONFIG")

@@ -30,6 +30,16 @@ pub trait ChangeFeed: Send + Sync {
     fn changed(&self, change: &ChunkChange) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// No feed: a deployment without a published keyword index (the embedded default keeps its own).
+#[derive(Debug, Clone, Copy)]
+pub enum NoFeed {}
+
+impl ChangeFeed for NoFeed {
+    async fn changed(&self, _: &ChunkChange) -> Result<(), PortError> {
+        match *self {}
+    }
+}
+
 /// Reads a document's chunks back from the vector store, with what search shows of them (text,
 /// span, pages, metadata). Chunks past `count`, or missing, are simply not returned.
 pub trait ChunkReader: Send + Sync {

@@ -478,7 +478,10 @@ impl Bm25StatisticsProvider for Statistics {
 
 /// The value of a single-valued string column at each of `rows`, looked up in ordinal order: one
 /// pass over the dictionary's blocks, not a search per row (a 1,000-deep list reads 2,000 ids).
-fn strings_of(column: &tantivy::columnar::StrColumn, rows: &[DocId]) -> std::io::Result<Vec<Option<String>>> {
+pub(crate) fn strings_of(
+    column: &tantivy::columnar::StrColumn,
+    rows: &[DocId],
+) -> std::io::Result<Vec<Option<String>>> {
     let mut by_ord: Vec<(u64, usize)> =
         rows.iter().enumerate().filter_map(|(i, &row)| column.term_ords(row).next().map(|ord| (ord, i))).collect();
     by_ord.sort_unstable();

@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use quarry_core::census::StoredChunks;
 use quarry_core::keywords::{ChunkChange, IndexFiles, ManifestRead};
 use quarry_core::meta::{ChunkMeta, Metadata};
 use quarry_core::ports::VectorHit;
-use quarry_core::{CharSpan, DocumentId, Filter, PageRange, PortError};
+use quarry_core::{CharSpan, ChunkId, DocumentId, Filter, PageRange, PortError};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tantivy::directory::{Directory, RamDirectory};
@@ -273,6 +274,29 @@ impl PublishedIndex {
         }
         self.scanned = current;
         Ok(())
+    }
+
+    /// Every document this copy holds, with its live chunks' ordinals (`quarry verify`
+    /// compares them with the vector store's), from the chunk id column.
+    pub fn census(&self) -> Result<Vec<StoredChunks>, PublishError> {
+        let Some(index) = &self.index else { return Ok(Vec::new()) };
+        let failed = |source| KeywordError::Index { operation: "census", source };
+        let mut ids: Vec<(DocumentId, u32)> = Vec::new();
+        for segment in index.searcher().segment_readers() {
+            let Some(column) = segment.fast_fields().str("chunk").map_err(failed)? else { continue };
+            let rows: Vec<tantivy::DocId> = segment.doc_ids_alive().collect();
+            let chunks = crate::index::strings_of(&column, &rows).map_err(|e| failed(e.into()))?;
+            ids.extend(chunks.into_iter().flatten().filter_map(|c| ChunkId::from_stored(c).parts()));
+        }
+        ids.sort_unstable();
+        let mut out: Vec<StoredChunks> = Vec::new();
+        for (document, ordinal) in ids {
+            match out.last_mut() {
+                Some(s) if s.document == document => s.ordinals.push(ordinal),
+                _ => out.push(StoredChunks { document, ordinals: vec![ordinal] }),
+            }
+        }
+        Ok(out)
     }
 
     /// The `k` best chunks for `terms` among those `filter` takes, as search answers them

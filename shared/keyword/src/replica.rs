@@ -104,3 +104,12 @@ impl<F: IndexFiles> KeywordSearcher for KeywordReplica<F> {
         Ok(index.search(&terms, query.top_k, query.filter.as_ref())?)
     }
 }
+
+impl<F: IndexFiles> quarry_core::census::VectorCensus for KeywordReplica<F> {
+    /// The newest published index's documents and chunk ordinals: loaded first, whatever the
+    /// interval says, so that reconciliation compares what searchers are about to search.
+    async fn stored(&self) -> Result<Vec<quarry_core::census::StoredChunks>, PortError> {
+        self.warm().await?;
+        Ok(self.index.read().await.census()?)
+    }
+}

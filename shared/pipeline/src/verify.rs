@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quarry_core::census::{StateCensus, StoredChunks, VectorCensus};
 use quarry_core::hosted::HostedStore;
+use quarry_core::keywords::{ChangeFeed, ChunkChange};
 use quarry_core::ports::{BlobSource, CheckpointStore, DocumentRecord, VectorWriter};
 use quarry_core::{DocumentId, DocumentKey, DocumentStatus, PortError};
 use serde::Serialize;
@@ -34,15 +35,22 @@ pub enum DriftKind {
     Unindexed,
     /// A document whose object is gone: its chunks still answer. Repair: forget it.
     ObjectGone,
+    /// The published keyword index holds other chunks of a document than the vector store (a
+    /// change lost, a file restored): keyword search answers with what semantic search no longer
+    /// has, or misses what it has. Repair: tell the keyword indexer the document changed, so it
+    /// reads the document back from the vector store. Within the publishing interval of a write
+    /// this is expected, and the next run no longer sees it.
+    KeywordsOutOfStep,
 }
 
 impl DriftKind {
-    pub const ALL: [DriftKind; 5] = [
+    pub const ALL: [DriftKind; 6] = [
         DriftKind::MissingVectors,
         DriftKind::StaleTail,
         DriftKind::OrphanVectors,
         DriftKind::Unindexed,
         DriftKind::ObjectGone,
+        DriftKind::KeywordsOutOfStep,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +60,7 @@ impl DriftKind {
             DriftKind::OrphanVectors => "orphan_vectors",
             DriftKind::Unindexed => "unindexed",
             DriftKind::ObjectGone => "object_gone",
+            DriftKind::KeywordsOutOfStep => "keywords_out_of_step",
         }
     }
 }
@@ -69,6 +78,13 @@ pub struct Drift {
     pub checkpointed: Option<u32>,
     /// Chunks the vector store holds.
     pub stored: u32,
+    /// Chunks the published keyword index holds (only for [`DriftKind::KeywordsOutOfStep`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword_chunks: Option<u32>,
+    /// One past the vector store's highest ordinal: what a change names, so that the keyword
+    /// indexer reads back every chunk stored.
+    #[serde(skip)]
+    pub stored_end: u32,
 }
 
 /// What a verification saw and found.
@@ -96,19 +112,56 @@ impl Report {
     }
 }
 
-/// Lists the objects under `prefix`, every document state and every stored document, and
-/// compares them.
-pub async fn verify<B, S, V>(source: &B, prefix: &str, state: &S, vectors: &V) -> Result<Report, PortError>
+/// Lists the objects under `prefix`, every document state and every stored document (and, where
+/// a published keyword index is given, every document it holds), and compares them.
+pub async fn verify<B, S, V, K>(
+    source: &B,
+    prefix: &str,
+    state: &S,
+    vectors: &V,
+    keywords: Option<&K>,
+) -> Result<Report, PortError>
 where
     B: BlobSource,
     S: StateCensus,
     V: VectorCensus,
+    K: VectorCensus,
 {
     let objects: BTreeSet<DocumentKey> = source.list(prefix).await?.into_iter().map(|b| b.key).collect();
     let documents = state.documents().await?;
     let stored: BTreeMap<DocumentId, StoredChunks> =
         vectors.stored().await?.into_iter().map(|s| (s.document.clone(), s)).collect();
-    Ok(compare(prefix, &objects, &documents, &stored))
+    let mut report = compare(prefix, &objects, &documents, &stored);
+    if let Some(keywords) = keywords {
+        let indexed: BTreeMap<DocumentId, StoredChunks> =
+            keywords.stored().await?.into_iter().map(|s| (s.document.clone(), s)).collect();
+        report.drift.extend(out_of_step(&stored, &indexed));
+    }
+    report.drift.sort_by(|a, b| (a.kind, &a.document).cmp(&(b.kind, &b.document)));
+    Ok(report)
+}
+
+/// Documents whose chunks differ between the vector store and the keyword index.
+fn out_of_step(
+    stored: &BTreeMap<DocumentId, StoredChunks>,
+    indexed: &BTreeMap<DocumentId, StoredChunks>,
+) -> Vec<Drift> {
+    let ids: BTreeSet<&DocumentId> = stored.keys().chain(indexed.keys()).collect();
+    ids.into_iter()
+        .filter_map(|id| {
+            let (s, k) = (stored.get(id), indexed.get(id));
+            let (so, ko) = (s.map_or(&[][..], |c| c.ordinals.as_slice()), k.map_or(&[][..], |c| c.ordinals.as_slice()));
+            (so != ko).then(|| Drift {
+                kind: DriftKind::KeywordsOutOfStep,
+                document: id.clone(),
+                key: None,
+                checkpointed: None,
+                stored: s.map_or(0, StoredChunks::count),
+                keyword_chunks: Some(k.map_or(0, StoredChunks::count)),
+                stored_end: s.and_then(|s| s.ordinals.last()).map_or(0, |o| o + 1),
+            })
+        })
+        .collect()
 }
 
 fn compare(
@@ -130,6 +183,8 @@ fn compare(
         key: d.key.clone(),
         checkpointed,
         stored: stored.map_or(0, StoredChunks::count),
+        keyword_chunks: None,
+        stored_end: 0,
     };
     let mut known = BTreeSet::new();
     for d in documents {
@@ -174,6 +229,8 @@ fn compare(
                 key: None,
                 checkpointed: None,
                 stored: s.count(),
+                keyword_chunks: None,
+                stored_end: 0,
             });
         }
     }
@@ -185,10 +242,11 @@ fn compare(
                 key: Some(key.clone()),
                 checkpointed: None,
                 stored: 0,
+                keyword_chunks: None,
+                stored_end: 0,
             });
         }
     }
-    report.drift.sort_by(|a, b| (a.kind, &a.document).cmp(&(b.kind, &b.document)));
     report
 }
 
@@ -202,19 +260,25 @@ pub struct Repaired {
     /// To index: objects never seen, and documents missing chunks, whose state is now forgotten
     /// so that indexing does not stop at "unchanged".
     pub reindex: Vec<DocumentKey>,
+    /// Documents the keyword indexer was told to read back.
+    pub keyword_changes: usize,
 }
 
 /// Repairs every drift in `report` through the lifecycle's own steps. Idempotent: each step is
 /// (a second run finds nothing, or the same keys still to index if the caller has not yet).
-pub async fn repair<S, W>(
+/// `feed` is the published keyword index's, where there is one: on AWS `writer` is also a
+/// [`crate::Feeding`], so its deletions reach the index as every other path's do.
+pub async fn repair<S, W, F>(
     report: &Report,
     state: &S,
     writer: &W,
     hosted: Option<&dyn HostedStore>,
+    feed: Option<&F>,
 ) -> Result<Repaired, PortError>
 where
     S: CheckpointStore,
     W: VectorWriter,
+    F: ChangeFeed,
 {
     let mut done = Repaired::default();
     for d in &report.drift {
@@ -233,6 +297,14 @@ where
                 done.reindex.extend(d.key.clone());
             }
             DriftKind::Unindexed => done.reindex.extend(d.key.clone()),
+            // The indexer reads the document back from the vector store as it is when it runs:
+            // chunks deleted by the repairs above are dropped, whatever the count says.
+            DriftKind::KeywordsOutOfStep => {
+                if let Some(feed) = feed {
+                    feed.changed(&ChunkChange { document: d.document.clone(), chunks: d.stored_end }).await?;
+                    done.keyword_changes += 1;
+                }
+            }
         }
     }
     Ok(done)
