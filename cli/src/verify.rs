@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_core::Config;
+use quarry_core::keywords::IndexFiles;
 use quarry_core::keywords::NoFeed;
 use quarry_core::ports::JobQueue;
 use quarry_keyword::KeywordReplica;
@@ -111,12 +112,26 @@ async fn run_aws(config: &Config, args: &Args) -> anyhow::Result<()> {
     // The newest published keyword index, where the deployment has one.
     let keywords = aws.keyword_files.clone().map(|files| KeywordReplica::new(files, Duration::ZERO));
     let report = verify::verify(&aws.source, &args.prefix, &aws.state, &aws.vectors, keywords.as_ref()).await?;
-    if !args.repair || report.is_clean() {
-        print_report(&report, args.json)?;
-        return if report.is_clean() { Ok(()) } else { Err(Drifted(report.drift.len()).into()) };
-    }
+    let strays = match &aws.keyword_files {
+        Some(files) => quarry_keyword::stray_files(files, now_ms()).await?,
+        None => Vec::new(),
+    };
+    let found = report.drift.len() + strays.len();
+    let mut out = serde_json::json!({ "report": report, "counts": report.counts(), "stray_index_files": strays });
     if !args.json {
         print_report(&report, false)?;
+        if !strays.is_empty() {
+            println!(
+                "{} keyword index file(s) no manifest names or will (a writer killed before publishing)",
+                strays.len()
+            );
+        }
+    }
+    if !args.repair || found == 0 {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        return if found == 0 { Ok(()) } else { Err(Drifted(found).into()) };
     }
     let writer = quarry_pipeline::Feeding { writer: aws.vectors.clone(), feed: aws.keyword_feed.clone() };
     let hosted = quarry_openai::stores::OpenAiStore::from_config(config).map_err(crate::SetupError::OpenAi)?;
@@ -124,19 +139,30 @@ async fn run_aws(config: &Config, args: &Args) -> anyhow::Result<()> {
     let repaired = verify::repair(&report, &aws.state, &writer, hosted, aws.keyword_feed.as_ref()).await?;
     let jobs = quarry_pipeline::index_jobs(repaired.reindex.iter().map(|k| (k, None)), None);
     aws.queue.enqueue(&jobs).await?;
+    if let Some(files) = &aws.keyword_files {
+        files.delete(&strays).await?;
+    }
     if args.json {
-        let out = serde_json::json!({ "report": report, "counts": report.counts(), "repaired": repaired, "queued": jobs.len() });
+        out["repaired"] = serde_json::to_value(&repaired)?;
+        out["queued"] = jobs.len().into();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "repaired: {} chunks deleted, {} documents forgotten, {} queued for indexing, {} sent to the keyword indexer (verify again once the queues drain)",
+            "repaired: {} chunks deleted, {} documents forgotten, {} queued for indexing, {} sent to the keyword indexer, {} stray index files deleted (verify again once the queues drain)",
             repaired.chunks_removed,
             repaired.forgotten,
             jobs.len(),
-            repaired.keyword_changes
+            repaired.keyword_changes,
+            strays.len()
         );
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn summary(report: &Report) -> String {

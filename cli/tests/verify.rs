@@ -183,7 +183,12 @@ async fn the_aws_stores_are_verified_and_repaired_from_the_environment() {
         let (code, out, err) = quarry_with(args, &dir, &env);
         (code, serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}\n{err}")))
     };
+    // An upload no manifest names, written just now: a writer may be about to publish it.
+    let index_bucket = r.index_bucket.clone().expect("an index bucket");
+    let young = "keywords/files/000000000001-x/young.idx";
+    clients.s3.put_object().bucket(&index_bucket).key(young).body(b"idx".to_vec().into()).send().await.expect("put");
     let (code, found) = verify(&["verify", "--aws", "--prefix", "notes/", "--json"]);
+    assert_eq!(found["stray_index_files"], Value::Array(Vec::new()), "a young upload is not a stray: {found}");
     assert_eq!(code, 4, "{found}");
     assert_eq!((&found["counts"]["unindexed"], &found["counts"]["orphan_vectors"]), (&Value::from(2), &Value::from(1)));
     assert_eq!(found["report"]["objects"], 2, "only objects under the prefix: {found}");
@@ -192,6 +197,7 @@ async fn the_aws_stores_are_verified_and_repaired_from_the_environment() {
     assert_eq!(code, 0, "{repaired}");
     assert_eq!((&repaired["queued"], &repaired["repaired"]["chunks_removed"]), (&Value::from(2), &Value::from(1)));
     assert!(vectors.stored().await.expect("census").is_empty(), "the orphan is deleted");
+    clients.s3.head_object().bucket(&index_bucket).key(young).send().await.expect("the young upload is kept");
 
     let received = |url: String| {
         let sqs = clients.sqs.clone();

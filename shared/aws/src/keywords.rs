@@ -150,6 +150,26 @@ impl IndexFiles for S3IndexFiles {
         }
         Ok(())
     }
+
+    /// ListObjectsV2 under the prefix, a thousand keys a page.
+    #[instrument(skip_all, err)]
+    async fn list(&self) -> Result<Vec<(String, i64)>, PortError> {
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(PREFIX).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("s3.list_index_files", e))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                if key == MANIFEST {
+                    continue;
+                }
+                let Some(name) = key.strip_prefix(PREFIX) else { continue };
+                let written = o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0);
+                out.push((name.to_owned(), written));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The changes feed on SQS: one small message per changed document.

@@ -74,4 +74,7 @@ pub trait IndexFiles: Send + Sync {
     fn put(&self, name: &str, bytes: &[u8]) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Deletes files no manifest names any more (a missing one is not an error).
     fn delete(&self, names: &[String]) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Every file stored (not the manifest), with when it was written, in milliseconds since the
+    /// Unix epoch: what reconciliation holds against the manifest's names.
+    fn list(&self) -> impl Future<Output = Result<Vec<(String, i64)>, PortError>> + Send;
 }

@@ -11,9 +11,11 @@ mod index;
 mod indexer;
 pub mod published;
 mod replica;
+mod strays;
 
 pub use analysis::query_terms;
 pub use index::{KeywordError, KeywordHit, KeywordIndex, Ranked};
 pub use indexer::KeywordIndexer;
 pub use published::{Fetched, Manifest, PublishError, PublishedIndex};
 pub use replica::{KeywordReplica, REFRESH_INTERVAL};
+pub use strays::stray_files;

@@ -193,3 +193,44 @@ async fn a_search_during_the_first_load_waits_for_it() {
     assert_eq!(hits.len(), 1, "the search waited for the load under way");
     assert_eq!(probe.await.expect("probe").expect("load").generation, 1);
 }
+
+/// Uploads no manifest names (a writer killed before publishing) are strays once older than the
+/// grace period; the files a manifest names or retires, and young uploads, never are. The census
+/// lists what searchers search: each document's live chunk ordinals.
+#[tokio::test]
+async fn stray_files_and_the_census_of_a_published_index() {
+    use quarry_core::census::VectorCensus;
+
+    let vectors = MemoryVectors::new(DIM);
+    let files = MemoryIndexFiles::default();
+    vectors
+        .upsert(&[record("a.txt", 0, "apples"), record("a.txt", 1, "pears"), record("b.txt", 0, "plums")])
+        .await
+        .expect("upsert");
+    let indexer = KeywordIndexer::new(vectors.clone(), files.clone());
+    let changes = |key: &str, chunks| ChunkChange { document: DocumentId::for_key(&DocumentKey::new(key)), chunks };
+    indexer.apply(&[changes("a.txt", 2), changes("b.txt", 1)]).await.expect("publish");
+    files.put("files/000000000009-dead/killed.idx", b"left behind").await.expect("put");
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    assert!(
+        quarry_keyword::stray_files(&files, now()).await.expect("strays").is_empty(),
+        "a young upload is not a stray"
+    );
+
+    files.backdate(std::time::Duration::from_secs(3_600));
+    assert_eq!(
+        quarry_keyword::stray_files(&files, now()).await.expect("strays"),
+        ["files/000000000009-dead/killed.idx"]
+    );
+    // b.txt's only chunk goes: its segment's files are kept (an alive bitset marks it deleted).
+    indexer.apply(&[changes("b.txt", 0)]).await.expect("publish");
+    let named = manifest(&files).await;
+    let strays = quarry_keyword::stray_files(&files, now()).await.expect("strays");
+    assert_eq!(strays, ["files/000000000009-dead/killed.idx"], "named and retired files are not strays: {named:?}");
+
+    let replica = KeywordReplica::new(files.clone(), std::time::Duration::ZERO);
+    let census = replica.stored().await.expect("census");
+    let a = DocumentId::for_key(&DocumentKey::new("a.txt"));
+    assert_eq!(census.len(), 1, "b.txt is gone: {census:?}");
+    assert_eq!((&census[0].document, census[0].ordinals.as_slice()), (&a, &[0, 1][..]));
+}

@@ -16,6 +16,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Bucket {
     manifest: Option<(Vec<u8>, String)>,
     files: BTreeMap<String, Vec<u8>>,
+    /// When each file was written, in milliseconds since the Unix epoch.
+    written: BTreeMap<String, i64>,
     publishes: u64,
     conflicts: u64,
     gets: u64,
@@ -52,6 +54,12 @@ impl MemoryIndexFiles {
     /// Names of the files stored.
     pub fn files(&self) -> Vec<String> {
         lock(&self.bucket).files.keys().cloned().collect()
+    }
+
+    /// Makes every file stored now look `by` older (a file left behind long ago).
+    pub fn backdate(&self, by: std::time::Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        lock(&self.bucket).written.values_mut().for_each(|t| *t = t.saturating_sub(by));
     }
 
     /// Successful publishes so far.
@@ -122,7 +130,9 @@ impl IndexFiles for MemoryIndexFiles {
 
     async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
         yield_once().await;
-        lock(&self.bucket).files.insert(name.to_owned(), bytes.to_vec());
+        let mut b = lock(&self.bucket);
+        b.files.insert(name.to_owned(), bytes.to_vec());
+        b.written.insert(name.to_owned(), now_ms());
         Ok(())
     }
 
@@ -130,9 +140,20 @@ impl IndexFiles for MemoryIndexFiles {
         let mut b = lock(&self.bucket);
         for n in names {
             b.files.remove(n);
+            b.written.remove(n);
         }
         Ok(())
     }
+
+    async fn list(&self) -> Result<Vec<(String, i64)>, PortError> {
+        Ok(lock(&self.bucket).written.iter().map(|(n, t)| (n.clone(), *t)).collect())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Changes sent to the keyword index's writer, kept in order. Clones share them.

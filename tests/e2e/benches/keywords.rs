@@ -107,6 +107,10 @@ impl<F: IndexFiles> IndexFiles for Counting<F> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.delete(names).await
     }
+    async fn list(&self) -> Result<Vec<(String, i64)>, PortError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.list().await
+    }
 }
 
 /// Publishes `changes` a batch at a time: each batch's publish time in ms, and the last manifest.

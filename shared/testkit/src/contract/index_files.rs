@@ -37,11 +37,20 @@ pub async fn index_files<F: IndexFiles>(files: &F) {
     let data: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     files.put("files/000000000001-a/seg.idx", &data).await.expect("put");
     assert_eq!(files.get("files/000000000001-a/seg.idx").await.expect("get"), data, "bytes come back as put");
+    let listed = files.list().await.expect("list");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    assert_eq!(
+        listed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["files/000000000001-a/seg.idx"],
+        "the manifest is not a file"
+    );
+    assert!(listed.iter().all(|(_, t)| (now - t).abs() < 3_600_000), "written just now: {listed:?} at {now}");
     assert!(matches!(files.get("files/none").await, Err(PortError::NotFound { .. })), "a missing file is not found");
     files
         .delete(&["files/000000000001-a/seg.idx".to_owned(), "files/never-there".to_owned()])
         .await
         .expect("delete tolerates a missing file");
     assert!(matches!(files.get("files/000000000001-a/seg.idx").await, Err(PortError::NotFound { .. })));
+    assert!(files.list().await.expect("list").is_empty(), "a deleted file is not listed");
     files.delete(&[]).await.expect("nothing to delete");
 }
