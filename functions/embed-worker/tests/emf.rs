@@ -3,27 +3,11 @@
 //! specification, flushed once per invocation, with the indexing metrics the dashboard and alarms
 //! read.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use quarry_aws::{Clients, provision};
-use quarry_testkit::runtime::{emf_blobs, invoke, values};
+use quarry_testkit::runtime::{emf_blobs, invoke, sqs_event, values};
 use serde_json::json;
-
-fn sqs_event(jobs: &[serde_json::Value]) -> serde_json::Value {
-    let sent = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) - 1_500;
-    let records: Vec<serde_json::Value> = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            json!({"messageId": format!("m-{i}"), "receiptHandle": "r", "body": job.to_string(),
-                   "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": sent.to_string(),
-                                  "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": sent.to_string()},
-                   "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                   "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:quarry-test-jobs", "awsRegion": "us-east-1"})
-        })
-        .collect();
-    json!({"Records": records})
-}
 
 #[test]
 fn stdout_carries_valid_emf_once_per_invocation() {

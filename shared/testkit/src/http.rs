@@ -13,6 +13,9 @@ use serde_json::Value;
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Everything it wrote after its first line, stdout and stderr, where started by
+    /// [`Server::start_logged`].
+    pub logs: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
 impl Drop for Server {
@@ -26,6 +29,23 @@ impl Server {
     /// Starts `quarry serve ARGS` (the binary at `exe`) with the installed model and `env`, and
     /// waits for its `listening on http://ADDR` line.
     pub fn start(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(exe, args, env, false)
+    }
+
+    /// [`Server::start`], keeping every line it writes (its logs) in [`Server::logs`].
+    pub fn start_logged(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(exe, args, env, true)
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
+
+    fn spawn(exe: &str, args: &[&str], env: &[(&str, &str)], logged: bool) -> Server {
         let mut c = Command::new(exe);
         c.arg("serve")
             .args(args)
@@ -33,7 +53,7 @@ impl Server {
             .env_remove("QUARRY_CONFIG")
             .env_remove("QUARRY_API_KEY")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if logged { Stdio::piped() } else { Stdio::inherit() });
         // Benchmarks' own settings: Quarry refuses QUARRY_* variables it does not know.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("QUARRY_BENCH_") {
@@ -45,10 +65,31 @@ impl Server {
         }
         let mut child = c.spawn().expect("quarry serve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("first line");
         let addr =
             line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("got {line:?}")).to_owned();
-        Server { child, addr }
+        let logs = logged.then(|| {
+            let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let keep = |mut from: Box<dyn Read + Send>, into: std::sync::Arc<std::sync::Mutex<String>>| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        into.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_str(&text);
+                    }
+                });
+            };
+            keep(Box::new(stdout), logs.clone());
+            if let Some(stderr) = child.stderr.take() {
+                keep(Box::new(stderr), logs.clone());
+            }
+            logs
+        });
+        Server { child, addr, logs }
     }
 
     /// One request on its own connection: (status, JSON body, or the body as a string). The body

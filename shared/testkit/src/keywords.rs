@@ -24,6 +24,7 @@ struct Bucket {
     /// Every publish fails as throttled.
     refuse_publishes: bool,
     /// How long a manifest read takes.
+    #[cfg(feature = "keywords")]
     manifest_delay: std::time::Duration,
 }
 

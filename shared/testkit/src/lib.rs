@@ -19,6 +19,7 @@ pub mod lambda;
 pub mod moto;
 #[cfg(feature = "openai")]
 pub mod openai;
+pub mod pii;
 #[cfg(feature = "lambda")]
 pub mod runtime;
 

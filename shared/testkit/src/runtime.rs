@@ -29,6 +29,27 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// An SQS event of `bodies` as Lambda's poller hands it over, each message sent 1.5 s earlier.
+pub fn sqs_event(bodies: &[Value]) -> Value {
+    let sent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .saturating_sub(1_500);
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({"messageId": format!("m-{i}"), "receiptHandle": "r", "body": body.to_string(),
+                   "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": sent.to_string(),
+                                  "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": sent.to_string()},
+                   "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:quarry-test-jobs", "awsRegion": "us-east-1"})
+        })
+        .collect();
+    serde_json::json!({"Records": records})
+}
+
 /// Starts `bin` with `env` (on top of the Lambda variables the runtime needs), hands it `events`
 /// one by one, and stops it once each is answered or `timeout` passes.
 pub fn invoke(bin: &str, env: &[(&str, String)], events: Vec<Value>, timeout: Duration) -> Run {
@@ -64,6 +85,18 @@ pub fn invoke(bin: &str, env: &[(&str, String)], events: Vec<Value>, timeout: Du
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("start the function");
+    // Read as it is written: a function that logs more than a pipe holds would otherwise block.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>));
     let started = Instant::now();
     while shared.lock().map(|s| s.answers.len()).unwrap_or(0) < total && started.elapsed() < timeout {
         if let Ok(Some(status)) = child.try_wait() {
@@ -75,13 +108,8 @@ pub fn invoke(bin: &str, env: &[(&str, String)], events: Vec<Value>, timeout: Du
     std::thread::sleep(Duration::from_millis(300));
     let _ = child.kill();
     let _ = child.wait();
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut stdout);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
     let answers = shared.lock().map(|s| s.answers.clone()).unwrap_or_default();
     assert_eq!(answers.len(), total, "not every event was answered in {timeout:?}; stderr: {stderr}");
     drop(rt);
