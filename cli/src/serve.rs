@@ -67,7 +67,12 @@ struct LocalBackend {
     started: Arc<AtomicBool>,
     root: PathBuf,
     jsonl: bool,
+    /// The audit log: JSON lines in `STATE/audit/`, a file a day, the last 30 kept.
+    audit: std::sync::Mutex<tracing_appender::rolling::RollingFileAppender>,
 }
+
+/// Days of audit log kept.
+const AUDIT_DAYS: usize = 30;
 
 impl Backend for LocalBackend {
     type Embedder = crate::engine::ConfiguredEmbedder;
@@ -154,6 +159,16 @@ impl Backend for LocalBackend {
 
     fn hosted(&self) -> Option<&dyn quarry_core::hosted::HostedStore> {
         self.local.hosted()
+    }
+
+    fn audit(&self, entry: &quarry_api::audit::Entry) {
+        use std::io::Write as _;
+        let mut line = serde_json::to_vec(entry).unwrap_or_default();
+        line.push(b'\n');
+        let mut file = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = file.write_all(&line) {
+            tracing::warn!(error = %e, "an audit entry could not be written");
+        }
     }
 }
 
@@ -301,6 +316,15 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         started: Arc::clone(&started),
         root,
         jsonl: target.jsonl,
+        audit: std::sync::Mutex::new(
+            tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("audit")
+                .filename_suffix("jsonl")
+                .max_log_files(AUDIT_DAYS)
+                .build(target.state_dir.join("audit"))
+                .context("cannot open the audit log")?,
+        ),
     };
     let cursor_key =
         CursorKey::from_config(config.server.cursor_secret.as_ref()).context("no randomness for the cursor key")?;

@@ -107,6 +107,11 @@ fn no_flow_logs_personal_data_or_secrets() {
     assert!(code == 200 || code == 202, "{batch}");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_clean("quarry serve", &s.logs());
+    let audit: String = std::fs::read_dir(dir.join(".quarry/audit"))
+        .expect("an audit log")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
+        .collect();
+    pii::assert_clean("the audit log", &audit, "\"route\":\"/v1/search\"", &[("openai key", KEY)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

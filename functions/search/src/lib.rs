@@ -280,3 +280,13 @@ pub fn cursor_key(secret: Option<&quarry_core::config::Secret>) -> Result<quarry
     }
     quarry_api::CursorKey::from_config(secret)
 }
+
+/// Who API Gateway says is calling, for the audit log: the IAM principal's ARN (IAM auth) or the
+/// JWT's `sub` claim (a JWT authorizer); nothing for an unauthenticated request.
+pub fn caller(context: &lambda_http::request::RequestContext) -> Option<quarry_api::audit::Caller> {
+    let lambda_http::request::RequestContext::ApiGatewayV2(ctx) = context else { return None };
+    let authorizer = ctx.authorizer.as_ref()?;
+    let iam = authorizer.iam.as_ref().and_then(|i| i.user_arn.clone().or_else(|| i.caller_id.clone()));
+    let jwt = || authorizer.jwt.as_ref().and_then(|j| j.claims.get("sub")).map(|s| format!("jwt:{s}"));
+    iam.or_else(jwt).map(quarry_api::audit::Caller)
+}

@@ -50,5 +50,18 @@ fn searching_with_personal_data_logs_none_of_it() {
         })
         .collect();
     assert_eq!(statuses, [200, 200, 200, 200, 400, 400, 400], "{:?}\n{}", run.answers, run.stderr);
-    pii::assert_clean("the search function", &format!("{}\n{}", run.stdout, run.stderr), "\"level\":\"DEBUG\"", &[]);
+    let logs = format!("{}\n{}", run.stdout, run.stderr);
+    pii::assert_clean("the search function", &logs, "\"level\":\"DEBUG\"", &[]);
+    // The audit log is in the same lines: each search by its query's hash, with the IAM caller.
+    let audited: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "quarry::audit")
+        .collect();
+    assert_eq!(audited.len(), 7, "one entry per request:\n{logs}");
+    let first = &audited[0]["fields"];
+    assert_eq!(first["who"], "arn:aws:iam::123456789012:user/searcher", "{first}");
+    assert_eq!((&first["route"], &first["status"]), (&json!("/v1/search"), &json!(200)));
+    let detail: Value = serde_json::from_str(first["detail"].as_str().unwrap_or("{}")).expect("detail");
+    assert_eq!(detail["query_sha256"], quarry_api::audit::fingerprint(&query));
 }

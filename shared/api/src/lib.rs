@@ -8,6 +8,7 @@
 //! server is at its concurrency cap or a backend is throttled, 500 (details only in the log) for
 //! the rest.
 
+pub mod audit;
 mod batches;
 mod cache;
 pub mod cursor;
@@ -105,6 +106,10 @@ pub trait Backend: Send + Sync + 'static {
     fn dependencies(&self) -> Vec<Dependency<'_>>;
     /// Start-up work (an initial sync) is over.
     fn started(&self) -> bool;
+    /// Keeps one audit entry ([`audit`]): by default a `quarry::audit` log event.
+    fn audit(&self, entry: &audit::Entry) {
+        audit::to_log(entry);
+    }
     /// The store that embeds for itself, where the configuration picks one
     /// (`store.backend = "openai"`): searches go there (semantic only) and deletions remove its
     /// files; `searcher()` and `keywords()` are then unused.
@@ -203,7 +208,9 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
                 .route("/v1/files/{name}", put(uploads::put_file::<B>))
                 .layer(DefaultBodyLimit::max(file_limit)),
         )
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard::<B>));
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard::<B>))
+        // Outside the guard: refused requests are audited too.
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), audit::record::<B>));
     Router::new()
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/ready", get(health::ready::<B>))

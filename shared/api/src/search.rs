@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderName;
+use axum::response::IntoResponse;
 use quarry_core::Filter;
 use quarry_core::metric;
 use quarry_core::ports::VectorHit;
@@ -101,7 +102,7 @@ pub struct Source {
 pub(crate) async fn search<B: Backend>(
     State(app): State<Arc<App<B>>>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<([(HeaderName, String); 1], Json<SearchResponse>), ApiError> {
+) -> axum::response::Response {
     let started = Instant::now();
     let mut mode = None;
     let mut stages = Stages::default();
@@ -117,7 +118,14 @@ pub(crate) async fn search<B: Backend>(
         metrics::histogram!(metric::SEARCH_LATENCY, "mode" => label).record(metric::millis(started));
     }
     let timing = stages.header(started);
-    result.map(|body| ([(HeaderName::from_static("server-timing"), timing)], body))
+    let mut response = match result {
+        Ok(body) => ([(HeaderName::from_static("server-timing"), timing)], body).into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Some(detail) = stages.audit.take() {
+        response.extensions_mut().insert(detail);
+    }
+    response
 }
 
 /// Where a search's time went, sent as a `Server-Timing` header (W3C): browsers' developer tools
@@ -128,6 +136,8 @@ struct Stages {
     /// Ranking: the query's embedding, the vector and keyword lists, fusion and payloads.
     retrieve: Option<Duration>,
     highlight: Option<Duration>,
+    /// What the audit log keeps of this search, once its request is read.
+    audit: Option<crate::audit::Detail>,
 }
 
 impl Stages {
@@ -157,6 +167,7 @@ async fn answer<B: Backend>(
     // Every embedding call of this request goes through it, for `usage`.
     let embedder = quarry_pipeline::usage::Metered::new(app.backend.embedder());
     let query = req.query.trim();
+    stages.audit = Some(crate::audit::Detail::search("none", query, req.filter.as_ref(), 0));
     if query.is_empty() {
         return Err(ApiError::bad_request("empty_query", "query must contain some text"));
     }
@@ -263,7 +274,8 @@ async fn answer<B: Backend>(
                 metadata: h.meta.to_metadata().into_iter().collect(),
             }
         })
-        .collect();
+        .collect::<Vec<SearchResult>>();
+    stages.audit = Some(crate::audit::Detail::search(mode.name(), query, req.filter.as_ref(), results.len()));
     let next_cursor = more.then(|| app.cursor_key.seal(offset + top_k, next_snapshot, &fingerprint));
     let used = embedder.used();
     let usage = SearchUsage::from(used);

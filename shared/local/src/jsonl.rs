@@ -89,9 +89,13 @@ pub struct JsonlSource {
 impl JsonlSource {
     /// Reads `path`; the lines that are not documents come back beside the source.
     pub fn open(path: &Path) -> std::io::Result<(Self, Vec<Rejected>)> {
-        let data = std::fs::read(path)?;
-        let (records, rejected) = parse(&data);
-        Ok((JsonlSource { path: path.to_owned(), records }, rejected))
+        Ok(JsonlSource::from_bytes(path, &std::fs::read(path)?))
+    }
+
+    /// The records of `data`, as if read from `path`.
+    pub fn from_bytes(path: &Path, data: &[u8]) -> (Self, Vec<Rejected>) {
+        let (records, rejected) = parse(data);
+        (JsonlSource { path: path.to_owned(), records }, rejected)
     }
 
     pub fn path(&self) -> &Path {

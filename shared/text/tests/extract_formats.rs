@@ -334,3 +334,30 @@ fn declared_content_type_decides_after_magic_and_extension() {
         assert_eq!(ex().detect_as(*name, *ct, bytes).expect("detect"), *want, "{name:?} {ct:?}");
     }
 }
+
+/// Found by the fuzz harness (`tests/fuzz`): a page whose `Parent` is itself. pdf-extract follows
+/// the chain to inherit resources and never returned; the page tree is now checked first. Run on
+/// a thread so that a regression fails the test rather than hanging it.
+#[test]
+fn a_page_tree_with_a_parent_loop_is_refused_not_followed_forever() {
+    let good = pdf(&[lines(&["First page."]), lines(&["Second page."])], None);
+    // Offsets in bytes: the file is not UTF-8 throughout.
+    let find = |from: usize, what: &[u8]| good[from..].windows(what.len()).position(|w| w == what).map(|i| from + i);
+    let marker = b" 0 obj\n<</Type/Page/Parent ";
+    let first = find(0, marker).expect("a first page");
+    let page = find(first + 1, marker).expect("a second page");
+    let digits = good[..page].iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let number = &good[page - digits..page];
+    let parent_at = page + marker.len();
+    let parent_len = good[parent_at..].iter().position(|&b| b == b' ').expect("a reference");
+    assert_eq!(number.len(), parent_len, "the same length, so the xref offsets hold");
+    let mut looped = good.clone();
+    looped.splice(parent_at..parent_at + parent_len, number.iter().copied());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ex().extract(Some("loop.pdf"), &looped).map(|_| ()).map_err(|e| e.code()));
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("extraction returns");
+    assert_eq!(got, Err("corrupt_pdf"));
+    assert!(ex().extract(Some("good.pdf"), &good).is_ok(), "the unedited file still extracts");
+}

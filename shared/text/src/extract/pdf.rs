@@ -30,6 +30,12 @@ pub(super) fn extract(limits: &Limits, bytes: &[u8]) -> Result<ExtractedDocument
     if page_ids.len() > limits.max_pdf_pages as usize {
         return Err(ExtractError::TooManyPages { pages: page_ids.len(), limit: limits.max_pdf_pages });
     }
+    if let Some(number) = parent_cycle(&doc, &page_ids) {
+        return Err(ExtractError::CorruptPdf {
+            reason: format!("page {number}'s parents form a loop in the page tree"),
+            source: None,
+        });
+    }
     let title = doc
         .trailer
         .get(b"Info")
@@ -72,6 +78,28 @@ pub(super) fn extract(limits: &Limits, bytes: &[u8]) -> Result<ExtractedDocument
         pages.push(Page { number, span: ByteSpan { start, end: text.len() } });
     }
     Ok(ExtractedDocument { format: Format::Pdf, text, pages, title })
+}
+
+/// Parent links deeper than any real page tree (lopdf's own tree walk stops at this depth too).
+const MAX_TREE_DEPTH: usize = 256;
+
+/// The first page whose `Parent` chain loops or runs deeper than [`MAX_TREE_DEPTH`]. pdf-extract
+/// follows the chain to inherit a page's resources and never stops on a loop: found by the fuzz
+/// harness (a page whose parent is itself hung extraction forever), so it is refused first.
+fn parent_cycle(doc: &lopdf::Document, pages: &std::collections::BTreeMap<u32, lopdf::ObjectId>) -> Option<u32> {
+    for (&number, &id) in pages {
+        let mut seen = std::collections::HashSet::from([id]);
+        let mut at = id;
+        for depth in 0.. {
+            let parent = doc.get_dictionary(at).and_then(|d| d.get(b"Parent")).and_then(lopdf::Object::as_reference);
+            let Ok(parent) = parent else { break };
+            if depth >= MAX_TREE_DEPTH || !seen.insert(parent) {
+                return Some(number);
+            }
+            at = parent;
+        }
+    }
+    None
 }
 
 fn pdf_string(bytes: &[u8]) -> String {
