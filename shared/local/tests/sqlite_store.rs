@@ -244,3 +244,31 @@ async fn records_give_back_every_chunk_as_written() {
     expected.reverse();
     assert_eq!(store.records().expect("records"), expected);
 }
+
+/// A damaged database file (a torn copy, a disk fault) is refused with a message that names the
+/// fix, whether its header or its whole content is gone; the index is never half-opened.
+#[test]
+fn a_damaged_database_is_refused_with_the_fix_named() {
+    use std::io::{Seek, SeekFrom, Write};
+    for (name, damage) in [("header", 0u64), ("garbage", 1)] {
+        let db = scratch(&format!("damaged-{name}"));
+        {
+            let store = SqliteStore::open(&db, 8).expect("open");
+            drop(store);
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).expect("the file");
+        if damage == 0 {
+            f.seek(SeekFrom::Start(100)).expect("seek");
+            f.write_all(b"garbage where the schema's first page was").expect("write");
+        } else {
+            f.set_len(0).expect("truncate");
+            f.write_all(&[0x5a; 4096]).expect("write");
+        }
+        drop(f);
+        let _ = std::fs::remove_file(db.with_extension("db-wal"));
+        let err = SqliteStore::open(&db, 8).map(|_| ()).expect_err("a damaged file is refused");
+        let message = err.to_string();
+        assert!(matches!(err, quarry_local::StoreError::Corrupt { .. }), "{name}: {err:?}");
+        assert!(message.contains("quarry ingest") && message.contains("backup"), "{name}: {message}");
+    }
+}

@@ -51,6 +51,34 @@ pub enum StoreError {
     Load(#[source] rusqlite::Error),
     #[error("cannot open the keyword index")]
     Keywords(#[source] quarry_keyword::KeywordError),
+    #[error(
+        "the state database {} is damaged: restore it from a backup, or delete the folder it is in and \
+         run `quarry ingest` again, which rebuilds the index from the files",
+        path.display()
+    )]
+    Corrupt {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl StoreError {
+    /// SQLite's own verdict that the file is not a sound database: `SQLITE_CORRUPT` or
+    /// `SQLITE_NOTADB`, at whatever step of opening it came.
+    fn damaged(self, path: &Path) -> StoreError {
+        let damaged = |e: &rusqlite::Error| {
+            matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
+        };
+        match self {
+            StoreError::Open { source, .. } | StoreError::Migrate { source, .. } | StoreError::Load(source)
+                if damaged(&source) =>
+            {
+                StoreError::Corrupt { path: path.to_owned(), source }
+            }
+            other => other,
+        }
+    }
 }
 
 impl quarry_core::Classify for StoreError {
@@ -125,6 +153,10 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` for vectors of `dim` dimensions, migrates
     /// it, and loads the stored vectors into the index.
     pub fn open(path: &Path, dim: usize) -> Result<Self, StoreError> {
+        SqliteStore::open_sound(path, dim).map_err(|e| e.damaged(path))
+    }
+
+    fn open_sound(path: &Path, dim: usize) -> Result<Self, StoreError> {
         let open = |source| StoreError::Open { path: path.to_owned(), source };
         let mut conn = Connection::open(path).map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
