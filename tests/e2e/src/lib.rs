@@ -104,15 +104,38 @@ impl Stack {
 
     /// A worker with its own embedder: another Lambda instance of the embed-worker.
     pub fn worker_with<'a>(&'a self, embedder: &'a CoalescingEmbedder) -> TheWorker<'a> {
+        self.worker_through(embedder, &self.writer, Duration::from_secs(900))
+    }
+
+    /// A worker writing vectors through `writer` (a fault-injecting wrapper) and holding each
+    /// document for `lease`.
+    #[allow(clippy::type_complexity)]
+    pub fn worker_through<'a, W: quarry_core::ports::VectorWriter>(
+        &'a self,
+        embedder: &'a CoalescingEmbedder,
+        writer: &'a W,
+        lease: Duration,
+    ) -> Worker<
+        'a,
+        S3Source,
+        DynamoState,
+        CoalescingEmbedder,
+        DynamoState,
+        W,
+        Preparer<WordPiece>,
+        DynamoState,
+        SnsEvents,
+        DynamoState,
+    > {
         Worker::new(
             Indexer {
                 source: &self.source,
                 state: &self.state,
                 embedder,
                 cache: &self.state,
-                writer: &self.writer,
+                writer,
                 preparer: &self.preparer,
-                lease: Duration::from_secs(900),
+                lease,
                 spend: &self.state,
                 budget: &self.budget,
                 hosted: None,

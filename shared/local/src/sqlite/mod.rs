@@ -68,7 +68,10 @@ impl StoreError {
     /// `SQLITE_NOTADB`, at whatever step of opening it came.
     fn damaged(self, path: &Path) -> StoreError {
         let damaged = |e: &rusqlite::Error| {
-            matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            )
         };
         match self {
             StoreError::Open { source, .. } | StoreError::Migrate { source, .. } | StoreError::Load(source)
