@@ -15,7 +15,8 @@ The search is exact, over a numpy matrix of the index kept until its next change
 test tools' environment with moto), so that an index of 100,000 vectors answers in milliseconds, as
 benchmarks of the search function need. GetVectors looks each key up rather than scanning the index.
 
-It also makes each DynamoDB request atomic, as DynamoDB's are: moto serves requests on many
+For the fault tests it fails a share of the data-plane requests to resources named "...faultsNN-..."
+(below). It also makes each DynamoDB request atomic, as DynamoDB's are: moto serves requests on many
 threads and applies an update as read, change, write, so two concurrent `ADD`s on one item (eight
 workers moving a batch's counters, reserving one budget) could lose one. Requests to DynamoDB are
 serialised here; every other service is served as moto serves it.
@@ -26,6 +27,8 @@ test process that started it takes it down when it exits, however it exits.
 
 import json
 import logging
+import random
+import re
 import sys
 import threading
 
@@ -256,13 +259,56 @@ def put_vectors(self):
     return _put_vectors(self)
 
 
+# Injected faults, for the fault tests: a data-plane request to DynamoDB or S3 Vectors whose body
+# names a resource called "...faultsNN-..." fails NN % of the time, alternately throttled and with a
+# 5xx, in each service's own error format (the SDK's retries and Quarry's see what AWS sends).
+# Other tests' resources never match, so they share the server unaffected.
+_FAULTS = re.compile(r"faults(\d+)-")
+_FAULT_RNG = random.Random(20261206)
+_FAULT_LOCK = threading.Lock()
+_DDB_DATA = {
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
+    "TransactGetItems", "TransactWriteItems",
+}
+_S3V_DATA = {"PutVectors", "GetVectors", "QueryVectors", "DeleteVectors", "ListVectors"}
+
+
+def _fault(body):
+    match = _FAULTS.search(body if isinstance(body, str) else "")
+    if not match:
+        return None
+    with _FAULT_LOCK:
+        roll = _FAULT_RNG.random() * 100
+        throttle = _FAULT_RNG.random() < 0.5
+    return throttle if roll < int(match.group(1)) else None
+
+
 _DYNAMODB = threading.Lock()
 _dynamodb_call_action = DynamoHandler.call_action
 
 
 def dynamodb_call_action(self):
+    if self._get_action() in _DDB_DATA:
+        throttle = _fault(self.body)
+        if throttle is not None:
+            kind, status = ("ProvisionedThroughputExceededException", 400) if throttle else ("InternalServerError", 500)
+            body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "injected by the test launcher"})
+            return status, {"Content-Type": "application/x-amz-json-1.0"}, body
     with _DYNAMODB:
         return _dynamodb_call_action(self)
+
+
+_s3v_call_action = S3VectorsResponse.call_action
+
+
+def s3v_call_action(self):
+    if self._get_action() in _S3V_DATA:
+        throttle = _fault(self.body)
+        if throttle is not None:
+            kind, status = ("TooManyRequestsException", 429) if throttle else ("ServiceUnavailableException", 503)
+            headers = {"Content-Type": "application/json", "x-amzn-ErrorType": kind}
+            return status, headers, json.dumps({"message": "injected by the test launcher"})
+    return _s3v_call_action(self)
 
 
 DynamoHandler.call_action = dynamodb_call_action
@@ -282,6 +328,7 @@ S3Response.put_object = s3_put_object
 S3VectorsResponse.create_index = create_index
 S3VectorsResponse.put_vectors = put_vectors
 S3VectorsResponse.query_vectors = query_vectors
+S3VectorsResponse.call_action = s3v_call_action
 S3VectorsBackend.get_vectors = get_vectors
 s3v_urls.url_paths["{0}/QueryVectors$"] = S3VectorsResponse.dispatch
 

@@ -163,6 +163,33 @@ where
             Lease::Busy => return Ok(Outcome::Busy),
             Lease::Acquired { .. } => {}
         }
+        match self.index_leased(key, &blob, document.clone(), hash, batch, started).await {
+            // A failure worth retrying gives the lease back, so that the retry (a redelivery, a
+            // batch) takes the document at once rather than finding it held until the lease ends:
+            // found by injecting DynamoDB throttling, where every redelivery met its own lease,
+            // and the message reached the DLQ with the document left `processing`. Best effort:
+            // a lease that cannot be given back expires.
+            Err(e) if e.class().is_retryable() => {
+                if let Err(r) = self.state.release(&document).await {
+                    tracing::warn!(error = %quarry_core::error::chain(&r), "the lease was not given back");
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// The rest of [`Indexer::index_sized`], once the document's lease is held.
+    async fn index_leased(
+        &self,
+        key: &DocumentKey,
+        blob: &quarry_core::ports::Blob,
+        document: DocumentId,
+        hash: ContentHash,
+        batch: Option<&BatchId>,
+        started: Instant,
+    ) -> Result<Outcome, PortError> {
+        let bytes = blob.bytes.len() as u64;
         let step = Instant::now();
         let prepared = match self.preparer.prepare_document(key, blob.info.content_type.as_deref(), &blob.bytes) {
             Ok(p) => {

@@ -189,7 +189,7 @@ mod tests {
     use std::time::Duration;
 
     use quarry_core::metric::{self, stage};
-    use quarry_core::ports::{Embedder, ModelInfo};
+    use quarry_core::ports::{Embedder, ModelInfo, VectorRecord, VectorWriter};
     use quarry_core::{BatchId, Config, DocumentKey, PortError};
     use quarry_testkit::fakes::{MemorySource, MemoryState, MemoryVectors};
     use quarry_text::{Preparer, WordPiece};
@@ -382,6 +382,62 @@ mod tests {
         assert_eq!(status.map(|d| d.status), Some(DocumentStatus::Pending), "its lease is given back");
         let spent = f.state.spent(&SpendScope::Batch(batch.clone())).await.expect("spent");
         assert_eq!((spent.used.nanodollars, spent.reserved_nanodollars), (cost(a), 0), "only a.txt was paid for");
+    }
+
+    /// A vector store that throttles its next upsert.
+    struct Throttling<'a> {
+        inner: &'a MemoryVectors,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl VectorWriter for Throttling<'_> {
+        async fn upsert(&self, records: &[VectorRecord]) -> Result<(), PortError> {
+            if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(PortError::Throttled { operation: "test.upsert", retry_after: None, source: None });
+            }
+            self.inner.upsert(records).await
+        }
+        async fn delete_from(&self, document: &DocumentId, keep: u32) -> Result<u64, PortError> {
+            self.inner.delete_from(document, keep).await
+        }
+    }
+
+    /// A failure worth retrying gives the lease back: the redelivery takes the document at once
+    /// instead of finding it held (and, delivered again and again before the lease ends, reaching
+    /// the DLQ with the document left `processing`, as injected DynamoDB throttling showed).
+    #[tokio::test]
+    async fn a_retryable_failure_gives_the_lease_back_for_the_redelivery() {
+        use quarry_core::DocumentStatus;
+        use quarry_core::ports::DocumentReader;
+
+        let f = Fixture::new();
+        f.source.put("a.txt", b"Calcium keeps bones strong.", None);
+        let writer = Throttling { inner: &f.vectors, fail: std::sync::atomic::AtomicBool::new(true) };
+        let runner = Runner {
+            indexer: Indexer {
+                source: &f.source,
+                state: &f.state,
+                embedder: &f.embedder,
+                cache: &f.state,
+                writer: &writer,
+                preparer: &f.preparer,
+                lease: Duration::from_secs(900),
+                spend: &quarry_core::spend::NoLedger,
+                budget: &f.budget,
+                hosted: None,
+            },
+            batches: &f.state,
+            events: &f.events,
+            retries: Retries::Redeliver,
+        };
+        let job = IndexJob::index(DocumentKey::new("a.txt"), None, None);
+        let err = runner.run(&job).await.expect_err("throttled");
+        assert!(err.class().is_retryable(), "{err}");
+        let id = DocumentId::for_key(&DocumentKey::new("a.txt"));
+        let status = f.state.document(&id).await.expect("read").map(|d| d.status);
+        assert_eq!(status, Some(DocumentStatus::Pending), "the lease is given back");
+        let again = runner.run(&job).await.expect("the redelivery runs at once");
+        assert!(matches!(again, Some(BatchOutcome::Indexed { .. })), "{again:?}");
     }
 
     #[tokio::test]

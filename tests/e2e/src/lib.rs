@@ -56,8 +56,14 @@ pub type TheWorker<'a> = Worker<
 
 impl Stack {
     pub async fn new() -> Stack {
+        Stack::named("e2e").await
+    }
+
+    /// A stack whose resources' names start with `prefix` (`faults30`: moto fails 30 % of their
+    /// data-plane requests, tests/moto/launch.py).
+    pub async fn named(prefix: &str) -> Stack {
         let clients = Clients::emulator(quarry_testkit::moto::endpoint()).await;
-        let created = provision::create(&clients, &quarry_testkit::moto::unique_name("e2e"), quarry_embed::DIMENSION)
+        let created = provision::create(&clients, &quarry_testkit::moto::unique_name(prefix), quarry_embed::DIMENSION)
             .await
             .expect("provision");
         let r = &created.resources;
@@ -238,11 +244,35 @@ impl Stack {
         F: Fn(SqsEvent) -> Fut,
         Fut: std::future::Future<Output = SqsBatchResponse>,
     {
+        self.drain_with(queue_url, times, Duration::ZERO, handle).await
+    }
+
+    /// [`Stack::drain`], failed messages coming back only after `retry_after`, as a queue's
+    /// visibility timeout brings them back (the template's outlasts a worker's lease).
+    pub async fn drain_with<F, Fut>(
+        &self,
+        queue_url: &str,
+        times: usize,
+        retry_after: Duration,
+        handle: F,
+    ) -> (Vec<String>, usize)
+    where
+        F: Fn(SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = SqsBatchResponse>,
+    {
         let (mut bodies, mut failures) = (Vec::new(), 0);
+        let mut last_failure: Option<std::time::Instant> = None;
         for _ in 0..100 {
             let messages = self.receive(queue_url).await;
             if messages.is_empty() {
-                return (bodies, failures);
+                // Failed messages may still be invisible: wait for them to come back.
+                match last_failure {
+                    Some(at) if at.elapsed() <= retry_after + Duration::from_millis(500) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    _ => return (bodies, failures),
+                }
             }
             let mut failed = Vec::new();
             for _ in 0..times {
@@ -254,12 +284,13 @@ impl Stack {
                 bodies.push(m.body.clone().unwrap_or_default());
                 let handle = m.receipt_handle.clone().unwrap_or_default();
                 if failed.iter().any(|f| Some(f) == m.message_id.as_ref()) {
+                    last_failure = Some(std::time::Instant::now());
                     self.clients
                         .sqs
                         .change_message_visibility()
                         .queue_url(queue_url)
                         .receipt_handle(handle)
-                        .visibility_timeout(0)
+                        .visibility_timeout(i32::try_from(retry_after.as_secs()).unwrap_or(i32::MAX))
                         .send()
                         .await
                         .expect("release");

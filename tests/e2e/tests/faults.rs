@@ -106,3 +106,52 @@ async fn a_worker_killed_between_upsert_and_checkpoint_is_completed_by_the_redel
 async fn a_worker_killed_mid_upsert_is_completed_by_the_redelivery() {
     killed_then_redelivered(Kill::MidUpsert).await;
 }
+
+/// DynamoDB and S3 Vectors failing half their data-plane calls (throttling and 5xx, in each
+/// service's error format, injected by the moto launcher): the SDK's retries and SQS's redeliveries
+/// carry every document through, each indexed once, and the stores end in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_vector_stores_failing_half_their_calls_leave_every_document_indexed_once() {
+    let stack = Stack::named("faults50").await;
+    let long: String = (0..120).map(|i| format!("Sentence {i} about irrigation schedules and soil. ")).collect();
+    stack.put("docs/long.md", format!("# Irrigation\n\n{long}").into(), &[]).await;
+    let keys: Vec<String> = (0..5).map(|i| format!("docs/note-{i}.txt")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        stack.put(key, format!("Note {i}: prune the pear trees in row {i} before the frost.").into(), &[]).await;
+    }
+    let ingest = stack.ingest();
+    let (_, ingest_failures) = stack.drain(&stack.created.events_url, 1, |e| ingest.handle(e)).await;
+    // As deployed: a failed message comes back after the queue's visibility timeout, which
+    // outlasts the lease (scaled down: 2 s and 1 s).
+    let worker = stack.worker_through(&stack.embedder, &stack.writer, Duration::from_secs(1));
+    let (_, worker_failures) =
+        stack.drain_with(&stack.created.resources.queue_url, 1, Duration::from_secs(2), |e| worker.handle(e)).await;
+    let indexer = stack.keyword_indexer();
+    let changes = stack.created.resources.keyword_queue_url.clone().expect("provisioned");
+    stack.drain(&changes, 1, |e| quarry_keyword_indexer::handle(&indexer, e)).await;
+    assert!(ingest_failures + worker_failures > 0, "faults reached the handlers past the SDK's retries");
+
+    // The checks read through the same faulty stores: each read is tried until it gets through.
+    async fn through<T, F: std::future::Future<Output = Result<T, PortError>>>(f: impl Fn() -> F) -> T {
+        for _ in 0..7 {
+            if let Ok(v) = f().await {
+                return v;
+            }
+        }
+        f().await.expect("a read through the faults")
+    }
+    let mut total = 0;
+    for key in keys.iter().map(String::as_str).chain(["docs/long.md"]) {
+        let id = DocumentId::for_key(&DocumentKey::new(key));
+        match through(|| stack.state.document(&id)).await.map(|d| d.status) {
+            Some(DocumentStatus::Indexed { chunks }) => total += chunks as usize,
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let keywords = KeywordReplica::new(stack.files.clone(), Duration::ZERO);
+    let report =
+        through(|| quarry_pipeline::verify::verify(&stack.source, "", &stack.state, &stack.vectors, Some(&keywords)))
+            .await;
+    assert_eq!(report.stored_chunks, total as u64, "every chunk once");
+    assert!(report.is_clean(), "{report:?}");
+}
