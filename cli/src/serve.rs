@@ -74,6 +74,19 @@ struct LocalBackend {
 /// Days of audit log kept.
 const AUDIT_DAYS: usize = 30;
 
+/// The audit log: a JSON lines file a day in `dir`, the last [`AUDIT_DAYS`] kept.
+fn audit_log(dir: &Path) -> anyhow::Result<tracing_appender::rolling::RollingFileAppender> {
+    // Made first: the appender looks for old files to prune as it starts.
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("audit")
+        .filename_suffix("jsonl")
+        .max_log_files(AUDIT_DAYS)
+        .build(dir)
+        .context("cannot open the audit log")
+}
+
 impl Backend for LocalBackend {
     type Embedder = crate::engine::ConfiguredEmbedder;
     type Searcher = SqliteStore;
@@ -285,10 +298,14 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         .bind
         .parse()
         .with_context(|| format!("--bind {:?} is not an address such as 127.0.0.1:8080", limits.bind))?;
-    if !addr.ip().is_loopback() && limits.api_key.is_none() {
+    if !addr.ip().is_loopback() && limits.api_key.is_none() && limits.keys_file.is_none() {
         anyhow::bail!(
-            "refusing to serve on {addr} without an API key: set QUARRY_API_KEY (16+ characters), or bind to 127.0.0.1"
+            "refusing to serve on {addr} without an API key: set QUARRY_API_KEY (16+ characters) or QUARRY_KEYS_FILE, or bind to 127.0.0.1"
         );
+    }
+    if let Some(path) = &limits.keys_file {
+        // Read now, so that a bad file stops the start rather than every request.
+        quarry_api::keys::Keys::load(path)?;
     }
 
     // The same lock as `quarry ingest`: one writer per index.
@@ -316,15 +333,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         started: Arc::clone(&started),
         root,
         jsonl: target.jsonl,
-        audit: std::sync::Mutex::new(
-            tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix("audit")
-                .filename_suffix("jsonl")
-                .max_log_files(AUDIT_DAYS)
-                .build(target.state_dir.join("audit"))
-                .context("cannot open the audit log")?,
-        ),
+        audit: std::sync::Mutex::new(audit_log(&target.state_dir.join("audit"))?),
     };
     let cursor_key =
         CursorKey::from_config(config.server.cursor_secret.as_ref()).context("no randomness for the cursor key")?;

@@ -5,27 +5,18 @@
 
 use std::time::Duration;
 
-use quarry_aws::{Clients, provision};
+use quarry_aws::provision;
 use quarry_testkit::runtime::{emf_blobs, invoke, sqs_event, values};
 use serde_json::json;
 
 #[test]
 fn stdout_carries_valid_emf_once_per_invocation() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let endpoint = quarry_testkit::moto::endpoint();
-    let created = rt.block_on(async {
-        let clients = Clients::emulator(endpoint).await;
-        let created = provision::create(&clients, &quarry_testkit::moto::unique_name("emf"), quarry_embed::DIMENSION)
-            .await
-            .expect("provision");
-        for (key, body) in [("a.txt", "Calcium and vitamin D keep bones strong."), ("empty.txt", "")] {
-            let put = clients.s3.put_object().bucket(&created.resources.bucket).key(key);
-            put.body(body.as_bytes().to_vec().into()).send().await.expect("put");
-        }
-        created
-    });
-    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
-    env.extend(created.resources.env());
+    let objects: [(&str, &[u8]); 2] = [("a.txt", b"Calcium and vitamin D keep bones strong."), ("empty.txt", b"")];
+    let name = quarry_testkit::moto::unique_name("emf");
+    let mut env = rt
+        .block_on(provision::emulated(quarry_testkit::moto::endpoint(), &name, quarry_embed::DIMENSION, &objects))
+        .expect("a deployment on moto");
     env.extend([
         ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
         ("RUST_LOG", "info".to_owned()),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use quarry_aws::{Clients, provision};
+use quarry_aws::provision;
 use quarry_testkit::pii;
 use quarry_testkit::runtime::{invoke, sqs_event};
 use serde_json::json;
@@ -21,19 +21,11 @@ fn indexing_personal_data_logs_none_of_it() {
         ("broken.json", format!("{{\"contact\": \"{}\", \"card\": {}", pii::EMAIL, pii::CARD)),
         ("scan.pdf", format!("%PDF-1.7\n{text}\nnot really a PDF")),
     ];
-    let created = rt.block_on(async {
-        let clients = Clients::emulator(endpoint).await;
-        let created = provision::create(&clients, &quarry_testkit::moto::unique_name("logs"), quarry_embed::DIMENSION)
-            .await
-            .expect("provision");
-        for (key, body) in &files {
-            let put = clients.s3.put_object().bucket(&created.resources.bucket).key(*key);
-            put.body(body.as_bytes().to_vec().into()).send().await.expect("put");
-        }
-        created
-    });
-    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
-    env.extend(created.resources.env());
+    let objects: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (*k, b.as_bytes())).collect();
+    let name = quarry_testkit::moto::unique_name("logs");
+    let mut env = rt
+        .block_on(provision::emulated(endpoint, &name, quarry_embed::DIMENSION, &objects))
+        .expect("a deployment on moto");
     env.extend([
         ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
         ("RUST_LOG", "debug".to_owned()),

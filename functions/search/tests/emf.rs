@@ -4,34 +4,26 @@
 
 use std::time::Duration;
 
-use quarry_aws::{Clients, provision};
+use quarry_aws::provision;
+use quarry_testkit::lambda::apigw_request;
 use quarry_testkit::runtime::{emf_blobs, invoke, values};
 use serde_json::{Value, json};
-
-fn request(method: &str, path: &str, body: Option<&Value>) -> Value {
-    serde_json::from_str(&quarry_testkit::lambda::apigw_event(method, path, body)).expect("an API Gateway v2 event")
-}
 
 #[test]
 fn stdout_carries_valid_emf_once_per_request() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let endpoint = quarry_testkit::moto::endpoint();
-    let created = rt.block_on(async {
-        let clients = Clients::emulator(endpoint).await;
-        provision::create(&clients, &quarry_testkit::moto::unique_name("emf"), quarry_embed::DIMENSION)
-            .await
-            .expect("provision")
-    });
-    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
-    env.extend(created.resources.env());
+    let name = quarry_testkit::moto::unique_name("emf");
+    let mut env = rt
+        .block_on(provision::emulated(quarry_testkit::moto::endpoint(), &name, quarry_embed::DIMENSION, &[]))
+        .expect("a deployment on moto");
     env.extend([
         ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
         ("QUARRY_CURSOR_SECRET", "an EMF test cursor secret of 32+ characters".to_owned()),
     ]);
     let events = vec![
-        request("POST", "/v1/search", Some(&json!({"query": "bones and calcium"}))),
-        request("POST", "/v1/search", Some(&json!({"query": "   "}))),
-        request("POST", "/v1/search", Some(&json!({"query": "pumps", "top_k": 3}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": "bones and calcium"}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": "   "}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": "pumps", "top_k": 3}))),
     ];
     let run = invoke(env!("CARGO_BIN_EXE_search"), &env, events, Duration::from_secs(120));
     let statuses: Vec<u64> = run

@@ -5,27 +5,19 @@
 
 use std::time::Duration;
 
-use quarry_aws::{Clients, provision};
+use quarry_aws::provision;
+use quarry_testkit::lambda::apigw_request;
 use quarry_testkit::pii::{self, CARD, EMAIL, JWT, SSN, TOKEN};
 use quarry_testkit::runtime::invoke;
 use serde_json::{Value, json};
 
-fn request(method: &str, path: &str, body: Option<&Value>) -> Value {
-    serde_json::from_str(&quarry_testkit::lambda::apigw_event(method, path, body)).expect("an API Gateway v2 event")
-}
-
 #[test]
 fn searching_with_personal_data_logs_none_of_it() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let endpoint = quarry_testkit::moto::endpoint();
-    let created = rt.block_on(async {
-        let clients = Clients::emulator(endpoint).await;
-        provision::create(&clients, &quarry_testkit::moto::unique_name("logs"), quarry_embed::DIMENSION)
-            .await
-            .expect("provision")
-    });
-    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
-    env.extend(created.resources.env());
+    let name = quarry_testkit::moto::unique_name("logs");
+    let mut env = rt
+        .block_on(provision::emulated(quarry_testkit::moto::endpoint(), &name, quarry_embed::DIMENSION, &[]))
+        .expect("a deployment on moto");
     env.extend([
         ("QUARRY_MODEL_DIR", quarry_testkit::model_dir().display().to_string()),
         ("QUARRY_CURSOR_SECRET", pii::CURSOR_SECRET.to_owned()),
@@ -33,13 +25,13 @@ fn searching_with_personal_data_logs_none_of_it() {
     ]);
     let query = format!("who is {EMAIL} with card {CARD}");
     let events = vec![
-        request("POST", "/v1/search", Some(&json!({"query": query}))),
-        request("POST", "/v1/search", Some(&json!({"query": query, "mode": "keyword"}))),
-        request("POST", "/v1/search", Some(&json!({"query": query, "mode": "hybrid"}))),
-        request("POST", "/v1/search", Some(&json!({"query": TOKEN, "filter": {"user.contact": EMAIL}}))),
-        request("POST", "/v1/search", Some(&json!({"query": format!("{EMAIL} {JWT}"), "top_k": 1000}))),
-        request("POST", "/v1/search", Some(&json!({"query": SSN, "filter": {"$bogus": {"email": EMAIL}}}))),
-        request("POST", "/v1/search", Some(&json!({"query": SSN, "cursor": JWT}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": query}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": query, "mode": "keyword"}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": query, "mode": "hybrid"}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": TOKEN, "filter": {"user.contact": EMAIL}}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": format!("{EMAIL} {JWT}"), "top_k": 1000}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": SSN, "filter": {"$bogus": {"email": EMAIL}}}))),
+        apigw_request("POST", "/v1/search", Some(&json!({"query": SSN, "cursor": JWT}))),
     ];
     let run = invoke(env!("CARGO_BIN_EXE_search"), &env, events, Duration::from_secs(120));
     let statuses: Vec<u64> = run

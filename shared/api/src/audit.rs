@@ -17,8 +17,9 @@ use sha2::Digest;
 
 use crate::{App, Backend};
 
-/// Who the deployment says is calling, where it knows (the search function's IAM principal): set
-/// as a request extension before the router.
+/// Who the deployment says is calling, where it knows: the search function's IAM principal (a
+/// request extension set before the router), or a keys file's key id (a response extension the
+/// guard sets).
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
 
@@ -118,6 +119,8 @@ pub(crate) async fn record<B: Backend>(
         (None, None) => "anonymous".to_owned(),
     };
     let response = next.run(request).await;
+    // A key from the keys file is known by its id once the guard has looked it up.
+    let who = response.extensions().get::<Caller>().map_or(who, |Caller(c)| c.clone());
     let entry = Entry {
         at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

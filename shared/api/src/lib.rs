@@ -16,6 +16,7 @@ mod documents;
 mod error;
 mod fields;
 pub mod health;
+pub mod keys;
 pub mod openapi;
 pub mod page;
 mod search;
@@ -159,6 +160,8 @@ impl BlobWriter for NoUploads {
 struct App<B> {
     backend: B,
     limits: Server,
+    /// The keys file's keys, where one is configured (an error: every request is refused).
+    keys: Option<Result<keys::Keys, keys::KeysError>>,
     cursor_key: CursorKey,
     slots: Arc<Semaphore>,
     queries: QueryCache,
@@ -188,8 +191,22 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
             .to_le_bytes();
     }
     let snapshots = snapshot::Snapshots::new(snapshot::SNAPSHOTS, snapshot::SNAPSHOT_TTL, u64::from_le_bytes(seed));
-    let app =
-        Arc::new(App { backend, limits, cursor_key, slots, queries, snapshots, health: health::Cache::default() });
+    // Checked at start-up by the caller (`keys::Keys::load`); a file that fails here fails closed.
+    let keys = limits.keys_file.as_deref().map(|path| {
+        keys::Keys::load(path).inspect_err(|e| {
+            tracing::error!(error = %quarry_core::error::chain(e), "the keys file cannot be read: every request is refused");
+        })
+    });
+    let app = Arc::new(App {
+        backend,
+        limits,
+        keys,
+        cursor_key,
+        slots,
+        queries,
+        snapshots,
+        health: health::Cache::default(),
+    });
     health::warm(&app);
     let v1 = Router::new()
         .route("/v1/search", post(search::search::<B>))
@@ -222,22 +239,72 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
         .with_state(app)
 }
 
-/// Authentication, then a concurrency slot: an unauthenticated caller cannot use up slots.
+/// Authentication (and, for a key from the keys file, its scope and rate), then a concurrency slot:
+/// an unauthenticated caller cannot use up slots.
 async fn guard<B: Backend>(State(app): State<Arc<App<B>>>, request: Request, next: Next) -> Response {
-    if let Some(key) = &app.limits.api_key {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(presented.as_bytes(), key.expose().as_bytes()) {
-            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
-                .into_response();
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
-        }
+    let caller = match authenticate(&app, &request) {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let mut response = admitted(&app, request, next).await;
+    if let Some(c) = caller {
+        response.extensions_mut().insert(c);
     }
+    response
+}
+
+/// Who the request's bearer token says it is (for the audit log), or the response refusing it.
+#[allow(clippy::result_large_err)]
+fn authenticate<B: Backend>(app: &App<B>, request: &Request) -> Result<Option<audit::Caller>, Response> {
+    if app.limits.api_key.is_none() && app.keys.is_none() {
+        return Ok(None);
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let unauthorized = || {
+        let mut r =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required").into_response();
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    };
+    if let Some(key) = &app.limits.api_key
+        && constant_time_eq(presented.as_bytes(), key.expose().as_bytes())
+    {
+        return Ok(None);
+    }
+    let Some(Ok(keys)) = &app.keys else { return Err(unauthorized()) };
+    let scope = keys::Scope::of(request.method(), request.uri().path());
+    let caller = |id: &str| audit::Caller(format!("key:{id}"));
+    let refused = match keys.admit(presented, scope) {
+        Ok(key) => return Ok(Some(caller(&key.id))),
+        Err(keys::Denied::Unknown) => return Err(unauthorized()),
+        Err(keys::Denied::Scope { id }) => {
+            let message = format!("this key does not have the {} scope this route needs", scope.name());
+            let mut r = ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response();
+            r.extensions_mut().insert(caller(&id));
+            r
+        }
+        Err(keys::Denied::Limited { id, wait }) => {
+            let mut r =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "this key is over its request rate")
+                    .into_response();
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r.extensions_mut().insert(caller(&id));
+            r
+        }
+    };
+    Err(refused)
+}
+
+/// A concurrency slot, then the route.
+async fn admitted<B: Backend>(app: &App<B>, request: Request, next: Next) -> Response {
     let Ok(_slot) = Arc::clone(&app.slots).try_acquire_owned() else {
         let mut r = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

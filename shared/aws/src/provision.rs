@@ -229,3 +229,23 @@ async fn queue_arn(clients: &Clients, url: &str) -> Result<String, PortError> {
         .map_err(|e| port_error("sqs.get_queue_attributes", e))?;
     Ok(out.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default())
 }
+
+/// A deployment on the emulator at `endpoint` for a function's own binary: resources created under
+/// `name`, `objects` put in its bucket, and the environment the template sets for every function
+/// (the resources' names) with the endpoint that points the SDK at the emulator.
+pub async fn emulated(
+    endpoint: &str,
+    name: &str,
+    dimension: usize,
+    objects: &[(&str, &[u8])],
+) -> Result<Vec<(&'static str, String)>, PortError> {
+    let clients = Clients::emulator(endpoint).await;
+    let created = create(&clients, name, dimension).await?;
+    for (key, body) in objects {
+        let put = clients.s3.put_object().bucket(&created.resources.bucket).key(*key).body(body.to_vec().into());
+        put.send().await.map_err(|e| port_error("s3.put_object", e))?;
+    }
+    let mut env = vec![("QUARRY_AWS_ENDPOINT_URL", endpoint.to_owned())];
+    env.extend(created.resources.env());
+    Ok(env)
+}

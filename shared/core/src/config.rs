@@ -192,6 +192,10 @@ pub struct Server {
     /// without it each process draws its own.
     #[serde(skip)]
     pub cursor_secret: Option<Secret>,
+    /// API keys with ids, tenants, scopes and rates, stored hashed, re-read when the file changes
+    /// (`quarry_api::keys`; docs/API.md). Beside or instead of `QUARRY_API_KEY`.
+    #[serde(default)]
+    pub keys_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Server {
@@ -203,6 +207,7 @@ impl Default for Server {
             max_concurrency: 64,
             api_key: None,
             cursor_secret: None,
+            keys_file: None,
         }
     }
 }

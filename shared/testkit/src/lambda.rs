@@ -19,6 +19,12 @@ pub fn apigw_event(method: &str, path: &str, body: Option<&Value>) -> String {
 }
 
 /// `method path` with an optional JSON body; returns the status and the JSON body (`Null` if none).
+/// [`apigw_event`] as JSON: an event for a function's own binary (`crate::runtime::invoke`).
+#[allow(clippy::expect_used)]
+pub fn apigw_request(method: &str, path: &str, body: Option<&Value>) -> Value {
+    serde_json::from_str(&apigw_event(method, path, body)).expect("an API Gateway v2 event")
+}
+
 pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let event = apigw_event(method, path, body);
     let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");

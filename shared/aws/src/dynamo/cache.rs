@@ -63,36 +63,20 @@ impl DynamoState {
     /// Every cache item (key, size, written-at), by a paginated scan of the table.
     async fn cache_items(&self, operation: &'static str) -> Result<Vec<(String, u64, i64)>, PortError> {
         let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :emb")
-                .expression_attribute_values(":emb", AttributeValue::S("emb".into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error(operation, e))?;
-            for item in page.items.unwrap_or_default() {
-                if self.expired(&item) {
-                    continue;
-                }
-                let Some(pk) = get_s(&item, "pk") else { continue };
-                let size = item.get("v").and_then(|v| v.as_b().ok()).map_or(0, |b| b.as_ref().len());
-                // Written before `at` was kept: its write time follows from its expiry.
-                let at = get_n(&item, "at").or_else(|| {
-                    let ttl = i64::try_from(super::TTL.as_millis()).unwrap_or(i64::MAX);
-                    get_n(&item, "expires_at").map(|e| e * 1000 - ttl)
-                });
-                out.push((pk.to_owned(), (pk.len() + size + 16) as u64, at.unwrap_or(0)));
+        for item in self.scan_sk(operation, "emb", false).await? {
+            if self.expired(&item) {
+                continue;
             }
-            start = page.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() {
-                return Ok(out);
-            }
+            let Some(pk) = get_s(&item, "pk") else { continue };
+            let size = item.get("v").and_then(|v| v.as_b().ok()).map_or(0, |b| b.as_ref().len());
+            // Written before `at` was kept: its write time follows from its expiry.
+            let at = get_n(&item, "at").or_else(|| {
+                let ttl = i64::try_from(super::TTL.as_millis()).unwrap_or(i64::MAX);
+                get_n(&item, "expires_at").map(|e| e * 1000 - ttl)
+            });
+            out.push((pk.to_owned(), (pk.len() + size + 16) as u64, at.unwrap_or(0)));
         }
+        Ok(out)
     }
 }
 

@@ -138,6 +138,31 @@ impl DynamoState {
         Ok(out.item)
     }
 
+    /// Every item whose sort key is `sk`, by a paginated scan of the table: for the operator's
+    /// commands (the cache's statistics, reconciliation), never a request's path.
+    async fn scan_sk(&self, operation: &'static str, sk: &str, consistent: bool) -> Result<Vec<Item>, PortError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :sk")
+                .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned()))
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error(operation, e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn meta(&self, batch: &BatchId) -> Result<Item, PortError> {
         self.read("dynamodb.batch_meta", meta_key(batch))
             .await?

@@ -202,28 +202,13 @@ impl StateCensus for DynamoState {
     /// A paginated scan of the table for its document items (`sk = doc`).
     #[instrument(skip_all, err)]
     async fn documents(&self) -> Result<Vec<DocumentRecord>, PortError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :doc")
-                .expression_attribute_values(":doc", AttributeValue::S("doc".into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error("dynamodb.census", e))?;
-            for item in page.items.unwrap_or_default() {
-                let id = get_s(&item, "pk").and_then(|pk| pk.strip_prefix("doc#")).and_then(DocumentId::parse);
-                out.extend(id.map(|id| record(id, &item)));
-            }
-            start = page.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let items = self.scan_sk("dynamodb.census", "doc", true).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let id = get_s(item, "pk").and_then(|pk| pk.strip_prefix("doc#")).and_then(DocumentId::parse)?;
+                Some(record(id, item))
+            })
+            .collect())
     }
 }
