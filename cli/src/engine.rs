@@ -99,14 +99,19 @@ impl Target {
 
     /// The store of an input that has been ingested; a clear error if it has not.
     pub fn open_existing(&self) -> anyhow::Result<SqliteStore> {
-        let db = self.state_db();
+        self.ensure_indexed()?;
+        Ok(SqliteStore::open(&self.state_db(), quarry_embed::DIMENSION)?)
+    }
+
+    /// A clear error if the input has not been ingested, before anything opens or creates its index.
+    pub fn ensure_indexed(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            db.is_file(),
+            self.state_db().is_file(),
             "{} has no index yet: run `quarry ingest {}` first",
             self.input.display(),
             self.input.display()
         );
-        Ok(SqliteStore::open(&db, quarry_embed::DIMENSION)?)
+        Ok(())
     }
 
     /// The index opened for writing: under an exclusive lock on `state_dir/lock`, with leases left

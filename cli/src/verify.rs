@@ -52,7 +52,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
     }
     let target = quarry_cli::engine::Target::resolve(&args.dir, args.state.as_deref())?;
     // Refuses an input with no index (and says how to make one) before anything is created.
-    drop(target.open_existing()?);
+    target.ensure_indexed()?;
     // A repair writes: one writer per index, as `quarry ingest` holds it. A check only reads, but
     // would report a running ingest's unfinished documents as drift; it says so instead.
     let (lock, store) = match target.open_for_writing()? {
@@ -113,7 +113,7 @@ async fn run_aws(config: &Config, args: &Args) -> anyhow::Result<()> {
     let keywords = aws.keyword_files.clone().map(|files| KeywordReplica::new(files, Duration::ZERO));
     let report = verify::verify(&aws.source, &args.prefix, &aws.state, &aws.vectors, keywords.as_ref()).await?;
     let strays = match &aws.keyword_files {
-        Some(files) => quarry_keyword::stray_files(files, now_ms()).await?,
+        Some(files) => quarry_keyword::stray_files(files).await?,
         None => Vec::new(),
     };
     let found = report.drift.len() + strays.len();
@@ -157,12 +157,6 @@ async fn run_aws(config: &Config, args: &Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn summary(report: &Report) -> String {

@@ -79,7 +79,14 @@ pub struct Entry {
 
 /// The first 16 hex digits of `text`'s SHA-256.
 pub fn fingerprint(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    let mut hex = sha256_hex(text);
+    hex.truncate(16);
+    hex
+}
+
+/// `text`'s SHA-256 in lowercase hex: what the keys file stores of a key.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A filter's fields and operators, every value replaced by its JSON type.
@@ -110,12 +117,9 @@ pub(crate) async fn record<B: Backend>(
     let route = request.extensions().get::<MatchedPath>().map_or_else(|| path.clone(), |m| m.as_str().to_owned());
     let who = match (request.extensions().get::<Caller>(), &app.limits.api_key) {
         (Some(Caller(c)), _) => c.clone(),
-        (None, Some(_)) => request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map_or_else(|| "no key".to_owned(), |k| format!("key:{}", fingerprint(k))),
+        (None, Some(_)) => {
+            crate::bearer(&request).map_or_else(|| "no key".to_owned(), |k| format!("key:{}", fingerprint(k)))
+        }
         (None, None) => "anonymous".to_owned(),
     };
     let response = next.run(request).await;

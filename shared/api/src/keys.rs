@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
-use sha2::Digest;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -150,7 +149,7 @@ impl Keys {
 
     /// The key `presented` is, if it may make this request now.
     pub fn admit(&self, presented: &str, scope: Scope) -> Result<Arc<Key>, Denied> {
-        let hash: String = sha2::Sha256::digest(presented.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let hash = crate::audit::sha256_hex(presented);
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.refresh(&mut state);
         let key = state.keys.get(&hash).cloned().ok_or(Denied::Unknown)?;

@@ -259,12 +259,7 @@ fn authenticate<B: Backend>(app: &App<B>, request: &Request) -> Result<Option<au
     if app.limits.api_key.is_none() && app.keys.is_none() {
         return Ok(None);
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = bearer(request).unwrap_or("");
     let unauthorized = || {
         let mut r =
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required").into_response();
@@ -301,6 +296,11 @@ fn authenticate<B: Backend>(app: &App<B>, request: &Request) -> Result<Option<au
         }
     };
     Err(refused)
+}
+
+/// The request's `Authorization: Bearer` token.
+fn bearer(request: &Request) -> Option<&str> {
+    request.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 /// A concurrency slot, then the route.

@@ -318,15 +318,7 @@ impl quarry_core::census::VectorCensus for S3VectorStore {
                 break;
             }
         }
-        ids.sort();
-        let mut out: Vec<quarry_core::census::StoredChunks> = Vec::new();
-        for (document, ordinal) in ids {
-            match out.last_mut() {
-                Some(s) if s.document == document => s.ordinals.push(ordinal),
-                _ => out.push(quarry_core::census::StoredChunks { document, ordinals: vec![ordinal] }),
-            }
-        }
-        Ok(out)
+        Ok(quarry_core::census::StoredChunks::group(ids))
     }
 }
 

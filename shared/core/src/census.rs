@@ -24,6 +24,20 @@ pub struct StoredChunks {
 }
 
 impl StoredChunks {
+    /// Chunk ids' (document, ordinal) pairs, in any order, grouped by document with ordinals
+    /// ascending: what each store's listing becomes.
+    pub fn group(mut ids: Vec<(DocumentId, u32)>) -> Vec<StoredChunks> {
+        ids.sort_unstable();
+        let mut out: Vec<StoredChunks> = Vec::new();
+        for (document, ordinal) in ids {
+            match out.last_mut() {
+                Some(s) if s.document == document => s.ordinals.push(ordinal),
+                _ => out.push(StoredChunks { document, ordinals: vec![ordinal] }),
+            }
+        }
+        out
+    }
+
     pub fn count(&self) -> u32 {
         u32::try_from(self.ordinals.len()).unwrap_or(u32::MAX)
     }

@@ -140,7 +140,7 @@ impl From<PublishError> for PortError {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -288,15 +288,7 @@ impl PublishedIndex {
             let chunks = crate::index::strings_of(&column, &rows).map_err(|e| failed(e.into()))?;
             ids.extend(chunks.into_iter().flatten().filter_map(|c| ChunkId::from_stored(c).parts()));
         }
-        ids.sort_unstable();
-        let mut out: Vec<StoredChunks> = Vec::new();
-        for (document, ordinal) in ids {
-            match out.last_mut() {
-                Some(s) if s.document == document => s.ordinals.push(ordinal),
-                _ => out.push(StoredChunks { document, ordinals: vec![ordinal] }),
-            }
-        }
-        Ok(out)
+        Ok(StoredChunks::group(ids))
     }
 
     /// The `k` best chunks for `terms` among those `filter` takes, as search answers them

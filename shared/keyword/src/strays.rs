@@ -5,18 +5,18 @@
 use quarry_core::PortError;
 use quarry_core::keywords::{IndexFiles, ManifestRead};
 
-use crate::published::{Manifest, PublishError, RETIRE_AFTER};
+use crate::published::{Manifest, PublishError, RETIRE_AFTER, now_ms};
 
 /// The files older than [`RETIRE_AFTER`] that the current manifest neither names nor retires.
 /// Younger ones are left: a writer may be between its uploads and its manifest now.
-pub async fn stray_files<F: IndexFiles>(files: &F, now_ms: i64) -> Result<Vec<String>, PortError> {
+pub async fn stray_files<F: IndexFiles>(files: &F) -> Result<Vec<String>, PortError> {
     let manifest = match files.manifest(None).await? {
         ManifestRead::Found { bytes, .. } => {
             serde_json::from_slice::<Manifest>(&bytes).map_err(|e| PortError::from(PublishError::Manifest(e)))?
         }
         ManifestRead::Missing | ManifestRead::Unchanged => Manifest::default(),
     };
-    let cutoff = now_ms - i64::try_from(RETIRE_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms() - i64::try_from(RETIRE_AFTER.as_millis()).unwrap_or(i64::MAX);
     let mut stray: Vec<String> = files
         .list()
         .await?

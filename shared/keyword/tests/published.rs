@@ -211,21 +211,14 @@ async fn stray_files_and_the_census_of_a_published_index() {
     let changes = |key: &str, chunks| ChunkChange { document: DocumentId::for_key(&DocumentKey::new(key)), chunks };
     indexer.apply(&[changes("a.txt", 2), changes("b.txt", 1)]).await.expect("publish");
     files.put("files/000000000009-dead/killed.idx", b"left behind").await.expect("put");
-    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    assert!(
-        quarry_keyword::stray_files(&files, now()).await.expect("strays").is_empty(),
-        "a young upload is not a stray"
-    );
+    assert!(quarry_keyword::stray_files(&files).await.expect("strays").is_empty(), "a young upload is not a stray");
 
     files.backdate(std::time::Duration::from_secs(3_600));
-    assert_eq!(
-        quarry_keyword::stray_files(&files, now()).await.expect("strays"),
-        ["files/000000000009-dead/killed.idx"]
-    );
+    assert_eq!(quarry_keyword::stray_files(&files).await.expect("strays"), ["files/000000000009-dead/killed.idx"]);
     // b.txt's only chunk goes: its segment's files are kept (an alive bitset marks it deleted).
     indexer.apply(&[changes("b.txt", 0)]).await.expect("publish");
     let named = manifest(&files).await;
-    let strays = quarry_keyword::stray_files(&files, now()).await.expect("strays");
+    let strays = quarry_keyword::stray_files(&files).await.expect("strays");
     assert_eq!(strays, ["files/000000000009-dead/killed.idx"], "named and retired files are not strays: {named:?}");
 
     let replica = KeywordReplica::new(files.clone(), std::time::Duration::ZERO);

@@ -87,6 +87,21 @@ pub struct Drift {
     pub stored_end: u32,
 }
 
+impl Drift {
+    /// A drift of `kind` on `document`, with nothing else known yet.
+    fn new(kind: DriftKind, document: &DocumentId) -> Drift {
+        Drift {
+            kind,
+            document: document.clone(),
+            key: None,
+            checkpointed: None,
+            stored: 0,
+            keyword_chunks: None,
+            stored_end: 0,
+        }
+    }
+}
+
 /// What a verification saw and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -152,13 +167,10 @@ fn out_of_step(
             let (s, k) = (stored.get(id), indexed.get(id));
             let (so, ko) = (s.map_or(&[][..], |c| c.ordinals.as_slice()), k.map_or(&[][..], |c| c.ordinals.as_slice()));
             (so != ko).then(|| Drift {
-                kind: DriftKind::KeywordsOutOfStep,
-                document: id.clone(),
-                key: None,
-                checkpointed: None,
                 stored: s.map_or(0, StoredChunks::count),
                 keyword_chunks: Some(k.map_or(0, StoredChunks::count)),
                 stored_end: s.and_then(|s| s.ordinals.last()).map_or(0, |o| o + 1),
+                ..Drift::new(DriftKind::KeywordsOutOfStep, id)
             })
         })
         .collect()
@@ -178,13 +190,10 @@ fn compare(
         ..Report::default()
     };
     let drift = |kind, d: &DocumentRecord, checkpointed, stored: Option<&StoredChunks>| Drift {
-        kind,
-        document: d.id.clone(),
         key: d.key.clone(),
         checkpointed,
         stored: stored.map_or(0, StoredChunks::count),
-        keyword_chunks: None,
-        stored_end: 0,
+        ..Drift::new(kind, &d.id)
     };
     let mut known = BTreeSet::new();
     for d in documents {
@@ -223,28 +232,13 @@ fn compare(
     }
     for (id, s) in stored {
         if !known.contains(id) {
-            report.drift.push(Drift {
-                kind: DriftKind::OrphanVectors,
-                document: id.clone(),
-                key: None,
-                checkpointed: None,
-                stored: s.count(),
-                keyword_chunks: None,
-                stored_end: 0,
-            });
+            report.drift.push(Drift { stored: s.count(), ..Drift::new(DriftKind::OrphanVectors, id) });
         }
     }
     for key in objects {
-        if !known.contains(&DocumentId::for_key(key)) {
-            report.drift.push(Drift {
-                kind: DriftKind::Unindexed,
-                document: DocumentId::for_key(key),
-                key: Some(key.clone()),
-                checkpointed: None,
-                stored: 0,
-                keyword_chunks: None,
-                stored_end: 0,
-            });
+        let id = DocumentId::for_key(key);
+        if !known.contains(&id) {
+            report.drift.push(Drift { key: Some(key.clone()), ..Drift::new(DriftKind::Unindexed, &id) });
         }
     }
     report

@@ -22,7 +22,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -184,15 +184,8 @@ impl quarry_core::keywords::ChunkReader for MemoryVectors {
 
 impl quarry_core::census::VectorCensus for MemoryVectors {
     async fn stored(&self) -> Result<Vec<quarry_core::census::StoredChunks>, PortError> {
-        let mut out: Vec<quarry_core::census::StoredChunks> = Vec::new();
-        for id in lock(&self.records).keys() {
-            let Some((document, ordinal)) = id.parts() else { continue };
-            match out.last_mut() {
-                Some(s) if s.document == document => s.ordinals.push(ordinal),
-                _ => out.push(quarry_core::census::StoredChunks { document, ordinals: vec![ordinal] }),
-            }
-        }
-        Ok(out)
+        let ids = lock(&self.records).keys().filter_map(ChunkId::parts).collect();
+        Ok(quarry_core::census::StoredChunks::group(ids))
     }
 }
 

@@ -133,7 +133,7 @@ impl IndexFiles for MemoryIndexFiles {
         yield_once().await;
         let mut b = lock(&self.bucket);
         b.files.insert(name.to_owned(), bytes.to_vec());
-        b.written.insert(name.to_owned(), now_ms());
+        b.written.insert(name.to_owned(), crate::fakes::now_ms());
         Ok(())
     }
 
@@ -149,12 +149,6 @@ impl IndexFiles for MemoryIndexFiles {
     async fn list(&self) -> Result<Vec<(String, i64)>, PortError> {
         Ok(lock(&self.bucket).written.iter().map(|(n, t)| (n.clone(), *t)).collect())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Changes sent to the keyword index's writer, kept in order. Clones share them.

@@ -175,15 +175,11 @@ impl VectorCensus for SqliteStore {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
             .map_err(db_error("chunks.census"))?;
-        let mut out: Vec<StoredChunks> = Vec::new();
+        let mut ids = Vec::new();
         for row in rows {
             let (document, ordinal) = row.map_err(db_error("chunks.census"))?;
-            let Some(document) = DocumentId::parse(&document) else { continue };
-            match out.last_mut() {
-                Some(s) if s.document == document => s.ordinals.push(ordinal),
-                _ => out.push(StoredChunks { document, ordinals: vec![ordinal] }),
-            }
+            ids.extend(DocumentId::parse(&document).map(|d| (d, ordinal)));
         }
-        Ok(out)
+        Ok(StoredChunks::group(ids))
     }
 }
