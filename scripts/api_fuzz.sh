@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The HTTP API fuzzed from its own /openapi.json by schemathesis, long form (CI runs a reduced one,
-# cli/tests/api_fuzz.rs): every phase, many examples, both positive and negative requests.
+# cli/tests/it/api_fuzz.rs): every phase, many examples, both positive and negative requests.
 #   bash scripts/api_fuzz.sh [EXAMPLES]        # default 500 per operation
 set -euo pipefail
 cd "$(dirname "$0")/.."

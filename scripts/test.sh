@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh --test-tools
+# CI builds once from a clean clone: incremental caches would only take disk (gigabytes of it).
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 if ! cargo deny --version >/dev/null 2>&1; then
   echo "test: installing cargo-deny (one time, a few minutes)"
   cargo install --locked cargo-deny@0.20.2

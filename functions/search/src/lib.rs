@@ -281,6 +281,62 @@ pub fn cursor_key(secret: Option<&quarry_core::config::Secret>) -> Result<quarry
     quarry_api::CursorKey::from_config(secret)
 }
 
+/// `router` behind what API Gateway vouches for: each request carries its caller (for the audit
+/// log) and the tenant it acts for ([`reach`]); a JWT whose tenant claim names no valid tenant is
+/// refused with 403 before any route runs.
+pub fn authorized(router: axum::Router, claim: &str) -> axum::Router {
+    let claim: std::sync::Arc<str> = claim.into();
+    router.layer(axum::middleware::from_fn(move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+        let claim = std::sync::Arc::clone(&claim);
+        async move {
+            use axum::response::IntoResponse as _;
+            use lambda_http::RequestExt as _;
+            let context = request.request_context_ref().cloned();
+            if let Some(caller) = context.as_ref().and_then(caller) {
+                request.extensions_mut().insert(caller);
+            }
+            match context.as_ref().map(|c| reach(c, &claim)) {
+                Some(Ok(Some(reach))) => {
+                    request.extensions_mut().insert(reach);
+                }
+                Some(Err(_)) => {
+                    return quarry_api::ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "invalid_tenant",
+                        "the token's tenant claim is not 1 to 64 letters, digits, - or _",
+                    )
+                    .into_response();
+                }
+                _ => {}
+            }
+            next.run(request).await
+        }
+    }))
+}
+
+/// Whose documents the caller reaches, from what API Gateway vouches for: an IAM principal (an
+/// operator, or a service the deployment trusts) reaches every tenant; a JWT's caller reaches the
+/// tenant its `claim` names ([`quarry_core::config::Server::tenant_claim`]), or the default tenant
+/// when the token has none. `Err` holds a claim that cannot name a tenant: the request is refused.
+/// `None` without an authorizer (a test's event, or a route API Gateway does not guard).
+pub fn reach(
+    context: &lambda_http::request::RequestContext,
+    claim: &str,
+) -> Result<Option<quarry_core::tenant::Reach>, String> {
+    use quarry_core::tenant::{self, Reach};
+    let lambda_http::request::RequestContext::ApiGatewayV2(ctx) = context else { return Ok(None) };
+    let Some(authorizer) = ctx.authorizer.as_ref() else { return Ok(None) };
+    if authorizer.iam.is_some() {
+        return Ok(Some(Reach::All));
+    }
+    let Some(jwt) = authorizer.jwt.as_ref() else { return Ok(None) };
+    match jwt.claims.get(claim) {
+        None => Ok(Some(Reach::Tenant(tenant::DEFAULT.to_owned()))),
+        Some(t) if tenant::valid_id(t) => Ok(Some(Reach::Tenant(t.clone()))),
+        Some(t) => Err(t.clone()),
+    }
+}
+
 /// Who API Gateway says is calling, for the audit log: the IAM principal's ARN (IAM auth) or the
 /// JWT's `sub` claim (a JWT authorizer); nothing for an unauthenticated request.
 pub fn caller(context: &lambda_http::request::RequestContext) -> Option<quarry_api::audit::Caller> {

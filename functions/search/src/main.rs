@@ -52,17 +52,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     let key = cursor_key(config.server.cursor_secret.as_ref())?;
     // lambda_http hands the router one request per invocation: its metrics are flushed after it.
-    let router = quarry_api::router(backend, config.server.clone(), key)
-        .layer(axum::middleware::map_response(move |response: axum::response::Response| {
-            quarry_lambda::flushed(emf, std::future::ready(response))
-        }))
-        // The caller API Gateway authenticated, for the audit log.
-        .layer(axum::middleware::map_request(|mut request: axum::extract::Request| {
-            use lambda_http::RequestExt as _;
-            if let Some(caller) = request.request_context_ref().and_then(quarry_search::caller) {
-                request.extensions_mut().insert(caller);
-            }
-            std::future::ready(request)
-        }));
+    let router = quarry_api::router(backend, config.server.clone(), key).layer(axum::middleware::map_response(
+        move |response: axum::response::Response| quarry_lambda::flushed(emf, std::future::ready(response)),
+    ));
+    let router = quarry_search::authorized(router, &config.server.tenant_claim);
     lambda_http::run(router).await
 }

@@ -71,8 +71,9 @@ pub struct Entry {
     pub path: String,
     pub status: u16,
     pub latency_ms: f64,
-    /// The tenant the request acted for: one per deployment until tenants are separated.
-    pub tenant: &'static str,
+    /// The tenant the request acted for (`*`: every tenant); empty for a request refused before
+    /// its credentials were read.
+    pub tenant: String,
     #[serde(flatten)]
     pub detail: Detail,
 }
@@ -115,6 +116,7 @@ pub(crate) async fn record<B: Backend>(
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let route = request.extensions().get::<MatchedPath>().map_or_else(|| path.clone(), |m| m.as_str().to_owned());
+    let reach = request.extensions().get::<quarry_core::tenant::Reach>().cloned();
     let who = match (request.extensions().get::<Caller>(), &app.limits.api_key) {
         (Some(Caller(c)), _) => c.clone(),
         (None, Some(_)) => {
@@ -125,6 +127,7 @@ pub(crate) async fn record<B: Backend>(
     let response = next.run(request).await;
     // A key from the keys file is known by its id once the guard has looked it up.
     let who = response.extensions().get::<Caller>().map_or(who, |Caller(c)| c.clone());
+    let reach = reach.or_else(|| response.extensions().get::<quarry_core::tenant::Reach>().cloned());
     let entry = Entry {
         at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -135,7 +138,7 @@ pub(crate) async fn record<B: Backend>(
         path,
         status: response.status().as_u16(),
         latency_ms: started.elapsed().as_secs_f64() * 1e3,
-        tenant: "default",
+        tenant: reach.map(|r| r.name().to_owned()).unwrap_or_default(),
         detail: response.extensions().get::<Detail>().cloned().unwrap_or_default(),
     };
     app.backend.audit(&entry);
@@ -154,7 +157,7 @@ pub fn to_log(e: &Entry) {
         path = %e.path,
         status = e.status,
         latency_ms = e.latency_ms,
-        tenant = e.tenant,
+        tenant = %e.tenant,
         detail = %detail,
         "audit"
     );

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use quarry_core::BatchId;
 use quarry_core::ports::{BatchRequest, BatchStarter, BatchTracker};
+use quarry_core::tenant::Reach;
 use serde::{Deserialize, Serialize};
 
 use crate::openapi::ErrorBody;
@@ -54,14 +55,24 @@ pub struct BatchEstimate {
 
 #[utoipa::path(post, path = "/v1/batches", request_body = StartBatch,
     responses((status = 202, body = quarry_core::ports::BatchStarted), (status = 200, body = BatchEstimate),
-        (status = 400, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn start_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let StartBatch { request: req, dry_run } = body::<StartBatch>(payload)?;
     if req.prefix.is_none() && req.keys.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "give a prefix, a list of keys, or both"));
+    }
+    let outside = |what: String| {
+        ApiError::new(StatusCode::FORBIDDEN, "outside_tenant", format!("{what} is outside tenant {}", reach.name()))
+    };
+    if let Some(p) = req.prefix.as_deref().filter(|p| !reach.covers_prefix(p)) {
+        return Err(outside(format!("prefix {p:?}")));
+    }
+    if let Some(k) = req.keys.iter().find(|k| !reach.sees(k)) {
+        return Err(outside(format!("key {:?}", k.as_str())));
     }
     if req.keys.len() > MAX_BATCH_KEYS {
         return Err(ApiError::bad_request(
@@ -143,9 +154,10 @@ pub struct BatchFailure {
     responses((status = 200, body = BatchView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     Path(id): Path<String>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let id = BatchId::new(id);
+    let id = own_batch(&reach, id)?;
     let tracker = app.backend.batches();
     let c = tracker.counters(&id).await?;
     let t = tracker.timing(&id).await?;
@@ -193,8 +205,21 @@ pub(crate) async fn get_batch<B: Backend>(
     }))
 }
 
+/// The batch id, if the caller's tenant owns the batch: another tenant's batch is answered as
+/// no batch at all, as the tracker answers an unknown one.
+fn own_batch(reach: &Reach, id: String) -> Result<BatchId, ApiError> {
+    let id = BatchId::new(id);
+    if reach.sees_batch(&id) {
+        Ok(id)
+    } else {
+        Err(quarry_core::PortError::NotFound { what: format!("batch {id}") }.into())
+    }
+}
+
 /// Most batches `GET /v1/batches` lists.
 pub const MAX_LISTED: usize = 100;
+/// How many of the most recent batches a tenant's listing looks through for its own.
+pub const TENANT_SCAN: usize = 1_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -220,6 +245,7 @@ pub struct BatchSummary {
     responses((status = 200, body = BatchList), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list_batches<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<BatchList>, ApiError> {
     let bad = || ApiError::bad_request("invalid_limit", format!("limit must be a number from 1 to {MAX_LISTED}"));
@@ -228,10 +254,15 @@ pub(crate) async fn list_batches<B: Backend>(
     if !(1..=MAX_LISTED).contains(&limit) {
         return Err(bad());
     }
-    let recent = app.backend.batches().recent(limit).await?;
+    // A tenant's batches are found among the most recent of every tenant's, as the id tells whose
+    // each is: looking this far back bounds the work of a listing.
+    let scan = if reach == Reach::All { limit } else { limit.max(TENANT_SCAN) };
+    let recent = app.backend.batches().recent(scan).await?;
     Ok(Json(BatchList {
         batches: recent
             .into_iter()
+            .filter(|(id, _)| reach.sees_batch(id))
+            .take(limit)
             .map(|(id, created_ms)| BatchSummary { batch_id: id.as_str().to_owned(), created_ms })
             .collect(),
     }))
@@ -247,12 +278,13 @@ pub struct RetryRequest {}
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn retry_batch<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     Path(id): Path<String>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     // A JSON body (`{}`), as every POST here takes: a cross-site form cannot send one.
     body::<RetryRequest>(payload)?;
-    let id = BatchId::new(id);
+    let id = own_batch(&reach, id)?;
     // An unknown batch is a 404, not "nothing failed".
     let counters = app.backend.batches().counters(&id).await?;
     // Paused by a budget: the batch resumes under its own id, its failures with it.

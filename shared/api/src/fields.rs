@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use quarry_core::ports::{FieldCatalog, FieldSummary};
+use quarry_core::tenant::Reach;
 use serde::{Deserialize, Serialize};
 
 use crate::openapi::ErrorBody;
@@ -23,7 +24,7 @@ pub(crate) struct FieldsParams {
     values: Option<usize>,
 }
 
-/// The filterable fields, by name. A deployment whose vector store cannot list its metadata
+/// The filterable fields, by name, of the caller's tenant's documents. A deployment whose vector store cannot list its metadata
 /// (S3 Vectors) answers an empty list, with `available: false`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldsResponse {
@@ -35,6 +36,7 @@ pub struct FieldsResponse {
     responses((status = 200, body = FieldsResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list_fields<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     params: Result<Query<FieldsParams>, QueryRejection>,
 ) -> Result<Json<FieldsResponse>, ApiError> {
     let bad = || ApiError::bad_request("invalid_values", format!("values must be a number from 1 to {MAX_VALUES}"));
@@ -45,7 +47,9 @@ pub(crate) async fn list_fields<B: Backend>(
         return Err(bad());
     }
     Ok(Json(match app.backend.fields() {
-        Some(catalog) => FieldsResponse { fields: catalog.fields(values).await?, available: true },
+        Some(catalog) => {
+            FieldsResponse { fields: catalog.fields(values, reach.narrow(None).as_ref()).await?, available: true }
+        }
         None => FieldsResponse { fields: Vec::new(), available: false },
     }))
 }

@@ -1,12 +1,13 @@
-//! API keys from a keys file (`server.keys_file`): several at once, each with an id, a tenant, its
-//! scopes and an optional rate, stored as SHA-256 hashes (the file holds no key). The file is
+//! API keys from a keys file (`server.keys_file`): several at once, each with an id, a tenant (the
+//! one whose documents it reaches: `default` unless set, `*` for every tenant), its scopes and an
+//! optional rate, stored as SHA-256 hashes (the file holds no key). The file is
 //! read again when it changes, so that a key is added or revoked without a restart: a rotation is
 //! a new key added, clients moved, the old one removed.
 //!
 //! ```json
-//! {"keys": [{"id": "search-page", "sha256": "<hex of sha256(key)>", "scopes": ["search", "read"],
-//!            "requests_per_second": 20},
-//!           {"id": "ops", "sha256": "...", "scopes": ["search", "read", "write", "admin"]}]}
+//! {"keys": [{"id": "acme-page", "sha256": "<hex of sha256(key)>", "tenant": "acme",
+//!            "scopes": ["search", "read"], "requests_per_second": 20},
+//!           {"id": "ops", "sha256": "...", "tenant": "*", "scopes": ["search", "read", "write", "admin"]}]}
 //! ```
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use quarry_core::tenant::{self, Reach};
 use serde::Deserialize;
 
 /// What a key may do.
@@ -73,14 +75,14 @@ struct Entry {
 }
 
 fn default_tenant() -> String {
-    "default".to_owned()
+    tenant::DEFAULT.to_owned()
 }
 
 /// One key, as a request presents it.
 #[derive(Debug)]
 pub struct Key {
     pub id: String,
-    pub tenant: String,
+    pub reach: Reach,
     pub scopes: Vec<Scope>,
     rate: Option<NonZeroU32>,
 }
@@ -219,10 +221,55 @@ fn read(path: &Path) -> Result<(Option<SystemTime>, ByHash), KeysError> {
         if keys.values().any(|k: &Arc<Key>| k.id == e.id) {
             return Err(bad("is named twice"));
         }
-        let key = Key { id: e.id.clone(), tenant: e.tenant, scopes: e.scopes, rate: e.requests_per_second };
+        let reach = match e.tenant.as_str() {
+            "*" => Reach::All,
+            t if tenant::valid_id(t) => Reach::Tenant(e.tenant.clone()),
+            _ => return Err(bad("has a tenant that is not 1 to 64 letters, digits, - or _ (nor * for every tenant)")),
+        };
+        let key = Key { id: e.id.clone(), reach, scopes: e.scopes, rate: e.requests_per_second };
         if keys.insert(hash, Arc::new(key)).is_some() {
             return Err(bad("has the same key as another"));
         }
     }
     Ok((modified, keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(tenant: Option<&str>) -> PathBuf {
+        let mut entry = serde_json::json!({"id": "k", "sha256": "ab".repeat(32), "scopes": ["search"]});
+        if let Some(t) = tenant {
+            entry["tenant"] = serde_json::json!(t);
+        }
+        let path = std::env::temp_dir().join(format!(
+            "quarry-keys-unit-{}-{}.json",
+            std::process::id(),
+            tenant.unwrap_or("none").len()
+        ));
+        std::fs::write(&path, serde_json::json!({"keys": [entry]}).to_string()).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_keys_tenant_is_its_own_every_tenant_or_refused() {
+        for (tenant, reach) in [
+            (None, Some(Reach::Tenant(tenant::DEFAULT.into()))),
+            (Some("acme"), Some(Reach::Tenant("acme".into()))),
+            (Some("*"), Some(Reach::All)),
+            (Some("a b"), None),
+            (Some(""), None),
+        ] {
+            let path = file(tenant);
+            match (read(&path), reach) {
+                (Ok((_, keys)), Some(reach)) => {
+                    assert_eq!(keys.values().next().map(|k| k.reach.clone()), Some(reach), "{tenant:?}");
+                }
+                (Err(KeysError::Entry { reason, .. }), None) => assert!(reason.contains("tenant"), "{reason}"),
+                (got, want) => panic!("{tenant:?}: {:?} where {want:?} was expected", got.map(|(_, k)| k.len())),
+            }
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

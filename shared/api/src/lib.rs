@@ -4,9 +4,13 @@
 //! ([`quarry_pipeline`]); nothing here knows about folders, sockets or processes.
 //!
 //! Every error is JSON, `{"error": {"code", "message"}}`, with a stable code: 400 for bad input,
-//! 401 without the API key, 404 for what does not exist, 413 for an oversized body, 503 when the
-//! server is at its concurrency cap or a backend is throttled, 500 (details only in the log) for
-//! the rest.
+//! 401 without the API key, 403 for a key without the route's scope or outside its tenant, 404 for
+//! what does not exist (another tenant's documents and batches included), 413 for an oversized
+//! body, 429 for a key over its rate, 503 when the server is at its concurrency cap or a backend
+//! is throttled, 500 (details only in the log) for the rest.
+//!
+//! Tenants ([`quarry_core::tenant`]): every `/v1` handler acts within the request's [`Reach`],
+//! which the guard sets from the credentials alone.
 
 pub mod audit;
 mod batches;
@@ -39,6 +43,7 @@ use quarry_core::ports::{
     BatchStarter, BatchTracker, BlobWriter, CheckpointStore, DocumentReader, Embedder, FieldCatalog, KeywordQuery,
     KeywordSearcher, UploadGrant, UploadGranter, VectorSearcher, VectorWriter,
 };
+use quarry_core::tenant::Reach;
 use tokio::sync::Semaphore;
 
 pub use cursor::CursorKey;
@@ -136,7 +141,11 @@ impl KeywordSearcher for NoKeywords {
 pub enum NoFields {}
 
 impl FieldCatalog for NoFields {
-    async fn fields(&self, _: usize) -> Result<Vec<quarry_core::ports::FieldSummary>, PortError> {
+    async fn fields(
+        &self,
+        _: usize,
+        _: Option<&quarry_core::Filter>,
+    ) -> Result<Vec<quarry_core::ports::FieldSummary>, PortError> {
         match *self {}
     }
 }
@@ -240,24 +249,30 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
 }
 
 /// Authentication (and, for a key from the keys file, its scope and rate), then a concurrency slot:
-/// an unauthenticated caller cannot use up slots.
-async fn guard<B: Backend>(State(app): State<Arc<App<B>>>, request: Request, next: Next) -> Response {
-    let caller = match authenticate(&app, &request) {
-        Ok(caller) => caller,
+/// an unauthenticated caller cannot use up slots. Every admitted request leaves with a [`Reach`]:
+/// one the deployment set before the router (a JWT's tenant on AWS) stands, or else its key's.
+async fn guard<B: Backend>(State(app): State<Arc<App<B>>>, mut request: Request, next: Next) -> Response {
+    let (caller, reach) = match authenticate(&app, &request) {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
+    let reach = request.extensions().get::<Reach>().cloned().unwrap_or(reach);
+    request.extensions_mut().insert(reach.clone());
     let mut response = admitted(&app, request, next).await;
     if let Some(c) = caller {
         response.extensions_mut().insert(c);
     }
+    response.extensions_mut().insert(reach);
     response
 }
 
-/// Who the request's bearer token says it is (for the audit log), or the response refusing it.
+/// Who the request's bearer token says it is (for the audit log) and whose documents it reaches,
+/// or the response refusing it. The server's one API key, and a server without keys, reach every
+/// tenant.
 #[allow(clippy::result_large_err)]
-fn authenticate<B: Backend>(app: &App<B>, request: &Request) -> Result<Option<audit::Caller>, Response> {
+fn authenticate<B: Backend>(app: &App<B>, request: &Request) -> Result<(Option<audit::Caller>, Reach), Response> {
     if app.limits.api_key.is_none() && app.keys.is_none() {
-        return Ok(None);
+        return Ok((None, Reach::All));
     }
     let presented = bearer(request).unwrap_or("");
     let unauthorized = || {
@@ -269,13 +284,13 @@ fn authenticate<B: Backend>(app: &App<B>, request: &Request) -> Result<Option<au
     if let Some(key) = &app.limits.api_key
         && constant_time_eq(presented.as_bytes(), key.expose().as_bytes())
     {
-        return Ok(None);
+        return Ok((None, Reach::All));
     }
     let Some(Ok(keys)) = &app.keys else { return Err(unauthorized()) };
     let scope = keys::Scope::of(request.method(), request.uri().path());
     let caller = |id: &str| audit::Caller(format!("key:{id}"));
     let refused = match keys.admit(presented, scope) {
-        Ok(key) => return Ok(Some(caller(&key.id))),
+        Ok(key) => return Ok((Some(caller(&key.id)), key.reach.clone())),
         Err(keys::Denied::Unknown) => return Err(unauthorized()),
         Err(keys::Denied::Scope { id }) => {
             let message = format!("this key does not have the {} scope this route needs", scope.name());

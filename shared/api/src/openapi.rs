@@ -127,6 +127,29 @@ fn constrain(spec: &mut serde_json::Value) {
     for p in paths["/v1/files/{name}"]["put"]["parameters"].as_array_mut().into_iter().flatten() {
         p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 63, "pattern": FILE_NAME});
     }
+    // What the guard answers on every `/v1` route, before any handler: no key, a key without the
+    // route's scope (or, for the cache, outside every tenant), a key over its rate, no free slot.
+    let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    for (path, item) in paths.as_object_mut().into_iter().flatten() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for op in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+            for (status, what) in [
+                ("401", "no valid bearer token"),
+                ("403", "the key lacks the route's scope, or its tenant may not use the route"),
+                ("429", "the key is over its request rate: retry after `Retry-After` seconds"),
+                ("503", "the server is at its concurrency cap, or a backend is throttled"),
+            ] {
+                let responses = &mut op["responses"];
+                if responses.get(status).is_none() {
+                    let mut r = error.clone();
+                    r["description"] = json!(what);
+                    responses[status] = r;
+                }
+            }
+        }
+    }
 }
 
 /// A name ending in an extension Quarry refuses ([`quarry_core::format::UNSUPPORTED_EXT`]), in

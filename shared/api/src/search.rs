@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use quarry_core::Filter;
 use quarry_core::metric;
 use quarry_core::ports::VectorHit;
+use quarry_core::tenant::Reach;
 use quarry_pipeline::query::{self, Fusion, HYBRID_DEPTH, Highlight, Mode, highlight_hits, retrieve};
 use serde::{Deserialize, Serialize};
 
@@ -101,12 +102,13 @@ pub struct Source {
               (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn search<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> axum::response::Response {
     let started = Instant::now();
     let mut mode = None;
     let mut stages = Stages::default();
-    let result = answer(&app, payload, &mut mode, &mut stages, started).await;
+    let result = answer(&app, &reach, payload, &mut mode, &mut stages, started).await;
     let label = mode.map_or("none", Mode::name);
     let status = match &result {
         Ok(_) => "ok",
@@ -158,6 +160,7 @@ impl Stages {
 /// The search itself; `chosen` is set to the mode once it is known, for the metrics.
 async fn answer<B: Backend>(
     app: &App<B>,
+    reach: &Reach,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
     chosen: &mut Option<Mode>,
     stages: &mut Stages,
@@ -187,6 +190,8 @@ async fn answer<B: Backend>(
         Some(serde_json::Value::Object(m)) if m.is_empty() => None,
         Some(f) => Some(Filter::parse(f).map_err(|e| ApiError::bad_request(e.code, e.to_string()))?),
     };
+    // Inside both lists, whatever the request asked: no filter reaches past the caller's tenant.
+    let filter = reach.narrow(filter);
     let keywords = app.backend.keywords();
     let mode = req.mode.unwrap_or(if keywords.is_some() { Mode::Hybrid } else { Mode::Semantic });
     *chosen = Some(mode);
@@ -198,8 +203,12 @@ async fn answer<B: Backend>(
         return Err(ApiError::bad_request("invalid_min_score", "min_score must be between 0 and 1"));
     }
     let top_k = req.top_k as usize;
-    let bound =
-        format!("{mode:?}|{min_score}|{}", req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default());
+    // The tenant too: a cursor (and the snapshot it points at) opens for its own tenant alone.
+    let bound = format!(
+        "{mode:?}|{min_score}|{}|{}",
+        req.filter.as_ref().map(serde_json::Value::to_string).unwrap_or_default(),
+        reach.name()
+    );
     let fingerprint = cursor::fingerprint(query, req.top_k, &bound);
     let (offset, snapshot) = match &req.cursor {
         Some(c) => app.cursor_key.open(c, &fingerprint)?,

@@ -10,15 +10,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use quarry_core::config::Limits;
 use quarry_core::format::{HEAD_BYTES, Refusal, screen};
 use quarry_core::ports::{BatchRequest, BatchStarted, BatchStarter, BlobWriter, UploadGrant, UploadGranter};
+use quarry_core::tenant::Reach;
 use quarry_core::{Classify, DocumentId, DocumentKey, PortError};
 use serde::{Deserialize, Serialize};
 
@@ -73,13 +74,14 @@ pub(crate) async fn info<B: Backend>(State(app): State<Arc<App<B>>>) -> Json<Upl
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn grant<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     payload: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<UploadGrant>, ApiError> {
     let req: UploadRequest = body(payload)?;
     let Some(uploads) = app.backend.uploads() else {
         return Err(unavailable());
     };
-    let key = upload_key(&req.name)?;
+    let key = upload_key(&reach, &req.name)?;
     screen(app.backend.file_limits(), &key, req.size, req.content_type.as_deref(), &[]).map_err(refused)?;
     let grant = uploads.grant(&key, req.size, req.content_type.as_deref()).await.map_err(|e| taken(&key, e))?;
     Ok(Json(grant))
@@ -91,6 +93,7 @@ pub(crate) async fn grant<B: Backend>(
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub(crate) async fn put_file<B: Backend>(
     State(app): State<Arc<App<B>>>,
+    Extension(reach): Extension<Reach>,
     Path(name): Path<String>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
@@ -106,7 +109,7 @@ pub(crate) async fn put_file<B: Backend>(
             unavailable()
         });
     };
-    let key = upload_key(&name)?;
+    let key = upload_key(&reach, &name)?;
     let limits: &Limits = app.backend.file_limits();
     let bytes = bytes.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -145,8 +148,9 @@ fn unavailable() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "uploads_unavailable", "this server does not take files over the API")
 }
 
-/// The key a file name becomes, or why it cannot be one.
-fn upload_key(name: &str) -> Result<DocumentKey, ApiError> {
+/// The key a file name becomes (in the caller's tenant's folder, [`Reach::upload_key`]), or why
+/// it cannot be one.
+fn upload_key(reach: &Reach, name: &str) -> Result<DocumentKey, ApiError> {
     let bad = |why: &str| ApiError::bad_request("invalid_name", format!("file name {name:?} {why}"));
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(bad(&format!("must be 1 to {MAX_NAME_BYTES} bytes long")));
@@ -162,7 +166,7 @@ fn upload_key(name: &str) -> Result<DocumentKey, ApiError> {
     if name.trim() != name {
         return Err(bad("must not start or end with spaces"));
     }
-    Ok(DocumentKey::new(name))
+    Ok(reach.upload_key(name))
 }
 
 fn refused(r: Refusal) -> ApiError {
@@ -184,16 +188,27 @@ fn taken(key: &DocumentKey, e: PortError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::upload_key;
+    use super::{Reach, upload_key};
 
     #[test]
     fn file_names_become_keys_or_are_refused() {
-        assert_eq!(upload_key("notes.md").map(|k| k.as_str().to_owned()).ok().as_deref(), Some("notes.md"));
-        assert_eq!(upload_key("Année 2024 (v2).pdf").ok().map(|k| k.as_str().len()), Some("Année 2024 (v2).pdf".len()));
+        assert_eq!(
+            upload_key(&Reach::All, "notes.md").map(|k| k.as_str().to_owned()).ok().as_deref(),
+            Some("notes.md")
+        );
+        let acme = Reach::Tenant("acme".into());
+        assert_eq!(
+            upload_key(&acme, "notes.md").ok().map(|k| k.as_str().to_owned()).as_deref(),
+            Some("tenants/acme/notes.md")
+        );
+        assert_eq!(
+            upload_key(&Reach::All, "Année 2024 (v2).pdf").ok().map(|k| k.as_str().len()),
+            Some("Année 2024 (v2).pdf".len())
+        );
         for name in ["", "a/b.txt", "..\\x.txt", ".hidden.txt", "tab\t.txt", " padded.txt", &"x".repeat(256)] {
-            let e = upload_key(name).err().unwrap_or_else(|| panic!("{name:?} accepted"));
+            let e = upload_key(&Reach::All, name).err().unwrap_or_else(|| panic!("{name:?} accepted"));
             assert_eq!(e.code(), "invalid_name", "{name:?}");
         }
-        assert!(upload_key("..").is_err(), "a dot name is refused");
+        assert!(upload_key(&Reach::All, "..").is_err(), "a dot name is refused");
     }
 }

@@ -196,6 +196,10 @@ pub struct Server {
     /// (`quarry_api::keys`; docs/API.md). Beside or instead of `QUARRY_API_KEY`.
     #[serde(default)]
     pub keys_file: Option<std::path::PathBuf>,
+    /// The JWT claim that names a caller's tenant, where API Gateway's JWT authorizer vouches for
+    /// the caller (the search function; docs/AWS.md). A token without it acts for the default
+    /// tenant.
+    pub tenant_claim: String,
 }
 
 impl Default for Server {
@@ -208,6 +212,7 @@ impl Default for Server {
             api_key: None,
             cursor_secret: None,
             keys_file: None,
+            tenant_claim: "tenant".into(),
         }
     }
 }

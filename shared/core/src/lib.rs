@@ -21,6 +21,7 @@ pub mod meta;
 pub mod metric;
 pub mod ports;
 pub mod spend;
+pub mod tenant;
 
 pub use config::{Config, ConfigError};
 pub use domain::*;

@@ -3,7 +3,7 @@
 //! record's extra fields) in a map apart ([`ChunkMeta`]).
 //!
 //! Stores persist, and filters address, one flat map ([`Metadata`]) in both deployments, as S3
-//! Vectors stores it: `key`, `format`, `title` and `user.<name>`. This module alone converts
+//! Vectors stores it: `key`, `format`, `tenant`, `title` and `user.<name>`. This module alone converts
 //! between the two ([`ChunkMeta::to_metadata`] and [`ChunkMeta::from_metadata`] through a map,
 //! and `ChunkMeta`'s serde impls straight to and from JSON), so the reserved names live here alone.
 
@@ -25,6 +25,9 @@ pub const FORMAT: &str = "format";
 /// The document's own title, where it has one (PDF and DOCX properties, HTML `<title>`, the
 /// first Markdown heading).
 pub const TITLE: &str = "title";
+/// The document's tenant ([`crate::tenant::of_key`]), derived from its key and stored so that
+/// searches filter on it; read back from the key, never from what is stored.
+pub const TENANT: &str = "tenant";
 /// What user metadata is named under, so that no user field can shadow a reserved one.
 pub const USER_PREFIX: &str = "user.";
 
@@ -58,6 +61,7 @@ impl ChunkMeta {
         let mut m = Metadata::new();
         m.insert(KEY.to_owned(), Value::from(self.key.as_str()));
         m.insert(FORMAT.to_owned(), Value::from(self.format.name()));
+        m.insert(TENANT.to_owned(), Value::from(self.key.tenant()));
         if let Some(t) = &self.title {
             m.insert(TITLE.to_owned(), Value::from(t.as_str()));
         }
@@ -95,6 +99,7 @@ impl Serialize for ChunkMeta {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry(FORMAT, self.format.name())?;
         map.serialize_entry(KEY, self.key.as_str())?;
+        map.serialize_entry(TENANT, self.key.tenant())?;
         if let Some(t) = &self.title {
             map.serialize_entry(TITLE, t)?;
         }
@@ -150,7 +155,8 @@ pub fn title(m: &Metadata) -> &str {
 }
 
 /// The filterable fields of a set of documents (one [`Metadata`] each), as a search page offers
-/// them ([`crate::ports::FieldCatalog`]): every field but `key`, with its `values` commonest scalar
+/// them ([`crate::ports::FieldCatalog`]): every field but `key` and `tenant` (who is asking, not
+/// what to narrow by), with its `values` commonest scalar
 /// values. A field with more distinct values than `values` where most of its documents have a
 /// value no other document shares (titles, ids) is left out, since a menu of it would list some
 /// documents, not narrow them all; a few documents of distinct formats keep their format menu. Fields by name; values by documents, then by value, so that the same index
@@ -162,7 +168,7 @@ pub fn summarise<'a>(documents: impl IntoIterator<Item = &'a Metadata>, values: 
     let mut fields: BTreeMap<&str, (u64, Counts<'_>)> = BTreeMap::new();
     for m in documents {
         for (name, value) in m {
-            if name == KEY || !(value.is_string() || value.is_number() || value.is_boolean()) {
+            if name == KEY || name == TENANT || !(value.is_string() || value.is_number() || value.is_boolean()) {
                 continue;
             }
             let f = fields.entry(name.as_str()).or_default();

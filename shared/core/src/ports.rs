@@ -438,8 +438,12 @@ pub struct ValueCount {
 /// is left out (every document has its own), and so is a field where most documents have a value
 /// no other shares, such as a title, once it has more values than a menu shows.
 pub trait FieldCatalog: Send + Sync {
-    /// At most `values` values per field.
-    fn fields(&self, values: usize) -> impl Future<Output = Result<Vec<FieldSummary>, PortError>> + Send;
+    /// At most `values` values per field, over the documents `within` accepts (a tenant's).
+    fn fields(
+        &self,
+        values: usize,
+        within: Option<&crate::Filter>,
+    ) -> impl Future<Output = Result<Vec<FieldSummary>, PortError>> + Send;
 }
 
 /// What to index as one tracked batch: a key prefix, a list of keys, or both.

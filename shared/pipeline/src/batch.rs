@@ -17,12 +17,17 @@ use quarry_core::{BatchCounters, BatchId, ContentHash, DocumentKey, Failure, Por
 
 use crate::index::reject;
 
-/// The one batch-id rule: a hash of what the batch holds, every key with its version and size.
-/// The same request over the same content is the same batch (a killed `quarry ingest` resumes its
+/// The one batch-id rule: a hash of what the batch holds, every key with its version and size,
+/// under its tenant ([`quarry_core::tenant::batch_id`]: the tenant its keys and prefix share). The
+/// same request over the same content is the same batch (a killed `quarry ingest` resumes its
 /// batch; a `POST /v1/batches` sent twice counts once); any change to the content is a new batch.
-pub fn batch_id<'a>(items: impl IntoIterator<Item = (&'a DocumentKey, Option<&'a str>, u64)>) -> BatchId {
+pub fn batch_id<'a>(
+    prefix: Option<&'a str>,
+    items: impl IntoIterator<Item = (&'a DocumentKey, Option<&'a str>, u64)>,
+) -> BatchId {
     let mut sorted: Vec<_> = items.into_iter().collect();
     sorted.sort();
+    let tenant = quarry_core::tenant::common(prefix.into_iter().chain(sorted.iter().map(|(k, _, _)| k.as_str())));
     let mut seed = Vec::new();
     for (key, version, size) in sorted {
         seed.extend_from_slice(key.as_str().as_bytes());
@@ -31,7 +36,7 @@ pub fn batch_id<'a>(items: impl IntoIterator<Item = (&'a DocumentKey, Option<&'a
         seed.push(0);
         seed.extend_from_slice(&size.to_le_bytes());
     }
-    BatchId::new(format!("b-{}", &ContentHash::of(&seed).as_str()[..12]))
+    quarry_core::tenant::batch_id(tenant, &ContentHash::of(&seed).as_str()[..12])
 }
 
 /// What retrying a batch means wherever it is asked for (the API, the page): a batch over the
@@ -119,6 +124,7 @@ impl<B: BlobSource, T: BatchTracker, S: CheckpointStore, W: VectorWriter, V: Eve
     ) -> Result<Plan, PortError> {
         let (items, missing) = resolve(self.source, request).await?;
         let batch = batch_id(
+            request.prefix.as_deref(),
             items
                 .values()
                 .map(|b| (&b.key, b.version.as_deref(), b.size))

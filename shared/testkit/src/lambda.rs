@@ -26,8 +26,14 @@ pub fn apigw_request(method: &str, path: &str, body: Option<&Value>) -> Value {
 }
 
 pub async fn api(router: &axum::Router, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let event = apigw_event(method, path, body);
-    let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");
+    api_event(router, &apigw_request(method, path, body)).await
+}
+
+/// [`api`] for an event of the caller's making ([`apigw_request`], then changed: another
+/// authorizer, say).
+#[allow(clippy::expect_used)]
+pub async fn api_event(router: &axum::Router, event: &Value) -> (u16, Value) {
+    let request = lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event");
     let (parts, body) = request.into_parts();
     let request = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
     let response = router.clone().oneshot(request).await.expect("router");

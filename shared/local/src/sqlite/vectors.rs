@@ -251,9 +251,9 @@ impl VectorSearcher for SqliteStore {
 
 impl FieldCatalog for SqliteStore {
     /// From the metadata kept in memory for filters (one map per indexed document): no query.
-    async fn fields(&self, values: usize) -> Result<Vec<FieldSummary>, PortError> {
+    async fn fields(&self, values: usize, within: Option<&Filter>) -> Result<Vec<FieldSummary>, PortError> {
         let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(meta::summarise(metadata.values(), values))
+        Ok(meta::summarise(metadata.values().filter(|m| within.is_none_or(|f| f.matches(m))), values))
     }
 }
 

@@ -24,7 +24,7 @@ fn numeric(v: &str) -> Option<f64> {
     v.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
-/// A document's attributes: its id and reserved fields first (`key`, `format`, `title`), then
+/// A document's attributes: its id and reserved fields first (`key`, `format`, `tenant`, `title`), then
 /// user fields by name, up to [`MAX_ATTRIBUTES`]; a string that reads as a number also as its
 /// numeric twin (`name#n`). Strings are cut to [`MAX_VALUE_CHARS`]; names over [`MAX_KEY_CHARS`]
 /// and values that are not strings, numbers or booleans (lists) are left out. Returns the
@@ -33,7 +33,8 @@ pub fn attributes(document_id: &str, metadata: &Metadata) -> (Map<String, Value>
     let mut out = Map::new();
     let mut left_out = Vec::new();
     out.insert(DOCUMENT_ID.into(), Value::from(document_id));
-    let reserved = [quarry_core::meta::KEY, quarry_core::meta::FORMAT, quarry_core::meta::TITLE];
+    let reserved =
+        [quarry_core::meta::KEY, quarry_core::meta::FORMAT, quarry_core::meta::TENANT, quarry_core::meta::TITLE];
     let ordered = reserved
         .iter()
         .filter_map(|k| metadata.get_key_value(*k))

@@ -346,10 +346,11 @@ pub const BLOBS: &[(&str, &[u8])] = &[
 /// `key` left out, and fields of values mostly each document's own, past the cap (titles here);
 /// a removed document no longer counted.
 pub async fn field_catalog<S: VectorWriter + FieldCatalog>(store: &S, dim: usize) {
-    assert!(store.fields(10).await.expect("fields").is_empty(), "an empty index has no fields");
+    assert!(store.fields(10, None).await.expect("fields").is_empty(), "an empty index has no fields");
     let mk = |name: &str, ordinal: u32, format: Format, team: &str| {
-        let (_, d) = doc(name);
+        let (key, d) = doc(name);
         let mut r = record(&d, ordinal, (0..dim).map(|j| if j == 0 { 1.0 } else { 0.5 }).collect());
+        r.meta.key = key;
         r.meta.format = format;
         r.meta.title = Some(format!("title of {name}"));
         r.meta.user.insert("team".to_owned(), team.to_owned());
@@ -362,20 +363,29 @@ pub async fn field_catalog<S: VectorWriter + FieldCatalog>(store: &S, dim: usize
         mk("contract/f-c.txt", 0, Format::Text, "ops"),
     ];
     store.upsert(&records).await.expect("upsert");
-    let fields = store.fields(2).await.expect("fields");
+    let fields = store.fields(2, None).await.expect("fields");
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["format", "user.team"], "three distinct titles do not fit two values");
     let count = |v: &str, n: u64| ValueCount { value: serde_json::Value::from(v), documents: n };
     assert_eq!(fields[0].documents, 3, "documents, not chunks");
     assert_eq!(fields[0].values, [count(Format::Markdown.name(), 2), count(Format::Text.name(), 1)]);
     assert_eq!(fields[1].values, [count("search", 2), count("ops", 1)]);
-    let capped = store.fields(1).await.expect("fields");
+    let capped = store.fields(1, None).await.expect("fields");
     assert_eq!(capped[1].values, [count("search", 2)]);
     let (_, b) = doc("contract/f-b.md");
     store.delete_from(&b, 0).await.expect("delete");
-    let fields = store.fields(2).await.expect("fields");
+    let fields = store.fields(2, None).await.expect("fields");
     let teams: Vec<&ValueCount> = fields.iter().filter(|f| f.name == "user.team").flat_map(|f| &f.values).collect();
     assert_eq!(teams, [&count("ops", 1), &count("search", 1)], "b is no longer counted");
+    // A tenant's menu counts its own documents alone.
+    store.upsert(&[mk("tenants/t1/f-d.md", 0, Format::Markdown, "legal")]).await.expect("upsert");
+    let t1 = quarry_core::tenant::Reach::Tenant("t1".into()).narrow(None);
+    let own = store.fields(2, t1.as_ref()).await.expect("fields");
+    let teams: Vec<&ValueCount> = own.iter().filter(|f| f.name == "user.team").flat_map(|f| &f.values).collect();
+    assert_eq!(teams, [&count("legal", 1)], "{own:?}");
+    let every = store.fields(3, None).await.expect("fields");
+    assert!(every.iter().all(|f| f.name != "tenant"), "the tenant is not a menu: {every:?}");
+    assert_eq!(every.iter().find(|f| f.name == "user.team").map(|f| f.documents), Some(3));
 }
 
 /// Reads what [`BLOBS`] put there: sizes, bytes, listings by prefix in key order, peeks that are a

@@ -1,0 +1,6 @@
+//! The crate's integration tests, one binary: each module was its own test binary, and every
+//! binary links the whole dependency tree (linking them apart filled CI's disk).
+
+mod chunk_props;
+mod extract_formats;
+mod redact_props;
