@@ -11,6 +11,7 @@ mod hosted;
 mod ingest;
 mod inspect;
 mod keys;
+mod kills;
 mod log_hygiene;
 mod precision;
 mod relevance;

@@ -110,7 +110,10 @@ pub enum Lease {
     /// This worker holds the document until `expires_in` elapses.
     Acquired { attempt: u32, expires_in: Duration },
     /// The same content is already indexed: nothing to do (duplicate delivery, unchanged file).
-    AlreadyIndexed,
+    /// With its chunks and when it was checkpointed (milliseconds since the Unix epoch), so that a
+    /// batch tells its own earlier work (a run killed after the checkpoint, before the batch's
+    /// record) from a document indexed before the batch began.
+    AlreadyIndexed { chunks: u32, indexed_ms: i64 },
     /// Another worker holds an unexpired lease; retry later.
     Busy,
 }

@@ -34,7 +34,7 @@ pub enum Outcome {
         usage: Usage,
     },
     /// The same content is already indexed: nothing was embedded.
-    Unchanged { bytes: u64 },
+    Unchanged { bytes: u64, chunks: u32, indexed_ms: i64 },
     /// The document itself is at fault (recorded with its reason; retrying will not help).
     Failed { failure: Failure, bytes: u64 },
     /// Another worker holds the document's lease; try again later.
@@ -159,7 +159,9 @@ where
         let document = DocumentId::for_key(key);
         let hash = ContentHash::of(&blob.bytes);
         match self.state.acquire(&document, &hash, self.lease).await? {
-            Lease::AlreadyIndexed => return Ok(Outcome::Unchanged { bytes }),
+            Lease::AlreadyIndexed { chunks, indexed_ms } => {
+                return Ok(Outcome::Unchanged { bytes, chunks, indexed_ms });
+            }
             Lease::Busy => return Ok(Outcome::Busy),
             Lease::Acquired { .. } => {}
         }

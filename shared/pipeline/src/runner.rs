@@ -68,6 +68,7 @@ where
         }
         // What a batch counts as processed for a document that failed before it was read.
         let size = job.size.unwrap_or(0);
+        let mut for_batch = None;
         let outcome = match self.indexer.index_sized(key, job.size, job.batch.as_ref()).await {
             Ok(Outcome::Indexed { chunks, bytes, usage }) => {
                 // Deleted while it was being indexed, after its removal was handled: look once
@@ -87,7 +88,19 @@ where
                 self.events.publish(&crate::spend::budget_event(&e.scope, e.held, e.limit, Severity::Critical)).await?;
                 Some(BatchOutcome::Paused { reason: BUDGET_EXHAUSTED.to_owned() })
             }
-            Ok(Outcome::Unchanged { bytes }) => Some(BatchOutcome::Unchanged { bytes }),
+            Ok(Outcome::Unchanged { bytes, chunks, indexed_ms }) => {
+                // Checkpointed since the batch began: for the batch, its own work, from a run
+                // killed between the checkpoint and the batch's record (or a duplicate delivery),
+                // not a document it found already indexed. Found by killing `quarry ingest` at
+                // random moments (cli/tests/it/kills.rs): the resumed batch counted them as
+                // unchanged. This run itself did nothing, and says so to its caller and metrics.
+                if let Some(b) = &job.batch
+                    && indexed_ms >= self.batches.timing(b).await?.created_ms
+                {
+                    for_batch = Some(BatchOutcome::Indexed { chunks, bytes });
+                }
+                Some(BatchOutcome::Unchanged { bytes })
+            }
             Ok(Outcome::Failed { failure, bytes }) => Some(BatchOutcome::Failed { failure, bytes }),
             Ok(Outcome::Busy) => {
                 count(named::BUSY);
@@ -142,7 +155,7 @@ where
             None => return Ok(None),
         };
         count(name);
-        if let (Some(batch), Some(o)) = (&job.batch, &outcome) {
+        if let (Some(batch), Some(o)) = (&job.batch, for_batch.as_ref().or(outcome.as_ref())) {
             self.batches.record(batch, key, o).await?;
             metrics::counter!(metric::BATCH_DOCUMENTS, "outcome" => name).increment(1);
             crate::batch::report_end(self.batches, self.events, batch).await?;

@@ -257,7 +257,9 @@ impl CheckpointStore for MemoryState {
         let mut s = lock(&self.state);
         let now = Instant::now();
         let attempt = match s.documents.get(document) {
-            Some(d) if d.status == "indexed" && d.hash.as_ref() == Some(hash) => return Ok(Lease::AlreadyIndexed),
+            Some(d) if d.status == "indexed" && d.hash.as_ref() == Some(hash) => {
+                return Ok(Lease::AlreadyIndexed { chunks: d.chunks, indexed_ms: d.updated_ms });
+            }
             Some(d) if d.status == "processing" && d.lease_until.is_some_and(|u| u > now) => return Ok(Lease::Busy),
             // Attempts count per content: a new version starts again at 1.
             Some(d) if d.hash.as_ref() == Some(hash) => d.attempts + 1,

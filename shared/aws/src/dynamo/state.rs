@@ -27,7 +27,10 @@ impl CheckpointStore for DynamoState {
                 Some(i) => {
                     let (status, hash) = (get_s(i, "status"), get_s(i, "hash"));
                     if status == Some("indexed") && hash == Some(content_hash.as_str()) {
-                        return Ok(Lease::AlreadyIndexed);
+                        return Ok(Lease::AlreadyIndexed {
+                            chunks: get_n(i, "chunks").unwrap_or(0) as u32,
+                            indexed_ms: get_n(i, "updated_ms").unwrap_or(0),
+                        });
                     }
                     if status == Some("processing") && get_n(i, "lease_until").is_some_and(|u| u > now) {
                         return Ok(Lease::Busy);

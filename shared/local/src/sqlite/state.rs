@@ -21,21 +21,26 @@ impl CheckpointStore for SqliteStore {
         let mut conn = self.conn();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error("documents.acquire"))?;
-        let row: Option<(String, Option<String>, i64, Option<i64>)> = tx
+        type Row = (String, Option<String>, i64, Option<i64>, Option<u32>, i64);
+        let row: Option<Row> = tx
             .query_row(
-                "SELECT status, content_hash, attempts, lease_until_ms FROM documents WHERE id = ?1",
+                "SELECT status, content_hash, attempts, lease_until_ms, chunks, updated_ms FROM documents WHERE id = ?1",
                 [document.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(db_error("documents.acquire"))?;
         let attempts = match &row {
-            Some((status, hash, _, _)) if status == "indexed" && hash.as_deref() == Some(content_hash.as_str()) => {
-                return Ok(Lease::AlreadyIndexed);
+            Some((status, hash, _, _, chunks, at))
+                if status == "indexed" && hash.as_deref() == Some(content_hash.as_str()) =>
+            {
+                return Ok(Lease::AlreadyIndexed { chunks: chunks.unwrap_or(0), indexed_ms: *at });
             }
-            Some((status, _, _, Some(until))) if status == "processing" && *until > now => return Ok(Lease::Busy),
+            Some((status, _, _, Some(until), _, _)) if status == "processing" && *until > now => {
+                return Ok(Lease::Busy);
+            }
             // Attempts count per content: a new version starts again at 1.
-            Some((_, hash, attempts, _)) if hash.as_deref() == Some(content_hash.as_str()) => attempts + 1,
+            Some((_, hash, attempts, _, _, _)) if hash.as_deref() == Some(content_hash.as_str()) => attempts + 1,
             _ => 1,
         };
         let until = now + lease.as_millis() as i64;

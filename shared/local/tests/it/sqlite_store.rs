@@ -115,7 +115,10 @@ async fn state_and_vectors_survive_a_reopen() {
         store.checkpoint(&cp).await.expect("checkpoint");
     }
     let store = SqliteStore::open(&path, 4).expect("reopen");
-    assert_eq!(store.acquire(&id, &hash, Duration::from_secs(60)).await.expect("acquire"), Lease::AlreadyIndexed);
+    assert!(matches!(
+        store.acquire(&id, &hash, Duration::from_secs(60)).await.expect("acquire"),
+        Lease::AlreadyIndexed { .. }
+    ));
     let hits =
         store.search(&VectorQuery { vector: vec![0.1, 0.9, 0.0, 0.0], top_k: 5, filter: None }).await.expect("search");
     assert_eq!(hits.len(), 1);

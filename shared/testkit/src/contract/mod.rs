@@ -71,8 +71,8 @@ pub async fn checkpoint_store<S: CheckpointStore + DocumentReader>(store: &S) {
     assert_eq!(store.document(&doc("contract/never.txt").1).await.expect("read"), None, "an unknown id is None");
     assert_eq!(
         store.acquire(&id, &h1, long).await.expect("acquire"),
-        Lease::AlreadyIndexed,
-        "a duplicate delivery of indexed content does nothing"
+        Lease::AlreadyIndexed { chunks: 3, indexed_ms: read.updated_ms },
+        "a duplicate delivery of indexed content does nothing, and says what was indexed when"
     );
 
     assert_eq!(store.handle(&id).await.expect("handle"), None, "a vector store's checkpoint has no handle");
