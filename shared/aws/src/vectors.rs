@@ -32,7 +32,7 @@ pub const MAX_TOP_K: usize = 100;
 /// GetVectors/DeleteVectors keys per call.
 const KEYS_BATCH: usize = 100;
 /// Filterable keys Quarry itself sets; never moved to `extra`.
-const FIXED: [&str; 4] = ["document", meta::KEY, "key_dirs", meta::FORMAT];
+const FIXED: [&str; 5] = ["document", meta::KEY, "key_dirs", meta::FORMAT, meta::TENANT];
 
 #[derive(Debug, Clone)]
 pub struct S3VectorStore {
@@ -400,6 +400,7 @@ mod tests {
         let mut metadata = BTreeMap::new();
         metadata.insert("key".to_owned(), json!("a/b/c.pdf"));
         metadata.insert("format".to_owned(), json!("pdf"));
+        metadata.insert("tenant".to_owned(), json!("default"));
         metadata.insert("title".to_owned(), json!("t".repeat(1_500)));
         metadata.insert("user.note".to_owned(), json!("n".repeat(900)));
         metadata.insert("user.team".to_owned(), json!("search"));
@@ -420,6 +421,7 @@ mod tests {
             .collect();
         assert!(json_len(&filterable) <= FILTERABLE_BUDGET, "{}", json_len(&filterable));
         assert_eq!(filterable.get("user.team"), Some(&json!("search")), "small fields stay filterable");
+        assert_eq!(filterable.get("tenant"), Some(&json!("default")), "the tenant is always filterable");
         assert_eq!(filterable.get("key_dirs"), Some(&json!(["a/", "a/b/"])));
         let hit = hit_of(r.id.as_str(), Some(0.5), Some(&document::from_json(&Value::Object(stored)))).expect("hit");
         assert_eq!((hit.text.as_str(), hit.span, hit.pages, &hit.document), ("body", r.span, r.pages, &doc));
