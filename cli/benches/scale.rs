@@ -6,6 +6,8 @@
 //!
 //!     cargo bench -p quarry-cli --bench scale                          # 10k, 100k, 1M
 //!     QUARRY_BENCH_SIZES=10000,100000 cargo bench -p quarry-cli --bench scale
+//!     QUARRY_BENCH_KEEP=DIR QUARRY_BENCH_SIZES=100000 cargo bench -p quarry-cli --bench scale
+//!         # leaves the last index in DIR, a `quarry serve --state DIR` (scripts/load.sh)
 //!
 //! The chunks: the first 2,000 NFCorpus chunks embedded by the real model, then copies. A copy's
 //! vector is its seed's with noise (cosine ~0.9, as in `--bench search`); its text is the seed's
@@ -158,7 +160,9 @@ fn main() {
     let recall_vectors = embedder.embed_blocking(&recall_queries).expect("embed");
     let markdown = Filter::parse(&serde_json::json!({"format": "markdown"})).expect("filter");
 
-    let state = std::env::temp_dir().join(format!("quarry-bench-scale-{}", std::process::id()));
+    let keep = std::env::var_os("QUARRY_BENCH_KEEP").map(std::path::PathBuf::from);
+    let state =
+        keep.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("quarry-bench-scale-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).expect("mkdir");
     let empty = state.join("folder");
@@ -256,7 +260,9 @@ fn main() {
         rows.push(row);
     }
     drop(store);
-    let _ = std::fs::remove_dir_all(&state);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&state);
+    }
 
     println!();
     println!(

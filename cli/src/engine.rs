@@ -248,9 +248,20 @@ impl Local {
     /// Call inside the tokio runtime (the merging queue runs on it).
     /// Refuses an index another model or store filled ([`check_model`]) before loading anything.
     pub fn load(config: &Config, source: Source, store: SqliteStore) -> anyhow::Result<Self> {
+        Local::load_with(config, source, store, EmbedOptions::default())
+    }
+
+    /// [`Local::load`] with the indexing model's own options (`quarry serve` leaves searches a
+    /// share of the cores).
+    pub fn load_with(
+        config: &Config,
+        source: Source,
+        store: SqliteStore,
+        options: EmbedOptions,
+    ) -> anyhow::Result<Self> {
         check_model(&store, config)?;
         let model_dir = config.model.resolved_dir();
-        let embedder = embedder(config, EmbedOptions::default())?;
+        let embedder = embedder(config, options)?;
         let tokenizer = quarry_openai::chunk_counter(&config.embedder, || {
             WordPiece::from_file(&model_dir.join("tokenizer.json")).map_err(crate::SetupError::Tokenizer)
         })?;

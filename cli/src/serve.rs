@@ -313,7 +313,11 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         anyhow::bail!("another `quarry ingest` or `quarry serve` is using {}", input.display())
     };
     let (source, _) = target.source()?;
-    let mut local = Local::load(&config, source, store)?;
+    // Indexing gets half the cores for its model, so that searches keep the rest while a batch
+    // runs: with all of them, search p95 under a 1,000-document batch was 5.3x idle (docs/LOAD.md).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let indexing = EmbedOptions { threads: (cores / 2).max(1), ..EmbedOptions::default() };
+    let mut local = Local::load_with(&config, source, store, indexing)?;
     // With alert routes, the alarms' rules run on this process's own metrics and Quarry's events
     // (a batch that ended with failures) are routed too.
     let routes =

@@ -7,6 +7,7 @@ mod browser;
 mod budget;
 mod cache;
 mod common;
+mod faults;
 mod hosted;
 mod ingest;
 mod inspect;

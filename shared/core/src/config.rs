@@ -202,13 +202,23 @@ pub struct Server {
     pub tenant_claim: String,
 }
 
+/// Requests served at once by default: eight per core. A search is CPU-bound (its query's embedding
+/// and a vector scan, about 15 ms of CPU at 100k chunks), so more in flight than a few per core only
+/// queue inside the process, where every one of them slows down together. Measured on 2 cores
+/// (docs/LOAD.md): with 64 at once, under a 10x spike the searches let in took 4.8 s at p95; with 4
+/// per core, 50 req/s of Poisson arrivals already had 26 in 6,341 refused in two minutes.
+pub fn default_concurrency() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores.saturating_mul(8)).unwrap_or(u32::MAX)
+}
+
 impl Default for Server {
     fn default() -> Self {
         Server {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             max_query_chars: 2_000,
-            max_concurrency: 64,
+            max_concurrency: default_concurrency(),
             api_key: None,
             cursor_secret: None,
             keys_file: None,

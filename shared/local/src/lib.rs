@@ -12,5 +12,5 @@ pub mod vector_index;
 pub use folder::FolderSource;
 pub use jsonl::{JsonlError, JsonlSource, Rejected};
 pub use queue::{ChannelQueue, QueueClosed};
-pub use sqlite::{ChunkDetails, SqliteStore, StoreError};
+pub use sqlite::{ChunkDetails, DiskFull, Locked, SqliteStore, StoreError};
 pub use vector_index::{FlatIndex, IndexError, IndexHit};

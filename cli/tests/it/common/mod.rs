@@ -1,5 +1,7 @@
 //! What the CLI's test files share: the real binary, run as a user runs it.
 
+pub mod mixed;
+
 use std::path::Path;
 use std::process::Command;
 

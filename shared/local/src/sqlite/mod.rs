@@ -93,12 +93,32 @@ impl quarry_core::Classify for StoreError {
     }
 }
 
+/// A write that found no room on the disk. Transient, and never the document's fault: a run stops at
+/// it (nothing is recorded against the document), and the same run started again once there is
+/// room resumes where it stopped (cli/tests/it/full_disk.rs fills a real disk mid-batch).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the disk that holds the index is full: free space (or move the index with --state), then run again; \
+     what was indexed before is kept"
+)]
+pub struct DiskFull(#[source] rusqlite::Error);
+
+/// A write that waited out the busy timeout behind another connection's write lock.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another program holds the index's write lock (another quarry on the same index, a backup, an sqlite3 \
+     shell): run again once it lets go"
+)]
+pub struct Locked(#[source] rusqlite::Error);
+
 fn db_error(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> PortError {
     move |e| match e.sqlite_error_code() {
         // Another process holds the write lock past the busy timeout: try again later.
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            PortError::Transient { operation, source: Box::new(e) }
+            PortError::Transient { operation, source: Box::new(Locked(e)) }
         }
+        // SQLITE_FULL: the transaction rolled back whole, so trying again once there is room is safe.
+        Some(rusqlite::ErrorCode::DiskFull) => PortError::Transient { operation, source: Box::new(DiskFull(e)) },
         _ => PortError::Permanent { operation, source: Box::new(e) },
     }
 }

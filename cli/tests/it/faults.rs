@@ -1,0 +1,197 @@
+//! The embedded store's own faults, on real SQLite and a real disk: a disk that fills mid-batch,
+//! and a database another program holds locked (`SQLITE_BUSY`). Either way the run fails with an
+//! error that names the fix, no document is blamed, and the next run ends with the index an
+//! undisturbed run builds: the same chunk ids, texts and vectors, the same batch counts.
+//!
+//! The full disk is a small tmpfs mounted over the index's folder in a private mount namespace
+//! (`unshare`, from util-linux: no privilege needed beyond a user namespace, and nothing outside the
+//! test's own processes sees it).
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::common;
+use crate::common::mixed::{corpus, cosine, index};
+
+const DOCUMENTS: usize = 64;
+
+fn quarry(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    c.args(args).env("QUARRY_MODEL_DIR", quarry_testkit::model_dir()).env_remove("QUARRY_CONFIG");
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn ok(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    out
+}
+
+fn ingest(dir: &Path, state: &Path) -> Output {
+    let (d, s) = (dir.to_str().expect("utf-8"), state.to_str().expect("utf-8"));
+    quarry(&["ingest", d, "--state", s, "--quiet"]).output().expect("quarry runs")
+}
+
+/// The batch's counts as `quarry batches` prints them, without the id (which follows from the
+/// files' versions, and so differs between two folders of the same files).
+fn counts(dir: &Path, state: &Path) -> String {
+    let (d, s) = (dir.to_str().expect("utf-8"), state.to_str().expect("utf-8"));
+    let listed = ok(&quarry(&["batches", "--dir", d, "--state", s]).output().expect("runs"));
+    let line = listed.lines().find(|l| l.contains(" documents: ")).unwrap_or_else(|| panic!("{listed}"));
+    let (head, tail) = line.split_once(" documents: ").unwrap_or_default();
+    format!("{} documents: {tail}", head.split_whitespace().last().unwrap_or_default())
+}
+
+/// `(indexed, unchanged)` from an ingest's summary line.
+fn indexed_unchanged(out: &str) -> (usize, usize) {
+    let number = |after: &str| -> usize {
+        let at = out.find(after).unwrap_or_else(|| panic!("no {after:?} in {out}"));
+        out[..at].split_whitespace().last().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"))
+    };
+    (number(" indexed ("), number(" unchanged"))
+}
+
+/// The same folder indexed without a fault: what every faulty run must end as.
+struct Reference {
+    chunks: BTreeMap<String, (String, String, Vec<f32>)>,
+    counts: String,
+}
+
+impl Reference {
+    fn build(area: &str) -> Reference {
+        let root = common::scratch(area, "reference");
+        let (dir, state) = (root.join("docs"), root.join("state"));
+        corpus(&dir, DOCUMENTS);
+        ok(&ingest(&dir, &state));
+        Reference { chunks: index(&state), counts: counts(&dir, &state) }
+    }
+
+    fn matches(&self, dir: &Path, state: &Path) {
+        let got = index(state);
+        assert_eq!(
+            got.iter().map(|(id, (key, text, _))| (id, key, text)).collect::<Vec<_>>(),
+            self.chunks.iter().map(|(id, (key, text, _))| (id, key, text)).collect::<Vec<_>>(),
+            "the same chunks, ids and texts"
+        );
+        for (id, (_, _, v)) in &got {
+            let c = cosine(v, &self.chunks[id].2);
+            assert!(c >= 0.9999, "{id}: cosine {c}");
+        }
+        assert_eq!(counts(dir, state), self.counts, "the batch's counts");
+    }
+}
+
+#[test]
+fn a_disk_that_fills_mid_batch_stops_the_run_and_the_next_resumes_it() {
+    let reference = Reference::build("faults-disk");
+    let root = common::scratch("faults-disk", "full");
+    let (dir, state, copy) = (root.join("docs"), root.join("state"), root.join("copy"));
+    corpus(&dir, DOCUMENTS);
+    for d in [&state, &copy] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    // In the namespace: a 2 MB disk for the index, where the whole batch needs several; the same
+    // run again once the disk has room; then the index copied out, the namespace's mount being
+    // gone when it ends. The first run's exit code and streams are kept for the asserts.
+    let script = r#"set -u
+mount -t tmpfs -o size=2m tmpfs "$STATE" || exit 90
+"$QUARRY" ingest "$DIR" --state "$STATE" --quiet >"$ROOT/full.out" 2>"$ROOT/full.err"
+echo $? >"$ROOT/full.rc"
+mount -o remount,size=256m "$STATE" || exit 91
+"$QUARRY" ingest "$DIR" --state "$STATE" --quiet >"$ROOT/room.out" 2>"$ROOT/room.err"
+echo $? >"$ROOT/room.rc"
+cp -a "$STATE/." "$COPY/"
+"#;
+    let o = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "bash", "-c", script])
+        .env("QUARRY", env!("CARGO_BIN_EXE_quarry"))
+        .env("QUARRY_MODEL_DIR", quarry_testkit::model_dir())
+        .env_remove("QUARRY_CONFIG")
+        .env("DIR", &dir)
+        .env("STATE", &state)
+        .env("COPY", &copy)
+        .env("ROOT", &root)
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert!(o.status.success(), "the namespace with a small disk: {:?}", text(&o));
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).expect("written in the namespace");
+
+    // The full disk: the run stops, says why and what to do, and panics nowhere.
+    assert_ne!(read("full.rc").trim(), "0", "{}", read("full.out"));
+    let err = read("full.err");
+    assert!(err.contains("the disk that holds the index is full: free space"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // With room, the same command finishes the batch: some documents were indexed before the disk
+    // filled (kept, and found unchanged), the rest now; none was recorded failed for the disk.
+    assert_eq!(read("room.rc").trim(), "0", "{}", read("room.err"));
+    let out = read("room.out");
+    let (indexed, unchanged) = indexed_unchanged(&out);
+    assert!(indexed > 0 && unchanged > 0, "the disk filled mid-batch: {out}");
+    assert!(!out.contains("disk"), "a document blamed for the disk: {out}");
+    println!("faults: full disk: {}; with room: {indexed} indexed, {unchanged} kept", err.lines().last().unwrap_or(""));
+    reference.matches(&dir, &copy);
+}
+
+#[test]
+fn a_database_held_locked_mid_batch_fails_documents_retryably_and_the_next_run_completes() {
+    let reference = Reference::build("faults-busy");
+    let root = common::scratch("faults-busy", "locked");
+    let (dir, state) = (root.join("docs"), root.join("state"));
+    corpus(&dir, DOCUMENTS);
+    let run = quarry(&["ingest", dir.to_str().expect("utf-8"), "--state", state.to_str().expect("utf-8")])
+        .arg("--quiet")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("quarry runs");
+
+    // Another program (a backup, an sqlite3 shell) takes the write lock once the run has
+    // checkpointed a few documents, and keeps it past the store's 5 s busy timeout.
+    let db = state.join("state.db");
+    let started = Instant::now();
+    let lock = loop {
+        assert!(started.elapsed() < Duration::from_secs(120), "the run checkpointed nothing");
+        let done = rusqlite::Connection::open(&db).ok().and_then(|c| {
+            c.query_row("SELECT count(*) FROM documents WHERE status = 'indexed'", [], |r| r.get::<_, i64>(0)).ok()
+        });
+        if done.is_some_and(|n| n >= 4) {
+            let c = rusqlite::Connection::open(&db).expect("open");
+            c.execute_batch("BEGIN EXCLUSIVE").expect("the write lock");
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(7));
+    lock.execute_batch("COMMIT").expect("release");
+    drop(lock);
+    let o = run.wait_with_output().expect("the run ends");
+    let (out, err) = text(&o);
+    assert!(!err.contains("panicked"), "{err}");
+
+    // The locked run either stopped with the lock named, or went on and recorded the documents it
+    // could not write as failed, retryably, with the lock named: never as the documents' fault.
+    let locked = "another program holds the index's write lock";
+    if o.status.success() {
+        let failed: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("failed ")).collect();
+        let busy: Vec<&&str> = failed.iter().filter(|l| l.contains(locked)).collect();
+        assert!(!busy.is_empty(), "a document met the lock: {out}");
+        assert!(busy.iter().all(|l| l.contains("(transient)")), "{out}");
+        println!("faults: locked: {} documents failed retryably, e.g. {}", busy.len(), busy[0].trim());
+    } else {
+        assert!(err.contains(locked), "{err}");
+        println!("faults: locked: the run stopped: {}", err.lines().last().unwrap_or(""));
+    }
+    // The next run, as the message says, finishes: the index an undisturbed run builds.
+    let again = ok(&ingest(&dir, &state));
+    assert!(!again.contains(locked), "{again}");
+    reference.matches(&dir, &state);
+}
