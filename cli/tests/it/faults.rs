@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::mixed::{corpus, cosine, index};
@@ -154,25 +153,28 @@ fn a_database_held_locked_mid_batch_fails_documents_retryably_and_the_next_run_c
         .spawn()
         .expect("quarry runs");
 
-    // Another program (a backup, an sqlite3 shell) takes the write lock once the run has
-    // checkpointed a few documents, and keeps it past the store's 5 s busy timeout.
-    let db = state.join("state.db");
-    let started = Instant::now();
-    let lock = loop {
-        assert!(started.elapsed() < Duration::from_secs(120), "the run checkpointed nothing");
-        let done = rusqlite::Connection::open(&db).ok().and_then(|c| {
-            c.query_row("SELECT count(*) FROM documents WHERE status = 'indexed'", [], |r| r.get::<_, i64>(0)).ok()
-        });
-        if done.is_some_and(|n| n >= 4) {
-            let c = rusqlite::Connection::open(&db).expect("open");
-            c.execute_batch("BEGIN EXCLUSIVE").expect("the write lock");
-            break c;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_secs(7));
-    lock.execute_batch("COMMIT").expect("release");
-    drop(lock);
+    // Another program (a backup, an sqlite3 shell; here Python's sqlite3) takes the write lock once
+    // the run has checkpointed a few documents, and keeps it past the store's 5 s busy timeout.
+    let holder = r#"
+import sqlite3, sys, time
+db, started = sys.argv[1], time.time()
+while True:
+    assert time.time() - started < 120, "the run checkpointed nothing"
+    try:
+        c = sqlite3.connect(db, isolation_level=None, timeout=0)
+        if c.execute("SELECT count(*) FROM documents WHERE status = 'indexed'").fetchone()[0] >= 4:
+            break
+        c.close()
+    except sqlite3.Error:
+        pass
+    time.sleep(0.02)
+c.execute("BEGIN EXCLUSIVE")
+time.sleep(7)
+c.execute("COMMIT")
+print("held")
+"#;
+    let held = Command::new("python3").args(["-c", holder]).arg(state.join("state.db")).output().expect("python3 runs");
+    assert_eq!(text(&held).0.trim(), "held", "{:?}", text(&held));
     let o = run.wait_with_output().expect("the run ends");
     let (out, err) = text(&o);
     assert!(!err.contains("panicked"), "{err}");
