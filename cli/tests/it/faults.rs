@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common;
-use crate::common::mixed::{corpus, cosine, index};
+use crate::common::mixed::{batch_counts, corpus, cosine, index};
 
 const DOCUMENTS: usize = 64;
 
@@ -39,14 +39,10 @@ fn ingest(dir: &Path, state: &Path) -> Output {
     quarry(&["ingest", d, "--state", s, "--quiet"]).output().expect("quarry runs")
 }
 
-/// The batch's counts as `quarry batches` prints them, without the id (which follows from the
-/// files' versions, and so differs between two folders of the same files).
+/// The batch's counts as `quarry batches` prints them ([`batch_counts`]).
 fn counts(dir: &Path, state: &Path) -> String {
     let (d, s) = (dir.to_str().expect("utf-8"), state.to_str().expect("utf-8"));
-    let listed = ok(&quarry(&["batches", "--dir", d, "--state", s]).output().expect("runs"));
-    let line = listed.lines().find(|l| l.contains(" documents: ")).unwrap_or_else(|| panic!("{listed}"));
-    let (head, tail) = line.split_once(" documents: ").unwrap_or_default();
-    format!("{} documents: {tail}", head.split_whitespace().last().unwrap_or_default())
+    batch_counts(&ok(&quarry(&["batches", "--dir", d, "--state", s]).output().expect("runs")))
 }
 
 /// `(indexed, unchanged)` from an ingest's summary line.

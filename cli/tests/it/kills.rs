@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::mixed::{corpus, cosine, index};
+use crate::common::mixed::{batch_counts, corpus, cosine, index};
 
 fn quarry(args: &[&str], dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
@@ -39,11 +39,7 @@ fn setting(name: &str, default: u64) -> u64 {
 /// `n` documents, formats in turn, a few of them broken (each refused with its reason).
 /// The batch line `quarry batches` prints: "N documents: D done, U unchanged, F failed".
 fn counts(dir: &Path) -> String {
-    let listed = ok(&quarry(&["batches", "--dir"], dir).output().expect("runs"));
-    let line = listed.lines().find(|l| l.contains(" documents: ")).unwrap_or_else(|| panic!("{listed}"));
-    // Without the batch id, which follows from the files' versions and so differs between folders.
-    let (head, tail) = line.split_once(" documents: ").unwrap_or_default();
-    format!("{} documents: {tail}", head.split_whitespace().last().unwrap_or_default())
+    batch_counts(&ok(&quarry(&["batches", "--dir"], dir).output().expect("runs")))
 }
 
 #[test]

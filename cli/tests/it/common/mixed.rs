@@ -77,3 +77,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+/// The batch's counts from what `quarry batches` printed, without the batch id (which follows from
+/// the files' versions, and so differs between two folders of the same files).
+pub fn batch_counts(listed: &str) -> String {
+    let line = listed.lines().find(|l| l.contains(" documents: ")).unwrap_or_else(|| panic!("{listed}"));
+    let (head, tail) = line.split_once(" documents: ").unwrap_or_default();
+    format!("{} documents: {tail}", head.split_whitespace().last().unwrap_or_default())
+}

@@ -94,8 +94,9 @@ impl quarry_core::Classify for StoreError {
 }
 
 /// A write that found no room on the disk. Transient, and never the document's fault: a run stops at
-/// it (nothing is recorded against the document), and the same run started again once there is
-/// room resumes where it stopped (cli/tests/it/full_disk.rs fills a real disk mid-batch).
+/// it (a failure recorded for the document, if any write still fits, is retryable), and the same run
+/// started again once there is room resumes where it stopped (cli/tests/it/faults.rs fills a real
+/// disk mid-batch).
 #[derive(Debug, thiserror::Error)]
 #[error(
     "the disk that holds the index is full: free space (or move the index with --state), then run again; \
