@@ -54,6 +54,11 @@ trap 'kill $server 2>/dev/null || true; rm -rf "$run/index"' EXIT
 for _ in $(seq 300); do grep -q listening "$run/serve.out" && break; sleep 0.2; done
 url=$(sed -n 's/^listening on //p' "$run/serve.out")
 [ -n "$url" ] || { cat "$run/serve.err" >&2; exit 1; }
+# As a load balancer would: no traffic before the start-up work (the keyword index's load) is done.
+for _ in $(seq 600); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health/startup")" = 200 ] && break
+  sleep 0.1
+done
 echo "quarry serve at $url (pid $server); run files in $run"
 
 locust() { # PHASE SECONDS
@@ -83,7 +88,7 @@ for phase in "${phases[@]}"; do
     ingest)
       locust ingest 1800 &
       driver=$!
-      sleep 30
+      sleep 60  # an idle minute first, the baseline when no sustained phase runs
       start=$(date +%s.%N)
       id=$(curl -sf -X POST "$url/v1/batches" -H 'content-type: application/json' -d '{"prefix": "batch/"}' | field "['batch']")
       until [ "$(get "/v1/batches/$id" | field "['status']")" = done ]; do sleep 1; done

@@ -204,6 +204,11 @@ def main(run_dir, plot_dir):
         else:
             lo, hi = meta["batch"]
             during = summary(rows, lo, hi)
+            # Idle: the sustained phase of the same run, or else the minute before the batch.
+            before = summary(rows, t0, lo)
+            if idle_p95 is None:
+                idle_p95 = before["p95"]
+                out.append(f"- idle: the {lo - t0:.0f} s before the batch, p95 {before['p95']:.1f} ms (no sustained phase ran)")
             ratio = during["p95"] / idle_p95 if idle_p95 else float("nan")
             out.append(f"- a batch of {meta['documents']} documents indexed in {hi - lo:.0f} s "
                        f"({meta['documents'] / (hi - lo):.1f} documents/s) while searches ran at {during['rate']:.1f} req/s")

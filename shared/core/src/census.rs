@@ -53,3 +53,22 @@ impl StoredChunks {
 pub trait VectorCensus: Send + Sync {
     fn stored(&self) -> impl Future<Output = Result<Vec<StoredChunks>, PortError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_group_by_document_with_ordinals_ascending() {
+        let id = |n: char| DocumentId::parse(&n.to_string().repeat(32)).expect("an id");
+        let (a, b) = (id('a'), id('b'));
+        let grouped = StoredChunks::group(vec![(b.clone(), 2), (a.clone(), 1), (b.clone(), 0), (a.clone(), 0)]);
+        assert_eq!(
+            grouped,
+            [StoredChunks { document: a, ordinals: vec![0, 1] }, StoredChunks { document: b, ordinals: vec![0, 2] }]
+        );
+        // b holds ordinals 0 and 2: of a checkpoint's 2 chunks, one is missing, and 2 is a tail.
+        assert_eq!((grouped[1].count(), grouped[1].below(2), grouped[1].below(3)), (2, 1, 2));
+        assert!(StoredChunks::group(Vec::new()).is_empty());
+    }
+}

@@ -121,4 +121,40 @@ mod tests {
         assert!(!nf.class().is_retryable());
         assert_eq!(nf.to_string(), "document docs/a.pdf was not found");
     }
+
+    /// The class decides what a runner does (retry, reject the document, or mark it failed and
+    /// keep its last version), the code what a user and the metrics see.
+    #[test]
+    fn every_port_error_has_its_class_and_code() {
+        let io = || Box::new(std::io::Error::other("disk on fire")) as BoxError;
+        let cases = [
+            (
+                PortError::Throttled { operation: "x", retry_after: None, source: None },
+                ErrorClass::Retryable,
+                "throttled",
+            ),
+            (PortError::Transient { operation: "x", source: io() }, ErrorClass::Retryable, "transient"),
+            (PortError::Conflict { operation: "x" }, ErrorClass::Retryable, "conflict"),
+            (PortError::Permanent { operation: "x", source: io() }, ErrorClass::Permanent, "internal"),
+            (PortError::NotFound { what: "x".into() }, ErrorClass::BadInput, "not_found"),
+            (PortError::InvalidInput { operation: "x", reason: "y".into() }, ErrorClass::BadInput, "invalid_input"),
+        ];
+        for (e, class, code) in cases {
+            assert_eq!((e.class(), e.code()), (class, code), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_failure_keeps_the_whole_chain_and_whether_to_retry() {
+        let e =
+            PortError::Transient { operation: "sqlite.write", source: Box::new(std::io::Error::other("disk is full")) };
+        assert_eq!(chain(&e), "sqlite.write failed transiently: disk is full");
+        let f = crate::Failure::from_error(&e);
+        assert_eq!(
+            (f.code.as_str(), f.message.as_str(), f.retryable),
+            ("transient", "sqlite.write failed transiently: disk is full", true)
+        );
+        let f = crate::Failure::from_error(&PortError::NotFound { what: "object a.txt".into() });
+        assert_eq!((f.code.as_str(), f.retryable), ("not_found", false));
+    }
 }

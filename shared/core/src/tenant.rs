@@ -205,6 +205,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_sees_its_own_documents_and_prefixes_only() {
+        let key = |k: &str| DocumentKey::new(k);
+        let a = Reach::Tenant("a".into());
+        assert!(a.sees(&key("tenants/a/x.txt")));
+        assert!(!a.sees(&key("tenants/ab/x.txt")), "a tenant whose name starts with another's");
+        assert!(!a.sees(&key("x.txt")), "the default tenant's");
+        assert!(!a.sees(&key("tenants/x.txt")), "no tenant's");
+        let default = Reach::Tenant(DEFAULT.into());
+        assert!(default.sees(&key("x.txt")) && !default.sees(&key("tenants/a/x.txt")));
+        assert!(Reach::All.sees(&key("tenants/a/x.txt")) && Reach::All.sees(&key("x.txt")));
+        assert!(a.covers_prefix("tenants/a/") && !a.covers_prefix("tenants/a") && !a.covers_prefix(""));
+        assert!(Reach::All.covers_prefix(""));
+        assert_eq!((a.name(), Reach::All.name()), ("a", "*"));
+    }
+
+    #[test]
     fn a_tenant_filter_cannot_be_widened() {
         let a = Reach::Tenant("a".into());
         let asked = Filter::parse(&serde_json::json!({"$or": [{"tenant": "b"}, {"format": "pdf"}]})).expect("parses");

@@ -69,6 +69,10 @@ pub enum EmbedError {
     BadOutput { got: usize, texts: usize, dimension: usize },
     #[error("the embedding worker stopped")]
     WorkerGone(#[source] tokio::task::JoinError),
+    #[error("cannot start the model's own thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the model's own thread has stopped")]
+    ThreadGone,
 }
 
 impl Classify for EmbedError {
@@ -78,7 +82,9 @@ impl Classify for EmbedError {
             EmbedError::NotInstalled { .. }
             | EmbedError::Tokenizer(_)
             | EmbedError::LoadRuntime(_)
-            | EmbedError::BadOutput { .. } => ErrorClass::Permanent,
+            | EmbedError::BadOutput { .. }
+            | EmbedError::Thread(_)
+            | EmbedError::ThreadGone => ErrorClass::Permanent,
             EmbedError::Runtime { .. } | EmbedError::WorkerGone(_) => ErrorClass::Retryable,
         }
     }
@@ -87,7 +93,7 @@ impl Classify for EmbedError {
             EmbedError::NotInstalled { .. } | EmbedError::LoadRuntime(_) => "model_not_installed",
             EmbedError::Tokenizer(_) => "tokenizer_unavailable",
             EmbedError::Runtime { .. } | EmbedError::BadOutput { .. } => "embedding_failed",
-            EmbedError::WorkerGone(_) => "embedding_worker_gone",
+            EmbedError::WorkerGone(_) | EmbedError::Thread(_) | EmbedError::ThreadGone => "embedding_worker_gone",
         }
     }
 }
@@ -105,13 +111,20 @@ pub struct EmbedOptions {
     pub batch_size: usize,
     /// Which graph runs (`model.precision`).
     pub precision: Precision,
+    /// Above 0: the model runs on a thread of its own whose priority is lowered by this `nice`
+    /// increment (Linux), as are the runtime's pool threads it starts. For work that must give
+    /// way to searches in the same process (`quarry serve`'s indexing).
+    pub nice: i32,
 }
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { threads: 0, batch_size: 32, precision: Precision::F32 }
+        EmbedOptions { threads: 0, batch_size: 32, precision: Precision::F32, nice: 0 }
     }
 }
+
+/// Texts for the model's own thread, and where its answer goes.
+type Job = (Vec<String>, tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>);
 
 struct Inner {
     session: Mutex<Session>,
@@ -124,6 +137,10 @@ struct Inner {
 #[derive(Clone)]
 pub struct LocalEmbedder {
     inner: Arc<Inner>,
+    /// Set when the model runs on its own thread of lowered priority ([`EmbedOptions::nice`]);
+    /// otherwise [`Embedder::embed`] runs on tokio's blocking pool. The thread ends when the
+    /// last clone is dropped.
+    own_thread: Option<std::sync::mpsc::Sender<Job>>,
 }
 
 impl std::fmt::Debug for LocalEmbedder {
@@ -138,6 +155,37 @@ impl std::fmt::Debug for LocalEmbedder {
 impl LocalEmbedder {
     /// Loads the model from the folder the setup script fills.
     pub fn load(dir: &Path, opts: EmbedOptions) -> Result<Self, EmbedError> {
+        if opts.nice <= 0 {
+            return Ok(LocalEmbedder { inner: Arc::new(Self::session(dir, opts)?), own_thread: None });
+        }
+        // The session is made on the lowered thread so that the pool threads it starts inherit
+        // the priority (Linux keeps a nice value per thread, and new threads copy their parent's).
+        let (ready, loaded) = std::sync::mpsc::channel();
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let dir = dir.to_owned();
+        std::thread::Builder::new()
+            .name("quarry-embed-bg".into())
+            .spawn(move || {
+                lower_priority(opts.nice);
+                let model = match Self::session(&dir, opts) {
+                    Ok(inner) => LocalEmbedder { inner: Arc::new(inner), own_thread: None },
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(Arc::clone(&model.inner)));
+                while let Ok((texts, reply)) = queue.recv() {
+                    // The caller may have gone (a cancelled request): nothing to tell it.
+                    let _ = reply.send(model.embed_blocking(&texts));
+                }
+            })
+            .map_err(EmbedError::Thread)?;
+        let inner = loaded.recv().map_err(|_| EmbedError::ThreadGone)??;
+        Ok(LocalEmbedder { inner, own_thread: Some(jobs) })
+    }
+
+    fn session(dir: &Path, opts: EmbedOptions) -> Result<Inner, EmbedError> {
         let graph = graph_file(opts.precision);
         for missing in ["tokenizer.json", graph, RUNTIME_LIBRARY] {
             if !dir.join(missing).is_file() {
@@ -171,15 +219,14 @@ impl LocalEmbedder {
             threads,
             batch_size = opts.batch_size,
             precision = opts.precision.name(),
+            nice = opts.nice,
             "local embedding model loaded"
         );
-        Ok(LocalEmbedder {
-            inner: Arc::new(Inner {
-                session: Mutex::new(session),
-                tokenizer,
-                info: model_info(opts.precision),
-                batch_size: opts.batch_size.max(1),
-            }),
+        Ok(Inner {
+            session: Mutex::new(session),
+            tokenizer,
+            info: model_info(opts.precision),
+            batch_size: opts.batch_size.max(1),
         })
     }
 
@@ -198,7 +245,7 @@ impl LocalEmbedder {
         ids
     }
 
-    /// Embeds on the calling thread. Output order is input order; every vector has unit length.
+    /// Embeds on the calling thread, at its priority. Output order is input order; every vector has unit length.
     #[tracing::instrument(skip_all, err, fields(texts = texts.len()))]
     pub fn embed_blocking<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encoded: Vec<Vec<u32>> = texts.iter().map(|t| self.token_ids(t.as_ref())).collect();
@@ -296,17 +343,45 @@ fn runtime_environment(path: &Path) -> Result<&'static ort::environment::Environ
     Ok(ENV.get_or_init(|| env))
 }
 
+/// Lowers the calling thread's priority by `nice`. Best effort: a lower priority is always
+/// permitted, and if the call fails anyway the model still runs, only less politely.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // `None` is the calling thread on Linux, not the whole process (setpriority(2), BUGS).
+        let lowered = rustix::process::getpriority_process(None)
+            .and_then(|now| rustix::process::setpriority_process(None, (now + nice).min(19)));
+        if let Err(e) = lowered {
+            tracing::warn!(error = %e, nice, "cannot lower the model thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!(nice, "a lowered model priority is only supported on Linux");
+}
+
 impl Embedder for LocalEmbedder {
     fn model(&self) -> &ModelInfo {
         &self.inner.info
     }
 
-    /// Runs on tokio's blocking pool so that the async caller's threads stay free.
+    /// Runs on tokio's blocking pool, or on the model's own thread, so that the async caller's
+    /// threads stay free.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-        let this = self.clone();
-        let texts = texts.to_vec();
-        let result = tokio::task::spawn_blocking(move || this.embed_blocking(&texts)).await;
-        let result = result.map_err(EmbedError::WorkerGone).and_then(|r| r);
+        let result = match &self.own_thread {
+            Some(jobs) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                match jobs.send((texts.to_vec(), reply)) {
+                    Ok(()) => answer.await.unwrap_or(Err(EmbedError::ThreadGone)),
+                    Err(_) => Err(EmbedError::ThreadGone),
+                }
+            }
+            None => {
+                let this = self.clone();
+                let texts = texts.to_vec();
+                let result = tokio::task::spawn_blocking(move || this.embed_blocking(&texts)).await;
+                result.map_err(EmbedError::WorkerGone).and_then(|r| r)
+            }
+        };
         result.map_err(|e| match e.class() {
             ErrorClass::Retryable => PortError::Transient { operation: "embed", source: Box::new(e) },
             _ => PortError::Permanent { operation: "embed", source: Box::new(e) },

@@ -158,13 +158,12 @@ async fn serve<E: Embedder>(inner: &E, group: Vec<Request>, recent: &mut Recent)
                 alone(inner, r).await;
             }
         }
-        // A lone request: its own failure, or the wrong count, is its answer.
+        // A lone request: its own failure, or the wrong count (the embedder's fault, as the
+        // indexer judges it), is its answer.
         other => {
             let result = other.and_then(|vectors| {
-                Err(PortError::InvalidInput {
-                    operation: "embed",
-                    reason: format!("{} vectors for {} texts", vectors.len(), unique.len()),
-                })
+                let source = Box::new(crate::index::WrongCount { got: vectors.len(), sent: unique.len() });
+                Err(PortError::Permanent { operation: "embed", source })
             });
             if let Some(r) = group.into_iter().next() {
                 let _ = r.reply.send(result);

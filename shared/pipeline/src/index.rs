@@ -90,6 +90,15 @@ async fn remove_hosted<S: CheckpointStore>(
     Ok(())
 }
 
+/// An embedder answered with another number of vectors than it was sent texts (a bug, or a
+/// malformed answer from a remote model).
+#[derive(Debug, thiserror::Error)]
+#[error("the embedder returned {got} vectors for {sent} texts")]
+pub struct WrongCount {
+    pub got: usize,
+    pub sent: usize,
+}
+
 /// The ports and the preparer one indexing step needs.
 #[derive(Debug)]
 pub struct Indexer<'a, B, S, E, C, W, P, L> {
@@ -381,10 +390,10 @@ where
             billed = used;
             counter!(metric::TOKENS_EMBEDDED).increment(tokens);
             if fresh.len() != texts.len() {
-                return Err(PortError::InvalidInput {
-                    operation: "embed",
-                    reason: format!("{} vectors for {} chunks", fresh.len(), texts.len()),
-                });
+                // The embedder's fault, not the document's: failed, not rejected, so the chunks
+                // of its last good version stay searchable.
+                let source = Box::new(WrongCount { got: fresh.len(), sent: texts.len() });
+                return Err(PortError::Permanent { operation: "embed", source });
             }
             let entries: Vec<(ContentHash, Vec<f32>)> =
                 missing.iter().zip(&fresh).map(|(&i, v)| (hashes[i].clone(), v.clone())).collect();

@@ -199,3 +199,114 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Precision, StoreBackend};
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(None, pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    /// A value each variable takes, so that every name in the table is shown to be read.
+    fn good(name: &str) -> &'static str {
+        match name {
+            "QUARRY_REDACT" => "off",
+            "QUARRY_REDACT_DISABLE" => "email",
+            "QUARRY_MODEL_PRECISION" => "int8",
+            "QUARRY_BIND" => "127.0.0.1:9000",
+            "QUARRY_API_KEY" => "0123456789abcdef",
+            "QUARRY_CURSOR_SECRET" => "0123456789abcdef0123456789abcdef",
+            "QUARRY_EMBEDDER" => "local",
+            "QUARRY_OPENAI_USD_PER_MILLION_TOKENS" | "QUARRY_BUDGET_DAILY_USD" | "QUARRY_BUDGET_BATCH_USD" => "$0.02",
+            "QUARRY_CACHE_ENCODING" => " F16 ",
+            "QUARRY_STORE" => "native",
+            "QUARRY_MAX_FILE_BYTES" | "QUARRY_DOCX_MAX_UNCOMPRESSED_BYTES" | "QUARRY_MAX_BODY_BYTES" => "2MiB",
+            "QUARRY_DOCX_MAX_RATIO" => "50",
+            "QUARRY_CHUNK_OVERLAP_TOKENS" | "QUARRY_CHUNK_OPENAI_OVERLAP_TOKENS" => "16",
+            "QUARRY_BUDGET_WARN_PERCENT" => "80",
+            n if n.contains("MAX") || n.contains("TOKENS") || n.contains("DEPTH") => "128",
+            n if n.contains("PAGES") || n.contains("CHARS") || n.contains("RPM") || n.contains("TPM") => "128",
+            n if n.contains("CONCURRENCY")
+                || n.contains("DIMENSIONS")
+                || n.contains("SECS")
+                || n.contains("RETRIES") =>
+            {
+                "128"
+            }
+            n if n.contains("TTL_DAYS") || n.contains("MAX_MB") => "7",
+            _ => "some-name",
+        }
+    }
+
+    #[test]
+    fn every_variable_in_the_table_is_read() {
+        for &(name, setting) in ENV.iter().filter(|(n, _)| *n != "QUARRY_CONFIG") {
+            let loaded = load(&[(name, good(name))]);
+            assert!(loaded.is_ok(), "{name} ({setting}) = {:?}: {:?}", good(name), loaded.err());
+        }
+        let c = load(&[
+            ("QUARRY_REDACT", "off"),
+            ("QUARRY_CACHE_ENCODING", " F16 "),
+            ("QUARRY_OPENAI_USD_PER_MILLION_TOKENS", "$0.02"),
+            ("QUARRY_MODEL_PRECISION", "INT8"),
+            ("QUARRY_STORE", "openai"),
+            ("QUARRY_CACHE_MAX_MB", "0"),
+        ])
+        .expect("valid");
+        assert!(c.redaction.kinds().is_empty(), "redaction off redacts nothing");
+        assert_eq!(c.cache.encoding, crate::cache::Encoding::F16);
+        assert_eq!(c.embedder.openai_usd_per_million_tokens, Some(Usd(20_000_000)));
+        assert_eq!((c.model.precision, c.store.backend), (Precision::Int8, StoreBackend::Openai));
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_the_variable_named() {
+        for (name, value) in [
+            ("QUARRY_REDACT", "maybe"),
+            ("QUARRY_CACHE_ENCODING", "f64"),
+            ("QUARRY_MODEL_PRECISION", "int4"),
+            ("QUARRY_STORE", "bogus"),
+            ("QUARRY_EMBEDDER", "remote"),
+            ("QUARRY_BUDGET_DAILY_USD", "five"),
+            ("QUARRY_MAX_CHARS", "1e6"),
+            ("QUARRY_MAX_FILE_BYTES", "99999999999999999999GB"),
+        ] {
+            let e = load(&[(name, value)]).expect_err(name);
+            assert!(e.to_string().starts_with(&format!("{name}:")), "{name}={value}: {e}");
+        }
+        let e = load(&[("QUARRY_MAX_FILE_BYTES", "99999999999999999999GB")]).expect_err("huge");
+        assert!(e.to_string().contains("size out of range"), "{e}");
+    }
+
+    #[test]
+    fn settings_that_need_each_other_are_checked_together() {
+        let refused = |pairs: &[(&str, &str)], names: &str| {
+            let e = load(pairs).expect_err(names);
+            assert!(e.to_string().starts_with(names), "{pairs:?}: {e}");
+            e.to_string()
+        };
+        refused(&[("QUARRY_EMBEDDER", "openai")], "QUARRY_OPENAI_API_KEY:");
+        let key = ("QUARRY_OPENAI_API_KEY", "sk-test");
+        refused(
+            &[("QUARRY_EMBEDDER", "openai"), key, ("QUARRY_OPENAI_DIMENSIONS", "4000")],
+            "embedder.openai_dimensions:",
+        );
+        refused(
+            &[("QUARRY_EMBEDDER", "openai"), key, ("QUARRY_OPENAI_RPM", "0")],
+            "embedder.openai_requests_per_minute:",
+        );
+        refused(
+            &[("QUARRY_EMBEDDER", "openai"), key, ("QUARRY_OPENAI_CONCURRENCY", "0")],
+            "embedder.openai_concurrency:",
+        );
+        let short = refused(&[("QUARRY_API_KEY", "short-key")], "QUARRY_API_KEY:");
+        assert!(!short.contains("short-key"), "a secret is never repeated in an error: {short}");
+        refused(&[("QUARRY_CURSOR_SECRET", "too short")], "QUARRY_CURSOR_SECRET:");
+        refused(&[("QUARRY_BIND", "localhost")], "server.bind:");
+        assert!(load(&[("QUARRY_EMBEDDER", "openai"), key]).is_ok());
+        let c = load(&[("QUARRY_EMBEDDER", "openai"), key]).expect("valid");
+        assert!(!format!("{c:?}").contains("sk-test"), "a secret is hidden from Debug too");
+    }
+}

@@ -2,4 +2,6 @@
 //! binary links the whole dependency tree (linking them apart filled CI's disk).
 
 mod concurrent_load;
+#[cfg(target_os = "linux")]
+mod priority;
 mod reference;
