@@ -204,27 +204,11 @@ mod tests {
     use quarry_core::metric::{self, stage};
     use quarry_core::ports::{Embedder, ModelInfo, VectorRecord, VectorWriter};
     use quarry_core::{BatchId, Config, DocumentKey, PortError};
-    use quarry_testkit::fakes::{MemorySource, MemoryState, MemoryVectors};
+    use quarry_testkit::fakes::{LengthEmbedder, MemorySource, MemoryState, MemoryVectors};
     use quarry_text::{Preparer, WordPiece};
 
     use super::*;
     use crate::testing::Recorded;
-
-    /// Vectors from the text's length: enough for the store, no model needed.
-    struct Lengths(ModelInfo);
-
-    impl Embedder for Lengths {
-        fn model(&self) -> &ModelInfo {
-            &self.0
-        }
-        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-            Ok(texts
-                .iter()
-                .map(|t| (t.len() % 7) as f32)
-                .map(|x| vec![1.0 / (1.0 + x * x).sqrt(), x / (1.0 + x * x).sqrt()])
-                .collect())
-        }
-    }
 
     /// The in-memory ports a runner runs on, with the real preparer.
     struct Fixture {
@@ -232,7 +216,7 @@ mod tests {
         source: MemorySource,
         state: MemoryState,
         vectors: MemoryVectors,
-        embedder: Lengths,
+        embedder: LengthEmbedder,
         events: quarry_testkit::fakes::MemoryEvents,
         budget: quarry_core::config::Budget,
     }
@@ -246,7 +230,7 @@ mod tests {
                 source: MemorySource::default(),
                 state: MemoryState::default(),
                 vectors: MemoryVectors::new(2),
-                embedder: Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 }),
+                embedder: LengthEmbedder::default(),
                 events: quarry_testkit::fakes::MemoryEvents::default(),
                 budget: quarry_core::config::Budget::default(),
             }
@@ -259,7 +243,7 @@ mod tests {
             '_,
             MemorySource,
             MemoryState,
-            Lengths,
+            LengthEmbedder,
             MemoryState,
             MemoryVectors,
             Preparer<WordPiece>,
@@ -324,7 +308,7 @@ mod tests {
         assert_eq!(recorded.counter(metric::EMBEDDING_CACHE, &[("result", "miss")]), 1);
     }
 
-    /// Vectors as [`Lengths`] makes them; bills a token per byte at 20 nanodollars.
+    /// Vectors as [`LengthEmbedder`] makes them; bills a token per byte at 20 nanodollars.
     struct Priced(ModelInfo);
 
     impl Embedder for Priced {
@@ -332,7 +316,7 @@ mod tests {
             &self.0
         }
         async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-            Lengths(self.0.clone()).embed(texts).await
+            LengthEmbedder(self.0.clone()).embed(texts).await
         }
         fn usage(&self, texts: &[String]) -> quarry_core::ports::Usage {
             let tokens = texts.iter().map(|t| t.len() as u64).sum::<u64>();

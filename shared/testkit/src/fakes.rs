@@ -22,6 +22,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Two-dimensional unit vectors from a text's length, for stores that need vectors and tests that
+/// need no meaning (model `lengths`): no model to load, the same every time.
+#[derive(Debug, Clone)]
+pub struct LengthEmbedder(pub ModelInfo);
+
+impl Default for LengthEmbedder {
+    fn default() -> Self {
+        LengthEmbedder(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 })
+    }
+}
+
+impl quarry_core::ports::Embedder for LengthEmbedder {
+    fn model(&self) -> &ModelInfo {
+        &self.0
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+        Ok(texts
+            .iter()
+            .map(|t| (t.len() % 7) as f32)
+            .map(|x| vec![1.0 / (1.0 + x * x).sqrt(), x / (1.0 + x * x).sqrt()])
+            .collect())
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -12,28 +12,22 @@ use quarry_core::ports::{
 };
 use quarry_core::{Classify, Config, ContentHash, DocumentId, DocumentKey, DocumentStatus, ErrorClass, PortError};
 use quarry_pipeline::{CoalescingEmbedder, Indexer, Retries, Runner};
-use quarry_testkit::fakes::{MemoryEvents, MemorySource, MemoryState, MemoryVectors};
+use quarry_testkit::fakes::{LengthEmbedder, MemoryEvents, MemorySource, MemoryState, MemoryVectors};
 use quarry_text::{Preparer, WordPiece};
 
-/// Unit vectors from the text's length; once `short` is set, one vector too few.
+/// The length embedder; once `short` is set, one vector too few.
 #[derive(Default)]
 struct Embedding {
+    inner: LengthEmbedder,
     short: AtomicBool,
 }
 
-static MODEL: std::sync::LazyLock<ModelInfo> =
-    std::sync::LazyLock::new(|| ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 });
-
 impl Embedder for Embedding {
     fn model(&self) -> &ModelInfo {
-        &MODEL
+        self.inner.model()
     }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-        let mut vectors: Vec<Vec<f32>> = texts
-            .iter()
-            .map(|t| (t.len() % 7) as f32)
-            .map(|x| vec![1.0 / (1.0 + x * x).sqrt(), x / (1.0 + x * x).sqrt()])
-            .collect();
+        let mut vectors = self.inner.embed(texts).await?;
         if self.short.load(Ordering::SeqCst) {
             vectors.pop();
         }
@@ -155,7 +149,7 @@ async fn an_embedder_answering_short_fails_the_document_and_keeps_its_last_versi
     assert!(matches!(f.status("a.txt").await, Some(DocumentStatus::Failed { .. })));
 
     // The same through the merging embedder `quarry ingest` and `quarry serve` use.
-    let merging = CoalescingEmbedder::new(Embedding { short: AtomicBool::new(true) }, 64);
+    let merging = CoalescingEmbedder::new(Embedding { short: AtomicBool::new(true), ..Embedding::default() }, 64);
     f.source.put("a.txt", b"Calcium, vitamin D and vitamin K keep bones strong.", None);
     let outcome = f.run_with(&merging, &job("a.txt", None), Retries::Record).await.expect("recorded");
     system_failure(outcome, "internal", "the embedder returned 0 vectors for 1 texts");

@@ -7,36 +7,20 @@
 use std::time::Duration;
 
 use quarry_core::keywords::ChunkReader;
-use quarry_core::ports::{BatchRequest, CheckpointStore, Embedder, ModelInfo, Usage, VectorRecord, VectorWriter};
-use quarry_core::{ChunkId, Config, ContentHash, DocumentId, DocumentKey, PortError};
+use quarry_core::ports::{BatchRequest, CheckpointStore, Usage, VectorRecord, VectorWriter};
+use quarry_core::{ChunkId, Config, ContentHash, DocumentId, DocumentKey};
 use quarry_pipeline::estimate::Estimator;
 use quarry_pipeline::verify::{DriftKind, repair, verify};
 use quarry_pipeline::{Indexer, Outcome};
-use quarry_testkit::fakes::{MemorySource, MemoryState, MemoryVectors};
+use quarry_testkit::fakes::{LengthEmbedder, MemorySource, MemoryState, MemoryVectors};
 use quarry_testkit::keywords::MemoryChanges;
 use quarry_text::{Preparer, WordPiece};
-
-/// Two-dimensional unit vectors from the text's length: the stores need vectors, not meaning.
-struct Lengths(ModelInfo);
-
-impl Embedder for Lengths {
-    fn model(&self) -> &ModelInfo {
-        &self.0
-    }
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
-        Ok(texts
-            .iter()
-            .map(|t| (t.len() % 7) as f32)
-            .map(|x| vec![1.0 / (1.0 + x * x).sqrt(), x / (1.0 + x * x).sqrt()])
-            .collect())
-    }
-}
 
 pub(crate) struct Stores {
     pub(crate) source: MemorySource,
     pub(crate) state: MemoryState,
     pub(crate) vectors: MemoryVectors,
-    embedder: Lengths,
+    embedder: LengthEmbedder,
     preparer: Preparer<WordPiece>,
     budget: quarry_core::config::Budget,
 }
@@ -49,7 +33,7 @@ impl Stores {
             source: MemorySource::default(),
             state: MemoryState::default(),
             vectors: MemoryVectors::new(2),
-            embedder: Lengths(ModelInfo { id: "lengths".into(), dimension: 2, max_tokens: 512 }),
+            embedder: LengthEmbedder::default(),
             preparer: Preparer::new(&Config::default(), tokenizer),
             budget: quarry_core::config::Budget::default(),
         }
