@@ -150,7 +150,10 @@ fn a_database_held_locked_mid_batch_fails_documents_retryably_and_the_next_run_c
         .expect("quarry runs");
 
     // Another program (a backup, an sqlite3 shell; here Python's sqlite3) takes the write lock once
-    // the run has checkpointed a few documents, and keeps it past the store's 5 s busy timeout.
+    // the run has checkpointed a few documents, and keeps it well past the store's 5 s busy
+    // timeout: 15 s, so that every write the run starts in the first 10 s gives up. (7 s was too
+    // short once in CI: the run's next writes came over 2 s into the hold, after its model had
+    // embedded the documents in flight, so none waited the full 5 s.)
     let holder = r#"
 import sqlite3, sys, time
 db, started = sys.argv[1], time.time()
@@ -164,8 +167,11 @@ while True:
     except sqlite3.Error:
         pass
     time.sleep(0.02)
+c.close()
+# The run may be mid-write itself: wait for its transaction to end, then take the lock.
+c = sqlite3.connect(db, isolation_level=None, timeout=30)
 c.execute("BEGIN EXCLUSIVE")
-time.sleep(7)
+time.sleep(15)
 c.execute("COMMIT")
 print("held")
 "#;
