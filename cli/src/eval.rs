@@ -164,7 +164,7 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
         store.indexed_keys()?.into_iter().map(|k| (DocumentId::for_key(&k), k.as_str().to_owned())).collect();
     let embedder = LocalEmbedder::load(
         &config.model.resolved_dir(),
-        EmbedOptions { threads: 0, batch_size: 1, precision: config.model.precision, nice: 0 },
+        EmbedOptions { threads: 0, batch_size: 1, precision: config.model.precision, ..EmbedOptions::default() },
     )
     .map_err(crate::SetupError::Model)?;
     embedder.embed(&[queries[0].1.clone()]).await?;

@@ -111,7 +111,8 @@ fn the_int8_model_stays_close_to_sentence_transformers() {
     /// the graph the setup script pins (docs/EMBEDDINGS.md).
     const FLOOR: f32 = 0.98;
     let fx = fixture();
-    let options = EmbedOptions { threads: 2, batch_size: 5, precision: quarry_embed::Precision::Int8, nice: 0 };
+    let options =
+        EmbedOptions { threads: 2, batch_size: 5, precision: quarry_embed::Precision::Int8, ..EmbedOptions::default() };
     let e = LocalEmbedder::load(&quarry_testkit::model_dir(), options)
         .expect("the int8 model loads (run scripts/setup.sh)");
     assert_eq!(e.model().id, quarry_embed::MODEL_ID_INT8, "never mistaken for the f32 model");
