@@ -10,7 +10,7 @@
 # embeds nothing) to a folder under the system's temporary directory. QUARRY_BENCH_CHUNKS sets the scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-../shared/eval/nfcorpus}
+data=$(cd "${1:-../shared/eval/nfcorpus}" && pwd)  # absolute: the benchmark runs in its crate's folder
 state=${2:-${TMPDIR:-/tmp}/quarry-bench-$(basename "$data")}
 bash scripts/setup.sh --test-tools >/dev/null
 cargo build --release --locked -p quarry-cli

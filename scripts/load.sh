@@ -21,6 +21,8 @@ data=${QUARRY_BENCH_DATA:-../shared/eval/nfcorpus}
 index=${LOAD_INDEX:-target/load-index}
 documents=${LOAD_DOCUMENTS:-1000}
 [ -f "$data/queries.jsonl" ] || { echo "no queries.jsonl in $data (set QUARRY_BENCH_DATA)" >&2; exit 1; }
+# Absolute: the benchmark that builds the index runs in its crate's folder, not here.
+data=$(cd "$data" && pwd)
 
 bash scripts/setup.sh >/dev/null
 bash scripts/setup.sh --load-tools >/dev/null

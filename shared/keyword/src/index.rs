@@ -8,6 +8,7 @@
 //! index left behind by a crash is known to be stale at the next open.
 
 use crate::analysis::{Analyzer, TITLE_WEIGHT};
+use crate::filter::{FilterMemo, allowed_documents};
 use quarry_core::{ChunkId, DocumentId};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -348,14 +349,17 @@ impl KeywordIndex {
     /// The `k` best chunks for `terms` (from [`crate::query_terms`]) among the documents `accept`
     /// takes (all when `None`), best first, with the query's ceiling. Unfiltered, tantivy's
     /// block-max WAND skips the blocks that cannot enter the top `k`; a filter is decided once per
-    /// document and segment, inside the scan, so that `k` stays full when it is selective.
+    /// document and segment, inside the scan, so that `k` stays full when it is selective. With
+    /// `memo`, the filter's answer for each segment is kept there and reused by the next search
+    /// with the same filter over the same documents (the caller keys it; see [`FilterMemo`]).
     pub fn search(
         &self,
         terms: &[Box<str>],
         k: usize,
         accept: Option<&dyn Fn(&DocumentId) -> bool>,
+        memo: Option<&FilterMemo>,
     ) -> Result<Ranked, KeywordError> {
-        let (hits, ceiling) = self.search_at(terms, k, accept)?;
+        let (hits, ceiling) = self.search_at(terms, k, accept, memo)?;
         Ok(Ranked { hits: hits.into_iter().map(|(hit, _)| hit).collect(), ceiling })
     }
 
@@ -365,6 +369,7 @@ impl KeywordIndex {
         terms: &[Box<str>],
         k: usize,
         accept: Option<&dyn Fn(&DocumentId) -> bool>,
+        memo: Option<&FilterMemo>,
     ) -> Result<(Vec<(KeywordHit, DocAddress)>, f32), KeywordError> {
         self.commit()?;
         let searcher = self.reader.searcher();
@@ -394,10 +399,17 @@ impl KeywordIndex {
         let top = match accept {
             None => searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k).order_by_score(), &stats),
             Some(accept) => {
+                if let Some(memo) = memo {
+                    let live: Vec<_> = searcher.segment_readers().iter().map(SegmentReader::segment_id).collect();
+                    memo.keep_only(&live);
+                }
                 let allowed = searcher
                     .segment_readers()
                     .iter()
-                    .map(|s| allowed_documents(s, accept).map(Arc::new))
+                    .map(|s| match memo {
+                        Some(memo) => memo.allowed(s, accept),
+                        None => allowed_documents(s, accept).map(Arc::new),
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(failed("filter"))?;
                 searcher.search_with_statistics_provider(&query, &Filtered { k, allowed }, &stats)
@@ -494,19 +506,6 @@ pub(crate) fn strings_of(
         }
     })?;
     Ok(out)
-}
-
-/// Per term ordinal of a segment's `doc` column: whether `accept` takes that document.
-fn allowed_documents(segment: &SegmentReader, accept: &dyn Fn(&DocumentId) -> bool) -> tantivy::Result<Vec<bool>> {
-    let Some(column) = segment.fast_fields().str("doc")? else { return Ok(Vec::new()) };
-    let dictionary = column.dictionary();
-    let mut allowed = vec![false; dictionary.num_terms()];
-    let mut stream = dictionary.stream()?;
-    while stream.advance() {
-        let id = std::str::from_utf8(stream.key()).ok().and_then(DocumentId::parse);
-        allowed[stream.term_ord() as usize] = id.is_some_and(|d| accept(&d));
-    }
-    Ok(allowed)
 }
 
 /// The best `k` (score descending, then address), in order.

@@ -7,6 +7,7 @@
 //! needs. docs/PERFORMANCE.md has the comparison.
 
 pub mod analysis;
+mod filter;
 mod index;
 mod indexer;
 pub mod published;
@@ -14,6 +15,7 @@ mod replica;
 mod strays;
 
 pub use analysis::query_terms;
+pub use filter::FilterMemo;
 pub use index::{KeywordError, KeywordHit, KeywordIndex, Ranked};
 pub use indexer::KeywordIndexer;
 pub use published::{Fetched, Manifest, PublishError, PublishedIndex};

@@ -301,7 +301,8 @@ impl PublishedIndex {
     ) -> Result<Vec<VectorHit>, PublishError> {
         let Some(index) = &self.index else { return Ok(Vec::new()) };
         let accept = filter.map(|f| move |d: &DocumentId| self.metas.get(d).is_some_and(|m| f.matches(m)));
-        let (hits, ceiling) = index.search_at(terms, k, accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool))?;
+        let (hits, ceiling) =
+            index.search_at(terms, k, accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool), None)?;
         let searcher = index.searcher();
         let ceiling = ceiling.max(f32::MIN_POSITIVE);
         let mut out = Vec::with_capacity(hits.len());

@@ -389,13 +389,27 @@ impl FlatIndex {
         k: usize,
         filter: Option<&dyn Fn(&DocumentId) -> bool>,
     ) -> Result<Vec<IndexHit>, IndexError> {
+        let allowed = filter.map(|f| self.accepted(f));
+        self.search_among(query, k, allowed.as_deref())
+    }
+
+    /// Whether `accept` takes each document, by the index's document number: what
+    /// [`FlatIndex::search_among`] takes, for a caller that keeps it across searches.
+    pub fn accepted(&self, accept: &dyn Fn(&DocumentId) -> bool) -> Vec<bool> {
+        self.documents.accepted(accept)
+    }
+
+    /// [`FlatIndex::search`] among the documents `allowed` marks (by number, from
+    /// [`FlatIndex::accepted`]); documents numbered past its end, added since, are left out.
+    pub fn search_among(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Result<Vec<IndexHit>, IndexError> {
         self.check(query)?;
         let norm = dot(query, query).sqrt();
         let q: Vec<f32> = query.iter().map(|x| x / norm).collect();
-        let mut scored = match filter {
-            Some(f) => {
-                let allowed = self.documents.accepted(f);
-                let accepted: Vec<usize> = (0..self.len()).filter(|&s| allowed[self.slot_doc[s] as usize]).collect();
+        let mut scored = match allowed {
+            Some(allowed) => {
+                let accepted: Vec<usize> = (0..self.len())
+                    .filter(|&s| allowed.get(self.slot_doc[s] as usize).copied().unwrap_or(false))
+                    .collect();
                 self.score(&q, |i| accepted[i], accepted.len(), k)
             }
             None => self.score(&q, |i| i, self.len(), k),

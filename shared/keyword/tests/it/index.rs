@@ -12,7 +12,7 @@ fn chunk(n: u32) -> ChunkId {
 }
 
 fn ids(index: &KeywordIndex, q: &str, k: usize) -> Vec<ChunkId> {
-    index.search(&query_terms(q), k, None).unwrap().hits.into_iter().map(|h| h.chunk).collect()
+    index.search(&query_terms(q), k, None, None).unwrap().hits.into_iter().map(|h| h.chunk).collect()
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {
@@ -29,7 +29,7 @@ fn scores_are_bm25_with_the_title_counted_twice() {
     for (i, (title, body)) in rows.iter().enumerate() {
         ix.upsert(&chunk(i as u32), &doc(i as u32 / 100), title, body).unwrap();
     }
-    let ranked = ix.search(&query_terms("apple"), 10, None).unwrap();
+    let ranked = ix.search(&query_terms("apple"), 10, None, None).unwrap();
     // By hand (Lucene's BM25, k1 1.2, b 0.75): 4 chunks, 2 with "apple", 13 terms in all. Short
     // lengths are stored exactly.
     let idf = (1.0f32 + (4.0 - 2.0 + 0.5) / (2.0 + 0.5)).ln();
@@ -44,7 +44,7 @@ fn scores_are_bm25_with_the_title_counted_twice() {
     }
     assert!((ranked.ceiling - idf * 2.2).abs() < 1e-4, "{}", ranked.ceiling);
     // A word no chunk holds adds nothing to the ceiling.
-    let unknown = ix.search(&query_terms("apple zucchini"), 10, None).unwrap();
+    let unknown = ix.search(&query_terms("apple zucchini"), 10, None, None).unwrap();
     assert!((unknown.ceiling - ranked.ceiling).abs() < 1e-6);
 }
 
@@ -93,10 +93,10 @@ fn filters_decide_inside_the_scan_so_top_k_stays_full() {
     }
     let want = [doc(8), doc(9)];
     let accept = |d: &DocumentId| want.contains(d);
-    let hits = ix.search(&query_terms("otter"), 2, Some(&accept)).unwrap().hits;
+    let hits = ix.search(&query_terms("otter"), 2, Some(&accept), None).unwrap().hits;
     assert_eq!(hits.iter().map(|h| h.document.clone()).collect::<Vec<_>>(), want);
     let none = |_: &DocumentId| false;
-    assert!(ix.search(&query_terms("otter"), 2, Some(&none)).unwrap().hits.is_empty());
+    assert!(ix.search(&query_terms("otter"), 2, Some(&none), None).unwrap().hits.is_empty());
 }
 
 #[test]

@@ -76,7 +76,7 @@ async fn published_scores_equal_the_embedded_index() {
     for q in ["fish omega-3", "salt pressure", "notes fish", "walnuts", "fish notes 3"] {
         let published = store.keyword_search(&query(q, 10)).await.expect("published");
         let terms = quarry_keyword::query_terms(q);
-        let ranked = local.search(&terms, 10, None).expect("local");
+        let ranked = local.search(&terms, 10, None, None).expect("local");
         assert_eq!(published.len(), ranked.hits.len(), "{q}");
         for (p, l) in published.iter().zip(&ranked.hits) {
             assert_eq!(p.id, l.chunk, "{q}");

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension};
 mod alerts;
 mod batches;
 mod cache;
+mod filters;
 mod schema;
 mod spend;
 mod state;
@@ -159,6 +160,8 @@ pub struct SqliteStore {
     /// Each document's metadata (the same on all its chunks), for filters: a filter is decided
     /// once per document, inside the index scan.
     metadata: RwLock<rustc_hash::FxHashMap<DocumentId, Metadata>>,
+    /// Filters' answers over the documents and their metadata, kept until the next write.
+    filters: filters::Filters,
     /// On disk beside the database, kept current by every write once live; rebuilt from the
     /// chunks on first keyword search (or [`SqliteStore::warm_keywords`]) when it was found behind.
     keywords: RwLock<Keywords>,
@@ -225,6 +228,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             index: RwLock::new(index),
             metadata: RwLock::new(metadata),
+            filters: filters::Filters::default(),
             keywords: RwLock::new(Keywords { index: keywords, live }),
             clock: Box::new(now_ms),
             cache: quarry_core::cache::CachePolicy::default(),

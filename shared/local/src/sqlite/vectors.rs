@@ -159,7 +159,9 @@ impl VectorWriter for SqliteStore {
         };
         // The database is the truth; the indexes follow once the write is durable. A keyword
         // write that fails leaves the index's stamp behind: the document is retried, and at worst
-        // the next open rebuilds.
+        // the next open rebuilds. Kept filter answers are dropped once all of it is visible, even
+        // when part of it fails.
+        let _changed = self.filters.change();
         {
             let mut metadata = self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for r in records {
@@ -206,6 +208,7 @@ impl VectorWriter for SqliteStore {
             (gone, stamp)
         };
         let n = gone.len();
+        let _changed = self.filters.change();
         if keywords.live && n > 0 {
             for id in gone {
                 keywords.index.remove(&ChunkId::from_stored(id)).map_err(keyword_error("keywords.remove"))?;
@@ -226,11 +229,14 @@ impl VectorSearcher for SqliteStore {
     async fn search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>, PortError> {
         let hits = {
             let index = self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let accept = accepts(&metadata, query.filter.as_ref());
-            let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
+            let allowed = query.filter.as_ref().map(|f| {
+                self.filters.vectors(f, || {
+                    let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    index.accepted(&|d| metadata.get(d).is_some_and(|m| f.matches(m)))
+                })
+            });
             index
-                .search(&query.vector, query.top_k, filter)
+                .search_among(&query.vector, query.top_k, allowed.as_ref().map(|a| a.as_slice()))
                 .map_err(|e| PortError::Permanent { operation: "chunks.search", source: Box::new(e) })?
         };
         let conn = self.conn();
@@ -345,11 +351,12 @@ impl KeywordSearcher for SqliteStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
+        let memo = query.filter.as_ref().map(|f| self.filters.keywords(f));
         let ranked = self.with_keywords(|keywords| {
             let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let accept = accepts(&metadata, query.filter.as_ref());
             let filter = accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool);
-            keywords.search(&terms, query.top_k, filter).map_err(keyword_error("keywords.search"))
+            keywords.search(&terms, query.top_k, filter, memo.as_deref()).map_err(keyword_error("keywords.search"))
         })?;
         let conn = self.conn();
         let mut row_of = conn

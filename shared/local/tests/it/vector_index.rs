@@ -109,6 +109,24 @@ fn filters_are_applied_before_ranking_so_top_k_stays_full() {
 }
 
 #[test]
+fn a_kept_filter_answer_leaves_out_documents_added_after_it() {
+    let vs = clustered(600, 16, 9);
+    let mut idx = build(&vs[..500], |i| i % 50);
+    let wanted = |d: &DocumentId| *d == doc(7) || *d == doc(60);
+    let kept = idx.accepted(&wanted);
+    let before = idx.search_among(&vs[7], 10, Some(&kept)).expect("search");
+    assert_eq!(before, idx.search(&vs[7], 10, Some(&wanted)).expect("search"), "the same as deciding it anew");
+    // Document 60 arrives after the answer was decided: numbered past its end, it is not let in.
+    for (i, v) in vs.iter().enumerate().skip(500) {
+        idx.upsert(ChunkId::new(&doc(60), i as u32), doc(60), v).expect("valid vector");
+    }
+    let hits = idx.search_among(&vs[7], 100, Some(&kept)).expect("search");
+    assert!(hits.iter().all(|h| h.document == doc(7)), "{hits:?}");
+    let anew = idx.search(&vs[7], 200, Some(&wanted)).expect("search");
+    assert_eq!(anew.iter().filter(|h| h.document == doc(60)).count(), 100, "decided anew, it is");
+}
+
+#[test]
 fn writes_upsert_remove_and_drop_stale_tails() {
     let mut idx = FlatIndex::new(4);
     let d = doc(1);

@@ -177,6 +177,20 @@ pub async fn vector_store<S: VectorWriter + VectorSearcher>(store: &S, dim: usiz
     assert!(hits.len() == 3 && hits.iter().all(|h| h.document == a), "{hits:?}");
     let hits = store.search(&filtered(serde_json::json!({"format": {"$in": ["pdf"]}}), 10)).await.expect("search");
     assert!(hits.is_empty(), "nothing matches: {hits:?}");
+    // The same filter, asked again after each write that changes its answer, follows it (a store
+    // may keep a filter's answer between searches).
+    let text = || filtered(serde_json::json!({"format": "text"}), 10);
+    store.upsert(&recs[3..]).await.expect("b back to markdown");
+    let hits = store.search(&text()).await.expect("search");
+    assert!(hits.is_empty(), "a document whose metadata no longer matches is left out: {hits:?}");
+    let (_, c) = doc("contract/c.md");
+    let mut c0 = record(&c, 0, axis(0));
+    c0.meta.format = Format::Text;
+    store.upsert(&[c0]).await.expect("upsert c");
+    let hits = store.search(&text()).await.expect("search");
+    assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&c], "a new matching document is found");
+    store.delete_from(&c, 0).await.expect("delete c");
+    assert!(store.search(&text()).await.expect("search").is_empty(), "a deleted document is not");
 
     // A new version of `a` with one chunk drops ordinals 1 and 2.
     assert_eq!(store.delete_from(&a, 1).await.expect("delete"), 2);
@@ -317,6 +331,20 @@ pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: us
     let hits =
         store.keyword_search(&q("omega-3 salt", 1, Some(serde_json::json!({"format": "text"})))).await.expect("search");
     assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b], "{hits:?}");
+    // Asked again after a write that changes its answer, the same filter follows it.
+    let salt = || q("omega-3 salt", 1, Some(serde_json::json!({"format": "text"})));
+    store
+        .upsert(&[mk(
+            &b,
+            0,
+            "Sodium raises blood pressure in salt-sensitive people.",
+            "Salt and the heart",
+            Format::Markdown,
+        )])
+        .await
+        .expect("b as markdown");
+    let hits = store.keyword_search(&salt()).await.expect("search");
+    assert!(hits.is_empty(), "a document whose metadata no longer matches is left out: {hits:?}");
     // Whatever the user types is words, never query syntax.
     for odd in ["\"unbalanced", "AND OR NOT", "fish*", "(salt) NEAR/2", "col:umn", "   ", "!!!", "^salmon"] {
         let r = store.keyword_search(&q(odd, 5, None)).await;
