@@ -8,9 +8,9 @@ use tantivy::SegmentReader;
 /// One filter's answer per segment (by the `doc` column's ordinals), kept across searches: deciding
 /// it reads every document id of every segment and tests each document's metadata, which at 50k
 /// documents cost more than the search itself (a third of the server's CPU under the load test's
-/// one-in-five filtered searches, docs/LOAD.md). Segments never change, so an answer stays right for
-/// as long as the documents' metadata does; the caller keeps one memo per filter and metadata
-/// version, and drops it when either changes.
+/// one-in-five filtered searches, docs/LOAD.md). Segments never change, and a write that changes a
+/// document's metadata re-adds its chunks to a new segment, so a segment's answer stays right for
+/// as long as the segment lives: the caller keeps one memo per filter, across writes.
 #[derive(Debug, Default)]
 pub struct FilterMemo {
     segments: Mutex<rustc_hash::FxHashMap<tantivy::index::SegmentId, Arc<Vec<bool>>>>,
