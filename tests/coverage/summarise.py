@@ -2,6 +2,7 @@
 tests ran, from cargo-tarpaulin's JSON reports, and its three least covered files.
 
     python3 summarise.py COVERAGE_DIR CRATE...
+    python3 summarise.py --one REPORT_DIR CRATE...   # one workspace-wide report for every crate
 """
 
 import json
@@ -15,12 +16,12 @@ def crate_dirs():
     return {p["name"]: os.path.join(os.path.dirname(p["manifest_path"]), "src") for p in meta["packages"]}
 
 
-def main(out, crates):
+def main(out, crates, one=False):
     dirs = crate_dirs()
     print("| crate | lines covered | of | % | least covered files (covered/coverable) |")
     print("| --- | --- | --- | --- | --- |")
     for crate in crates:
-        report = os.path.join(out, crate, "tarpaulin-report.json")
+        report = os.path.join(out, "tarpaulin-report.json") if one else os.path.join(out, crate, "tarpaulin-report.json")
         if not os.path.isfile(report):
             print(f"| {crate} | no report | | | |")
             continue
@@ -37,4 +38,7 @@ def main(out, crates):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    if sys.argv[1] == "--one":
+        main(sys.argv[2], sys.argv[3:], one=True)
+    else:
+        main(sys.argv[1], sys.argv[2:])
