@@ -1,9 +1,40 @@
 //! Filters decided per segment of the keyword index, and kept across searches.
 
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use quarry_core::DocumentId;
+use quarry_core::{DocumentId, Filter};
 use tantivy::SegmentReader;
+
+/// Distinct filters whose answers a [`FilterMemos`] keeps: each costs about a byte per document
+/// (50 KB at 50k documents).
+pub const FILTERS_KEPT: usize = 64;
+
+/// The memos of the most recently used filters, one per filter, kept across writes (see
+/// [`FilterMemo`]): what each deployment's keyword searcher holds, the embedded index and the
+/// published one alike.
+#[derive(Debug)]
+pub struct FilterMemos(Mutex<lru::LruCache<String, Arc<FilterMemo>>>);
+
+impl Default for FilterMemos {
+    fn default() -> Self {
+        FilterMemos(Mutex::new(lru::LruCache::new(NonZeroUsize::new(FILTERS_KEPT).unwrap_or(NonZeroUsize::MIN))))
+    }
+}
+
+impl FilterMemos {
+    /// `filter`'s memo: kept, or a new empty one that searches fill segment by segment.
+    pub fn of(&self, filter: &Filter) -> Arc<FilterMemo> {
+        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(kept.get_or_insert(filter_key(filter), || Arc::new(FilterMemo::default())))
+    }
+}
+
+/// A filter's key among kept answers. Debug output is total over a filter's structure: equal
+/// filters, and only they, share it.
+pub fn filter_key(filter: &Filter) -> String {
+    format!("{filter:?}")
+}
 
 /// One filter's answer per segment (by the `doc` column's ordinals), kept across searches: deciding
 /// it reads every document id of every segment and tests each document's metadata, which at 50k

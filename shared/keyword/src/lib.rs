@@ -15,7 +15,7 @@ mod replica;
 mod strays;
 
 pub use analysis::query_terms;
-pub use filter::FilterMemo;
+pub use filter::{FILTERS_KEPT, FilterMemo, FilterMemos, filter_key};
 pub use index::{KeywordError, KeywordHit, KeywordIndex, Ranked};
 pub use indexer::KeywordIndexer;
 pub use published::{Fetched, Manifest, PublishError, PublishedIndex};

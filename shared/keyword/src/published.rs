@@ -29,6 +29,7 @@ use tantivy::directory::{Directory, RamDirectory};
 use tantivy::index::SegmentComponent;
 use tantivy::schema::Value as _;
 
+use crate::filter::FilterMemos;
 use crate::index::{KeywordError, KeywordIndex};
 
 /// Files fetched at once.
@@ -154,6 +155,9 @@ pub struct PublishedIndex {
     /// Each document's metadata, for filters: read once per segment from a stored payload.
     metas: FxHashMap<DocumentId, Metadata>,
     scanned: HashSet<tantivy::index::SegmentId>,
+    /// Filters' answers by segment, kept across publishes: a changed document's chunks go to a new
+    /// segment with its new metadata, and its rows in older ones are deleted.
+    memos: FilterMemos,
 }
 
 impl std::fmt::Debug for PublishedIndex {
@@ -171,6 +175,7 @@ impl Default for PublishedIndex {
             tag: None,
             metas: FxHashMap::default(),
             scanned: HashSet::new(),
+            memos: FilterMemos::default(),
         }
     }
 }
@@ -301,8 +306,9 @@ impl PublishedIndex {
     ) -> Result<Vec<VectorHit>, PublishError> {
         let Some(index) = &self.index else { return Ok(Vec::new()) };
         let accept = filter.map(|f| move |d: &DocumentId| self.metas.get(d).is_some_and(|m| f.matches(m)));
+        let memo = filter.map(|f| self.memos.of(f));
         let (hits, ceiling) =
-            index.search_at(terms, k, accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool), None)?;
+            index.search_at(terms, k, accept.as_ref().map(|f| f as &dyn Fn(&DocumentId) -> bool), memo.as_deref())?;
         let searcher = index.searcher();
         let ceiling = ceiling.max(f32::MIN_POSITIVE);
         let mut out = Vec::with_capacity(hits.len());

@@ -12,11 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use quarry_core::Filter;
-use quarry_keyword::FilterMemo;
-
-/// Distinct filters whose answers are kept: each costs about a byte per document for each index
-/// (100 KB at 50k documents, for the two).
-pub(super) const FILTERS_KEPT: usize = 64;
+use quarry_keyword::{FILTERS_KEPT, FilterMemo, FilterMemos, filter_key};
 
 /// One filter's answer for the vector index, by its document number (`FlatIndex::accepted`),
 /// decided by the first search that needs it.
@@ -34,7 +30,7 @@ pub(super) struct Filters {
     /// older ones are deleted, so their answers there no longer matter). While a batch is indexed,
     /// versions move on several times a second; answers decided anew for each would cost filtered
     /// searches what they cost before answers were kept.
-    keywords: Mutex<lru::LruCache<String, Arc<FilterMemo>>>,
+    keywords: FilterMemos,
 }
 
 impl Default for Filters {
@@ -43,14 +39,9 @@ impl Default for Filters {
         Filters {
             version: AtomicU64::new(0),
             vectors: Mutex::new(lru::LruCache::new(kept)),
-            keywords: Mutex::new(lru::LruCache::new(kept)),
+            keywords: FilterMemos::default(),
         }
     }
-}
-
-/// Debug output is total over a filter's structure: equal filters, and only they, share it.
-fn key(filter: &Filter) -> String {
-    format!("{filter:?}")
 }
 
 impl Filters {
@@ -59,7 +50,7 @@ impl Filters {
     pub(super) fn vectors(&self, filter: &Filter, decide: impl FnOnce() -> Vec<bool>) -> Arc<Vec<bool>> {
         let answer = {
             let mut kept = self.vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let at = (self.version.load(Ordering::Acquire), key(filter));
+            let at = (self.version.load(Ordering::Acquire), filter_key(filter));
             Arc::clone(kept.get_or_insert(at, || Arc::new(VectorAnswer::default())))
         };
         if let Some(known) = &*answer.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
@@ -72,8 +63,7 @@ impl Filters {
 
     /// `filter`'s answers for the keyword index, by segment.
     pub(super) fn keywords(&self, filter: &Filter) -> Arc<FilterMemo> {
-        let mut kept = self.keywords.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(kept.get_or_insert(key(filter), || Arc::new(FilterMemo::default())))
+        self.keywords.of(filter)
     }
 
     /// For a write that changes documents or their metadata: when the guard drops, with all of

@@ -345,6 +345,22 @@ pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: us
         .expect("b as markdown");
     let hits = store.keyword_search(&salt()).await.expect("search");
     assert!(hits.is_empty(), "a document whose metadata no longer matches is left out: {hits:?}");
+    store
+        .upsert(&[mk(
+            &b,
+            0,
+            "Sodium raises blood pressure in salt-sensitive people.",
+            "Salt and the heart",
+            Format::Text,
+        )])
+        .await
+        .expect("b as text again");
+    let hits = store.keyword_search(&salt()).await.expect("search");
+    assert_eq!(
+        hits.iter().map(|h| &h.document).collect::<Vec<_>>(),
+        [&b],
+        "and one that matches again is back: {hits:?}"
+    );
     // Whatever the user types is words, never query syntax.
     for odd in ["\"unbalanced", "AND OR NOT", "fish*", "(salt) NEAR/2", "col:umn", "   ", "!!!", "^salmon"] {
         let r = store.keyword_search(&q(odd, 5, None)).await;
