@@ -397,8 +397,24 @@ pub async fn run(config_file: Option<&Path>, args: &Args) -> anyhow::Result<()> 
 }
 
 async fn shutdown() {
-    // Ctrl-C, or the runtime going away: either way, stop taking requests and finish those in flight.
-    let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C, or SIGTERM (what systemd, Docker and Kubernetes send to stop a service): either way,
+    // stop taking requests, finish those in flight, and exit cleanly.
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: finishing the requests in flight");
 }
 
 /// One piece of start-up work, counted out of `LocalBackend::starting` when it ends, however it

@@ -337,6 +337,24 @@ fn api_key_and_concurrency_cap() {
     let mut reply = String::new();
     let _ = slow.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // SIGTERM (a service manager stopping it): the request in flight is finished, then the
+    // process exits cleanly.
+    let mut slow = TcpStream::connect(&s.addr).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    slow.write_all(head.as_bytes()).expect("send head");
+    std::thread::sleep(Duration::from_millis(300));
+    let finishing = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        slow.write_all(body.as_bytes()).expect("send body after SIGTERM");
+        let mut reply = String::new();
+        let _ = slow.read_to_string(&mut reply);
+        reply
+    });
+    let status = s.terminate(Duration::from_secs(60)).expect("stopped within a minute of SIGTERM");
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    let reply = finishing.join().expect("the slow client");
+    assert!(reply.starts_with("HTTP/1.1 200"), "the request in flight is answered: {reply}");
 }
 
 /// A Slack webhook on loopback: each request's body, answered `ok`.

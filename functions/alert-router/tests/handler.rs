@@ -461,3 +461,33 @@ async fn an_alarm_still_firing_is_repeated_until_it_resolves() {
     assert_eq!(reminders.matches("still firing").count(), 1, "{reminders}");
     assert!(reminders.contains("`quarry-prod-stuck`") && !reminders.contains("quarry-prod-brief"), "{reminders}");
 }
+
+/// The real bootstrap, as Lambda runs it: its routes (with their secrets), SDK clients and ledger
+/// from the environment the template sets, on moto; one alarm through the Runtime API reaches Slack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_routes_an_alarm_from_its_environment() {
+    let r = receivers(0).await;
+    let endpoint = quarry_testkit::moto::endpoint();
+    let name = quarry_testkit::moto::unique_name("alerts-bin");
+    let mut env = provision::emulated(endpoint, &name, 8, &[]).await.expect("a deployment on moto");
+    env.push((
+        "QUARRY_ALERT_ROUTES",
+        format!(
+            r#"{{"group_wait_seconds": 0, "receivers": {{"chat": {{"type": "slack", "webhook_url": "{}/slack"}}}},
+                 "routes": [{{"receivers": ["chat"]}}]}}"#,
+            r.url
+        ),
+    ));
+    let alarm = alarm_event("quarry-prod-jobs-dlq", "ALARM", "OK", "2026-11-28T17:00:00.000+0000", "m-bin");
+    let event = serde_json::to_value(alarm).expect("JSON");
+    let run = tokio::task::spawn_blocking(move || {
+        quarry_testkit::runtime::invoke(env!("CARGO_BIN_EXE_alert-router"), &env, vec![event], Duration::from_secs(60))
+    })
+    .await
+    .expect("the function ran");
+    assert!(matches!(run.answers.as_slice(), [(_, true, _)]), "{:?}\n{}", run.answers, run.stderr);
+    let seen = r.seen.lock().expect("lock");
+    let texts: Vec<&str> = seen.slack.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("quarry-prod-jobs-dlq"), "{texts:?}");
+}

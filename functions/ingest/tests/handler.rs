@@ -91,3 +91,45 @@ async fn events_from_another_bucket_and_bodies_that_are_no_event_are_dropped() {
     bad.records.push(m);
     assert!(ingest.handle(bad).await.batch_item_failures.is_empty(), "logged and dropped, not retried forever");
 }
+
+/// The real bootstrap, as Lambda runs it: configuration and SDK clients from the environment the
+/// template sets (on moto), then one SQS event of S3 notifications through the Runtime API.
+#[test]
+fn the_bootstrap_turns_notifications_into_jobs_on_moto() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let endpoint = quarry_testkit::moto::endpoint();
+    let name = quarry_testkit::moto::unique_name("ingest-bin");
+    let objects: [(&str, &[u8]); 2] =
+        [("reports/Q1 2024 été+plan.txt", b"The plan for the first quarter."), ("images/diagram.png", b"\x89PNG")];
+    let env = rt.block_on(quarry_aws::provision::emulated(endpoint, &name, 4, &objects)).expect("a deployment on moto");
+    let setting = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).expect(k);
+    let event: serde_json::Value = serde_json::from_str(&quarry_testkit::event_fixture(
+        "sqs-s3-object-created.json",
+        &[("BUCKET", &setting("QUARRY_BUCKET"))],
+    ))
+    .expect("a real SQS event");
+    let run = quarry_testkit::runtime::invoke(
+        env!("CARGO_BIN_EXE_ingest"),
+        &env,
+        vec![event],
+        std::time::Duration::from_secs(60),
+    );
+    let [(_, ok, body)] = run.answers.as_slice() else { panic!("one answer: {:?}\n{}", run.answers, run.stderr) };
+    assert!(ok, "{body}\n{}", run.stderr);
+    let answer: serde_json::Value = serde_json::from_str(body).expect("an SQS batch response");
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]), "{answer}");
+
+    let clients = rt.block_on(quarry_aws::Clients::emulator(endpoint));
+    let received = rt
+        .block_on(
+            clients.sqs.receive_message().queue_url(setting("QUARRY_QUEUE_URL")).max_number_of_messages(10).send(),
+        )
+        .expect("receive");
+    let jobs: Vec<serde_json::Value> =
+        received.messages().iter().filter_map(|m| m.body()).filter_map(|b| serde_json::from_str(b).ok()).collect();
+    assert_eq!(jobs.len(), 1, "one job: the PNG is refused, the test event ignored: {jobs:?}");
+    assert_eq!(
+        (&jobs[0]["action"], &jobs[0]["key"]),
+        (&serde_json::json!("index"), &serde_json::json!("reports/Q1 2024 été+plan.txt"))
+    );
+}

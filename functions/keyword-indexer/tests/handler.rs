@@ -84,3 +84,43 @@ async fn a_failed_publish_hands_the_whole_batch_back() {
     assert_eq!(failed, ["x", "y"]);
     assert!(files.files().is_empty(), "what a failed publish uploaded is not left behind: {:?}", files.files());
 }
+
+/// The real bootstrap, as Lambda runs it: configuration, SDK clients and the indexer from the
+/// environment the template sets, on moto; a change through the Runtime API is published to S3,
+/// where a searcher finds it.
+#[test]
+fn the_bootstrap_publishes_a_change_to_s3_on_moto() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let endpoint = quarry_testkit::moto::endpoint();
+    let name = quarry_testkit::moto::unique_name("kw-bin");
+    let env = rt.block_on(quarry_aws::provision::emulated(endpoint, &name, 2, &[])).expect("a deployment on moto");
+    let setting = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).expect(k);
+    let clients = rt.block_on(quarry_aws::Clients::emulator(endpoint));
+    let vectors = quarry_aws::S3VectorStore::new(
+        clients.s3vectors.clone(),
+        setting("QUARRY_VECTOR_BUCKET"),
+        setting("QUARRY_VECTOR_INDEX"),
+    );
+    let a = [record("a.txt", 0, "otters hold hands"), record("a.txt", 1, "while they sleep")];
+    rt.block_on(vectors.upsert(&a)).expect("upsert");
+    let change = serde_json::to_value(ChunkChange { document: a[0].document.clone(), chunks: 2 }).expect("json");
+    let run = quarry_testkit::runtime::invoke(
+        env!("CARGO_BIN_EXE_keyword-indexer"),
+        &env,
+        vec![quarry_testkit::runtime::sqs_event(&[change])],
+        std::time::Duration::from_secs(60),
+    );
+    let [(_, ok, body)] = run.answers.as_slice() else { panic!("one answer: {:?}\n{}", run.answers, run.stderr) };
+    assert!(ok, "{body}\n{}", run.stderr);
+    assert!(body.contains("\"batchItemFailures\":[]"), "{body}");
+
+    let files = quarry_aws::S3IndexFiles::new(clients.s3.clone(), setting("QUARRY_INDEX_BUCKET"));
+    let replica = KeywordReplica::new(files, std::time::Duration::ZERO);
+    let search = KeywordQuery { text: "otters sleep".to_owned(), top_k: 10, filter: None };
+    let hits = rt.block_on(replica.keyword_search(&search)).expect("search");
+    let mut ids: Vec<&ChunkId> = hits.iter().map(|h| &h.id).collect();
+    ids.sort();
+    let mut expected = vec![&a[0].id, &a[1].id];
+    expected.sort();
+    assert_eq!(ids, expected, "both chunks published");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A `quarry serve` child process, killed when dropped.
+/// A `quarry serve` child process, stopped when dropped.
 #[derive(Debug)]
 pub struct Server {
     pub child: Child,
@@ -20,6 +20,9 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Stopped as a service manager stops it, so that it exits through its own shutdown (and an
+        // instrumented build writes its coverage); killed if it has not within a few seconds.
+        let _ = self.terminate(Duration::from_secs(10));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -35,6 +38,26 @@ impl Server {
     /// [`Server::start`], keeping every line it writes (its logs) in [`Server::logs`].
     pub fn start_logged(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         Server::spawn(exe, args, env, true)
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit: its exit status, or `None`
+    /// if it is still running.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let pid = rustix::process::Pid::from_child(&self.child);
+        if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_err() {
+            return None;
+        }
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Everything logged so far.

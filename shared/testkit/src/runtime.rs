@@ -104,15 +104,21 @@ pub fn invoke(bin: &str, env: &[(&str, String)], events: Vec<Value>, timeout: Du
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The flush follows the answer: give it a moment before stopping the process.
+    // The flush follows the answer: give it a moment, then take the Runtime API away, as Lambda
+    // does when it retires an environment. The runtime's next poll fails and the process exits
+    // through its own `main` (so an instrumented build writes its coverage); killed if it has not.
     std::thread::sleep(Duration::from_millis(300));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let stopping = Instant::now();
+    while stopping.elapsed() < Duration::from_secs(10) && !matches!(child.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = child.kill();
     let _ = child.wait();
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     let answers = shared.lock().map(|s| s.answers.clone()).unwrap_or_default();
     assert_eq!(answers.len(), total, "not every event was answered in {timeout:?}; stderr: {stderr}");
-    drop(rt);
     Run {
         answers: answers.into_iter().map(|(id, kind, body)| (id, kind == "response", body)).collect(),
         stdout,
