@@ -99,6 +99,13 @@ async fn every_kind_of_drift_is_found_and_repaired_to_what_indexing_made() {
     assert_eq!(kind_of("c.txt"), ["object_gone"]);
     assert_eq!(kind_of("e.txt"), ["unindexed"]);
     assert_eq!(kind_of("d.txt"), ["unindexed"], "its orphaned chunks carry no key, as no state names them");
+    // The same report as a person reads it: the count by kind, then one line per disagreement.
+    let (code, text, _) = quarry(&["verify"], &dir);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains(&format!("{} disagreement(s): ", drift.len())), "{text}");
+    let line = |kind: &str, key: &str| text.lines().any(|l| l.trim_start().starts_with(kind) && l.contains(key));
+    assert!(line("missing_vectors", "a.md") && line("stale_tail", "b.txt") && line("object_gone", "c.txt"), "{text}");
+    assert!(text.lines().any(|l| l.contains("b.txt") && l.contains("checkpointed")), "{text}");
 
     let (code, repaired) = run(&["verify", "--repair", "--json"], &dir);
     assert_eq!(code, 0, "{repaired}");
