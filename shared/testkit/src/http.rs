@@ -18,6 +18,20 @@ pub struct Server {
     pub logs: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
+/// Waits up to `within` for `child` to exit: its exit status, or `None` if it is still running.
+pub fn exited_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if started.elapsed() >= within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // Stopped as a service manager stops it, so that it exits through its own shutdown (and an
@@ -50,14 +64,7 @@ impl Server {
         if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_err() {
             return None;
         }
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        exited_within(&mut self.child, within)
     }
 
     /// Everything logged so far.

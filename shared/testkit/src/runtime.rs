@@ -109,10 +109,7 @@ pub fn invoke(bin: &str, env: &[(&str, String)], events: Vec<Value>, timeout: Du
     // through its own `main` (so an instrumented build writes its coverage); killed if it has not.
     std::thread::sleep(Duration::from_millis(300));
     rt.shutdown_timeout(Duration::from_secs(1));
-    let stopping = Instant::now();
-    while stopping.elapsed() < Duration::from_secs(10) && !matches!(child.try_wait(), Ok(Some(_))) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = crate::http::exited_within(&mut child, Duration::from_secs(10));
     let _ = child.kill();
     let _ = child.wait();
     let stdout = stdout.join().unwrap_or_default();

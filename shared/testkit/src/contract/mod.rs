@@ -333,28 +333,12 @@ pub async fn keyword_store<S: VectorWriter + KeywordSearcher>(store: &S, dim: us
     assert_eq!(hits.iter().map(|h| &h.document).collect::<Vec<_>>(), [&b], "{hits:?}");
     // Asked again after a write that changes its answer, the same filter follows it.
     let salt = || q("omega-3 salt", 1, Some(serde_json::json!({"format": "text"})));
-    store
-        .upsert(&[mk(
-            &b,
-            0,
-            "Sodium raises blood pressure in salt-sensitive people.",
-            "Salt and the heart",
-            Format::Markdown,
-        )])
-        .await
-        .expect("b as markdown");
+    let b_as =
+        |format| mk(&b, 0, "Sodium raises blood pressure in salt-sensitive people.", "Salt and the heart", format);
+    store.upsert(&[b_as(Format::Markdown)]).await.expect("b as markdown");
     let hits = store.keyword_search(&salt()).await.expect("search");
     assert!(hits.is_empty(), "a document whose metadata no longer matches is left out: {hits:?}");
-    store
-        .upsert(&[mk(
-            &b,
-            0,
-            "Sodium raises blood pressure in salt-sensitive people.",
-            "Salt and the heart",
-            Format::Text,
-        )])
-        .await
-        .expect("b as text again");
+    store.upsert(&[b_as(Format::Text)]).await.expect("b as text again");
     let hits = store.keyword_search(&salt()).await.expect("search");
     assert_eq!(
         hits.iter().map(|h| &h.document).collect::<Vec<_>>(),
