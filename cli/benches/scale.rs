@@ -134,6 +134,9 @@ struct Row {
     ingest: f64,
     open_ms: f64,
     first_ms: f64,
+    /// Saving the vector snapshot after the growth, and opening the store from it in process.
+    save_ms: f64,
+    reopen_ms: f64,
     rss: f64,
     /// All of the state, and the keyword index's part of it, in MB.
     disk: (f64, f64),
@@ -168,7 +171,8 @@ fn main() {
     let empty = state.join("folder");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
+    let open_store = || SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");
+    let mut store = open_store();
     let mut exact = Exact::default();
     let (mut copy, mut stored) = (0, 0);
     let mut rows = Vec::new();
@@ -192,10 +196,14 @@ fn main() {
             }
         }
         // What a clean exit of an ingest does: the keyword index committed with its stamp, so that
-        // the server trusts it as it is (this process keeps tantivy's writer lock; the server only
-        // reads).
+        // the server trusts it as it is, and the vector snapshot saved; then the store closes, as
+        // the ingest's process would, letting go of the vectors' file for the server.
         store.warm_keywords().expect("commit the keyword index");
         let ingest = (stored - from) as f64 / started.elapsed().as_secs_f64();
+        let t = Instant::now();
+        store.save_vectors().expect("save the vector snapshot");
+        let save_ms = t.elapsed().as_secs_f64() * 1e3;
+        drop(store);
 
         // 2. `quarry serve` on it: open, first answer, memory, each mode over HTTP.
         let t = Instant::now();
@@ -230,6 +238,10 @@ fn main() {
         let rss = rss_mb(Some(server.child.id()));
         drop(client);
         drop(server);
+        let t = Instant::now();
+        store = open_store();
+        assert!(store.vectors_from_snapshot(), "the server closed cleanly: its snapshot is current");
+        let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
 
         // 3. Recall@10 of the store's vector search against exact search.
         let mut recall = (0.0, 0.0);
@@ -252,6 +264,8 @@ fn main() {
             ingest,
             open_ms,
             first_ms,
+            save_ms,
+            reopen_ms,
             rss,
             disk: (disk_mb(&state), disk_mb(&state.join("state.keywords"))),
             modes,
@@ -266,15 +280,17 @@ fn main() {
 
     println!();
     println!(
-        "| chunks | stored/s | serve: open / first hybrid answer | serve RSS | disk (keyword index) | semantic p50 / p95 | keyword p50 / p95 | hybrid p50 / p95 | recall@10 / filtered |"
+        "| chunks | stored/s | snapshot save / store open | serve: open / first hybrid answer | serve RSS | disk (keyword index) | semantic p50 / p95 | keyword p50 / p95 | hybrid p50 / p95 | recall@10 / filtered |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &rows {
         let m = |i: usize| format!("{:.2} / {:.2} ms", r.modes[i].0, r.modes[i].1);
         println!(
-            "| {} | {:.0} | {:.2} / {:.2} s | {:.0} MB | {:.0} MB ({:.0} MB) | {} | {} | {} | {:.3} / {:.3} |",
+            "| {} | {:.0} | {:.2} / {:.2} s | {:.2} / {:.2} s | {:.0} MB | {:.0} MB ({:.0} MB) | {} | {} | {} | {:.3} / {:.3} |",
             r.chunks,
             r.ingest,
+            r.save_ms / 1e3,
+            r.reopen_ms / 1e3,
             r.open_ms / 1e3,
             r.first_ms / 1e3,
             r.rss,

@@ -25,7 +25,7 @@ mod spend;
 mod state;
 mod vectors;
 
-use crate::vector_index::{FlatIndex, IndexError};
+use crate::vector_index::{FlatIndex, IndexError, Opened};
 use quarry_keyword::KeywordIndex;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,8 @@ struct Keywords {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     index: RwLock<FlatIndex>,
+    /// The vector index was read from its snapshot at open, not from the rows.
+    from_snapshot: bool,
     /// Each document's metadata (the same on all its chunks), for filters: a filter is decided
     /// once per document, inside the index scan.
     metadata: RwLock<rustc_hash::FxHashMap<DocumentId, Metadata>>,
@@ -168,6 +170,32 @@ pub struct SqliteStore {
     clock: Box<dyn Fn() -> i64 + Send + Sync>,
     /// How the embedding cache stores vectors, and how long and how large it may keep them.
     cache: quarry_core::cache::CachePolicy,
+}
+
+/// The vector index for the database at `path`: its vectors in `<db>.vectors` and loaded from
+/// the snapshot `<db>.codes` when that was saved at `stamp` (`true`); otherwise empty, to fill
+/// from the rows. In memory when another process holds the file, or it cannot be opened.
+fn open_index(path: &Path, dim: usize, stamp: u64) -> (FlatIndex, bool) {
+    match FlatIndex::open_files(dim, &path.with_extension("vectors"), &path.with_extension("codes"), stamp) {
+        Ok(Opened::Current(index)) => (index, true),
+        Ok(Opened::Empty(index)) => (index, false),
+        Ok(Opened::Locked) => {
+            tracing::info!("another process holds the vectors' file; this one keeps its vectors in memory");
+            (FlatIndex::new(dim), false)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the vectors' file; keeping the vectors in memory");
+            (FlatIndex::new(dim), false)
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.save_vectors() {
+            tracing::warn!(error = %e, "cannot save the vector snapshot; the next open reads the rows again");
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -191,8 +219,12 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
         schema::migrate(&mut conn)?;
-        let mut index = FlatIndex::new(dim);
-        {
+        let stamp = vectors::chunk_stamp(&conn).map_err(StoreError::Load)?;
+        let started = std::time::Instant::now();
+        let (mut index, current) = open_index(path, dim, stamp);
+        let vectors_ms = started.elapsed().as_millis() as u64;
+        if !current {
+            let started = std::time::Instant::now();
             let mut stmt = conn.prepare("SELECT id, document_id, vector FROM chunks").map_err(StoreError::Load)?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))
@@ -204,7 +236,12 @@ impl SqliteStore {
                 let id = ChunkId::from_stored(id);
                 index.upsert(id, doc, &from_blob(&blob)).map_err(StoreError::Vector)?;
             }
+            if let Err(e) = index.save() {
+                tracing::warn!(error = %e, "cannot save the vector snapshot; the next open reads the rows again");
+            }
+            tracing::info!(chunks = index.len(), ms = started.elapsed().as_millis() as u64, "vector index rebuilt");
         }
+        let started = std::time::Instant::now();
         let mut metadata = rustc_hash::FxHashMap::default();
         {
             let mut stmt =
@@ -219,20 +256,46 @@ impl SqliteStore {
                 }
             }
         }
+        let metadata_ms = started.elapsed().as_millis() as u64;
         let keywords = KeywordIndex::open(&path.with_extension("keywords")).map_err(StoreError::Keywords)?;
-        let stamp = vectors::chunk_stamp(&conn).map_err(StoreError::Load)?;
         let live =
             keywords.stamp().map_err(StoreError::Keywords)? == Some(stamp) || (index.is_empty() && keywords.is_empty());
-        tracing::info!(chunks = index.len(), keywords_current = live, "state database opened");
+        tracing::info!(
+            chunks = index.len(),
+            vectors_from_snapshot = current,
+            vectors_ms,
+            metadata_ms,
+            keywords_current = live,
+            "state database opened"
+        );
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             index: RwLock::new(index),
+            from_snapshot: current,
             metadata: RwLock::new(metadata),
             filters: filters::Filters::default(),
             keywords: RwLock::new(Keywords { index: keywords, live }),
             clock: Box::new(now_ms),
             cache: quarry_core::cache::CachePolicy::default(),
         })
+    }
+
+    /// Saves the vector snapshot if the index changed since the last one, so that the next open
+    /// reads it rather than every row. Also done when the store is dropped.
+    pub fn save_vectors(&self) -> Result<(), PortError> {
+        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        index.save().map_err(|e| PortError::Permanent { operation: "vectors.save", source: Box::new(e) })
+    }
+
+    /// Whether the open read the vector index from its snapshot rather than from every row.
+    pub fn vectors_from_snapshot(&self) -> bool {
+        self.from_snapshot
+    }
+
+    /// Whether the vectors are in the file beside the database (else in memory: another process
+    /// held that file at open).
+    pub fn vectors_on_disk(&self) -> bool {
+        self.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).on_disk()
     }
 
     /// The embedding cache's encoding, TTL and cap (`[cache]`); the defaults otherwise.

@@ -14,6 +14,10 @@ use rusqlite::{OptionalExtension, params};
 use super::{Keywords, Metadata, SqliteStore, db_error, from_blob, to_blob};
 use quarry_keyword::{KeywordError, KeywordIndex};
 
+/// What a vector index that failed to apply a write follows to: no stamp the database reaches,
+/// so that it is never saved as holding one.
+const NOT_HELD: u64 = u64::MAX;
+
 /// The count of changes to `chunks` so far (kept by triggers): what a keyword index that holds
 /// every chunk carries as its stamp.
 pub(super) fn chunk_stamp(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
@@ -122,8 +126,9 @@ impl VectorWriter for SqliteStore {
         // the index never carries a stamp for changes it does not hold.
         let keywords = self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut conn = self.conn();
-        let stamp = {
+        let (before, stamp) = {
             let tx = conn.transaction().map_err(db_error("chunks.upsert"))?;
+            let before = chunk_stamp(&tx).map_err(db_error("chunks.upsert"))?;
             {
                 let mut stmt = tx
                     .prepare_cached(
@@ -155,7 +160,7 @@ impl VectorWriter for SqliteStore {
             }
             let stamp = chunk_stamp(&tx).map_err(db_error("chunks.upsert"))?;
             tx.commit().map_err(db_error("chunks.upsert"))?;
-            stamp
+            (before, stamp)
         };
         // The database is the truth; the indexes follow once the write is durable. A keyword
         // write that fails leaves the index's stamp behind: the document is retried, and at worst
@@ -177,23 +182,23 @@ impl VectorWriter for SqliteStore {
             }
             keywords.index.set_stamp(stamp);
         }
+        // Taken before the connection is let go: the vector index applies writes in commit order,
+        // which its stamp (and so its snapshot) relies on.
+        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         drop(conn);
         drop(keywords);
-        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for r in records {
-            index
-                .upsert(r.id.clone(), r.document.clone(), &r.vector)
-                .map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })?;
-        }
-        Ok(())
+        let applied = records.iter().try_for_each(|r| index.upsert(r.id.clone(), r.document.clone(), &r.vector));
+        index.follow(before, if applied.is_ok() { stamp } else { NOT_HELD });
+        applied.map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })
     }
 
     async fn delete_from(&self, document: &DocumentId, keep: u32) -> Result<u64, PortError> {
         // Locks and stamp as in `upsert`.
         let keywords = self.keywords.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut conn = self.conn();
-        let (gone, stamp) = {
+        let (before, gone, stamp) = {
             let tx = conn.transaction().map_err(db_error("chunks.delete"))?;
+            let before = chunk_stamp(&tx).map_err(db_error("chunks.delete"))?;
             let gone: Vec<String> = {
                 let mut stmt = tx
                     .prepare_cached("DELETE FROM chunks WHERE document_id = ?1 AND ordinal >= ?2 RETURNING id")
@@ -205,7 +210,7 @@ impl VectorWriter for SqliteStore {
             };
             let stamp = chunk_stamp(&tx).map_err(db_error("chunks.delete"))?;
             tx.commit().map_err(db_error("chunks.delete"))?;
-            (gone, stamp)
+            (before, gone, stamp)
         };
         let n = gone.len();
         let _changed = self.filters.change();
@@ -215,9 +220,13 @@ impl VectorWriter for SqliteStore {
             }
             keywords.index.set_stamp(stamp);
         }
+        let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         drop(conn);
         drop(keywords);
-        self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove_document_from(document, keep);
+        let removed = index.remove_document_from(document, keep);
+        index.follow(before, if removed.is_ok() { stamp } else { NOT_HELD });
+        drop(index);
+        removed.map_err(|e| PortError::Permanent { operation: "chunks.delete", source: Box::new(e) })?;
         if keep == 0 {
             self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(document);
         }

@@ -4,4 +4,5 @@
 mod sources;
 mod sqlite_cache;
 mod sqlite_store;
+mod vector_file;
 mod vector_index;
