@@ -139,10 +139,21 @@ impl VectorWriter for SqliteStore {
                              page_last = ?6, metadata = ?7, vector = ?8, char_start = ?9, char_end = ?10",
                     )
                     .map_err(db_error("chunks.upsert"))?;
+                let mut document_metadata = tx
+                    .prepare_cached(
+                        "INSERT INTO document_metadata (document_id, metadata) VALUES (?1, ?2)
+                         ON CONFLICT (document_id) DO UPDATE SET metadata = ?2",
+                    )
+                    .map_err(db_error("chunks.upsert"))?;
                 for r in records {
                     let ordinal = r.id.parts().map_or(0, |(_, o)| o);
                     let metadata = serde_json::to_string(&r.meta)
                         .map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })?;
+                    if ordinal == 0 {
+                        document_metadata
+                            .execute(params![r.document.as_str(), metadata])
+                            .map_err(db_error("chunks.upsert"))?;
+                    }
                     stmt.execute(params![
                         r.id.as_str(),
                         r.document.as_str(),
@@ -208,6 +219,11 @@ impl VectorWriter for SqliteStore {
                     .collect::<Result<_, _>>()
                     .map_err(db_error("chunks.delete"))?
             };
+            if keep == 0 {
+                tx.prepare_cached("DELETE FROM document_metadata WHERE document_id = ?1")
+                    .and_then(|mut stmt| stmt.execute([document.as_str()]))
+                    .map_err(db_error("chunks.delete"))?;
+            }
             let stamp = chunk_stamp(&tx).map_err(db_error("chunks.delete"))?;
             tx.commit().map_err(db_error("chunks.delete"))?;
             (before, gone, stamp)

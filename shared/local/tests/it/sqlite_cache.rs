@@ -154,7 +154,7 @@ async fn a_cache_written_before_encodings_is_read_and_counted_after_the_upgrade(
              ALTER TABLE documents DROP COLUMN handle; DROP TRIGGER batch_items_added;
              DROP TRIGGER batch_items_moved; DROP TRIGGER batch_items_removed; DROP TABLE batch_counts;
              DROP TRIGGER chunks_added; DROP TRIGGER chunks_changed; DROP TRIGGER chunks_removed;
-             DROP TABLE counters; PRAGMA user_version = 8;",
+             DROP TABLE counters; DROP TABLE document_metadata; PRAGMA user_version = 8;",
         )
         .expect("downgrade");
         let blob: Vec<u8> = unit(5).iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -207,7 +207,8 @@ async fn batch_counters_survive_the_upgrade_that_keeps_them() {
         conn.execute_batch(
             "DROP TRIGGER batch_items_added; DROP TRIGGER batch_items_moved; DROP TRIGGER batch_items_removed;
              DROP TABLE batch_counts; DROP TRIGGER chunks_added; DROP TRIGGER chunks_changed;
-             DROP TRIGGER chunks_removed; DROP TABLE counters; PRAGMA user_version = 10;
+             DROP TRIGGER chunks_removed; DROP TABLE counters; DROP TABLE document_metadata;
+             PRAGMA user_version = 10;
              UPDATE batch_items SET outcome = 'unchanged' WHERE key = 'b.txt';",
         )
         .expect("back to schema 10, with an outcome recorded there");
@@ -274,4 +275,63 @@ fn a_damaged_database_is_refused_with_the_fix_named() {
         assert!(matches!(err, quarry_local::StoreError::Corrupt { .. }), "{name}: {err:?}");
         assert!(message.contains("quarry ingest") && message.contains("backup"), "{name}: {message}");
     }
+}
+
+/// Documents' metadata moved to a table of its own (read at open for filters, rather than scanning
+/// every chunk): a database from before is filled from its chunks on upgrade, and the table follows
+/// writes and deletions from then on.
+#[tokio::test]
+async fn document_metadata_is_filled_on_upgrade_and_follows_writes() {
+    use quarry_core::Filter;
+    use quarry_core::ports::FieldCatalog;
+    let path = scratch("document-metadata");
+    let record = |name: &str, format: Format, vector: Vec<f32>| {
+        let key = DocumentKey::new(name);
+        let document = DocumentId::for_key(&key);
+        VectorRecord {
+            id: ChunkId::new(&document, 0),
+            document,
+            vector,
+            text: format!("text of {name}"),
+            pages: None,
+            span: quarry_core::CharSpan { start: 0, end: 8 },
+            meta: ChunkMeta::new(key, format),
+        }
+    };
+    let (a, b) = (
+        record("a.md", Format::Markdown, vec![1.0, 0.0, 0.0, 0.0]),
+        record("b.txt", Format::Text, vec![0.9, 0.1, 0.0, 0.0]),
+    );
+    {
+        let store = SqliteStore::open(&path, 4).expect("create");
+        store.upsert(&[a.clone(), b.clone()]).await.expect("upsert");
+    }
+    let version = {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+        conn.execute_batch(&format!("DROP TABLE document_metadata; PRAGMA user_version = {};", version - 1))
+            .expect("back to the schema before the table");
+        version
+    };
+    let markdown = Filter::parse(&serde_json::json!({"format": "markdown"})).expect("filter");
+    let query = VectorQuery { vector: vec![1.0, 0.0, 0.0, 0.0], top_k: 5, filter: Some(markdown) };
+    {
+        let store = SqliteStore::open(&path, 4).expect("upgrade");
+        let hits = store.search(&query).await.expect("search");
+        assert_eq!(
+            hits.iter().map(|h| &h.id).collect::<Vec<_>>(),
+            [&a.id],
+            "the filter knows the documents from before"
+        );
+        store.delete_from(&a.document, 0).await.expect("delete");
+    }
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+    assert_eq!(now, version);
+    drop(conn);
+    let store = SqliteStore::open(&path, 4).expect("reopen");
+    assert!(store.search(&query).await.expect("search").is_empty());
+    let fields = store.fields(10, None).await.expect("fields");
+    let formats = fields.iter().find(|f| f.name == "format").expect("a format field");
+    assert_eq!(formats.documents, 1, "the deleted document's metadata left with it: {formats:?}");
 }

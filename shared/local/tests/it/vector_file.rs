@@ -215,3 +215,21 @@ async fn a_store_reopens_from_its_snapshot_and_never_from_a_stale_one() {
     drop(store);
     assert!(SqliteStore::open(&path, 2).expect("reopen").vectors_from_snapshot(), "rebuilt and saved");
 }
+
+#[tokio::test]
+async fn a_snapshot_beside_another_database_is_not_taken_for_it() {
+    let (a, b) = (scratch("swap-a").join("state.db"), scratch("swap-b").join("state.db"));
+    for (path, i, v) in [(&a, 1, vec![1.0, 0.0]), (&b, 2, vec![0.0, 1.0])] {
+        let store = SqliteStore::open(path, 2).expect("open");
+        store.upsert(&[record(i, v)]).await.expect("upsert");
+    }
+    // The same history of changes, a different database: as a backup of another index restored
+    // over this one.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", a.display()));
+    }
+    std::fs::copy(&b, &a).expect("swap the database");
+    let store = SqliteStore::open(&a, 2).expect("open");
+    assert!(!store.vectors_from_snapshot(), "the snapshot was saved beside the other database");
+    assert_eq!(nearest(&store, vec![1.0, 0.0]).await, [record(2, vec![]).id]);
+}
