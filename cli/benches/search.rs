@@ -60,18 +60,32 @@ impl Timings {
 /// What one query's ranking costs in process, as the server runs it: the query embedded through
 /// the port (a fresh cache: no hit), then the lists, fusion and payloads, to a first page's depth.
 struct InProcess<'a> {
-    store: &'a SqliteStore,
+    db: &'a std::path::Path,
     embedder: &'a LocalEmbedder,
     rt: &'a tokio::runtime::Runtime,
 }
 
 impl InProcess<'_> {
-    fn retrieve(&self, cache: &quarry_pipeline::query::QueryCache, mode: quarry_pipeline::Mode, q: &str) -> f64 {
+    /// The store, opened once the server has: the server holds the vectors' file (the product's
+    /// path), and this second opener ranks from memory, as a second process would.
+    fn open(&self) -> SqliteStore {
+        let store = SqliteStore::open(self.db, quarry_embed::DIMENSION).expect("store");
+        assert!(!store.vectors_on_disk(), "the server holds the vectors' file");
+        store
+    }
+
+    fn retrieve(
+        &self,
+        store: &SqliteStore,
+        cache: &quarry_pipeline::query::QueryCache,
+        mode: quarry_pipeline::Mode,
+        q: &str,
+    ) -> f64 {
         let t = Instant::now();
         let vector = quarry_pipeline::query::embed_query(self.embedder, cache, q);
         let depth = quarry_pipeline::query::HYBRID_DEPTH + 1;
         let fusion = quarry_pipeline::query::Fusion::DEFAULT;
-        let r = quarry_pipeline::retrieve(self.store, Some(self.store), mode, q, vector, depth, None, fusion);
+        let r = quarry_pipeline::retrieve(store, Some(store), mode, q, vector, depth, None, fusion);
         self.rt.block_on(r).expect("retrieve");
         t.elapsed().as_secs_f64() * 1e3
     }
@@ -106,19 +120,20 @@ fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &
             &[],
         );
         let mut client = server.connect();
+        let twin = twin.map(|t| (t, t.open()));
         let body = |q: &str| serde_json::json!({"query": q, "top_k": 10, "mode": name}).to_string();
         let cache = quarry_pipeline::query::QueryCache::new(8_192, std::time::Duration::from_secs(3_600));
         for i in 0..10 {
             let warm = format!("warm-up query {i}");
             assert_eq!(client.exchange("POST", "/v1/search", &body(&warm)).status, 200);
-            if let Some(twin) = twin {
-                twin.retrieve(&cache, mode, &warm);
+            if let Some((twin, store)) = &twin {
+                twin.retrieve(store, &cache, mode, &warm);
             }
         }
         let (mut t, mut alone) = (Timings::default(), Vec::new());
         for q in queries {
-            if let Some(twin) = twin {
-                alone.push(twin.retrieve(&cache, mode, q));
+            if let Some((twin, store)) = &twin {
+                alone.push(twin.retrieve(store, &cache, mode, q));
             }
             let r = client.exchange("POST", "/v1/search", &body(q));
             assert_eq!(r.status, 200, "{}", r.body);
@@ -262,8 +277,9 @@ fn main() {
         words.push(t.elapsed().as_secs_f64() * 1e3);
     }
     // 3. Over HTTP, one client, one query at a time, each mode, beside the same ranking in process.
-    modes_over_http(&corpus, &state, &queries, Some(&InProcess { store: &store, embedder: &single, rt: &rt }));
     drop(store);
+    let db = state.join("state.db");
+    modes_over_http(&corpus, &state, &queries, Some(&InProcess { db: &db, embedder: &single, rt: &rt }));
     // What a lost or stale keyword index costs to rebuild from the stored chunks, once.
     std::fs::remove_dir_all(state.join("state.keywords")).expect("remove the keyword index");
     let store = SqliteStore::open(&state.join("state.db"), quarry_embed::DIMENSION).expect("store");

@@ -17,7 +17,7 @@
 //! The store's index keeps its f32 vectors in a file (`exact.rs`) and what the scans read in
 //! memory, saved as a snapshot for the next open (`snapshot.rs`); the scans' loops use AVX2 and
 //! POPCNT where the CPU has them (`kernels.rs`). At a million chunks over HTTP: semantic p95
-//! 38.0 -> 8.0 ms, the server's memory 3.8 -> 1.8 GB (`--bench scale`, docs/PERFORMANCE.md).
+//! 38.0 -> 8.8 ms, the server's memory 3.8 -> 1.8 GB (`--bench scale`, docs/PERFORMANCE.md).
 //!
 //! HNSW was not chosen: the issue's own measurement put usearch at 0.35 ms unfiltered but 16-60 ms
 //! under a 1% filter, and filtered search is the common case here.
