@@ -349,8 +349,8 @@ impl FlatIndex {
     fn score(&self, q: &[f32], slots: Slots<'_>, k: usize) -> Result<Vec<(f32, usize)>, IndexError> {
         let d = self.dim;
         let count = slots.len();
-        let mut buf = Vec::new();
-        let mut exact = |slot: usize| self.vectors.dot(q, slot, &mut buf);
+        let mut scratch = (Vec::new(), Vec::new());
+        let mut exact = |slot: usize| self.vectors.dot(q, slot, &mut scratch);
         if count < EXACT_BELOW && self.vectors.in_memory() {
             return (0..count).map(|i| Ok((exact(slots.get(i))?, slots.get(i)))).collect();
         }

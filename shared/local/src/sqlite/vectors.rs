@@ -14,10 +14,6 @@ use rusqlite::{OptionalExtension, params};
 use super::{Keywords, Metadata, SqliteStore, db_error, from_blob, to_blob};
 use quarry_keyword::{KeywordError, KeywordIndex};
 
-/// What a vector index that failed to apply a write follows to: no stamp the database reaches,
-/// so that it is never saved as holding one.
-const NOT_HELD: u64 = u64::MAX;
-
 /// The count of changes to `chunks` so far (kept by triggers): what a keyword index that holds
 /// every chunk carries as its stamp.
 pub(super) fn chunk_stamp(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
@@ -199,7 +195,7 @@ impl VectorWriter for SqliteStore {
         drop(conn);
         drop(keywords);
         let applied = records.iter().try_for_each(|r| index.upsert(r.id.clone(), r.document.clone(), &r.vector));
-        index.follow(before, if applied.is_ok() { stamp } else { NOT_HELD });
+        index.follow(before, applied.is_ok().then_some(stamp));
         applied.map_err(|e| PortError::Permanent { operation: "chunks.upsert", source: Box::new(e) })
     }
 
@@ -240,7 +236,7 @@ impl VectorWriter for SqliteStore {
         drop(conn);
         drop(keywords);
         let removed = index.remove_document_from(document, keep);
-        index.follow(before, if removed.is_ok() { stamp } else { NOT_HELD });
+        index.follow(before, removed.is_ok().then_some(stamp));
         drop(index);
         removed.map_err(|e| PortError::Permanent { operation: "chunks.delete", source: Box::new(e) })?;
         if keep == 0 {

@@ -123,27 +123,29 @@ impl Exact {
                 all.truncate(from * dim);
             }
             Exact::File(f) => {
+                f.changing()?;
                 if from != to {
                     let mut buf = Vec::new();
                     f.read(from, &mut buf)?;
-                    f.changing()?;
                     f.file.write_all_at(&buf, f.offset(to))?;
                 }
-                f.changing()?;
                 f.len = from;
             }
         }
         Ok(())
     }
 
-    /// The dot product of `q` with slot `slot`'s vector; `buf` is reused between calls.
-    pub(super) fn dot(&self, q: &[f32], slot: usize, buf: &mut Vec<u8>) -> io::Result<f32> {
+    /// The dot product of `q` with slot `slot`'s vector; `scratch` (the bytes read and the
+    /// vector they hold) is reused between calls, a query's re-rank reading hundreds.
+    pub(super) fn dot(&self, q: &[f32], slot: usize, scratch: &mut (Vec<u8>, Vec<f32>)) -> io::Result<f32> {
         match self {
             Exact::Memory(all) => Ok(super::dot(q, &all[slot * q.len()..(slot + 1) * q.len()])),
             Exact::File(f) => {
-                f.read(slot, buf)?;
-                let v: Vec<f32> = buf.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                Ok(super::dot(q, &v))
+                let (bytes, v) = scratch;
+                f.read(slot, bytes)?;
+                v.clear();
+                v.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+                Ok(super::dot(q, v))
             }
         }
     }

@@ -72,11 +72,11 @@ impl FlatIndex {
         matches!(&self.vectors, Exact::File(f) if f.unsaved)
     }
 
-    /// Records a write to the chunks that moved the database's stamp from `before` to `after`
-    /// and that this index now holds. Writes must be applied in commit order; a gap means another
-    /// process wrote chunks this index lacks, and it is then never saved.
-    pub fn follow(&mut self, before: u64, after: u64) {
-        self.stamp = self.stamp.filter(|&s| s == before).map(|_| after);
+    /// Records a write to the chunks that moved the database's stamp from `before` to `after`:
+    /// `None` when this index failed to apply it. Writes must be applied in commit order; a gap
+    /// (another process wrote chunks this index lacks) or a failed write means it is never saved.
+    pub fn follow(&mut self, before: u64, after: Option<u64>) {
+        self.stamp = after.filter(|_| self.stamp == Some(before));
     }
 
     /// Saves the snapshot, for the chunk stamp the index is current with, when the index is

@@ -79,7 +79,7 @@ proptest! {
             Ok(())
         };
         check(&idx)?;
-        idx.follow(7, 8);
+        idx.follow(7, Some(8));
         idx.save().expect("save");
         drop(idx);
         let idx = current(open(&dir, 3, 8));
@@ -119,7 +119,7 @@ fn a_change_removes_the_snapshot_so_a_crash_leaves_none_to_trust() {
     let dir = scratch("crash");
     let mut idx = empty(open(&dir, 2, 0));
     idx.upsert(ChunkId::new(&doc(1), 0), doc(1), &[1.0, 0.0]).expect("upsert");
-    idx.follow(0, 1);
+    idx.follow(0, Some(1));
     idx.save().expect("save");
     assert!(!idx.unsaved() && dir.join("v.codes").is_file());
     drop(idx);
@@ -145,7 +145,7 @@ fn a_snapshot_of_another_stamp_or_dimension_or_damaged_is_not_used() {
     let _ = empty(open(&dir, 3, 5));
     // A write that this index failed to hold, or another process's: never saved.
     let mut idx = current(open(&dir, 2, 5));
-    idx.follow(4, 9);
+    idx.follow(4, Some(9));
     idx.upsert(ChunkId::new(&doc(99), 0), doc(99), &[1.0, 1.0]).expect("upsert");
     idx.save().expect("save");
     assert!(!dir.join("v.codes").exists(), "an index that lost track of the stamp is not saved");
