@@ -1,7 +1,8 @@
 //! Search latency at 100,000 chunks, end to end: `POST /v1/search` over HTTP to `quarry serve`
-//! (query embedding, vector search, payload read, highlights, JSON) on a kept-alive connection,
+//! (query embedding, vector search, payload read, highlights, JSON) on kept-alive connections,
 //! each query right after the same ranking in process, and where the HTTP time went (the server's
-//! `Server-Timing` header); then the parts alone in process.
+//! `Server-Timing` header); what a client's own waiting costs on this machine; then the parts
+//! alone in process.
 //!
 //!     cargo bench -p quarry-cli --bench search                   # NFCorpus beside the checkout
 //!     QUARRY_BENCH_DATA=path/to/beir-dataset cargo bench -p quarry-cli --bench search
@@ -57,8 +58,9 @@ impl Timings {
     }
 }
 
-/// What one query's ranking costs in process, as the server runs it: the query embedded through
-/// the port (a fresh cache: no hit), then the lists, fusion and payloads, to a first page's depth.
+/// What one query's query half costs in process, as the server runs it: the query embedded through
+/// the port (a fresh cache: no hit), then the lists, fusion and payloads, to a first page's depth,
+/// and the page's highlights. What the HTTP path adds to it is the HTTP crate's own cost.
 struct InProcess<'a> {
     db: &'a std::path::Path,
     embedder: &'a LocalEmbedder,
@@ -74,7 +76,7 @@ impl InProcess<'_> {
         store
     }
 
-    fn retrieve(
+    fn query_half(
         &self,
         store: &SqliteStore,
         cache: &quarry_pipeline::query::QueryCache,
@@ -86,14 +88,24 @@ impl InProcess<'_> {
         let depth = quarry_pipeline::query::HYBRID_DEPTH + 1;
         let fusion = quarry_pipeline::query::Fusion::DEFAULT;
         let r = quarry_pipeline::retrieve(store, Some(store), mode, q, vector, depth, None, fusion);
-        self.rt.block_on(r).expect("retrieve");
+        let hits = self.rt.block_on(r).expect("retrieve");
+        let page = &hits[..hits.len().min(10)];
+        // Words alone, as the server's default (no `semantic_highlights`).
+        let marks = quarry_pipeline::query::highlight_hits(self.embedder, q, None, page);
+        std::hint::black_box(self.rt.block_on(marks).expect("highlights"));
         t.elapsed().as_secs_f64() * 1e3
     }
 }
 
+/// How a client waits for its response in [`wake_up_cost`]: asleep in `recv`, as HTTP clients do
+/// (and the one measuring the server here), or polling its socket.
+const CLIENTS: [&str; 2] = ["in recv", "polling"];
+
 /// Every query in each mode over HTTP (one kept-alive connection, as a client's pool holds) and,
-/// when `twin` is given, the same ranking in process right before it, so that the machine's noise
-/// falls on both alike. Prints where the HTTP time went, from the server's `Server-Timing` header.
+/// when `twin` is given, the same query half in process right before it, so that the machine's
+/// noise falls on both alike. Prints where the HTTP time went, from the server's `Server-Timing`
+/// header, and the HTTP path against the query half, with and without what the client's own
+/// waking costs on this machine.
 fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &[String], twin: Option<&InProcess>) {
     println!("{} queries over HTTP on the index in {}, top 10, one client", queries.len(), index.display());
     println!();
@@ -127,13 +139,13 @@ fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &
             let warm = format!("warm-up query {i}");
             assert_eq!(client.exchange("POST", "/v1/search", &body(&warm)).status, 200);
             if let Some((twin, store)) = &twin {
-                twin.retrieve(store, &cache, mode, &warm);
+                twin.query_half(store, &cache, mode, &warm);
             }
         }
         let (mut t, mut alone) = (Timings::default(), Vec::new());
         for q in queries {
             if let Some((twin, store)) = &twin {
-                alone.push(twin.retrieve(store, &cache, mode, q));
+                alone.push(twin.query_half(store, &cache, mode, q));
             }
             let r = client.exchange("POST", "/v1/search", &body(q));
             assert_eq!(r.status, 200, "{}", r.body);
@@ -175,19 +187,82 @@ fn modes_over_http(corpus: &std::path::Path, index: &std::path::Path, queries: &
         );
         println!();
     }
+    let work = std::time::Duration::from_millis(1);
+    println!("What a client's waiting costs on this machine, with no Quarry behind it: a loopback server");
+    println!("that works {} ms, then answers 16 KB (wall time less the work)", work.as_millis());
+    println!();
+    println!("| client | p50 ms | p95 ms |");
+    println!("| --- | --- | --- |");
+    let mut wake = [(0.0, 0.0); 2];
+    for ((client, polling), w) in CLIENTS.into_iter().zip([false, true]).zip(&mut wake) {
+        *w = wake_up_cost(work, polling);
+        println!("| {client} | {:.3} | {:.3} |", w.0, w.1);
+    }
+    println!();
     if !ratios.is_empty() {
         let depth = quarry_pipeline::query::HYBRID_DEPTH + 1;
         println!(
-            "The HTTP path against the same ranking in process (first page, depth {depth}), interleaved query by query"
+            "The HTTP path against the same query half in process (a first page ranked {depth} deep, its 10 highlighted),"
         );
+        println!("interleaved query by query; the last column takes the client's wake-up p95 above off the HTTP p95");
         println!();
-        println!("| mode | in process p50 / p95 ms | over HTTP p50 / p95 ms | p95 ratio |");
-        println!("| --- | --- | --- | --- |");
+        println!("| mode | in process p50 / p95 ms | over HTTP p50 / p95 ms | p95 ratio | less the client's wake-up |");
+        println!("| --- | --- | --- | --- | --- |");
+        let woken = wake[0].1;
         for (name, (p50, p95), (h50, h95)) in ratios {
-            println!("| {name} | {p50:.2} / {p95:.2} | {h50:.2} / {h95:.2} | {:.2} |", h95 / p95);
+            println!(
+                "| {name} | {p50:.2} / {p95:.2} | {h50:.2} / {h95:.2} | {:.2} | {:.2} |",
+                h95 / p95,
+                (h95 - woken) / p95
+            );
         }
         println!();
     }
+}
+
+/// The wall time a client sees beyond the server's `work`, per exchange (p50, p95 ms): a loopback
+/// server thread that works (spinning) for `work`, then writes a response of a search's size. A
+/// client asleep in `recv` meanwhile is woken by the VM in a fraction of a millisecond; the same
+/// exchange with no work, or with a polling client, takes a few microseconds.
+fn wake_up_cost(work: std::time::Duration, polling: bool) -> (f64, f64) {
+    use std::io::{Read as _, Write as _};
+    const ANSWER: usize = 16 * 1024;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = std::thread::spawn(move || {
+        let (mut peer, _) = listener.accept().expect("accept");
+        peer.set_nodelay(true).expect("nodelay");
+        let answer = vec![b'x'; ANSWER];
+        let mut request = [0u8; 256];
+        while peer.read(&mut request).is_ok_and(|n| n > 0) {
+            let t = Instant::now();
+            while t.elapsed() < work {
+                std::hint::spin_loop();
+            }
+            peer.write_all(&answer).expect("answer");
+        }
+    });
+    let mut client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_nodelay(true).expect("nodelay");
+    client.set_nonblocking(polling).expect("non-blocking");
+    let mut extra = Vec::new();
+    let mut buf = vec![0u8; ANSWER];
+    for _ in 0..500 {
+        let t = Instant::now();
+        client.write_all(&[b'q'; 100]).expect("ask");
+        let mut got = 0;
+        while got < ANSWER {
+            match client.read(&mut buf) {
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        extra.push((t.elapsed().saturating_sub(work)).as_secs_f64() * 1e3);
+    }
+    drop(client);
+    server.join().expect("server thread");
+    (pct(&extra, 0.5), pct(&extra, 0.95))
 }
 
 fn main() {
