@@ -7,7 +7,8 @@
 //!    most); nDCG@10 per mode by trec_eval's definitions.
 //! 2. The keyword side at scale, apart from moto's own speed: 100,000 chunks (the corpus's chunks,
 //!    then copies with one word in seven swapped) published in batches on in-memory files; publish
-//!    time per batch, segments and size; a cold searcher's load (in memory, and from moto's S3);
+//!    time per batch, segments and size; a cold searcher's load (in memory, with S3's published
+//!    latency and throughput modelled, and from moto's S3);
 //!    keyword search p50/p95 on a warm searcher; S3 requests per search at the default refresh.
 //! 3. The search function's handler at that scale on moto: the chunks (copies' vectors their seed's
 //!    with noise) in S3 Vectors and the index in the deployment's bucket; a cold start to its first
@@ -109,6 +110,52 @@ impl<F: IndexFiles> IndexFiles for Counting<F> {
     }
     async fn list(&self) -> Result<Vec<(String, i64)>, PortError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.list().await
+    }
+}
+
+/// Index files served as S3 serves them to a function in its region, by AWS's published figures
+/// (its S3 performance guidelines): each request waits `first_byte` before its first byte, then
+/// reads at 85 MB/s a connection. AWS publishes no network limit for a function: `link`, when
+/// given, is one (bytes a second) that every transfer shares, first come first served.
+#[derive(Debug, Clone)]
+struct S3Like<F> {
+    inner: F,
+    first_byte: Duration,
+    link: Option<(f64, std::sync::Arc<std::sync::Mutex<Instant>>)>,
+}
+
+/// S3's throughput per connection, bytes a second (AWS: "85-90 MB/s").
+const S3_CONNECTION: f64 = 85e6;
+
+impl<F: IndexFiles> IndexFiles for S3Like<F> {
+    async fn manifest(&self, known: Option<&str>) -> Result<ManifestRead, PortError> {
+        tokio::time::sleep(self.first_byte).await;
+        self.inner.manifest(known).await
+    }
+    async fn publish(&self, bytes: &[u8], replaces: Option<&str>) -> Result<String, PortError> {
+        self.inner.publish(bytes, replaces).await
+    }
+    async fn get(&self, name: &str) -> Result<Vec<u8>, PortError> {
+        let data = self.inner.get(name).await?;
+        tokio::time::sleep(self.first_byte).await;
+        let started = Instant::now();
+        let mut done = started + Duration::from_secs_f64(data.len() as f64 / S3_CONNECTION);
+        if let Some((rate, free)) = &self.link {
+            let mut free = free.lock().expect("link");
+            *free = (*free).max(started) + Duration::from_secs_f64(data.len() as f64 / rate);
+            done = done.max(*free);
+        }
+        tokio::time::sleep_until(done.into()).await;
+        Ok(data)
+    }
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
+        self.inner.put(name, bytes).await
+    }
+    async fn delete(&self, names: &[String]) -> Result<(), PortError> {
+        self.inner.delete(names).await
+    }
+    async fn list(&self) -> Result<Vec<(String, i64)>, PortError> {
         self.inner.list().await
     }
 }
@@ -283,11 +330,26 @@ async fn scale(data: &Path, state: &Path, n: usize) {
     println!("| segments after {} publishes | {} |", publishes.len(), manifest.segments);
     println!("| index size, MB | {:.1} |", manifest.bytes as f64 / 1e6);
     println!("| files | {} |", manifest.files.len());
+    let largest = manifest.files.values().map(|f| f.bytes).max().unwrap_or(0);
+    println!("| largest file, MB | {:.1} |", largest as f64 / 1e6);
 
     let cold = KeywordReplica::new(files.clone(), REFRESH_INTERVAL);
     let t = Instant::now();
     cold.warm().await.expect("load");
     println!("| cold load from memory, ms | {:.0} |", t.elapsed().as_secs_f64() * 1e3);
+    // S3 as AWS describes it, and a function whose network carries 100 MB/s in all.
+    for (first_byte, link) in [(50, None), (100, None), (200, None), (100, Some(100e6))] {
+        let link = link.map(|rate| (rate, std::sync::Arc::new(std::sync::Mutex::new(Instant::now()))));
+        let network = link.as_ref().map_or(String::new(), |(rate, _)| format!(", {:.0} MB/s in all", rate / 1e6));
+        let slowed = S3Like { inner: files.clone(), first_byte: Duration::from_millis(first_byte), link };
+        let cold = KeywordReplica::new(slowed, REFRESH_INTERVAL);
+        let t = Instant::now();
+        cold.warm().await.expect("load");
+        println!(
+            "| cold load, S3 modelled ({first_byte} ms to the first byte, 85 MB/s a connection{network}), ms | {:.0} |",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
 
     // The same files on moto's S3, in a deployment's index bucket: what a cold start fetches, over
     // loopback HTTP.

@@ -227,3 +227,74 @@ async fn stray_files_and_the_census_of_a_published_index() {
     assert_eq!(census.len(), 1, "b.txt is gone: {census:?}");
     assert_eq!((&census[0].document, census[0].ordinals.as_slice()), (&a, &[0, 1][..]));
 }
+
+/// Index files whose next `get` of an object whose name contains `fail` is throttled, once.
+#[derive(Debug, Clone)]
+struct Flaky {
+    inner: MemoryIndexFiles,
+    fail: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl IndexFiles for Flaky {
+    async fn manifest(&self, known: Option<&str>) -> Result<ManifestRead, quarry_core::PortError> {
+        self.inner.manifest(known).await
+    }
+    async fn publish(&self, bytes: &[u8], replaces: Option<&str>) -> Result<String, quarry_core::PortError> {
+        self.inner.publish(bytes, replaces).await
+    }
+    async fn get(&self, name: &str) -> Result<Vec<u8>, quarry_core::PortError> {
+        let failing = {
+            let mut fail = self.fail.lock().expect("lock");
+            fail.as_deref().is_some_and(|f| name.contains(f)) && fail.take().is_some()
+        };
+        if failing {
+            return Err(quarry_core::PortError::Throttled { operation: "get", retry_after: None, source: None });
+        }
+        self.inner.get(name).await
+    }
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), quarry_core::PortError> {
+        self.inner.put(name, bytes).await
+    }
+    async fn delete(&self, names: &[String]) -> Result<(), quarry_core::PortError> {
+        self.inner.delete(names).await
+    }
+    async fn list(&self) -> Result<Vec<(String, i64)>, quarry_core::PortError> {
+        self.inner.list().await
+    }
+}
+
+/// Files are fetched many at once; one that fails leaves the searched copy as it was (the others
+/// that arrived are not searched), and the next refresh loads the whole new generation.
+#[tokio::test]
+async fn a_file_that_fails_to_arrive_leaves_the_copy_searched_and_the_next_refresh_loads_it_all() {
+    let vectors = MemoryVectors::new(DIM);
+    let files = MemoryIndexFiles::default();
+    let writer = KeywordIndexer::new(vectors.clone(), files.clone());
+    let flaky = Flaky { inner: files.clone(), fail: std::sync::Arc::default() };
+    let reader = KeywordReplica::new(flaky.clone(), std::time::Duration::ZERO);
+    let a = record("a.txt", 0, "the zebra grazes on the savanna");
+    vectors.upsert(std::slice::from_ref(&a)).await.expect("upsert");
+    let change = |r: &VectorRecord| ChunkChange { document: r.document.clone(), chunks: 1 };
+    writer.apply(&[change(&a)]).await.expect("publish");
+    assert_eq!(reader.keyword_search(&query("zebra", 5)).await.expect("search").len(), 1);
+
+    let b = record("b.txt", 0, "a lighthouse keeper's diary");
+    vectors.upsert(std::slice::from_ref(&b)).await.expect("upsert");
+    writer.apply(&[change(&b)]).await.expect("publish");
+    let new = manifest(&files).await;
+    let searched = reader.manifest().await;
+    let unseen: Vec<&String> =
+        new.files.values().map(|s| &s.object).filter(|o| !searched.files.values().any(|s| &s.object == *o)).collect();
+    assert!(unseen.len() > 1, "the new generation brings several files: {unseen:?}");
+    *flaky.fail.lock().expect("lock") = Some(unseen[unseen.len() / 2].clone());
+
+    // The refresh fails; the search answers from the copy it had.
+    assert!(reader.keyword_search(&query("lighthouse", 5)).await.expect("search").is_empty());
+    assert_eq!(reader.manifest().await.generation, searched.generation);
+
+    // The next one loads it all.
+    assert!(flaky.fail.lock().expect("lock").is_none(), "the failure was met");
+    assert_eq!(reader.keyword_search(&query("lighthouse", 5)).await.expect("search")[0].id, b.id);
+    assert_eq!(reader.keyword_search(&query("zebra", 5)).await.expect("search")[0].id, a.id);
+    assert_eq!(reader.manifest().await.generation, new.generation);
+}
