@@ -199,7 +199,7 @@ fn open_index(path: &Path, dim: usize, stamp: u64) -> (FlatIndex, bool) {
             (FlatIndex::new(dim), false)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot open the vectors' file; keeping the vectors in memory");
+            tracing::warn!(error = %quarry_core::error::chain(&e), "cannot open the vectors' file; keeping the vectors in memory");
             (FlatIndex::new(dim), false)
         }
     }
@@ -208,7 +208,7 @@ fn open_index(path: &Path, dim: usize, stamp: u64) -> (FlatIndex, bool) {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if let Err(e) = self.save_vectors() {
-            tracing::warn!(error = %e, "cannot save the vector snapshot; the next open reads the rows again");
+            tracing::warn!(error = %quarry_core::error::chain(&e), "cannot save the vector snapshot; the next open reads the rows again");
         }
     }
 }
@@ -263,7 +263,7 @@ impl SqliteStore {
                 index.upsert(id, doc, &from_blob(&blob)).map_err(StoreError::Vector)?;
             }
             if let Err(e) = index.save() {
-                tracing::warn!(error = %e, "cannot save the vector snapshot; the next open reads the rows again");
+                tracing::warn!(error = %quarry_core::error::chain(&e), "cannot save the vector snapshot; the next open reads the rows again");
             }
             tracing::info!(chunks = index.len(), ms = started.elapsed().as_millis() as u64, "vector index rebuilt");
         }
