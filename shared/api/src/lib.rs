@@ -199,7 +199,8 @@ pub fn router<B: Backend>(backend: B, limits: Server, cursor_key: CursorKey) -> 
             as u64)
             .to_le_bytes();
     }
-    let snapshots = snapshot::Snapshots::new(snapshot::SNAPSHOTS, snapshot::SNAPSHOT_TTL, u64::from_le_bytes(seed));
+    let snapshots =
+        snapshot::Snapshots::new(snapshot::SNAPSHOTS, snapshot::HITS, snapshot::SNAPSHOT_TTL, u64::from_le_bytes(seed));
     // Checked at start-up by the caller (`keys::Keys::load`); a file that fails here fails closed.
     let keys = limits.keys_file.as_deref().map(|path| {
         keys::Keys::load(path).inspect_err(|e| {

@@ -130,6 +130,14 @@ pub(crate) async fn search<B: Backend>(
     response
 }
 
+/// A snapshot's sequence continued by a deeper ranking: the ranking's results the snapshot does
+/// not hold, in their order, after it. Every result of either comes once.
+fn extended(snapshot: &[VectorHit], ranked: Vec<VectorHit>) -> Vec<VectorHit> {
+    let held: std::collections::HashSet<&quarry_core::ChunkId> = snapshot.iter().map(|h| &h.id).collect();
+    let rest: Vec<VectorHit> = ranked.into_iter().filter(|h| !held.contains(&h.id)).collect();
+    snapshot.iter().cloned().chain(rest).collect()
+}
+
 /// Where a search's time went, sent as a `Server-Timing` header (W3C): browsers' developer tools
 /// show it, and the search benchmark splits the HTTP path's latency with it. Durations only, no
 /// query text.
@@ -226,13 +234,21 @@ async fn answer<B: Backend>(
         Some(f) if f.hits.len() >= offset + top_k || !f.truncated => {
             let page: Vec<VectorHit> = f.hits.iter().skip(offset).take(top_k).cloned().collect();
             let within = f.hits.len() > offset + top_k;
-            (page, within || f.truncated, if within { snapshot } else { 0 })
+            // At its end, a truncated snapshot's cursor keeps its id: the next page extends it.
+            (page, within || f.truncated, if within || f.truncated { snapshot } else { 0 })
         }
-        _ => {
-            // A first page ranks deep enough for the pages after it and keeps that ranking; a page
-            // past a snapshot (or whose snapshot is gone) is ranked live at its offset.
+        frozen => {
+            // A first page ranks deep enough for the pages after it and keeps that ranking. A page
+            // past its snapshot ranks live as deep again and extends the snapshot with what it did
+            // not hold, so no result comes twice nor is skipped where the two rankings meet (a
+            // deeper hybrid ranking moves results across that line). A page whose snapshot is
+            // gone is ranked live at its offset.
             let first = req.cursor.is_none();
-            let depth = if first { SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1 } else { offset + top_k + 1 };
+            let depth = match &frozen {
+                _ if first => SNAPSHOT_DEPTH.max(top_k).min(MAX_DEPTH) + 1,
+                Some(f) => (offset + top_k).max(f.hits.len()) + SNAPSHOT_DEPTH + 1,
+                None => offset + top_k + 1,
+            };
             let ranking = Instant::now();
             let hits = match app.backend.hosted() {
                 Some(store) => {
@@ -247,14 +263,19 @@ async fn answer<B: Backend>(
             };
             stages.retrieve = Some(ranking.elapsed());
             let mut hits: Vec<VectorHit> = hits.into_iter().filter(|h| h.score >= min_score).take(depth).collect();
-            let more = hits.len() > offset + top_k;
-            if first && more {
-                let truncated = hits.len() == depth;
+            let truncated = hits.len() == depth;
+            if let Some(f) = frozen {
+                let sequence = extended(&f.hits, hits);
+                let page: Vec<VectorHit> = sequence.iter().skip(offset).take(top_k).cloned().collect();
+                let more = sequence.len() > offset + top_k;
+                (page, more, if more { app.snapshots.extend(snapshot, sequence, truncated) } else { 0 })
+            } else if first && hits.len() > top_k {
                 hits.truncate(depth - 1);
                 let page = hits[..top_k].to_vec();
                 let id = app.snapshots.put(hits, truncated);
                 (page, true, id)
             } else {
+                let more = hits.len() > offset + top_k;
                 (hits.into_iter().skip(offset).take(top_k).collect(), more, 0)
             }
         }
@@ -289,4 +310,35 @@ async fn answer<B: Backend>(
     let used = embedder.used();
     let usage = SearchUsage::from(used);
     Ok(Json(SearchResponse { results, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1e3, usage }))
+}
+
+#[cfg(test)]
+mod tests {
+    use quarry_core::{CharSpan, ChunkId, DocumentId, DocumentKey};
+
+    use super::*;
+
+    fn hit(n: u32) -> VectorHit {
+        let key = DocumentKey::new(format!("doc-{n}"));
+        let document = DocumentId::for_key(&key);
+        VectorHit {
+            id: ChunkId::new(&document, 0),
+            document,
+            score: 1.0 / (1.0 + n as f32),
+            text: String::new(),
+            pages: None,
+            span: CharSpan { start: 0, end: 0 },
+            meta: quarry_core::meta::ChunkMeta::new(key, quarry_core::Format::Text),
+        }
+    }
+
+    #[test]
+    fn a_deeper_ranking_extends_a_snapshot_without_repeating_or_losing_a_result() {
+        let snapshot: Vec<VectorHit> = [0, 1, 2, 3].into_iter().map(hit).collect();
+        // Deeper, the ranking moved 5 above 3 and 2 below 6: what the snapshot held stays put.
+        let ranked: Vec<VectorHit> = [0, 1, 5, 3, 4, 6, 2, 7].into_iter().map(hit).collect();
+        let ids = |v: &[VectorHit]| v.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+        let want: Vec<VectorHit> = [0, 1, 2, 3, 5, 4, 6, 7].into_iter().map(hit).collect();
+        assert_eq!(ids(&extended(&snapshot, ranked)), ids(&want));
+    }
 }
